@@ -1,0 +1,61 @@
+/* approval.h: human approval for irreversible and high-stakes tools.
+ *
+ * A call whose policy requires approval is held: stored durably (SQLite, WAL,
+ * synchronous=FULL, in STATE/approval.db), announced to the approver endpoint
+ * by a signed webhook (Standard Webhooks: HMAC-SHA256 over "id.timestamp.body"),
+ * and run exactly once, through the gateway's run callback, only after an
+ * authenticated decision bound to the call id, tool, args_sha256 and policy
+ * hash. Every transition is a compare-and-set in the store plus an audit record,
+ * both durable before anything is acknowledged.
+ */
+#ifndef GATE_APPROVAL_H
+#define GATE_APPROVAL_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "audit.h"
+#include "gate.h"
+#include "policy.h"
+
+struct approval;
+
+struct approval_approver {
+    char *name;
+    char *token; /* bearer token */
+};
+
+struct approval_config {
+    char *webhook_url;    /* default endpoint; NULL = none configured */
+    char *webhook_secret; /* "whsec_..." (from the file or from webhook_secret_env) */
+    struct approval_approver *approvers;
+    size_t n_approvers;
+};
+
+/* Parse the `approval:` section of the gateway config (node may be NULL: defaults). */
+int approval_config_parse(const struct ynode *node, struct approval_config *cfg,
+                          struct gate_error *err);
+void approval_config_free(struct approval_config *cfg);
+
+/* Runs an approved call in its sandbox (the gateway's gw_execute behind it). Resolves the tool's
+ * current policy and refuses (-1) if its hash is not policy_sha256. *result: the call record. */
+typedef int (*approval_run_fn)(void *ctx, const char *tool, const char *policy_sha256,
+                               const char *call_id, const char *args_json, const char *args_sha256,
+                               const char *agent, const char *session, json_t **result,
+                               struct gate_error *err);
+
+int approval_open(const char *state_dir, const struct approval_config *cfg, struct audit_log *audit,
+                  const char *public_url, approval_run_fn run, void *run_ctx, struct approval **out,
+                  struct gate_error *err);
+void approval_close(struct approval *a);
+
+/* Hold a validated call. On success *response is the 202 body (owned by the caller). */
+int approval_hold(struct approval *a, const struct policy *p, const char *call_id,
+                  const char *args_json, const char *args_sha256, const char *agent,
+                  const char *session, json_t **response, struct gate_error *err);
+
+/* The record of a held call (new reference), or NULL if no call with that id was held.
+ * wait_ms > 0 blocks until the call reaches a final state or wait_ms elapses. */
+json_t *approval_call_record(struct approval *a, const char *call_id, uint64_t wait_ms);
+
+#endif

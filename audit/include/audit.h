@@ -1,0 +1,62 @@
+/* audit.h: the tamper-evident, durable audit log.
+ *
+ * Append-only JSON Lines segments under STATE/audit/ (audit-000001.jsonl, ...).
+ * Every record carries seq, ts (RFC 3339 UTC), mono_ns, event, the caller's
+ * fields, prev (the previous record's hash) and hash: SHA-256 over the exact
+ * bytes of the record line before its ,"hash" member. audit_append returns only
+ * once the record is on disk (write + fdatasync); concurrent appenders share one
+ * fdatasync (group commit). A failed write or sync puts the log in a failed,
+ * fail-closed state: every later append fails with GATE_E_AUDIT_UNAVAILABLE.
+ * On open, a torn last line is truncated and the chain continues from the last
+ * good record. audit_verify checks a whole directory and names the first bad seq.
+ */
+#ifndef GATE_AUDIT_H
+#define GATE_AUDIT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gate.h"
+
+struct audit_log;
+
+/* Open (creating if needed) the log in dir. The caller owns *out (audit_close). */
+int audit_open(const char *dir, struct audit_log **out, struct gate_error *err);
+void audit_close(struct audit_log *log);
+
+/* Append one record and wait until it is durable. fields is a JSON object of event fields
+ * (call_id, tool, agent, args_sha256, policy_sha256, status, ...); it is not consumed. Keys
+ * seq, ts, mono_ns, event, prev and hash are the log's own and are refused in fields.
+ * On success *seq_out (may be NULL) is the record's seq. */
+int audit_append(struct audit_log *log, const char *event, const json_t *fields, uint64_t *seq_out,
+                 struct gate_error *err);
+
+/* false once a write or sync has failed; why says what failed. */
+bool audit_healthy(struct audit_log *log, char *why, size_t why_len);
+/* Counters for /metrics. */
+uint64_t audit_write_failures(struct audit_log *log);
+uint64_t audit_last_seq(struct audit_log *log);
+
+struct audit_verify_report {
+    uint64_t records;   /* records that verified */
+    uint64_t first_bad; /* seq of the first bad record (0 if all good) */
+    char reason[256];   /* what is wrong with it */
+};
+/* Verify the whole chain in dir. Returns 0 if intact, 1 if tampered (report filled),
+ * -1 on I/O error (err filled). */
+int audit_verify(const char *dir, struct audit_verify_report *report, struct gate_error *err);
+
+/* ---- additions (audit engineer) --------------------------------------------------- */
+/* Number of write+fdatasync batches so far (group commit: appends / syncs = batch size). */
+uint64_t audit_syncs(struct audit_log *log);
+/* Roll over to a new segment once the current one reaches bytes (default 64 MiB). For tests. */
+void audit_set_segment_limit(struct audit_log *log, uint64_t bytes);
+
+/* TEST HOOK ONLY: make the next batch's write fail (EIO), write only half of it (short
+ * write), or fail its fdatasync (EIO), to exercise the fail-closed path. Never call it in the
+ * gateway. */
+enum audit_fault { AUDIT_FAULT_NONE = 0, AUDIT_FAULT_WRITE, AUDIT_FAULT_SHORT_WRITE, AUDIT_FAULT_SYNC };
+void audit_test_fail_next(struct audit_log *log, enum audit_fault fault);
+
+#endif

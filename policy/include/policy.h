@@ -1,0 +1,156 @@
+/* policy.h: tool policies.
+ *
+ * A policy is one YAML file in the policies directory describing one tool: how
+ * to run it, in which isolation tier, with which limits, which arguments it
+ * accepts and whether a human must approve it. This module parses YAML safely
+ * (size, alias, duplicate-key and YAML 1.1 boolean hazards refused), validates
+ * every key with file:line:column locations, compiles the argument schema, and
+ * owns the immutable, reference-counted policy set the gateway swaps on SIGHUP.
+ * It knows nothing about sandboxes: tier-specific compilation happens in the
+ * sandbox module's prepare step, which stores its state in policy->sbx_state.
+ */
+#ifndef GATE_POLICY_H
+#define GATE_POLICY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gate.h"
+
+enum isolation {
+    ISOLATION_PROCESS,
+    ISOLATION_CONTAINER,
+    ISOLATION_GVISOR,
+    ISOLATION_MICROVM,
+    ISOLATION_WASM,
+    ISOLATION__COUNT
+};
+
+enum blast_radius { BLAST_LOW, BLAST_MEDIUM, BLAST_HIGH, BLAST_CRITICAL };
+
+enum network_mode {
+    NETWORK_NONE,    /* empty network namespace: only lo (default) */
+    NETWORK_SANDBOX, /* gVisor's own netstack (gvisor tier only) */
+};
+
+const char *policy_isolation_name(enum isolation iso);
+const char *policy_blast_name(enum blast_radius b);
+
+/* A position in a YAML file, 1-based. */
+struct policy_loc {
+    int line;
+    int col;
+};
+
+struct policy_limits {
+    uint64_t wall_timeout_ms; /* default 10 s */
+    uint64_t cpu_time_ms;     /* RLIMIT_CPU, default 10 s */
+    uint64_t memory_mb;       /* address space / cgroup memory, default 256 */
+    uint64_t pids;            /* RLIMIT_NPROC / pids.max, default 64 */
+    uint64_t output_bytes;    /* stdout+stderr cap, default 1 MiB */
+    uint64_t file_size_mb;    /* RLIMIT_FSIZE, default 64 */
+    uint64_t disk_mb;         /* tmpfs size of /tmp (container, gvisor), default 64 */
+    uint32_t cpu_millis;      /* CPU share in thousandths of a core ("cpu: 0.5"), default 1000 */
+    uint64_t fuel;            /* wasm instruction budget; 0 = derive from cpu_time */
+    uint64_t module_mb;       /* wasm module size cap, default 16 */
+};
+
+struct policy_filesystem {
+    char **read_only; /* NULL-terminated list of absolute host paths bound read-only; NULL = tier default */
+    bool workspace;   /* a writable workspace is mounted (filesystem.workspace present) */
+    uint64_t workspace_mb; /* its tmpfs size, default 64 */
+    bool exec_workspace;   /* allow exec from writable mounts, default false */
+};
+
+struct policy_approval {
+    bool required;
+    uint64_t timeout_ms; /* default 1 h */
+    char *webhook;       /* per-policy approver endpoint; NULL = gateway default */
+};
+
+struct policy {
+    char *path;       /* file the policy came from */
+    struct policy_loc name_loc; /* where `name:` was given (duplicate-name diagnostics) */
+    char sha256[65];  /* SHA-256 of the file's bytes */
+    char *name;
+    char *description;
+    char **command; /* NULL-terminated argv; command[0] is an absolute path */
+    char **env;     /* NULL-terminated "KEY=VALUE" list, the tool's whole environment */
+    enum isolation isolation;
+    struct policy_loc isolation_loc;
+    enum blast_radius blast_radius;
+    bool reversible;
+    struct policy_approval approval;
+    struct policy_limits limits;
+    struct policy_filesystem filesystem;
+    enum network_mode network;
+    char **seccomp_allow; /* NULL-terminated syscall names added to the tier's allowlist */
+    char **seccomp_deny;  /* NULL-terminated syscall names removed / refused */
+    char *gvisor_platform; /* "ptrace" (default), "systrap", "kvm" */
+    uint32_t pool_size;    /* warm sandboxes kept ready (gvisor), default 2 */
+    char *module;          /* wasm: absolute path of the .wasm file */
+    json_t *arguments;     /* the argument schema as JSON, published by GET /v1/tools */
+    void *schema;          /* compiled argument schema (private to this module) */
+
+    /* Set by the sandbox module's prepare step; freed with the policy. */
+    void *sbx_state;
+    void (*sbx_state_free)(void *state);
+};
+
+/* Every problem found while loading, as "file:line:col: message" strings. */
+struct policy_diags {
+    char **msgs;
+    size_t n;
+};
+void policy_diags_add(struct policy_diags *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void policy_diags_free(struct policy_diags *d);
+
+/* An immutable, reference-counted set of policies. */
+struct policy_set {
+    struct policy **items; /* sorted by name */
+    size_t n;
+    int refs; /* atomic */
+};
+
+/* Load one policy file. On failure every error found is appended to diags and -1 is returned.
+ * The caller owns *out (policy_free). */
+int policy_load_file(const char *path, struct policy **out, struct policy_diags *diags);
+/* Like policy_load_file on bytes already read; path names the file in diagnostics, and
+ * relative paths in the policy (command[0], module) resolve against its directory. */
+int policy_load_buf(const char *path, const char *buf, size_t len, struct policy **out,
+                    struct policy_diags *diags);
+void policy_free(struct policy *p);
+
+/* Load every *.yaml / *.yml file in dir. Any error in any file fails the whole set (-1) with
+ * every error in diags; names must be unique. The caller owns one reference to *out. */
+int policy_set_load(const char *dir, struct policy_set **out, struct policy_diags *diags);
+struct policy_set *policy_set_ref(struct policy_set *s);
+void policy_set_unref(struct policy_set *s);
+const struct policy *policy_set_find(const struct policy_set *s, const char *name);
+
+/* Validate call arguments against the policy's compiled schema. On failure returns -1 with
+ * GATE_E_INVALID_ARGUMENTS and a message naming the JSON path ("$.text: longer than 64"). */
+int policy_check_args(const struct policy *p, const json_t *args, struct gate_error *err);
+
+/* ---- safe YAML, shared with the gateway's config file ------------------------------------- */
+enum ynode_kind { YNODE_SCALAR, YNODE_MAP, YNODE_SEQ };
+struct ynode {
+    enum ynode_kind kind;
+    struct policy_loc loc;
+    char *scalar;          /* YNODE_SCALAR */
+    bool quoted;           /* scalar was quoted (so "yes" is a string, never a bool) */
+    char **keys;           /* YNODE_MAP: keys[i] maps to items[i] */
+    struct policy_loc *key_locs; /* YNODE_MAP: where keys[i] was written */
+    struct ynode **items;  /* YNODE_MAP values, YNODE_SEQ elements */
+    size_t n;
+};
+/* Parse a YAML file (one document, at most 1 MiB, bounded aliases, no duplicate keys). */
+int ynode_load_file(const char *path, struct ynode **out, struct gate_error *err);
+int ynode_load_buf(const char *name, const char *buf, size_t len, struct ynode **out,
+                   struct gate_error *err);
+/* The value of key in map, or NULL (also when map is NULL or not a mapping). Borrowed. */
+const struct ynode *ynode_get(const struct ynode *map, const char *key);
+void ynode_free(struct ynode *n);
+
+#endif

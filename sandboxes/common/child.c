@@ -1,0 +1,101 @@
+/* child.c: the child error channel and small helpers shared by the tiers. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+#include "sbx_internal.h"
+
+struct child_report {
+    int errnum;
+    char step[120];
+};
+
+void sbx_child_fail(int err_fd, const char *step, int errnum)
+{
+    /* Only async-signal-safe calls here: this runs in a forked child of a threaded process. */
+    struct child_report r;
+    memset(&r, 0, sizeof(r));
+    r.errnum = errnum;
+    size_t n = strlen(step);
+    if (n >= sizeof(r.step))
+        n = sizeof(r.step) - 1;
+    memcpy(r.step, step, n);
+    ssize_t w;
+    do {
+        w = write(err_fd, &r, sizeof(r));
+    } while (w < 0 && errno == EINTR);
+    _exit(127);
+}
+
+int sbx_child_status(int err_fd, struct gate_error *err)
+{
+    struct child_report r;
+    size_t got = 0;
+    while (got < sizeof(r)) {
+        ssize_t n = read(err_fd, (char *)&r + got, sizeof(r) - got);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return gate_err_errno(err, GATE_E_SANDBOX, errno, "reading the sandbox setup status");
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got == 0)
+        return 0; /* the pipe closed on exec: setup succeeded */
+    if (got != sizeof(r))
+        return gate_err(err, GATE_E_SANDBOX, "sandbox setup failed (short report)");
+    r.step[sizeof(r.step) - 1] = '\0';
+    const char *name = strerrorname_np(r.errnum);
+    return gate_err(err, GATE_E_SANDBOX, "%s: %s (%s)", r.step, name ? name : "?",
+                    strerror(r.errnum));
+}
+
+void sbx_close_fds_above_stderr(void)
+{
+#ifdef SYS_close_range
+    if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
+        return;
+#endif
+    long max = sysconf(_SC_OPEN_MAX);
+    for (long fd = 3; fd < (max > 0 ? max : 65536); fd++)
+        close((int)fd);
+}
+
+char **sbx_tool_env(const struct policy *p, const char *call_id)
+{
+    size_t n = 0;
+    while (p->env && p->env[n])
+        n++;
+    char **env = calloc(n + 3, sizeof(char *));
+    if (!env)
+        return NULL;
+    size_t i = 0;
+    for (; i < n; i++)
+        if (!(env[i] = strdup(p->env[i])))
+            goto fail;
+    char *v = NULL;
+    if (asprintf(&v, "GATEHOUSE_CALL_ID=%s", call_id) < 0)
+        goto fail;
+    env[i++] = v;
+    if (asprintf(&v, "GATEHOUSE_TOOL=%s", p->name) < 0)
+        goto fail;
+    env[i++] = v;
+    return env;
+fail:
+    sbx_free_strv(env);
+    return NULL;
+}
+
+void sbx_free_strv(char **v)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; v[i]; i++)
+        free(v[i]);
+    free(v);
+}

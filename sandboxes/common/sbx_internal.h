@@ -1,0 +1,85 @@
+/* sbx_internal.h: pieces shared by the sandbox tiers (private to sandboxes/).
+ *
+ * - supervise: feed stdin, drain stdout/stderr up to the output cap, enforce the
+ *   wall-clock deadline on CLOCK_MONOTONIC, and classify how the call ended.
+ * - child error channel: a child that fails during setup reports errno and the
+ *   step over a CLOEXEC pipe, so "pivot_root: EPERM" reaches the caller.
+ * - seccomp: compile a libseccomp profile to BPF once (at policy load) and
+ *   install the compiled program in a child.
+ * - the tier table rows, declared here and defined in each tier's directory.
+ */
+#ifndef GATE_SBX_INTERNAL_H
+#define GATE_SBX_INTERNAL_H
+
+#include <linux/filter.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sandbox.h"
+
+/* ---- supervise ------------------------------------------------------------- */
+struct supervise {
+    pid_t pid;     /* the child whose exit ends the call */
+    int stdin_fd;  /* parent's write end of the child's stdin; owned, closed by sbx_supervise */
+    int stdout_fd; /* parent's read end of the child's stdout; owned */
+    int stderr_fd; /* parent's read end of the child's stderr; owned */
+    const char *input;
+    size_t input_len;
+    uint64_t wall_timeout_ms;
+    uint64_t output_bytes; /* stdout+stderr cap */
+    uint64_t start_ns;     /* gate_monotonic_ns() when the child was started */
+    /* Kill every process of the call (process group, cgroup, pid namespace). Called on
+     * timeout, on output overflow and after the child exits (so nothing outlives it). */
+    void (*kill_all)(void *ctx);
+    void *ctx;
+};
+/* Run the call to its end. Fills res->out, res->err, res->status (SUCCEEDED, FAILED,
+ * KILLED, TIMED_OUT, OUTPUT_TRUNCATED), exit_code and term_signal, and *wait_status with the
+ * raw waitpid status. The child is always reaped. Returns 0, or -1 on an internal error. */
+int sbx_supervise(struct supervise *s, struct sbx_result *res, int *wait_status,
+                  struct gate_error *err);
+
+/* ---- child error channel ----------------------------------------------------- */
+/* In a child after fork: report that `step` failed with errnum, then _exit(127). */
+__attribute__((noreturn)) void sbx_child_fail(int err_fd, const char *step, int errnum);
+/* In the parent: read the report. Returns 0 if the child closed the pipe without writing
+ * (exec succeeded), -1 with err = GATE_E_SANDBOX "<step>: <ERRNO NAME> (<message>)" if it
+ * reported a failure. Closes nothing. */
+int sbx_child_status(int err_fd, struct gate_error *err);
+
+/* ---- seccomp --------------------------------------------------------------------- */
+enum sbx_seccomp_profile {
+    /* process tier: default allow, refuse what Docker's default profile refuses */
+    SBX_SECCOMP_DENYLIST,
+    /* container tier: Docker-like allowlist, default EPERM */
+    SBX_SECCOMP_ALLOWLIST,
+};
+/* Compile a profile plus the policy's seccomp.allow / seccomp.deny names to a BPF program.
+ * Common to both: clone3 -> ENOSYS, clone with namespace flags -> EPERM, non-native ABIs
+ * (i386, x32) killed. The caller owns prog->filter (free). */
+int sbx_seccomp_compile(enum sbx_seccomp_profile profile, char *const *allow, char *const *deny,
+                        struct sock_fprog *prog, struct gate_error *err);
+/* Add the container tier's allowlist rules to ctx (defined in sandboxes/container/), skipping
+ * every name listed in deny (the policy's seccomp.deny: the compiler then adds an EPERM rule
+ * for it; libseccomp refuses two actions for one syscall). The compiler adds the shared rules
+ * (clone, clone3, ABIs) and the policy's seccomp.allow names after it. */
+int sbx_container_allowlist(void *scmp_ctx, char *const *deny, struct gate_error *err);
+/* In a child: set no_new_privs and install prog. Returns -1 with errno set on failure. */
+int sbx_seccomp_install(const struct sock_fprog *prog);
+
+/* ---- helpers ------------------------------------------------------------------- */
+/* Close every fd above 2 (close_range, falling back to a loop). */
+void sbx_close_fds_above_stderr(void);
+/* Build the tool environment: policy env + GATEHOUSE_CALL_ID + GATEHOUSE_TOOL. NULL-terminated,
+ * caller frees with sbx_free_strv. */
+char **sbx_tool_env(const struct policy *p, const char *call_id);
+void sbx_free_strv(char **v);
+
+/* ---- the tier rows ----------------------------------------------------------- */
+extern const struct sbx_ops sbx_process_ops;
+extern const struct sbx_ops sbx_container_ops;
+extern const struct sbx_ops sbx_gvisor_ops;
+extern const struct sbx_ops sbx_microvm_ops;
+extern const struct sbx_ops sbx_wasm_ops;
+
+#endif

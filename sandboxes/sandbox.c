@@ -1,0 +1,108 @@
+/* sandbox.c: the tier table and the dispatch of sandbox.h. */
+#include "sandbox.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "sbx_internal.h"
+
+/* Tiers built in parallel are referenced weakly, so a build without a tier's directory still
+ * links; a tier whose row is missing is reported unavailable, never silently weakened. */
+extern const struct sbx_ops sbx_container_ops __attribute__((weak));
+extern const struct sbx_ops sbx_gvisor_ops __attribute__((weak));
+extern const struct sbx_ops sbx_microvm_ops __attribute__((weak));
+extern const struct sbx_ops sbx_wasm_ops __attribute__((weak));
+
+static const struct sbx_ops *tiers[ISOLATION__COUNT];
+static char unavailable[ISOLATION__COUNT][512];
+
+static const char *const status_names[] = {
+#define SBX_X_STR(name, str) str,
+    SBX_STATUS_MAP(SBX_X_STR)
+#undef SBX_X_STR
+};
+
+const char *sbx_status_str(enum sbx_status s)
+{
+    return (unsigned)s < SBX__COUNT ? status_names[s] : "unknown";
+}
+
+void sbx_result_free(struct sbx_result *r)
+{
+    gate_buf_free(&r->out);
+    gate_buf_free(&r->err);
+}
+
+int sbx_init(const struct sbx_config *cfg)
+{
+    const struct sbx_ops *rows[] = {&sbx_process_ops, &sbx_container_ops, &sbx_gvisor_ops,
+                                    &sbx_microvm_ops, &sbx_wasm_ops};
+    int available = 0;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        const struct sbx_ops *ops = rows[i];
+        if (!ops)
+            continue;
+        struct gate_error err = {0};
+        if (ops->init && ops->init(cfg, &err) < 0) {
+            snprintf(unavailable[ops->isolation], sizeof(unavailable[0]), "%.500s", err.msg);
+            gate_log("warn", "sandbox.unavailable", "isolation %s: %s", ops->name, err.msg);
+            continue;
+        }
+        tiers[ops->isolation] = ops;
+        available++;
+    }
+    for (int i = 0; i < ISOLATION__COUNT; i++)
+        if (!tiers[i] && !unavailable[i][0])
+            snprintf(unavailable[i], sizeof(unavailable[0]), "not built into this gateway");
+    return available > 0 ? 0 : -1;
+}
+
+const char *sbx_unavailable_reason(enum isolation iso)
+{
+    return (unsigned)iso < ISOLATION__COUNT ? unavailable[iso] : "unknown isolation";
+}
+
+int sbx_prepare(struct policy *p, struct gate_error *err)
+{
+    const struct sbx_ops *ops = (unsigned)p->isolation < ISOLATION__COUNT ? tiers[p->isolation] : NULL;
+    if (!ops)
+        return gate_err(err, GATE_E_POLICY, "%s:%d:%d: isolation '%s' is not available: %s", p->path,
+                        p->isolation_loc.line, p->isolation_loc.col,
+                        policy_isolation_name(p->isolation), sbx_unavailable_reason(p->isolation));
+    if (ops->prepare && ops->prepare(p, err) < 0)
+        return gate_err_wrap(err, "%s", p->path);
+    return 0;
+}
+
+int sbx_run(const struct policy *p, const struct sbx_call *call, struct sbx_result *res,
+            struct gate_error *err)
+{
+    memset(res, 0, sizeof(*res));
+    res->exit_code = -1;
+    const struct sbx_ops *ops = (unsigned)p->isolation < ISOLATION__COUNT ? tiers[p->isolation] : NULL;
+    if (!ops) {
+        res->status = SBX_SANDBOX_ERROR;
+        return gate_err(err, GATE_E_SANDBOX, "isolation '%s' is not available",
+                        policy_isolation_name(p->isolation));
+    }
+    int rc = ops->run(p, call, res, err);
+    if (rc < 0) {
+        res->status = SBX_SANDBOX_ERROR;
+        snprintf(res->detail, sizeof(res->detail), "%.250s", err ? err->msg : "sandbox error");
+    }
+    return rc;
+}
+
+void sbx_shutdown(void)
+{
+    for (int i = 0; i < ISOLATION__COUNT; i++)
+        if (tiers[i] && tiers[i]->shutdown)
+            tiers[i]->shutdown();
+}
+
+void sbx_metrics(struct gate_buf *out)
+{
+    for (int i = 0; i < ISOLATION__COUNT; i++)
+        if (tiers[i] && tiers[i]->metrics)
+            tiers[i]->metrics(out);
+}

@@ -1,0 +1,174 @@
+"""Shared harness for integration tests: start the real `gatehouse serve` on a
+free loopback port with a temporary state directory, talk HTTP to it, stop it.
+
+Environment (set by ctest): GATEHOUSE (binary), GATE_SOURCE_DIR, GATE_BUILD_DIR.
+A test that cannot run here calls skip("why"), which prints the reason and
+exits 77 (ctest counts it as skipped).
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+GATEHOUSE = os.environ.get("GATEHOUSE", "")
+SOURCE_DIR = os.environ.get("GATE_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+BUILD_DIR = os.environ.get("GATE_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
+# The build copies policies/*.yaml next to the tools it compiles.
+BUILD_POLICIES = os.path.join(BUILD_DIR, "policies")
+
+
+def skip(why):
+    print("SKIP: " + why, flush=True)
+    sys.exit(77)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Gateway:
+    """A running gatehouse. Use as a context manager or call start()/stop()."""
+
+    def __init__(self, policies, state_dir=None, extra_args=(), env=None, keep_state=False):
+        self.policies = policies
+        self.own_state = state_dir is None
+        self.state_dir = state_dir or tempfile.mkdtemp(prefix="gh-state-")
+        self.extra_args = list(extra_args)
+        self.env = dict(env or {})
+        self.keep_state = keep_state
+        self.port = None
+        self.proc = None
+        self.log_path = os.path.join(self.state_dir, "gateway.log")
+
+    def start(self, timeout=20.0):
+        if not GATEHOUSE or not os.path.exists(GATEHOUSE):
+            raise RuntimeError("GATEHOUSE binary not set or missing: %r" % GATEHOUSE)
+        self.port = free_port()
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            if k in os.environ:
+                env[k] = os.environ[k]
+        env.update(self.env)
+        self.log = open(self.log_path, "ab")
+        args = [GATEHOUSE, "serve", "--listen", "127.0.0.1:%d" % self.port,
+                "--policies", self.policies, "--state-dir", self.state_dir] + self.extra_args
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("gatehouse exited with %s:\n%s" % (self.proc.returncode, self.read_log()))
+            try:
+                r = self.request("GET", "/healthz", timeout=1)
+                if r.status in (200, 503):
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("gatehouse did not become ready:\n" + self.read_log())
+
+    def read_log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def request(self, method, path, body=None, headers=None, timeout=60, raw=False):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        hdrs = dict(headers or {})
+        data = None
+        if body is not None:
+            data = body if raw else json.dumps(body).encode()
+            hdrs.setdefault("content-type", "application/json")
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        out = Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+        conn.close()
+        return out
+
+    def call(self, tool, arguments=None, **extra):
+        body = {"arguments": arguments if arguments is not None else {}}
+        body.update(extra)
+        return self.request("POST", "/v1/tools/%s/calls" % tool, body)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode if self.proc else None
+        if getattr(self, "log", None):
+            self.log.close()
+        return rc
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+    def cleanup(self):
+        if self.own_state and not self.keep_state:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        self.cleanup()
+        return False
+
+
+def write_policy(directory, name, text):
+    """Write policies/<name>.yaml into a test's own policy directory."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, name + ".yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def audit_records(state_dir):
+    """Every audit record, in order, as dicts."""
+    d = os.path.join(state_dir, "audit")
+    recs = []
+    for name in sorted(os.listdir(d)):
+        if name.endswith(".jsonl"):
+            with open(os.path.join(d, name), "rb") as f:
+                for line in f:
+                    if line.strip():
+                        recs.append(json.loads(line))
+    return recs
+
+
+def verify_audit(state_dir):
+    """Run `gatehouse audit verify`; returns (exit code, output)."""
+    p = subprocess.run([GATEHOUSE, "audit", "verify", os.path.join(state_dir, "audit")],
+                       capture_output=True, text=True)
+    return p.returncode, p.stdout + p.stderr
