@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,13 +71,24 @@ static void set_limit(int resource, rlim_t value)
     setrlimit(resource, &rl);
 }
 
-/* In the forked child: only async-signal-safe calls until execve. */
-__attribute__((noreturn)) static void child(const struct policy *p, const struct process_state *st,
-                                            char **env, int in, int out, int errfd, int report)
+struct child_args {
+    const struct policy *p;
+    const struct process_state *st;
+    char **env;
+    int in, out, errfd, report;
+};
+
+/* In the child, which shares the gateway's memory (CLONE_VM|CLONE_VFORK) until execve: only
+ * raw system calls, nothing that allocates or takes a lock. Identity changes use the raw
+ * syscalls on purpose: glibc's wrappers would try to change every thread of the gateway. */
+static int child(void *arg)
 {
+    const struct child_args *a = arg;
+    const struct policy *p = a->p;
+    int report = a->report;
     if (setsid() < 0)
         sbx_child_fail(report, "setsid", errno);
-    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0)
+    if (dup2(a->in, 0) < 0 || dup2(a->out, 1) < 0 || dup2(a->errfd, 2) < 0)
         sbx_child_fail(report, "dup2", errno);
     /* Keep only stdio and the report pipe (CLOEXEC, so it closes on exec). */
     if (report != 3) {
@@ -84,9 +96,7 @@ __attribute__((noreturn)) static void child(const struct policy *p, const struct
             sbx_child_fail(report, "dup3", errno);
         report = 3;
     }
-#ifdef SYS_close_range
     syscall(SYS_close_range, 4U, ~0U, 0U);
-#endif
     const struct policy_limits *l = &p->limits;
     set_limit(RLIMIT_AS, (rlim_t)l->memory_mb << 20);
     set_limit(RLIMIT_CPU, (rlim_t)((l->cpu_time_ms + 999) / 1000));
@@ -96,20 +106,20 @@ __attribute__((noreturn)) static void child(const struct policy *p, const struct
     if (drop_identity) {
         /* Supplementary groups first, then gid, then uid: once uid is unprivileged the
          * process can no longer change its groups. Dropping uid 0 clears every capability. */
-        if (setgroups(0, NULL) < 0)
+        if (syscall(SYS_setgroups, 0, NULL) < 0)
             sbx_child_fail(report, "setgroups", errno);
-        if (setresgid(tool_gid, tool_gid, tool_gid) < 0)
+        if (syscall(SYS_setresgid, tool_gid, tool_gid, tool_gid) < 0)
             sbx_child_fail(report, "setresgid", errno);
-        if (setresuid(tool_uid, tool_uid, tool_uid) < 0)
+        if (syscall(SYS_setresuid, tool_uid, tool_uid, tool_uid) < 0)
             sbx_child_fail(report, "setresuid", errno);
     }
     /* Set after the identity change, which clears it: the tool dies with the gateway. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (chdir("/") < 0)
         sbx_child_fail(report, "chdir /", errno);
-    if (sbx_seccomp_install(&st->seccomp) < 0)
+    if (sbx_seccomp_install(&a->st->seccomp) < 0)
         sbx_child_fail(report, "seccomp", errno);
-    execve(p->command[0], p->command, env);
+    execve(p->command[0], p->command, a->env);
     sbx_child_fail(report, "execve", errno);
 }
 
@@ -135,6 +145,8 @@ static int process_run(const struct policy *p, const struct sbx_call *call, stru
     int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, report[2] = {-1, -1};
     char **env = sbx_tool_env(p, call->call_id);
     int rc = -1;
+    /* Enough for the child's few frames before execve; one per call on this thread's stack. */
+    char child_stack[32768] __attribute__((aligned(16)));
     if (!env) {
         gate_err(err, GATE_E_NOMEM, "out of memory");
         goto done;
@@ -144,14 +156,16 @@ static int process_run(const struct policy *p, const struct sbx_call *call, stru
         gate_err_errno(err, GATE_E_SANDBOX, errno, "pipe2");
         goto done;
     }
+    struct child_args args = {p, st, env, in[0], out[1], errp[1], report[1]};
     uint64_t start = gate_monotonic_ns();
-    pid_t pid = fork();
+    /* CLONE_VM|CLONE_VFORK (what posix_spawn does): no copy of the gateway's page tables, and
+     * the parent waits until the child has exec'd or failed. The child stack is ours. */
+    pid_t pid = clone(child, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD,
+                      &args);
     if (pid < 0) {
-        gate_err_errno(err, GATE_E_SANDBOX, errno, "fork");
+        gate_err_errno(err, GATE_E_SANDBOX, errno, "clone");
         goto done;
     }
-    if (pid == 0)
-        child(p, st, env, in[0], out[1], errp[1], report[1]);
     close(in[0]), in[0] = -1;
     close(out[1]), out[1] = -1;
     close(errp[1]), errp[1] = -1;

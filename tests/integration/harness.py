@@ -111,7 +111,7 @@ class Gateway:
         body.update(extra)
         return self.request("POST", "/v1/tools/%s/calls" % tool, body)
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         self.proc.send_signal(sig)
 
     def stop(self, sig=signal.SIGTERM, timeout=30):

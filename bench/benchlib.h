@@ -1,0 +1,33 @@
+/* benchlib.h: what the benchmarks share: start a gateway on a temporary state
+ * directory, a keep-alive HTTP client, percentiles. */
+#ifndef GATE_BENCHLIB_H
+#define GATE_BENCHLIB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct bench_gw {
+    pid_t pid;
+    int port;
+    char state_dir[256];
+};
+
+uint64_t bench_now_ns(void);
+/* Start `gatehouse serve` with the given policy directory; waits until /healthz answers. */
+int bench_gw_start(struct bench_gw *gw, const char *gatehouse, const char *policies,
+                   const char *const *extra_args);
+void bench_gw_stop(struct bench_gw *gw);
+/* A connected keep-alive socket to 127.0.0.1:port. */
+int bench_connect(int port);
+/* POST body to path over fd; returns the HTTP status, or -1. The response body is discarded,
+ * or copied into out (up to out_len) when out is not NULL. */
+int bench_post(int fd, const char *path, const char *body, char *out, size_t out_len);
+/* Write a file with the given contents. */
+int bench_write_file(const char *path, const char *text);
+/* Sort samples and return the p-th percentile (0..100). */
+double bench_percentile(uint64_t *samples, size_t n, double p);
+/* Median wall time in ns of running argv n times (fork/exec/wait). */
+uint64_t bench_spawn_median(char *const argv[], int n, uint64_t *samples);
+
+#endif

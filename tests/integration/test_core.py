@@ -1,0 +1,442 @@
+"""The core tool-call path, end to end, through the real `gatehouse serve`:
+a successful call and its audit records, every error class of the HTTP API,
+timeouts, output floods, processes that try to outlive their call, SIGHUP
+reloads, concurrency limits, graceful SIGTERM and the fail-closed audit log."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+
+ECHO = os.path.join(harness.BUILD_POLICIES, "tools", "echo")
+
+POLICIES = {
+    "echo": """
+name: echo
+description: Print the given text back.
+command: ["%s"]
+isolation: process
+arguments:
+  type: object
+  properties:
+    text: {type: string, maxLength: 64}
+    n: {type: integer, minimum: 1, maximum: 5}
+  required: [text]
+""" % ECHO,
+    "sleeper": """
+name: sleeper
+description: Sleeps past its deadline.
+command: ["/bin/sleep", "31.5"]
+isolation: process
+limits: {wall_timeout: 500ms}
+""",
+    "flood": """
+name: flood
+description: Floods stdout.
+command: ["/usr/bin/yes", "flooding-the-gateway"]
+isolation: process
+limits: {output_bytes: 100000, wall_timeout: 20s}
+""",
+    "orphan": """
+name: orphan
+description: Starts a background child that would outlive the call.
+command: ["/bin/sh", "-c", "sleep 32.5 & sleep 32.5 </dev/null >/dev/null 2>&1 & echo started"]
+isolation: process
+""",
+    "env": """
+name: env
+description: Prints its environment.
+command: ["/usr/bin/env"]
+isolation: process
+env: {GREETING: hello}
+""",
+    "whoami": """
+name: whoami
+description: Prints its uid and seccomp mode.
+command: ["/bin/sh", "-c", "id -u; grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status"]
+isolation: process
+""",
+    "unshare": """
+name: unshare
+description: Tries to create a user namespace.
+command: ["/usr/bin/unshare", "--user", "/bin/true"]
+isolation: process
+""",
+    "slow": """
+name: slow
+description: Takes a second.
+command: ["/bin/sleep", "1"]
+isolation: process
+""",
+    "binary": """
+name: binary
+description: Writes bytes that are not UTF-8.
+command: ["/usr/bin/printf", "ok\\\\377\\\\376end"]
+isolation: process
+""",
+}
+
+
+def make_policy_dir(names=None):
+    d = tempfile.mkdtemp(prefix="gh-pol-")
+    for name, text in POLICIES.items():
+        if names is None or name in names:
+            harness.write_policy(d, name, text)
+    return d
+
+
+def pgrep(pattern):
+    p = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+    return [int(x) for x in p.stdout.split()]
+
+
+def wait_gone(pattern, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pgrep(pattern):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class CoreTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(ECHO):
+            raise RuntimeError("echo tool not built at " + ECHO)
+        cls.pdir = make_policy_dir()
+        cls.gw = harness.Gateway(cls.pdir, env={"GW_CANARY": "canary-5f3a"}).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.stop()
+        cls.gw.cleanup()
+        shutil.rmtree(cls.pdir, ignore_errors=True)
+
+    def error(self, r, status, code):
+        self.assertEqual(r.status, status, r.body)
+        self.assertEqual(r.json()["error"]["code"], code, r.body)
+        self.assertTrue(r.json()["error"]["message"])
+
+    def test_successful_call_is_audited(self):
+        r = self.gw.call("echo", {"text": "hi"}, agent="a1", session="s1")
+        self.assertEqual(r.status, 200, r.body)
+        j = r.json()
+        self.assertEqual(j["status"], "succeeded")
+        self.assertEqual(j["stdout"], "hi\n")
+        self.assertEqual(j["exit_code"], 0)
+        self.assertEqual(j["isolation"], "process")
+        self.assertEqual(j["tool"], "echo")
+        for k in ("call_id", "stderr", "duration_ms", "audit_seq"):
+            self.assertIn(k, j)
+        recs = [x for x in harness.audit_records(self.gw.state_dir) if x.get("call_id") == j["call_id"]]
+        self.assertEqual([x["event"] for x in recs], ["call.started", "call.finished"])
+        self.assertEqual(recs[0]["agent"], "a1")
+        self.assertEqual(recs[1]["seq"], j["audit_seq"])
+        self.assertEqual(len(recs[0]["args_sha256"]), 64)
+        rc, out = harness.verify_audit(self.gw.state_dir)
+        self.assertEqual(rc, 0, out)
+        g = self.gw.request("GET", "/v1/calls/" + j["call_id"])
+        self.assertEqual(g.status, 200)
+        self.assertEqual(g.json()["stdout"], "hi\n")
+
+    def test_tools_list_publishes_schema(self):
+        r = self.gw.request("GET", "/v1/tools")
+        self.assertEqual(r.status, 200)
+        tools = {t["name"]: t for t in r.json()["tools"]}
+        self.assertIn("echo", tools)
+        e = tools["echo"]
+        self.assertEqual(e["input_schema"]["properties"]["text"]["maxLength"], 64)
+        self.assertEqual(e["isolation"], "process")
+        self.assertIn("blast_radius", e)
+        self.assertFalse(e["approval_required"])
+
+    def test_error_malformed_json(self):
+        self.error(self.gw.request("POST", "/v1/tools/echo/calls", b'{"arguments":', raw=True), 400,
+                   "malformed_json")
+
+    def test_error_duplicate_keys(self):
+        body = b'{"arguments":{"text":"a","text":"b"}}'
+        self.error(self.gw.request("POST", "/v1/tools/echo/calls", body, raw=True), 400, "duplicate_key")
+
+    def test_error_depth_over_64(self):
+        body = ('{"arguments":{"text":"a","x":' + "[" * 70 + "]" * 70 + "}}").encode()
+        self.error(self.gw.request("POST", "/v1/tools/echo/calls", body, raw=True), 400, "json_too_deep")
+
+    def test_error_nul_in_name(self):
+        body = b'{"arguments":{"te\\u0000xt":"a"}}'
+        self.error(self.gw.request("POST", "/v1/tools/echo/calls", body, raw=True), 400, "bad_request")
+
+    def test_error_unknown_tool(self):
+        self.error(self.gw.call("nope", {}), 404, "tool_not_found")
+
+    def test_error_unknown_route(self):
+        self.error(self.gw.request("GET", "/v2/whatever"), 404, "not_found")
+
+    def test_error_method_not_allowed(self):
+        self.error(self.gw.request("GET", "/v1/tools/echo/calls"), 405, "method_not_allowed")
+        self.error(self.gw.request("DELETE", "/v1/tools"), 405, "method_not_allowed")
+
+    def test_error_body_too_large(self):
+        big = b'{"arguments":{"text":"' + b"a" * (1024 * 1024 + 10) + b'"}}'
+        self.error(self.gw.request("POST", "/v1/tools/echo/calls", big, raw=True), 413, "body_too_large")
+
+    def test_error_wrong_content_type(self):
+        r = self.gw.request("POST", "/v1/tools/echo/calls", b'{"arguments":{"text":"a"}}',
+                            headers={"content-type": "text/plain"}, raw=True)
+        self.error(r, 415, "unsupported_media_type")
+
+    def test_error_schema_violation_is_422_and_audited(self):
+        r = self.gw.call("echo", {"text": "x" * 65})
+        self.error(r, 422, "invalid_arguments")
+        self.assertIn("$.text", r.json()["error"]["message"])
+        self.error(self.gw.call("echo", {"text": "a", "n": 9}), 422, "invalid_arguments")
+        self.error(self.gw.call("echo", {"nope": 1}), 422, "invalid_arguments")
+        self.error(self.gw.call("echo", {"text": 5}), 422, "invalid_arguments")
+        rejected = [x for x in harness.audit_records(self.gw.state_dir) if x["event"] == "call.rejected"]
+        self.assertTrue(any(x.get("code") == "invalid_arguments" for x in rejected))
+
+    def test_error_arguments_not_object(self):
+        self.error(self.gw.request("POST", "/v1/tools/echo/calls", {"arguments": [1]}), 422,
+                   "invalid_arguments")
+
+    def test_timeout_kills_everything(self):
+        r = self.gw.call("sleeper", {})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["status"], "timed_out")
+        self.assertTrue(wait_gone("sleep 31.5"), "sleeper survived its timeout")
+
+    def test_flood_truncated_and_memory_flat(self):
+        before = rss_kb(self.gw.proc.pid)
+        for _ in range(5):
+            r = self.gw.call("flood", {})
+            self.assertEqual(r.status, 200, r.body)
+            j = r.json()
+            self.assertEqual(j["status"], "output_truncated")
+            self.assertTrue(j["output_truncated"])
+            self.assertLessEqual(len(j["stdout"]) + len(j["stderr"]), 100000)
+            self.assertGreaterEqual(len(j["stdout"]), 99000)
+        after = rss_kb(self.gw.proc.pid)
+        # Five floods that would each produce gigabytes: memory stays within a few MiB of the cap.
+        self.assertLess(after - before, 64 * 1024, (before, after))
+
+    def test_children_do_not_outlive_the_call(self):
+        r = self.gw.call("orphan", {})
+        self.assertEqual(r.status, 200, r.body)
+        self.assertTrue(wait_gone("sleep 32.5"), "a child outlived its call")
+
+    def test_environment_is_only_the_policy(self):
+        j = self.gw.call("env", {}).json()
+        env = dict(line.split("=", 1) for line in j["stdout"].splitlines() if "=" in line)
+        self.assertEqual(env.get("GREETING"), "hello")
+        self.assertEqual(env.get("GATEHOUSE_TOOL"), "env")
+        self.assertEqual(env.get("GATEHOUSE_CALL_ID"), j["call_id"])
+        self.assertEqual(set(env), {"GREETING", "GATEHOUSE_TOOL", "GATEHOUSE_CALL_ID"})
+        self.assertNotIn("canary-5f3a", j["stdout"])
+
+    def test_runs_unprivileged_with_seccomp(self):
+        j = self.gw.call("whoami", {}).json()
+        lines = j["stdout"].split("\n")
+        if os.geteuid() == 0:
+            self.assertEqual(lines[0], "65534")
+        self.assertIn("Seccomp:\t2", j["stdout"])
+        self.assertIn("NoNewPrivs:\t1", j["stdout"])
+        self.assertIn("CapEff:\t0000000000000000", j["stdout"])
+
+    def test_seccomp_refuses_namespaces(self):
+        j = self.gw.call("unshare", {}).json()
+        self.assertEqual(j["status"], "failed")
+        self.assertIn("Operation not permitted", j["stderr"])
+
+    def test_invalid_utf8_is_escaped_not_dropped(self):
+        j = self.gw.call("binary", {}).json()
+        self.assertEqual(j["stdout"], "ok\\xff\\xfeend")
+        import base64
+        self.assertEqual(base64.b64decode(j["stdout_base64"]), b"ok\xff\xfeend")
+
+    def test_healthz_and_metrics(self):
+        self.gw.call("echo", {"text": "m"})
+        h = self.gw.request("GET", "/healthz")
+        self.assertEqual(h.status, 200)
+        self.assertEqual(h.json()["status"], "ok")
+        m = self.gw.request("GET", "/metrics").body.decode()
+        self.assertIn('gatehouse_calls_total{tool="echo",status="succeeded",isolation="process"}', m)
+        self.assertIn("gatehouse_call_duration_seconds_bucket", m)
+        self.assertIn("gatehouse_policy_reload_failures_total", m)
+        self.assertIn("gatehouse_audit_write_failures_total 0", m)
+
+    def test_call_not_found(self):
+        self.error(self.gw.request("GET", "/v1/calls/c_doesnotexist"), 404, "call_not_found")
+
+
+class ReloadTest(unittest.TestCase):
+    def test_sighup_with_broken_file_keeps_old_set(self):
+        d = make_policy_dir(["echo"])
+        with harness.Gateway(d) as gw:
+            harness.write_policy(d, "broken", "name: broken\ndescription: x\nisolaton: process\n")
+            gw.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            m = ""
+            while time.monotonic() < deadline:
+                m = gw.request("GET", "/metrics").body.decode()
+                if "gatehouse_policy_reload_failures_total 1" in m:
+                    break
+                time.sleep(0.05)
+            self.assertIn("gatehouse_policy_reload_failures_total 1", m)
+            self.assertIn("isolaton", gw.read_log())
+            self.assertEqual(gw.call("echo", {"text": "still"}).json()["stdout"], "still\n")
+            # Fix it: the next SIGHUP swaps in the new set.
+            harness.write_policy(d, "broken", POLICIES["slow"].replace("name: slow", "name: broken"))
+            gw.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            names = []
+            while time.monotonic() < deadline:
+                names = [t["name"] for t in gw.request("GET", "/v1/tools").json()["tools"]]
+                if "broken" in names:
+                    break
+                time.sleep(0.05)
+            self.assertIn("broken", names)
+            events = [x["event"] for x in harness.audit_records(gw.state_dir)]
+            self.assertIn("policy.rejected", events)
+            self.assertEqual(events.count("policy.loaded"), 2)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class LimitsTest(unittest.TestCase):
+    def test_too_many_calls_gets_429(self):
+        d = make_policy_dir(["slow", "echo"])
+        with harness.Gateway(d, extra_args=["--max-concurrent", "1"]) as gw:
+            results = []
+            t = threading.Thread(target=lambda: results.append(gw.call("slow", {})))
+            t.start()
+            time.sleep(0.3)
+            r = gw.call("echo", {"text": "x"})
+            t.join()
+            self.assertEqual(r.status, 429, r.body)
+            self.assertEqual(r.json()["error"]["code"], "too_many_calls")
+            self.assertEqual(r.headers.get("retry-after"), "1")
+            self.assertEqual(results[0].status, 200)
+        shutil.rmtree(d, ignore_errors=True)
+
+    def test_sigterm_lets_running_calls_finish(self):
+        d = make_policy_dir(["slow"])
+        gw = harness.Gateway(d).start()
+        results = []
+        t = threading.Thread(target=lambda: results.append(gw.call("slow", {})))
+        t.start()
+        time.sleep(0.3)
+        rc = gw.stop(signal.SIGTERM)
+        t.join()
+        self.assertEqual(rc, 0)
+        self.assertEqual(results[0].status, 200)
+        self.assertEqual(results[0].json()["status"], "succeeded")
+        recs = harness.audit_records(gw.state_dir)
+        self.assertEqual(recs[-1]["event"], "gateway.stopped")
+        self.assertEqual(harness.verify_audit(gw.state_dir)[0], 0)
+        gw.cleanup()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class AuditFailClosedTest(unittest.TestCase):
+    def test_full_disk_gives_503_and_healthz_says_why(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to mount a tiny tmpfs")
+        state = tempfile.mkdtemp(prefix="gh-tiny-")
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", state]).returncode:
+            self.skipTest("cannot mount tmpfs here")
+        d = make_policy_dir(["echo"])
+        try:
+            gw = harness.Gateway(d, state_dir=state)
+            gw.log_path = os.path.join(d, "gateway.log")
+            gw.start()
+            # Fill the file system, leaving the audit log no room.
+            fd = os.open(os.path.join(state, "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    os.write(fd, b"\0" * 4096)
+            except OSError:
+                pass
+            os.close(fd)
+            statuses = set()
+            for _ in range(40):
+                r = gw.call("echo", {"text": "x" * 60})
+                statuses.add(r.status)
+                if r.status == 503:
+                    self.assertEqual(r.json()["error"]["code"], "audit_unavailable")
+                    break
+            self.assertIn(503, statuses)
+            # Fail closed: even after space comes back, calls stay refused.
+            os.unlink(os.path.join(state, "filler"))
+            r = gw.call("echo", {"text": "x"})
+            self.assertEqual(r.status, 503)
+            h = gw.request("GET", "/healthz")
+            self.assertEqual(h.status, 503)
+            self.assertIn("audit", h.json()["reason"])
+            gw.stop()
+        finally:
+            subprocess.run(["umount", "-l", state])
+            shutil.rmtree(state, ignore_errors=True)
+            shutil.rmtree(d, ignore_errors=True)
+
+
+class CrashTest(unittest.TestCase):
+    def test_kill9_during_calls_loses_no_acknowledged_record(self):
+        d = make_policy_dir(["echo"])
+        state = tempfile.mkdtemp(prefix="gh-crash-")
+        gw = harness.Gateway(d, state_dir=state).start()
+        acked = []
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def client():
+            while not stop.is_set():
+                try:
+                    r = gw.call("echo", {"text": "crash"})
+                except OSError:
+                    return
+                if r.status == 200:
+                    with lock:
+                        acked.append(r.json()["call_id"])
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        gw.kill9()
+        stop.set()
+        for t in threads:
+            t.join()
+        self.assertGreater(len(acked), 10)
+        # Restart on the same state: the torn tail (if any) is repaired, the chain continues.
+        gw2 = harness.Gateway(d, state_dir=state).start()
+        self.assertEqual(gw2.call("echo", {"text": "after"}).status, 200)
+        gw2.stop()
+        rc, out = harness.verify_audit(state)
+        self.assertEqual(rc, 0, out)
+        recs = harness.audit_records(state)
+        finished = {x["call_id"] for x in recs if x["event"] == "call.finished"}
+        started = {x["call_id"] for x in recs if x["event"] == "call.started"}
+        missing = [c for c in acked if c not in finished or c not in started]
+        self.assertEqual(missing, [], "acknowledged calls without their audit records")
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
