@@ -158,7 +158,7 @@ void gw_metrics_render(struct gw *gw, struct gate_buf *out)
                     (unsigned long long)m->reload_failures);
     pthread_mutex_unlock(&m->lock);
     gate_buf_printf(out,
-                    "# HELP gatehouse_audit_write_failures_total Failed audit writes or syncs.\n"
+                    "# HELP gatehouse_audit_write_failures_total Audit appends refused because the log could not be written.\n"
                     "# TYPE gatehouse_audit_write_failures_total counter\n"
                     "gatehouse_audit_write_failures_total %llu\n"
                     "# HELP gatehouse_audit_last_seq Sequence number of the last audit record.\n"

@@ -56,7 +56,12 @@ void audit_set_segment_limit(struct audit_log *log, uint64_t bytes);
 /* TEST HOOK ONLY: make the next batch's write fail (EIO), write only half of it (short
  * write), or fail its fdatasync (EIO), to exercise the fail-closed path. Never call it in the
  * gateway. */
-enum audit_fault { AUDIT_FAULT_NONE = 0, AUDIT_FAULT_WRITE, AUDIT_FAULT_SHORT_WRITE, AUDIT_FAULT_SYNC };
+enum audit_fault {
+    AUDIT_FAULT_NONE = 0,
+    AUDIT_FAULT_WRITE,
+    AUDIT_FAULT_SHORT_WRITE,
+    AUDIT_FAULT_SYNC
+};
 void audit_test_fail_next(struct audit_log *log, enum audit_fault fault);
 
 #endif

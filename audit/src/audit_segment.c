@@ -1,0 +1,215 @@
+/* audit_segment.c: segment files: names, listing, and recovery of a torn tail.
+ *
+ * Recovery reads only the end of the last segment, backwards, so opening a large log costs
+ * O(tail), not O(log). Bytes cut off a torn tail are first copied to a side file
+ * (audit-NNNNNN.jsonl.torn-<offset>-<ms>) so that nothing, not even a damaged record, is
+ * destroyed silently; verification ignores those files.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit_internal.h"
+
+void segment_name(uint32_t num, char *buf, size_t len)
+{
+    snprintf(buf, len, "audit-%06u.jsonl", (unsigned)num);
+}
+
+/* Accept only the canonical spelling, so "audit-1.jsonl" and "audit-000001.jsonl" cannot both
+ * claim segment 1. */
+static bool parse_segment_name(const char *name, uint32_t *num)
+{
+    if (strncmp(name, "audit-", 6) != 0) return false;
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(name + 6, &end, 10);
+    if (errno || end == name + 6 || strcmp(end, ".jsonl") != 0 || v == 0 || v > UINT32_MAX)
+        return false;
+    char canon[40];
+    segment_name((uint32_t)v, canon, sizeof(canon));
+    if (strcmp(canon, name) != 0) return false;
+    *num = (uint32_t)v;
+    return true;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+int list_segments(int dirfd, const char *dir, uint32_t **nums, size_t *count,
+                  struct gate_error *err)
+{
+    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return gate_err_errno(err, GATE_E_IO, errno, "list %s", dir);
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return gate_err_errno(err, GATE_E_IO, errno, "list %s", dir);
+    }
+    rewinddir(d); /* the dup shares its offset with dirfd */
+    uint32_t *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        uint32_t num;
+        if (!parse_segment_name(de->d_name, &num)) continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint32_t *nv = realloc(v, cap * sizeof(*v));
+            if (!nv) {
+                free(v);
+                closedir(d);
+                return gate_err(err, GATE_E_NOMEM, "list %s: out of memory", dir);
+            }
+            v = nv;
+        }
+        v[n++] = num;
+        errno = 0;
+    }
+    int rerr = errno;
+    closedir(d);
+    if (rerr) {
+        free(v);
+        return gate_err_errno(err, GATE_E_IO, rerr, "list %s", dir);
+    }
+    if (n > 1) qsort(v, n, sizeof(*v), cmp_u32);
+    *nums = v;
+    *count = n;
+    return 0;
+}
+
+static int pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t r = pread(fd, p, len, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) {
+            errno = EIO; /* the file shrank under us */
+            return -1;
+        }
+        p += r;
+        off += (uint64_t)r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+/* Offset just after the last '\n' before end (0 if none), scanning at most max_scan bytes. */
+static int find_line_start(int fd, uint64_t end, uint64_t max_scan, uint64_t *start,
+                           const char *seg, struct gate_error *err)
+{
+    char buf[65536];
+    uint64_t pos = end;
+    while (pos > 0) {
+        if (end - pos > max_scan)
+            return gate_err(err, GATE_E_AUDIT_UNAVAILABLE,
+                            "%s: line ending at offset %llu is longer than %llu bytes", seg,
+                            (unsigned long long)end, (unsigned long long)max_scan);
+        size_t n = pos < sizeof(buf) ? (size_t)pos : sizeof(buf);
+        if (pread_full(fd, buf, n, pos - n) < 0)
+            return gate_err_errno(err, GATE_E_IO, errno, "read %s", seg);
+        for (size_t i = n; i > 0; i--) {
+            if (buf[i - 1] == '\n') {
+                *start = pos - n + i;
+                return 0;
+            }
+        }
+        pos -= n;
+    }
+    *start = 0;
+    return 0;
+}
+
+/* Copy [from, to) of the segment to a new side file and make it durable. */
+static int save_torn(int dirfd, const char *seg, int fd, uint64_t from, uint64_t to,
+                     struct gate_error *err)
+{
+    char name[128];
+    snprintf(name, sizeof(name), "%s.torn-%llu-%llu", seg, (unsigned long long)from,
+             (unsigned long long)gate_realtime_ms());
+    autoclose int out = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (out < 0) return gate_err_errno(err, GATE_E_IO, errno, "create %s", name);
+    char buf[65536];
+    for (uint64_t off = from; off < to;) {
+        size_t n = to - off < sizeof(buf) ? (size_t)(to - off) : sizeof(buf);
+        if (pread_full(fd, buf, n, off) < 0)
+            return gate_err_errno(err, GATE_E_IO, errno, "read %s", seg);
+        if (gate_write_all(out, buf, n) < 0)
+            return gate_err_errno(err, GATE_E_IO, errno, "write %s", name);
+        off += n;
+    }
+    if (fsync(out) < 0 || fsync(dirfd) < 0)
+        return gate_err_errno(err, GATE_E_IO, errno, "sync %s", name);
+    return 0;
+}
+
+/* Walk back from pos (which is 0 or just after a '\n') to the last line that checks. */
+static int last_good_line(int fd, const char *seg, bool truncate_torn, uint64_t *pos,
+                          struct record_info *last, bool *found, struct gate_error *err)
+{
+    while (*pos > 0) {
+        uint64_t start = 0;
+        if (find_line_start(fd, *pos - 1, AUDIT_MAX_LINE, &start, seg, err) < 0) return -1;
+        size_t len = (size_t)(*pos - 1 - start);
+        autofree char *line = malloc(len + 1);
+        if (!line) return gate_err(err, GATE_E_NOMEM, "recover %s: out of memory", seg);
+        if (pread_full(fd, line, len, start) < 0)
+            return gate_err_errno(err, GATE_E_IO, errno, "read %s", seg);
+        char why[160];
+        if (check_record(line, len, last, why, sizeof(why)) == RECORD_OK) {
+            *found = true;
+            return 0;
+        }
+        if (!truncate_torn)
+            return gate_err(err, GATE_E_AUDIT_UNAVAILABLE,
+                            "%s: last record (offset %llu) is damaged: %s", seg,
+                            (unsigned long long)start, why);
+        *pos = start;
+    }
+    return 0;
+}
+
+int recover_tail(int dirfd, const char *dir, uint32_t num, int fd, bool truncate_torn,
+                 struct record_info *last, bool *found, uint64_t *new_size, struct gate_error *err)
+{
+    char seg[40];
+    segment_name(num, seg, sizeof(seg));
+    *found = false;
+    struct stat st;
+    if (fstat(fd, &st) < 0) return gate_err_errno(err, GATE_E_IO, errno, "stat %s/%s", dir, seg);
+    uint64_t size = (uint64_t)st.st_size, pos = size;
+    if (size > 0) {
+        char lastc;
+        if (pread_full(fd, &lastc, 1, size - 1) < 0)
+            return gate_err_errno(err, GATE_E_IO, errno, "read %s/%s", dir, seg);
+        /* A crash mid-write leaves a line without its '\n': it was never acknowledged. */
+        if (lastc != '\n' && find_line_start(fd, size, UINT64_MAX, &pos, seg, err) < 0) return -1;
+    }
+    if (!truncate_torn && pos != size)
+        return gate_err(err, GATE_E_AUDIT_UNAVAILABLE, "%s/%s ends with an incomplete line", dir,
+                        seg);
+    if (last_good_line(fd, seg, truncate_torn, &pos, last, found, err) < 0)
+        return gate_err_wrap(err, "recover %s", dir);
+    if (pos < size) {
+        if (save_torn(dirfd, seg, fd, pos, size, err) < 0)
+            return gate_err_wrap(err, "recover %s", dir);
+        /* Cut only bytes that were never acknowledged or that fail their own hash; they are
+         * preserved in the side file just written. */
+        if (ftruncate(fd, (off_t)pos) < 0 || fsync(fd) < 0)
+            return gate_err_errno(err, GATE_E_IO, errno, "truncate %s/%s", dir, seg);
+        gate_log("warn", "audit_tail_truncated", "%s/%s: cut %llu torn bytes at offset %llu", dir,
+                 seg, (unsigned long long)(size - pos), (unsigned long long)pos);
+    }
+    *new_size = pos;
+    return 0;
+}
