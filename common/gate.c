@@ -200,6 +200,8 @@ int gate_parse_duration_ms(const char *s, uint64_t *ms)
         mult = 60000;
     else if (strcmp(end, "h") == 0)
         mult = 3600000;
+    else if (strcmp(end, "d") == 0)
+        mult = 86400000;
     else
         return -1;
     if (v > UINT64_MAX / mult)

@@ -58,4 +58,29 @@ int approval_hold(struct approval *a, const struct policy *p, const char *call_i
  * wait_ms > 0 blocks until the call reaches a final state or wait_ms elapses. */
 json_t *approval_call_record(struct approval *a, const char *call_id, uint64_t wait_ms);
 
+/* ---- additions (approval engineer) ---------------------------------------------------- */
+
+/* Decide a held call. authorization is the request's Authorization header (may be NULL):
+ * "Bearer <approver token>" or "Bearer <decision token from the webhook>". body is the
+ * parsed JSON object {"decision":"approve"|"deny","approver","reason","args_sha256",
+ * "tool"?,"policy_sha256"?}. Errors: UNAUTHORIZED, BAD_REQUEST, CALL_NOT_FOUND,
+ * DECISION_MISMATCH, ALREADY_DECIDED, APPROVAL_EXPIRED. On success *response is the call's
+ * record after the decision (owned by the caller); an approved call then runs once on a
+ * worker thread. */
+int approval_decide(struct approval *a, const char *call_id, const char *authorization,
+                    const json_t *body, json_t **response, struct gate_error *err);
+
+/* {"approvals":[...]} of held calls with their arguments, for an approver token only.
+ * status: NULL or "pending" (pending_approval), "all", or a state name. call_id (may be
+ * NULL): just that call (CALL_NOT_FOUND if it was never held). *out owned by the caller. */
+int approval_list(struct approval *a, const char *authorization, const char *status,
+                  const char *call_id, json_t **out, struct gate_error *err);
+
+/* Standard Webhooks signature of one message: out = "v1,<base64(HMAC-SHA256(key,
+ * msg_id.timestamp.body))>" where key is the base64 part of secret ("whsec_..."), decoded.
+ * out must hold at least 64 bytes. */
+int approval_webhook_sign(const char *secret, const char *msg_id, const char *timestamp,
+                          const char *body, size_t body_len, char *out, size_t out_len,
+                          struct gate_error *err);
+
 #endif

@@ -112,7 +112,7 @@ void gate_buf_free(struct gate_buf *b);
 /* ---- utilities -------------------------------------------------------------- */
 /* hex must hold 65 bytes. */
 void gate_sha256_hex(const void *data, size_t len, char hex[65]);
-/* "250ms", "5s", "2m", "1h", or a bare number of seconds. Returns -1 on bad input. */
+/* "250ms", "5s", "2m", "1h", "7d", or a bare number of seconds. Returns -1 on bad input. */
 int gate_parse_duration_ms(const char *s, uint64_t *ms);
 uint64_t gate_monotonic_ns(void);
 uint64_t gate_realtime_ms(void);
