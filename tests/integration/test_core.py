@@ -358,7 +358,7 @@ class AuditFailClosedTest(unittest.TestCase):
         if os.geteuid() != 0:
             self.skipTest("needs root to mount a tiny tmpfs")
         state = tempfile.mkdtemp(prefix="gh-tiny-")
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", state]).returncode:
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", state]).returncode:
             self.skipTest("cannot mount tmpfs here")
         d = make_policy_dir(["echo"])
         try:
