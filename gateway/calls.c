@@ -9,18 +9,23 @@
 
 #include "gateway.h"
 
-/* Recent records kept for GET /v1/calls/{id}; held calls live in the approval store. */
+/* Recent records kept for GET /v1/calls/{id}; held calls live in the approval store. Bounded
+ * by count and by bytes: a chatty tool must not grow the gateway without end. */
 #define CALLS_KEPT 16384
+#define CALLS_MAX_BYTES (256u << 20)
 
 struct call_slot {
     char id[40];
     json_t *record;
+    size_t bytes;
 };
 
 struct gw_calls {
     pthread_mutex_t lock;
-    struct call_slot ring[CALLS_KEPT]; /* FIFO: the oldest is overwritten */
-    size_t next;
+    struct call_slot ring[CALLS_KEPT];
+    size_t head;  /* oldest record */
+    size_t count; /* records kept */
+    size_t bytes; /* their approximate size */
 };
 
 struct gw_calls *gw_calls_new(void)
@@ -41,14 +46,29 @@ void gw_calls_free(struct gw_calls *c)
     free(c);
 }
 
-void gw_calls_put(struct gw_calls *c, const char *call_id, json_t *record)
+static void evict_oldest(struct gw_calls *c)
 {
-    pthread_mutex_lock(&c->lock);
-    struct call_slot *s = &c->ring[c->next];
-    c->next = (c->next + 1) % CALLS_KEPT;
+    struct call_slot *s = &c->ring[c->head];
     json_decref(s->record);
+    s->record = NULL;
+    c->bytes -= s->bytes;
+    c->head = (c->head + 1) % CALLS_KEPT;
+    c->count--;
+}
+
+void gw_calls_put(struct gw_calls *c, const char *call_id, json_t *record, size_t bytes)
+{
+    if (bytes > CALLS_MAX_BYTES)
+        return; /* larger than the whole budget: answered once, not kept */
+    pthread_mutex_lock(&c->lock);
+    while (c->count && (c->count == CALLS_KEPT || c->bytes + bytes > CALLS_MAX_BYTES))
+        evict_oldest(c);
+    struct call_slot *s = &c->ring[(c->head + c->count) % CALLS_KEPT];
     snprintf(s->id, sizeof(s->id), "%s", call_id);
     s->record = json_incref(record);
+    s->bytes = bytes;
+    c->bytes += bytes;
+    c->count++;
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -57,10 +77,8 @@ json_t *gw_calls_get(struct gw_calls *c, const char *call_id)
     json_t *found = NULL;
     pthread_mutex_lock(&c->lock);
     /* Newest first: a linear scan of a bounded ring is a few microseconds. */
-    for (size_t k = 0; k < CALLS_KEPT && !found; k++) {
-        struct call_slot *s = &c->ring[(c->next + CALLS_KEPT - 1 - k) % CALLS_KEPT];
-        if (!s->record)
-            break;
+    for (size_t k = c->count; k-- > 0 && !found;) {
+        struct call_slot *s = &c->ring[(c->head + k) % CALLS_KEPT];
         if (strcmp(s->id, call_id) == 0)
             found = json_incref(s->record);
     }
@@ -202,13 +220,14 @@ int gw_execute(struct gw *gw, const struct policy *p, const char *call_id, const
         json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:I}", "call_id", call_id, "tool", p->name,
                                 "status", "sandbox_error", "detail", serr.msg, "isolation", iso,
                                 "audit_seq", (json_int_t)finished_seq);
-        gw_calls_put(gw->calls, call_id, rec);
+        gw_calls_put(gw->calls, call_id, rec, 512);
         json_decref(rec);
         return -1;
     }
     *result = result_record(p, call_id, agent, session, &res, dur_us / 1000, started_seq,
                             finished_seq);
-    gw_calls_put(gw->calls, call_id, *result);
+    /* Text plus, for invalid UTF-8, escapes and base64: at most ~6 bytes per output byte. */
+    gw_calls_put(gw->calls, call_id, *result, 1024 + 6 * (res.out.len + res.err.len));
     sbx_result_free(&res);
     return 0;
 }

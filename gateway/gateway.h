@@ -30,6 +30,7 @@ struct gw_options {
     const char *state_dir;  /* "./var" */
     const char *config;     /* optional YAML config file */
     const char *run_as;     /* user name or uid for tools, default "nobody" */
+    const char *tool_uids;  /* "BASE:COUNT": one host uid per running process-tier call */
     unsigned max_concurrent;
     unsigned grace_ms;      /* SIGTERM grace period for running calls */
 };
@@ -119,8 +120,9 @@ int gw_execute(struct gw *gw, const struct policy *p, const char *call_id, const
                struct gate_error *err);
 struct gw_calls *gw_calls_new(void);
 void gw_calls_free(struct gw_calls *c);
-/* Remember a finished call's record (takes a reference) / look one up (new reference). */
-void gw_calls_put(struct gw_calls *c, const char *call_id, json_t *record);
+/* Remember a finished call's record of about `bytes` (takes a reference); the oldest records
+ * go first when the count or byte budget is reached. Look one up (new reference). */
+void gw_calls_put(struct gw_calls *c, const char *call_id, json_t *record, size_t bytes);
 json_t *gw_calls_get(struct gw_calls *c, const char *call_id);
 
 /* ---- metrics (metrics.c) ----------------------------------------------------------- */

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -96,26 +97,61 @@ static int run_approved(void *ctx, const char *tool, const char *policy_sha256,
     else if (strcmp(p->sha256, policy_sha256) != 0)
         rc = gate_err(err, GATE_E_DECISION_MISMATCH,
                       "the policy of '%s' changed after approval; not run", tool);
-    else
+    else {
+        /* Counted like any call, so that SIGTERM's grace period waits for it too. */
+        atomic_fetch_add(&gw->inflight, 1);
         rc = gw_execute(gw, p, call_id, args_json, args_sha256, agent, session, result, err);
+        atomic_fetch_sub(&gw->inflight, 1);
+    }
     policy_set_unref(set);
     return rc;
 }
 
+/* A decimal id in 1..2^32-2: (uid_t)-1 would mean "unchanged" to setresuid, and 0 is root. */
+static int parse_id(const char *s, unsigned long long max, unsigned long long *out)
+{
+    if (!*s || *s < '0' || *s > '9')
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v == 0 || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
 static int resolve_user(const char *name, uid_t *uid, gid_t *gid)
 {
-    char *end = NULL;
-    unsigned long n = strtoul(name, &end, 10);
-    if (*name && !*end) {
+    unsigned long long n;
+    if (parse_id(name, (uid_t)-2, &n) == 0) {
         *uid = (uid_t)n;
         *gid = (gid_t)n;
         return 0;
     }
     struct passwd *pw = getpwnam(name);
-    if (!pw)
+    if (!pw || pw->pw_uid == 0 || pw->pw_gid == 0)
         return -1;
     *uid = pw->pw_uid;
     *gid = pw->pw_gid;
+    return 0;
+}
+
+/* "BASE:COUNT", e.g. 1900000000:1024. */
+static int parse_uid_range(const char *s, uid_t *base, unsigned *count)
+{
+    char buf[64];
+    snprintf(buf, sizeof(buf), "%s", s);
+    char *colon = strchr(buf, ':');
+    unsigned long long b, c;
+    if (!colon)
+        return -1;
+    *colon = '\0';
+    if (parse_id(buf, (uid_t)-2, &b) < 0 || parse_id(colon + 1, 1u << 20, &c) < 0 ||
+        b + c >= (uid_t)-1)
+        return -1;
+    *base = (uid_t)b;
+    *count = (unsigned)c;
     return 0;
 }
 
@@ -155,6 +191,14 @@ static void wait_for_calls(struct gw *gw)
         usleep(10000);
 }
 
+static void *teardown_watchdog(void *arg)
+{
+    (void)arg;
+    sleep(5);
+    gate_log("warn", "gateway.stopped", "teardown did not finish in 5 s; exiting");
+    _exit(0);
+}
+
 static int serve_loop(struct gw *gw)
 {
     sigset_t set;
@@ -177,13 +221,17 @@ static int serve_loop(struct gw *gw)
         gw_http_stop_accepting(gw);
         wait_for_calls(gw);
         unsigned left = atomic_load(&gw->inflight);
+        if (left)
+            sbx_shutdown(); /* kill what remains: every tier kills its running calls */
         json_t *f = json_pack("{s:i,s:I}", "signal", sig, "calls_killed", (json_int_t)left);
         audit_append(gw->audit, "gateway.stopped", f, NULL, NULL);
         json_decref(f);
         gate_log("info", "gateway.stopped", "%u calls still running were killed", left);
-        /* Tools die with us (PR_SET_PDEATHSIG); in-flight calls cannot be acknowledged. */
-        if (left)
-            _exit(0);
+        /* Every record is already durable; a teardown stuck behind a long poll or a killed
+         * call's thread must not keep the process alive. */
+        pthread_t wd;
+        if (pthread_create(&wd, NULL, teardown_watchdog, NULL) == 0)
+            pthread_detach(wd);
         return 0;
     }
 }
@@ -192,7 +240,7 @@ static void usage_serve(void)
 {
     fprintf(stderr, "usage: gatehouse serve [--listen ADDR:PORT] [--policies DIR] [--state-dir DIR]\n"
                     "                       [--config FILE] [--max-concurrent N] [--run-as USER]\n"
-                    "                       [--grace SECONDS]\n");
+                    "                       [--grace SECONDS] [--tool-uids BASE:COUNT]\n");
 }
 
 static int parse_serve_args(int argc, char **argv, struct gw_options *o)
@@ -201,11 +249,13 @@ static int parse_serve_args(int argc, char **argv, struct gw_options *o)
         {"listen", required_argument, 0, 'l'},   {"policies", required_argument, 0, 'p'},
         {"state-dir", required_argument, 0, 's'}, {"config", required_argument, 0, 'c'},
         {"max-concurrent", required_argument, 0, 'm'}, {"run-as", required_argument, 0, 'u'},
-        {"grace", required_argument, 0, 'g'},    {"help", no_argument, 0, 'h'},
+        {"grace", required_argument, 0, 'g'},    {"tool-uids", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     *o = (struct gw_options){.listen = "127.0.0.1:8080", .policies = "policies",
                              .state_dir = "var", .run_as = "nobody",
+                             .tool_uids = "1900000000:1024",
                              .max_concurrent = (unsigned)(16 * (ncpu > 0 ? ncpu : 1)),
                              .grace_ms = 10000};
     int c;
@@ -219,6 +269,7 @@ static int parse_serve_args(int argc, char **argv, struct gw_options *o)
         case 'u': o->run_as = optarg; break;
         case 'm': o->max_concurrent = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'g': o->grace_ms = (unsigned)strtoul(optarg, NULL, 10) * 1000; break;
+        case 't': o->tool_uids = optarg; break;
         default: usage_serve(); return -1;
         }
     }
@@ -239,7 +290,13 @@ static int start(struct gw *gw, struct gate_error *err)
         return -1;
     struct sbx_config sc = {.state_dir = gw->opt.state_dir};
     if (resolve_user(gw->opt.run_as, &sc.tool_uid, &sc.tool_gid) < 0)
-        return gate_err(err, GATE_E_CONFIG, "--run-as %s: no such user", gw->opt.run_as);
+        return gate_err(err, GATE_E_CONFIG, "--run-as %s: no such user, or root", gw->opt.run_as);
+    if (parse_uid_range(gw->opt.tool_uids, &sc.call_uid_base, &sc.call_uid_count) < 0)
+        return gate_err(err, GATE_E_CONFIG, "--tool-uids %s: expected BASE:COUNT, both > 0",
+                        gw->opt.tool_uids);
+    if (sc.call_uid_count < gw->opt.max_concurrent)
+        return gate_err(err, GATE_E_CONFIG, "--tool-uids gives %u uids, fewer than --max-concurrent %u",
+                        sc.call_uid_count, gw->opt.max_concurrent);
     if (sbx_init(&sc) < 0)
         return gate_err(err, GATE_E_SANDBOX, "no isolation tier works on this host");
     if (gw_reload(gw) < 0)
@@ -263,6 +320,9 @@ int cmd_serve(int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Not dumpable: no process of the same uid may ptrace us or read /proc/<pid>/mem or
+     * environ, which hold approver tokens and webhook secrets. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     pthread_mutex_init(&gw.policy_lock, NULL);
     gw.metrics = gw_metrics_new();
     gw.calls = gw_calls_new();

@@ -23,10 +23,15 @@ static const struct route routes[] = {
 
 static struct MHD_Daemon *daemon_handle;
 
+/* A chunked body has no declared length: past the cap it is read and discarded (so the
+ * client gets its 413) up to this much, and then the connection is dropped. */
+#define DISCARD_LIMIT (16u << 20)
+
 /* Per-request state kept by libmicrohttpd between calls of the access handler. */
 struct conn_state {
     struct gate_buf body;
     bool too_large;
+    size_t discarded;
 };
 
 /* Match path against a pattern where '*' stands for one non-empty segment. Captured
@@ -75,6 +80,9 @@ void http_error(struct http_resp *resp, enum gate_code code, const char *message
 {
     json_t *body = json_pack("{s:{s:s,s:s}}", "error", "code", gate_code_str(code), "message",
                              message && *message ? message : gate_code_message(code));
+    if (!body) /* a message that is not valid UTF-8: keep the code, use the table's message */
+        body = json_pack("{s:{s:s,s:s}}", "error", "code", gate_code_str(code), "message",
+                         gate_code_message(code));
     http_json(resp, gate_code_http(code), body);
 }
 
@@ -171,9 +179,21 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct http_resp *
     return ret;
 }
 
+static bool valid_utf8(const char *s)
+{
+    json_t *probe = json_string(s);
+    bool ok = probe != NULL;
+    json_decref(probe);
+    return ok;
+}
+
 static void dispatch(struct gw *gw, struct http_req *req, struct http_resp *resp)
 {
     char store[512];
+    if (!valid_utf8(req->path)) {
+        http_error(resp, GATE_E_BAD_REQUEST, "the request path is not valid UTF-8");
+        return;
+    }
     bool path_known = false;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const char *params[2] = {NULL, NULL};
@@ -217,14 +237,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_YES;
     }
     if (*upload_data_size) {
-        if (!cs->too_large && cs->body.len + *upload_data_size > GW_MAX_BODY)
+        if (!cs->too_large && cs->body.len + *upload_data_size > GW_MAX_BODY) {
             cs->too_large = true;
-        if (!cs->too_large && gate_buf_append(&cs->body, upload_data, *upload_data_size) < 0)
-            return MHD_NO;
-        if (!cs->too_large) {
-            *upload_data_size = 0;
-            return MHD_YES;
+            gate_buf_free(&cs->body);
         }
+        if (cs->too_large) {
+            /* libmicrohttpd cannot answer in the middle of an upload: drain, answer at the end. */
+            cs->discarded += *upload_data_size;
+            *upload_data_size = 0;
+            return cs->discarded > DISCARD_LIMIT ? MHD_NO : MHD_YES;
+        }
+        if (gate_buf_append(&cs->body, upload_data, *upload_data_size) < 0)
+            return MHD_NO;
+        *upload_data_size = 0;
+        return MHD_YES;
     }
     struct http_resp resp = {.status = 500};
     if (cs->too_large) {
@@ -290,7 +316,7 @@ int gw_http_start(struct gw *gw, struct gate_error *err)
         0, NULL, NULL, on_request, gw, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        MHD_OPTION_END);
     if (!daemon_handle)
         return gate_err(err, GATE_E_CONFIG, "cannot listen on %s", gw->opt.listen);
     return 0;

@@ -74,8 +74,11 @@ static int export_bpf(scmp_filter_ctx ctx, struct sock_fprog *prog, struct gate_
     if (rc < 0)
         return gate_err_errno(err, GATE_E_SANDBOX, -rc, "seccomp_export_bpf");
     off_t size = lseek(fd, 0, SEEK_END);
-    if (size <= 0 || size % (off_t)sizeof(struct sock_filter) != 0 || size > 65536 * 8)
-        return gate_err(err, GATE_E_SANDBOX, "seccomp program has a bad size %lld", (long long)size);
+    /* The kernel refuses programs over BPF_MAXINSNS; refuse them here, at policy load. */
+    if (size <= 0 || size % (off_t)sizeof(struct sock_filter) != 0 ||
+        size > (off_t)(BPF_MAXINSNS * sizeof(struct sock_filter)))
+        return gate_err(err, GATE_E_SANDBOX, "seccomp program has a bad size (%lld bytes)",
+                        (long long)size);
     struct sock_filter *insns = malloc((size_t)size);
     if (!insns)
         return gate_err(err, GATE_E_NOMEM, "seccomp program: out of memory");

@@ -44,6 +44,11 @@ struct sbx_config {
     const char *state_dir; /* gateway state directory; tiers keep their files beneath it */
     uid_t tool_uid;        /* unprivileged identity for tools (default: nobody) */
     gid_t tool_gid;
+    /* Host uids handed out one per running call (process tier), so that concurrent calls can
+     * neither signal nor inspect each other and per-uid limits (RLIMIT_NPROC) are per call.
+     * Their group is tool_gid. */
+    uid_t call_uid_base;
+    unsigned call_uid_count;
 };
 
 struct sbx_call {

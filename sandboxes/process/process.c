@@ -1,15 +1,21 @@
 /* process.c: the `process` tier: a bare process with seccomp.
  *
- * The cheapest isolation: fork/exec in a new session and process group, stdin
- * carrying the arguments JSON, a cleared environment, every fd above 2 closed,
- * rlimits from the policy, an unprivileged uid/gid, no_new_privs and a seccomp
- * filter compiled at policy load that refuses what Docker's default profile
- * refuses (and setsid/setpgid, so the tool cannot leave its process group). At
- * the end of the call, or at its deadline, the whole group is killed.
+ * The cheapest isolation: spawn in a new session and process group, stdin
+ * carrying the arguments JSON, a cleared environment, default signal
+ * dispositions, every fd above 2 closed, rlimits from the policy, a host uid of
+ * its own for the length of the call (so concurrent calls cannot signal or read
+ * each other, and RLIMIT_NPROC is per call), no_new_privs and a seccomp filter
+ * compiled at policy load that refuses what Docker's default profile refuses
+ * (and setsid/setpgid, so the tool cannot leave its process group). At the end
+ * of the call, at its deadline, or when the gateway stops, the group is killed.
+ *
+ * Known limit: without setpgid, tools that make their own process group (coreutils
+ * `timeout`) cannot; use limits.wall_timeout instead.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -26,19 +32,75 @@ struct process_state {
     struct sock_fprog seccomp;
 };
 
-static uid_t tool_uid;
-static gid_t tool_gid;
-static bool drop_identity;
+/* The per-call uids, and the process groups of running calls (killed at shutdown). */
+static struct {
+    pthread_mutex_t lock;
+    uid_t base;
+    unsigned count;
+    gid_t gid;
+    pid_t *running; /* running[i] = pgid of the call holding uid base+i, 0 = free */
+    unsigned next;
+} ids = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static int process_init(const struct sbx_config *cfg, struct gate_error *err)
 {
-    (void)err;
-    tool_uid = cfg->tool_uid;
-    tool_gid = cfg->tool_gid;
-    /* Only root can (and must) switch to the unprivileged tool identity. An unprivileged
-     * gateway runs tools as itself: they can never have more than it has. */
-    drop_identity = geteuid() == 0;
+    /* A tool must never run as the gateway's own user: it could then rewrite the audit log,
+     * read the gateway's memory and environment (approver tokens, webhook secrets) and
+     * signal it. Only root can give each call an identity of its own. */
+    if (geteuid() != 0)
+        return gate_err(err, GATE_E_SANDBOX,
+                        "the process tier needs the gateway to run as root, to run each call "
+                        "under a uid of its own");
+    if (cfg->call_uid_count == 0 || cfg->call_uid_base == 0 || cfg->tool_gid == 0 ||
+        (uint64_t)cfg->call_uid_base + cfg->call_uid_count >= (uint64_t)(uid_t)-1)
+        return gate_err(err, GATE_E_SANDBOX, "the tool uid range or gid is invalid (root?)");
+    ids.running = calloc(cfg->call_uid_count, sizeof(pid_t));
+    if (!ids.running)
+        return gate_err(err, GATE_E_NOMEM, "out of memory");
+    ids.base = cfg->call_uid_base;
+    ids.count = cfg->call_uid_count;
+    ids.gid = cfg->tool_gid;
     return 0;
+}
+
+/* Take a free uid slot; -1 if every uid is in use. */
+static int slot_acquire(void)
+{
+    int slot = -1;
+    pthread_mutex_lock(&ids.lock);
+    for (unsigned k = 0; k < ids.count && slot < 0; k++) {
+        unsigned i = (ids.next + k) % ids.count;
+        if (ids.running[i] == 0) {
+            ids.running[i] = -1; /* taken, not started yet */
+            ids.next = i + 1;
+            slot = (int)i;
+        }
+    }
+    pthread_mutex_unlock(&ids.lock);
+    return slot;
+}
+
+static void slot_set(int slot, pid_t pgid)
+{
+    pthread_mutex_lock(&ids.lock);
+    ids.running[slot] = pgid;
+    pthread_mutex_unlock(&ids.lock);
+}
+
+/* The slot's uid may be reused: every process of the call is dead (its whole process group
+ * was killed and the tool cannot leave the group). */
+static void slot_release(int slot)
+{
+    slot_set(slot, 0);
+}
+
+static void process_shutdown(void)
+{
+    pthread_mutex_lock(&ids.lock);
+    for (unsigned i = 0; i < ids.count; i++)
+        if (ids.running[i] > 0)
+            kill(-ids.running[i], SIGKILL);
+    pthread_mutex_unlock(&ids.lock);
 }
 
 static void state_free(void *state)
@@ -55,6 +117,15 @@ static int process_prepare(struct policy *p, struct gate_error *err)
     struct process_state *st = calloc(1, sizeof(*st));
     if (!st)
         return gate_err(err, GATE_E_NOMEM, "out of memory");
+    /* The guarantee that nothing outlives a call rests on the tool staying in its group. */
+    for (size_t i = 0; p->seccomp_allow && p->seccomp_allow[i]; i++)
+        if (!strcmp(p->seccomp_allow[i], "setsid") || !strcmp(p->seccomp_allow[i], "setpgid")) {
+            free(st);
+            return gate_err(err, GATE_E_POLICY,
+                            "seccomp.allow: '%s' cannot be allowed in the process tier (a tool "
+                            "leaving its process group could outlive its call)",
+                            p->seccomp_allow[i]);
+        }
     if (sbx_seccomp_compile(SBX_SECCOMP_DENYLIST, p->seccomp_allow, p->seccomp_deny, &st->seccomp,
                             err) < 0) {
         free(st);
@@ -65,10 +136,40 @@ static int process_prepare(struct policy *p, struct gate_error *err)
     return 0;
 }
 
-static void set_limit(int resource, rlim_t value)
+static void set_limit(int resource, rlim_t soft, rlim_t hard)
 {
-    struct rlimit rl = {value, value};
+    struct rlimit rl = {soft, hard};
     setrlimit(resource, &rl);
+}
+
+/* The kernel's struct for rt_sigaction (not glibc's): only SIG_DFL is ever set here. */
+struct kernel_sigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    uint64_t mask;
+};
+
+/* Ignored signals stay ignored across execve and a blocked mask is inherited: give the tool
+ * the defaults, so that SIGTERM and SIGPIPE mean to it what they mean to any program. */
+static void reset_signals(void)
+{
+    struct kernel_sigaction dfl = {.handler = SIG_DFL};
+    for (int sig = 1; sig < 65; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(uint64_t));
+    uint64_t none = 0;
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(uint64_t));
+}
+
+static void close_above(int first)
+{
+    if (syscall(SYS_close_range, (unsigned)first, ~0U, 0U) == 0)
+        return;
+    struct rlimit rl;
+    rlim_t max = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 65536;
+    for (rlim_t fd = (rlim_t)first; fd < max && fd < 1048576; fd++)
+        close((int)fd);
 }
 
 struct child_args {
@@ -76,6 +177,7 @@ struct child_args {
     const struct process_state *st;
     char **env;
     int in, out, errfd, report;
+    uid_t uid;
 };
 
 /* In the child, which shares the gateway's memory (CLONE_VM|CLONE_VFORK) until execve: only
@@ -86,6 +188,7 @@ static int child(void *arg)
     const struct child_args *a = arg;
     const struct policy *p = a->p;
     int report = a->report;
+    reset_signals();
     if (setsid() < 0)
         sbx_child_fail(report, "setsid", errno);
     if (dup2(a->in, 0) < 0 || dup2(a->out, 1) < 0 || dup2(a->errfd, 2) < 0)
@@ -96,23 +199,24 @@ static int child(void *arg)
             sbx_child_fail(report, "dup3", errno);
         report = 3;
     }
-    syscall(SYS_close_range, 4U, ~0U, 0U);
+    close_above(4);
     const struct policy_limits *l = &p->limits;
-    set_limit(RLIMIT_AS, (rlim_t)l->memory_mb << 20);
-    set_limit(RLIMIT_CPU, (rlim_t)((l->cpu_time_ms + 999) / 1000));
-    set_limit(RLIMIT_FSIZE, (rlim_t)l->file_size_mb << 20);
-    set_limit(RLIMIT_NPROC, (rlim_t)l->pids);
-    set_limit(RLIMIT_CORE, 0);
-    if (drop_identity) {
-        /* Supplementary groups first, then gid, then uid: once uid is unprivileged the
-         * process can no longer change its groups. Dropping uid 0 clears every capability. */
-        if (syscall(SYS_setgroups, 0, NULL) < 0)
-            sbx_child_fail(report, "setgroups", errno);
-        if (syscall(SYS_setresgid, tool_gid, tool_gid, tool_gid) < 0)
-            sbx_child_fail(report, "setresgid", errno);
-        if (syscall(SYS_setresuid, tool_uid, tool_uid, tool_uid) < 0)
-            sbx_child_fail(report, "setresuid", errno);
-    }
+    rlim_t cpu = (rlim_t)((l->cpu_time_ms + 999) / 1000);
+    set_limit(RLIMIT_AS, (rlim_t)l->memory_mb << 20, (rlim_t)l->memory_mb << 20);
+    /* Hard above soft: the tool gets SIGXCPU (reported as resource_limit), not SIGKILL. */
+    set_limit(RLIMIT_CPU, cpu, cpu + 1);
+    set_limit(RLIMIT_FSIZE, (rlim_t)l->file_size_mb << 20, (rlim_t)l->file_size_mb << 20);
+    /* Counted per uid, and the uid is this call's alone: a cap on this call's processes. */
+    set_limit(RLIMIT_NPROC, (rlim_t)l->pids, (rlim_t)l->pids);
+    set_limit(RLIMIT_CORE, 0, 0);
+    /* Supplementary groups first, then gid, then uid: once uid is unprivileged the process
+     * can no longer change its groups. Leaving uid 0 clears every capability. */
+    if (syscall(SYS_setgroups, 0, NULL) < 0)
+        sbx_child_fail(report, "setgroups", errno);
+    if (syscall(SYS_setresgid, ids.gid, ids.gid, ids.gid) < 0)
+        sbx_child_fail(report, "setresgid", errno);
+    if (syscall(SYS_setresuid, a->uid, a->uid, a->uid) < 0)
+        sbx_child_fail(report, "setresuid", errno);
     /* Set after the identity change, which clears it: the tool dies with the gateway. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (chdir("/") < 0)
@@ -145,6 +249,7 @@ static int process_run(const struct policy *p, const struct sbx_call *call, stru
     int in[2] = {-1, -1}, out[2] = {-1, -1}, errp[2] = {-1, -1}, report[2] = {-1, -1};
     char **env = sbx_tool_env(p, call->call_id);
     int rc = -1;
+    int slot = -1;
     /* Enough for the child's few frames before execve; one per call on this thread's stack. */
     char child_stack[32768] __attribute__((aligned(16)));
     if (!env) {
@@ -156,16 +261,28 @@ static int process_run(const struct policy *p, const struct sbx_call *call, stru
         gate_err_errno(err, GATE_E_SANDBOX, errno, "pipe2");
         goto done;
     }
-    struct child_args args = {p, st, env, in[0], out[1], errp[1], report[1]};
-    uint64_t start = gate_monotonic_ns();
-    /* CLONE_VM|CLONE_VFORK (what posix_spawn does): no copy of the gateway's page tables, and
-     * the parent waits until the child has exec'd or failed. The child stack is ours. */
-    pid_t pid = clone(child, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD,
-                      &args);
-    if (pid < 0) {
-        gate_err_errno(err, GATE_E_SANDBOX, errno, "clone");
+    slot = slot_acquire();
+    if (slot < 0) {
+        gate_err(err, GATE_E_SANDBOX, "all %u tool uids are in use", ids.count);
         goto done;
     }
+    struct child_args args = {p, st, env, in[0], out[1], errp[1], report[1], ids.base + (uid_t)slot};
+    uint64_t start = gate_monotonic_ns();
+    /* CLONE_VM|CLONE_VFORK (what posix_spawn does): no copy of the gateway's page tables, and
+     * the parent waits until the child has exec'd or failed. The child stack is ours. Every
+     * signal is blocked meanwhile, so no handler can run in the child on shared memory. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = clone(child, child_stack + sizeof(child_stack), CLONE_VM | CLONE_VFORK | SIGCHLD,
+                      &args);
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        gate_err_errno(err, GATE_E_SANDBOX, clone_errno, "clone");
+        goto done;
+    }
+    slot_set(slot, pid);
     close(in[0]), in[0] = -1;
     close(out[1]), out[1] = -1;
     close(errp[1]), errp[1] = -1;
@@ -193,6 +310,8 @@ static int process_run(const struct policy *p, const struct sbx_call *call, stru
     in[1] = out[0] = errp[0] = -1; /* owned by sbx_supervise now */
     rc = sbx_supervise(&sv, res, NULL, err);
 done:
+    if (slot >= 0)
+        slot_release(slot);
     close_pair(in);
     close_pair(out);
     close_pair(errp);
@@ -207,4 +326,5 @@ const struct sbx_ops sbx_process_ops = {
     .init = process_init,
     .prepare = process_prepare,
     .run = process_run,
+    .shutdown = process_shutdown,
 };

@@ -60,9 +60,16 @@ env: {GREETING: hello}
 """,
     "whoami": """
 name: whoami
-description: Prints its uid and seccomp mode.
-command: ["/bin/sh", "-c", "id -u; grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status"]
+description: Prints its uid, seccomp mode and signal state, then waits a little.
+command: ["/bin/sh", "-c", "id -u; grep -E '^(Seccomp|NoNewPrivs|CapEff|SigBlk|SigIgn):' /proc/self/status; sleep 0.3"]
 isolation: process
+""",
+    "spin": """
+name: spin
+description: Burns CPU past its cpu_time.
+command: ["/bin/sh", "-c", "while :; do :; done"]
+isolation: process
+limits: {cpu_time: 1s, wall_timeout: 20s}
 """,
     "unshare": """
 name: unshare
@@ -250,14 +257,51 @@ class CoreTest(unittest.TestCase):
         self.assertEqual(set(env), {"GREETING", "GATEHOUSE_TOOL", "GATEHOUSE_CALL_ID"})
         self.assertNotIn("canary-5f3a", j["stdout"])
 
-    def test_runs_unprivileged_with_seccomp(self):
+    def test_runs_unprivileged_with_seccomp_and_default_signals(self):
         j = self.gw.call("whoami", {}).json()
         lines = j["stdout"].split("\n")
-        if os.geteuid() == 0:
-            self.assertEqual(lines[0], "65534")
+        self.assertGreaterEqual(int(lines[0]), 1900000000)  # --tool-uids default range
         self.assertIn("Seccomp:\t2", j["stdout"])
         self.assertIn("NoNewPrivs:\t1", j["stdout"])
         self.assertIn("CapEff:\t0000000000000000", j["stdout"])
+        self.assertIn("SigBlk:\t0000000000000000", j["stdout"])
+        self.assertIn("SigIgn:\t0000000000000000", j["stdout"])
+
+    def test_concurrent_calls_get_distinct_uids(self):
+        out = []
+        threads = [threading.Thread(target=lambda: out.append(self.gw.call("whoami", {}).json()))
+                   for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        uids = {j["stdout"].split("\n")[0] for j in out}
+        self.assertEqual(len(uids), 4, uids)
+
+    def test_cpu_time_limit_is_resource_limit(self):
+        j = self.gw.call("spin", {}).json()
+        self.assertEqual(j["status"], "resource_limit", j)
+        self.assertIn("cpu_time", j["detail"])
+
+    def test_error_invalid_utf8_path(self):
+        self.error(self.gw.request("POST", "/v1/tools/%ff/calls", {"arguments": {}}), 400, "bad_request")
+
+    def test_error_chunked_body_too_large(self):
+        import http.client
+        conn = http.client.HTTPConnection("127.0.0.1", self.gw.port, timeout=30)
+        conn.putrequest("POST", "/v1/tools/echo/calls")
+        conn.putheader("content-type", "application/json")
+        conn.putheader("transfer-encoding", "chunked")
+        conn.endheaders()
+        chunk = b"a" * 65536
+        for _ in range(20):
+            conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        conn.send(b"0\r\n\r\n")
+        r = conn.getresponse()
+        body = r.read()
+        conn.close()
+        self.assertEqual(r.status, 413, body)
+        self.assertEqual(json.loads(body)["error"]["code"], "body_too_large")
 
     def test_seccomp_refuses_namespaces(self):
         j = self.gw.call("unshare", {}).json()
@@ -283,6 +327,44 @@ class CoreTest(unittest.TestCase):
 
     def test_call_not_found(self):
         self.error(self.gw.request("GET", "/v1/calls/c_doesnotexist"), 404, "call_not_found")
+
+
+class StartupTest(unittest.TestCase):
+    def start_fails(self, extra, policies=None, text=None):
+        d = policies or make_policy_dir(["echo"])
+        gw = harness.Gateway(d, extra_args=extra)
+        try:
+            with self.assertRaises(RuntimeError) as ctx:
+                gw.start()
+        finally:
+            gw.stop()
+            gw.cleanup()
+            shutil.rmtree(d, ignore_errors=True)
+        if text:
+            self.assertIn(text, str(ctx.exception))
+
+    def test_run_as_root_or_minus_one_is_refused(self):
+        self.start_fails(["--run-as", "-1"], text="--run-as")
+        self.start_fails(["--run-as", "root"], text="--run-as")
+        self.start_fails(["--tool-uids", "0:10"], text="--tool-uids")
+
+    def test_second_gateway_on_same_port_does_not_start(self):
+        d = make_policy_dir(["echo"])
+        state = tempfile.mkdtemp(prefix="gh-state-")
+        with harness.Gateway(d) as gw:
+            p = subprocess.run([harness.GATEHOUSE, "serve", "--listen", "127.0.0.1:%d" % gw.port,
+                                "--policies", d, "--state-dir", state],
+                               capture_output=True, text=True, timeout=30)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("cannot listen", p.stderr)
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(d, ignore_errors=True)
+
+    def test_setsid_cannot_be_allowed_in_process_tier(self):
+        d = tempfile.mkdtemp(prefix="gh-pol-")
+        harness.write_policy(d, "bad", POLICIES["slow"].replace("name: slow", "name: bad") +
+                             "seccomp: {allow: [setsid]}\n")
+        self.start_fails([], policies=d, text="setsid")
 
 
 class ReloadTest(unittest.TestCase):
@@ -332,6 +414,34 @@ class LimitsTest(unittest.TestCase):
             self.assertEqual(r.json()["error"]["code"], "too_many_calls")
             self.assertEqual(r.headers.get("retry-after"), "1")
             self.assertEqual(results[0].status, 200)
+        shutil.rmtree(d, ignore_errors=True)
+
+    def test_sigterm_after_grace_kills_what_remains(self):
+        d = tempfile.mkdtemp(prefix="gh-pol-")
+        harness.write_policy(d, "long", """
+name: long
+description: Outlasts the grace period, with a grandchild.
+command: ["/bin/sh", "-c", "sleep 77.7 & sleep 77.7"]
+isolation: process
+limits: {wall_timeout: 60s}
+""")
+        gw = harness.Gateway(d, extra_args=["--grace", "1"]).start()
+        def call_and_ignore():
+            try:
+                gw.call("long", {})  # answered "killed", or the connection drops
+            except OSError:
+                pass
+        t = threading.Thread(target=call_and_ignore)
+        t.start()
+        time.sleep(0.5)
+        self.assertGreaterEqual(len(pgrep("sleep 77.7")), 2)
+        self.assertEqual(gw.stop(signal.SIGTERM), 0)
+        t.join()
+        self.assertTrue(wait_gone("sleep 77.7"), "a tool outlived the gateway's shutdown")
+        recs = harness.audit_records(gw.state_dir)
+        self.assertEqual(recs[-1]["event"], "gateway.stopped")
+        self.assertEqual(recs[-1]["calls_killed"], 1)
+        gw.cleanup()
         shutil.rmtree(d, ignore_errors=True)
 
     def test_sigterm_lets_running_calls_finish(self):
