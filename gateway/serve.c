@@ -184,9 +184,9 @@ static int open_approval(struct gw *gw, struct gate_error *err)
     return rc;
 }
 
-static void wait_for_calls(struct gw *gw)
+static void wait_for_calls(struct gw *gw, unsigned ms)
 {
-    uint64_t deadline = gate_monotonic_ns() + (uint64_t)gw->opt.grace_ms * 1000000ull;
+    uint64_t deadline = gate_monotonic_ns() + (uint64_t)ms * 1000000ull;
     while (atomic_load(&gw->inflight) > 0 && gate_monotonic_ns() < deadline)
         usleep(10000);
 }
@@ -219,10 +219,12 @@ static int serve_loop(struct gw *gw)
                  atomic_load(&gw->inflight));
         atomic_store(&gw->stopping, true);
         gw_http_stop_accepting(gw);
-        wait_for_calls(gw);
+        wait_for_calls(gw, gw->opt.grace_ms);
         unsigned left = atomic_load(&gw->inflight);
-        if (left)
+        if (left) {
             sbx_shutdown(); /* kill what remains: every tier kills its running calls */
+            wait_for_calls(gw, 2000); /* so their call.finished records come before ours */
+        }
         json_t *f = json_pack("{s:i,s:I}", "signal", sig, "calls_killed", (json_int_t)left);
         audit_append(gw->audit, "gateway.stopped", f, NULL, NULL);
         json_decref(f);
