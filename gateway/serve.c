@@ -184,10 +184,16 @@ static int open_approval(struct gw *gw, struct gate_error *err)
     return rc;
 }
 
+/* Calls running now: direct calls and approved ones (run_approved counts those too). */
+static unsigned running(struct gw *gw)
+{
+    return atomic_load(&gw->inflight);
+}
+
 static void wait_for_calls(struct gw *gw, unsigned ms)
 {
     uint64_t deadline = gate_monotonic_ns() + (uint64_t)ms * 1000000ull;
-    while (atomic_load(&gw->inflight) > 0 && gate_monotonic_ns() < deadline)
+    while (running(gw) > 0 && gate_monotonic_ns() < deadline)
         usleep(10000);
 }
 
@@ -218,9 +224,10 @@ static int serve_loop(struct gw *gw)
         gate_log("info", "gateway.stopping", "signal %d: no new calls; %u running", sig,
                  atomic_load(&gw->inflight));
         atomic_store(&gw->stopping, true);
+        approval_shutdown(gw->approval); /* wake long polls, stop webhooks and expiry */
         gw_http_stop_accepting(gw);
         wait_for_calls(gw, gw->opt.grace_ms);
-        unsigned left = atomic_load(&gw->inflight);
+        unsigned left = running(gw);
         if (left) {
             sbx_shutdown(); /* kill what remains: every tier kills its running calls */
             wait_for_calls(gw, 2000); /* so their call.finished records come before ours */

@@ -76,6 +76,14 @@ int approval_decide(struct approval *a, const char *call_id, const char *authori
 int approval_list(struct approval *a, const char *authorization, const char *status,
                   const char *call_id, json_t **out, struct gate_error *err);
 
+/* Begin stopping (idempotent; approval_close does it too): long polls return at once, no
+ * more webhooks are sent and no more calls expire; approved calls already running go on.
+ * Call it before stopping the HTTP server, so no handler stays blocked in a long poll. */
+void approval_shutdown(struct approval *a);
+/* Approved calls running now on the module's worker threads (for the shutdown grace period:
+ * a call still running at exit is found `started` at the next start and marked interrupted). */
+unsigned approval_running(struct approval *a);
+
 /* Standard Webhooks signature of one message: out = "v1,<base64(HMAC-SHA256(key,
  * msg_id.timestamp.body))>" where key is the base64 part of secret ("whsec_..."), decoded.
  * out must hold at least 64 bytes. */

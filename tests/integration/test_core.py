@@ -200,9 +200,22 @@ class CoreTest(unittest.TestCase):
         self.error(self.gw.request("GET", "/v1/tools/echo/calls"), 405, "method_not_allowed")
         self.error(self.gw.request("DELETE", "/v1/tools"), 405, "method_not_allowed")
 
-    def test_error_body_too_large(self):
-        big = b'{"arguments":{"text":"' + b"a" * (1024 * 1024 + 10) + b'"}}'
-        self.error(self.gw.request("POST", "/v1/tools/echo/calls", big, raw=True), 413, "body_too_large")
+    def test_error_body_too_large_answered_before_the_body_is_read(self):
+        import socket
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=10)
+        # Declare 2 MiB, send only the headers and a few bytes: the answer must not wait.
+        s.sendall(b"POST /v1/tools/echo/calls HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: 2097152\r\n\r\n{\"argu")
+        data = b""
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        self.assertIn(b" 413 ", head.split(b"\r\n")[0])
+        self.assertEqual(json.loads(body)["error"]["code"], "body_too_large")
 
     def test_error_wrong_content_type(self):
         r = self.gw.request("POST", "/v1/tools/echo/calls", b'{"arguments":{"text":"a"}}',

@@ -1,0 +1,168 @@
+/* config.c: the `approval:` section of the gateway's config file.
+ *
+ *   approval:
+ *     webhook_url: http://127.0.0.1:9000/hook   # default endpoint (http:// only for now)
+ *     webhook_secret: whsec_<base64>            # or webhook_secret_env: VAR_NAME
+ *     approvers:                                # name -> bearer token (>= 16 characters)
+ *       alice: 3f9c0c6b5e2d4a71
+ *
+ * Every problem is reported with the line:column where it was written.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "approval_internal.h"
+
+#define MIN_TOKEN_LEN 16
+
+static int at(struct gate_error *err, const struct ynode *n, const char *fmt, const char *what)
+{
+    char msg[512];
+    snprintf(msg, sizeof(msg), fmt, what);
+    return gate_err(err, GATE_E_CONFIG, "%d:%d: %s", n->loc.line, n->loc.col, msg);
+}
+
+static int scalar(const struct ynode *n, const char *key, const char **out, struct gate_error *err)
+{
+    if (n->kind != YNODE_SCALAR || !n->scalar || !*n->scalar)
+        return at(err, n, "'approval.%s' must be a non-empty string", key);
+    *out = n->scalar;
+    return 0;
+}
+
+static int set_url(const struct ynode *n, struct approval_config *cfg, struct gate_error *err)
+{
+    const char *v = NULL;
+    if (scalar(n, "webhook_url", &v, err) < 0) return -1;
+    if (strncmp(v, "https://", 8) == 0)
+        return at(err, n, "'approval.webhook_url': %s",
+                  "https:// is not supported yet; use http://");
+    struct approval_url u;
+    if (approval_url_parse(v, &u) < 0)
+        return at(err, n, "'approval.webhook_url' must be an http://host[:port]/path URL%s", "");
+    free(cfg->webhook_url);
+    cfg->webhook_url = strdup(v);
+    return cfg->webhook_url ? 0 : gate_err(err, GATE_E_NOMEM, "out of memory");
+}
+
+static int set_secret(const struct ynode *n, const char *value, const char *origin,
+                      struct approval_config *cfg, struct gate_error *err)
+{
+    unsigned char key[256];
+    if (approval_secret_decode(value, key, sizeof(key)) <= 0)
+        return at(err, n, "%s must be \"whsec_\" followed by base64 (1 to 256 bytes)", origin);
+    free(cfg->webhook_secret);
+    cfg->webhook_secret = strdup(value);
+    return cfg->webhook_secret ? 0 : gate_err(err, GATE_E_NOMEM, "out of memory");
+}
+
+static int set_secret_env(const struct ynode *n, struct approval_config *cfg,
+                          struct gate_error *err)
+{
+    const char *name = NULL;
+    if (scalar(n, "webhook_secret_env", &name, err) < 0) return -1;
+    const char *v = getenv(name);
+    if (!v || !*v) {
+        gate_err(err, GATE_E_CONFIG,
+                 "%d:%d: 'approval.webhook_secret_env': environment variable "
+                 "'%s' is not set",
+                 n->loc.line, n->loc.col, name);
+        return -1;
+    }
+    char origin[300];
+    snprintf(origin, sizeof(origin), "the value of $%s", name);
+    return set_secret(n, v, origin, cfg, err);
+}
+
+static int set_approvers(const struct ynode *n, struct approval_config *cfg, struct gate_error *err)
+{
+    if (n->kind != YNODE_MAP)
+        return at(err, n, "'approval.%s' must be a mapping of name to token", "approvers");
+    cfg->approvers = calloc(n->n ? n->n : 1, sizeof(*cfg->approvers));
+    if (!cfg->approvers) return gate_err(err, GATE_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < n->n; i++) {
+        const struct ynode *v = n->items[i];
+        if (!*n->keys[i]) return at(err, v, "approver names must not be empty%s", "");
+        if (v->kind != YNODE_SCALAR || !v->scalar)
+            return at(err, v, "the token of approver '%s' must be a string", n->keys[i]);
+        if (strlen(v->scalar) < MIN_TOKEN_LEN) {
+            gate_err(err, GATE_E_CONFIG,
+                     "%d:%d: the token of approver '%s' is shorter than %d "
+                     "characters",
+                     v->loc.line, v->loc.col, n->keys[i], MIN_TOKEN_LEN);
+            return -1;
+        }
+        struct approval_approver *ap = &cfg->approvers[cfg->n_approvers++];
+        ap->name = strdup(n->keys[i]);
+        ap->token = strdup(v->scalar);
+        if (!ap->name || !ap->token) return gate_err(err, GATE_E_NOMEM, "out of memory");
+    }
+    return 0;
+}
+
+static int parse_keys(const struct ynode *node, struct approval_config *cfg, struct gate_error *err)
+{
+    const struct ynode *secret = ynode_get(node, "webhook_secret");
+    for (size_t i = 0; i < node->n; i++) {
+        const char *k = node->keys[i];
+        const struct ynode *v = node->items[i];
+        int rc = 0;
+        if (strcmp(k, "webhook_url") == 0) {
+            rc = set_url(v, cfg, err);
+        } else if (strcmp(k, "webhook_secret") == 0) {
+            const char *s = NULL;
+            rc = scalar(v, k, &s, err);
+            if (rc == 0) rc = set_secret(v, s, "'approval.webhook_secret'", cfg, err);
+        } else if (strcmp(k, "webhook_secret_env") == 0) {
+            if (secret)
+                return at(err, v,
+                          "give either 'approval.webhook_secret' or "
+                          "'approval.webhook_secret_env', not both%s",
+                          "");
+            rc = set_secret_env(v, cfg, err);
+        } else if (strcmp(k, "approvers") == 0) {
+            rc = set_approvers(v, cfg, err);
+        } else {
+            const struct policy_loc *loc = node->key_locs ? &node->key_locs[i] : &v->loc;
+            return gate_err(err, GATE_E_CONFIG,
+                            "%d:%d: unknown key 'approval.%s' (known: "
+                            "webhook_url, webhook_secret, webhook_secret_env, approvers)",
+                            loc->line, loc->col, k);
+        }
+        if (rc < 0) return -1;
+    }
+    if (cfg->webhook_url && !cfg->webhook_secret)
+        return at(err, node,
+                  "'approval.webhook_url' needs a signing secret "
+                  "('approval.webhook_secret' or 'approval.webhook_secret_env')%s",
+                  "");
+    return 0;
+}
+
+int approval_config_parse(const struct ynode *node, struct approval_config *cfg,
+                          struct gate_error *err)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    if (!node) return 0;
+    if (node->kind != YNODE_MAP) return at(err, node, "'%s' must be a mapping", "approval");
+    if (parse_keys(node, cfg, err) < 0) {
+        approval_config_free(cfg);
+        return -1;
+    }
+    return 0;
+}
+
+void approval_config_free(struct approval_config *cfg)
+{
+    if (!cfg) return;
+    free(cfg->webhook_url);
+    free(cfg->webhook_secret);
+    for (size_t i = 0; i < cfg->n_approvers; i++) {
+        free(cfg->approvers[i].name);
+        if (cfg->approvers[i].token) /* do not leave tokens in freed memory */
+            explicit_bzero(cfg->approvers[i].token, strlen(cfg->approvers[i].token));
+        free(cfg->approvers[i].token);
+    }
+    free(cfg->approvers);
+    memset(cfg, 0, sizeof(*cfg));
+}
