@@ -303,7 +303,7 @@ static const struct err_case err_cases[] = {
      "2:14", "'description' must be a string, got a list"},
     {"bad duration", HEAD "limits:\n  wall_timeout: 5x\n", "6:17", "bad duration '5x'"},
     {"duration out of range", HEAD "limits:\n  wall_timeout: 25h\n", "6:17", "between 1ms and 24h"},
-    {"approval timeout out of range", HEAD "approval:\n  timeout: 8d\n", "6:12", "bad duration"},
+    {"approval timeout out of range", HEAD "approval:\n  timeout: 8d\n", "6:12", "between 1s and 168h"},
     {"memory_mb 2", HEAD "limits:\n  memory_mb: 2\n", "6:14", "memory cap under 4 MiB"},
     {"hex integer", HEAD "limits:\n  pids: 0x10\n", "6:9", "decimal integer"},
     {"pids out of range", HEAD "limits:\n  pids: 70000\n", "6:9", "between 1 and 65536"},
