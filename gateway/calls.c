@@ -211,8 +211,12 @@ int gw_execute(struct gw *gw, const struct policy *p, const char *call_id, const
     json_decref(fin);
     gw_metrics_call(gw->metrics, p->name, sbx_status_str(res.status), iso, dur_us);
     if (rc < 0) {
+        /* The result cannot be acknowledged without its record, but the tool did start: say
+         * what happened to whoever keeps state (the approval store), never "did not run". */
+        *result = result_record(p, call_id, agent, session, &res, dur_us / 1000, started_seq, 0);
+        json_object_set_new(*result, "audit_error", json_string(err->msg));
         sbx_result_free(&res);
-        return -1; /* the result cannot be acknowledged without its record */
+        return -1;
     }
     if (run_rc < 0) {
         *err = serr;
@@ -221,7 +225,7 @@ int gw_execute(struct gw *gw, const struct policy *p, const char *call_id, const
                                 "status", "sandbox_error", "detail", serr.msg, "isolation", iso,
                                 "audit_seq", (json_int_t)finished_seq);
         gw_calls_put(gw->calls, call_id, rec, 512);
-        json_decref(rec);
+        *result = rec;
         return -1;
     }
     *result = result_record(p, call_id, agent, session, &res, dur_us / 1000, started_seq,

@@ -112,9 +112,9 @@ int gw_reload(struct gw *gw);
 
 /* ---- the call path (calls.c) ------------------------------------------------------ */
 /* Run a validated call now in its policy's sandbox: audit call.started (durable) -> run ->
- * audit call.finished (durable) -> result JSON (owned by caller). Returns -1 only if the
- * audit log refused the record (nothing ran) or the sandbox could not be set up. Also the
- * approval module's run callback (see approval.h). */
+ * audit call.finished (durable) -> result JSON (owned by caller). Returns -1 if the audit log
+ * refused a record or the sandbox could not be set up; *result is then still set (and owned by
+ * the caller) whenever the sandbox was started, describing what happened. */
 int gw_execute(struct gw *gw, const struct policy *p, const char *call_id, const char *args_json,
                const char *args_sha256, const char *agent, const char *session, json_t **result,
                struct gate_error *err);

@@ -136,6 +136,7 @@ static void call_with_policy(struct gw *gw, const struct policy *p, json_t *body
         else
             http_json(resp, 202, result);
     } else if (gw_execute(gw, p, call_id, args_json, args_sha, agent, session, &result, &err) < 0) {
+        json_decref(result);
         http_error_from(resp, &err);
         if (resp->json)
             json_object_set_new(json_object_get(resp->json, "error"), "call_id",

@@ -184,10 +184,11 @@ static int open_approval(struct gw *gw, struct gate_error *err)
     return rc;
 }
 
-/* Calls running now: direct calls and approved ones (run_approved counts those too). */
+/* Calls running now: direct calls, and approved ones (run_approved counts those in inflight
+ * too, but a run thread may not have reached it yet: better counted twice than missed). */
 static unsigned running(struct gw *gw)
 {
-    return atomic_load(&gw->inflight);
+    return atomic_load(&gw->inflight) + (gw->approval ? approval_running(gw->approval) : 0);
 }
 
 static void wait_for_calls(struct gw *gw, unsigned ms)
@@ -313,7 +314,9 @@ static int start(struct gw *gw, struct gate_error *err)
                         gw->opt.policies);
     if (open_approval(gw, err) < 0)
         return -1;
-    return gw_http_start(gw, err);
+    if (gw_http_start(gw, err) < 0)
+        return -1;
+    return approval_resume(gw->approval, err);
 }
 
 int cmd_serve(int argc, char **argv)
@@ -340,6 +343,7 @@ int cmd_serve(int argc, char **argv)
     struct gate_error err = {0};
     if (start(&gw, &err) < 0) {
         gate_log("error", "gateway.start_failed", "%s", err.msg);
+        approval_close(gw.approval); /* waits for any run it started */
         return 1;
     }
     json_t *f = json_pack("{s:s,s:s}", "listen", gw.opt.listen, "policies", gw.opt.policies);

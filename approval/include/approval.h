@@ -38,7 +38,8 @@ int approval_config_parse(const struct ynode *node, struct approval_config *cfg,
 void approval_config_free(struct approval_config *cfg);
 
 /* Runs an approved call in its sandbox (the gateway's gw_execute behind it). Resolves the tool's
- * current policy and refuses (-1) if its hash is not policy_sha256. *result: the call record. */
+ * current policy and refuses (-1) if its hash is not policy_sha256. *result: the call record;
+ * set, even when -1 is returned, whenever the tool was started. */
 typedef int (*approval_run_fn)(void *ctx, const char *tool, const char *policy_sha256,
                                const char *call_id, const char *args_json, const char *args_sha256,
                                const char *agent, const char *session, json_t **result,
@@ -48,6 +49,9 @@ int approval_open(const char *state_dir, const struct approval_config *cfg, stru
                   const char *public_url, approval_run_fn run, void *run_ctx, struct approval **out,
                   struct gate_error *err);
 void approval_close(struct approval *a);
+/* Start approved calls that had not started and re-send undelivered webhooks. Called once the
+ * gateway is up (after its HTTP server started), so that a failed start never strands a run. */
+int approval_resume(struct approval *a, struct gate_error *err);
 
 /* Hold a validated call. On success *response is the 202 body (owned by the caller). */
 int approval_hold(struct approval *a, const struct policy *p, const char *call_id,

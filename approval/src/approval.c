@@ -79,8 +79,12 @@ static void run_row(struct approval *a, const struct approval_row *r)
                     r->agent, r->session, &result, &rerr);
     char *text = NULL;
     json_t *fields = NULL;
-    if (rc == 0 && result) {
+    if (result) {
+        /* The tool ran (rc < 0: its call.finished record could not be written): store what
+         * happened, never "not_run", so nobody submits an irreversible call again. */
         text = json_dumps(result, JSON_COMPACT);
+        if (rc < 0)
+            gate_log("error", "approval.run_failed", "call %s ran: %s", r->call_id, rerr.msg);
     } else {
         text = error_result(r, &rerr);
         gate_log("error", "approval.run_failed", "call %s: %s", r->call_id, rerr.msg);
@@ -245,7 +249,7 @@ static int interrupt_started(struct approval *a, struct gate_error *err)
 
 /* Approved calls not yet started are started; pending ones wait again, and their webhook is
  * sent again (with a new decision token) if it was not delivered. */
-static int resume(struct approval *a, struct gate_error *err)
+int approval_resume(struct approval *a, struct gate_error *err)
 {
     struct approval_row *rows = NULL;
     size_t n = 0;
@@ -308,7 +312,7 @@ int approval_open(const char *state_dir, const struct approval_config *cfg, stru
     a->public_url = strdup(public_url ? public_url : "");
     if (!a->public_url || copy_config(a, cfg ? cfg : &none, err) < 0 ||
         a->ops->open(state_dir, &a->store, err) < 0 || interrupt_started(a, err) < 0 ||
-        start_threads(a, err) < 0 || resume(a, err) < 0) {
+        start_threads(a, err) < 0) {
         approval_close(a);
         return gate_err_wrap(err, "approval");
     }
