@@ -170,10 +170,15 @@ static int last_good_line(int fd, const char *seg, bool truncate_torn, uint64_t 
             *found = true;
             return 0;
         }
-        if (!truncate_torn)
+        /* A crash before fdatasync leaves zero-filled pages, so a torn line holds NUL bytes.
+         * A complete line without any that fails its hash was acknowledged once and has been
+         * altered: refuse to continue the chain over it (fail closed) instead of cutting it
+         * and reusing its seq. */
+        if (!truncate_torn || !memchr(line, '\0', len))
             return gate_err(err, GATE_E_AUDIT_UNAVAILABLE,
-                            "%s: last record (offset %llu) is damaged: %s", seg,
-                            (unsigned long long)start, why);
+                            "%s: record at offset %llu is damaged (%s); run `gatehouse audit "
+                            "verify` and repair the log by hand",
+                            seg, (unsigned long long)start, why);
         *pos = start;
     }
     return 0;

@@ -207,14 +207,13 @@ static void test_audit_second_writer_refused(void **state)
 }
 
 /* What a crash (or damage) leaves after the last good record of the last segment. */
-enum torn_kind { TORN_PARTIAL_LINE, TORN_GARBAGE_LINE, TORN_BAD_HASH_LINE, TORN_HALF_RECORD };
+enum torn_kind { TORN_PARTIAL_LINE, TORN_ZEROED_LINE, TORN_HALF_RECORD };
 static const struct torn_case {
     const char *name;
     enum torn_kind kind;
 } torn_cases[] = {
     {"partial line without newline", TORN_PARTIAL_LINE},
-    {"complete garbage line", TORN_GARBAGE_LINE},
-    {"complete line whose hash fails", TORN_BAD_HASH_LINE},
+    {"line with zero-filled pages of an unsynced write", TORN_ZEROED_LINE},
     {"last record cut in half", TORN_HALF_RECORD},
 };
 
@@ -245,14 +244,9 @@ static void test_audit_torn_tail_truncated_on_open(void **state)
         assert_non_null(fp);
         if (tc->kind == TORN_PARTIAL_LINE) {
             fputs("{\"seq\":5,\"ts\":\"2026-", fp);
-        } else if (tc->kind == TORN_GARBAGE_LINE) {
-            fputs("not json at all\n", fp);
-        } else if (tc->kind == TORN_BAD_HASH_LINE) {
-            /* The last record again, one byte changed: well formed, but its hash fails. */
-            char *copy = strdup(last_line(s, len));
-            strstr(copy, "\"tool\":\"echo\"")[9] = 'E';
-            fputs(copy, fp);
-            free(copy);
+        } else if (tc->kind == TORN_ZEROED_LINE) {
+            static const char zeroed[] = "{\"seq\":5,\"ts\":\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\n";
+            fwrite(zeroed, 1, sizeof(zeroed) - 1, fp);
         }
         fclose(fp);
         if (tc->kind == TORN_HALF_RECORD) {
@@ -272,6 +266,43 @@ static void test_audit_torn_tail_truncated_on_open(void **state)
         /* The cut bytes were kept beside the segment, not destroyed. */
         snprintf(cmd, sizeof(cmd), "ls '%s' | grep -q 'audit-000001.jsonl.torn-'", f->dir);
         assert_int_equal(system(cmd), 0);
+    }
+}
+
+/* A complete line that fails its hash and holds no zero-filled bytes was altered after it was
+ * acknowledged: opening refuses to continue the chain over it rather than cutting it. */
+static void test_audit_open_refuses_altered_last_record(void **state)
+{
+    struct fx *f = *state;
+    static const char *const lines[] = {"not json at all\n", NULL};
+    for (int k = 0; k < 2; k++) {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+        assert_int_equal(system(cmd), 0);
+        write_records(f->dir, 4, 1, 0);
+        char path[160];
+        seg_path(f, 1, path, sizeof(path));
+        size_t len = 0;
+        autofree char *s = slurp(path, &len);
+        FILE *fp = fopen(path, "ae");
+        assert_non_null(fp);
+        if (lines[k]) {
+            fputs(lines[k], fp);
+        } else { /* the last record again, one byte changed: well formed, hash fails */
+            char *copy = strdup(last_line(s, len));
+            strstr(copy, "\"tool\":\"echo\"")[9] = 'E';
+            fputs(copy, fp);
+            free(copy);
+        }
+        fclose(fp);
+        struct audit_log *log = NULL;
+        struct gate_error err = {0};
+        assert_int_equal(audit_open(f->dir, &log, &err), -1);
+        assert_int_equal(err.code, GATE_E_AUDIT_UNAVAILABLE);
+        assert_non_null(strstr(err.msg, "damaged"));
+        size_t len2 = 0;
+        autofree char *s2 = slurp(path, &len2);
+        assert_true(len2 > len); /* nothing was cut */
     }
 }
 
@@ -826,6 +857,7 @@ int main(void)
         T(test_audit_reopen_continues_chain),
         T(test_audit_second_writer_refused),
         T(test_audit_torn_tail_truncated_on_open),
+        T(test_audit_open_refuses_altered_last_record),
         T(test_audit_verify_tolerates_append_in_progress),
         T(test_audit_empty_last_segment_chains_from_previous),
         T(test_audit_open_reads_only_the_tail),
