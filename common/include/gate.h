@@ -126,7 +126,7 @@ void gate_new_call_id(char out[40]);
 int gate_write_all(int fd, const void *buf, size_t len);
 /* Read a whole file up to max bytes; *out is NUL-terminated and owned by the caller. */
 int gate_read_file(const char *path, size_t max, char **out, size_t *len, struct gate_error *err);
-/* Constant-time comparison of two byte strings (length leaks, contents do not). */
+/* Constant-time comparison of two byte strings (neither contents nor lengths leak). */
 bool gate_consttime_eq(const void *a, size_t alen, const void *b, size_t blen);
 
 /* ---- logging: one JSON object per line on stderr ------------------------------ */

@@ -152,16 +152,27 @@ static void key_reversible(struct loader *l, const struct ynode *v)
     pctx_bool(&l->c, v, "reversible", &l->c.p->reversible);
 }
 
+/* What the webhook sender can deliver to: http://HOST[:PORT][/PATH], HOST a name or IPv4
+ * address, PORT 1..65535, no user info, no fragment (https is not supported yet). */
 static bool is_http_url(const char *s)
 {
-    const char *rest = NULL;
-    if (strncmp(s, "http://", 7) == 0)
-        rest = s + 7;
-    else if (strncmp(s, "https://", 8) == 0)
-        rest = s + 8;
-    if (!rest || *rest == '\0' || *rest == '/' || strlen(s) > 2048) return false;
+    if (strncmp(s, "http://", 7) != 0 || strlen(s) > 2048) return false;
     for (const char *q = s; *q; q++)
-        if ((unsigned char)*q <= 0x20 || *q == 0x7f) return false;
+        if ((unsigned char)*q <= 0x20 || *q == 0x7f || *q == '#' || *q == '@') return false;
+    const char *host = s + 7;
+    size_t hlen = strcspn(host, ":/?");
+    if (hlen == 0) return false;
+    for (size_t i = 0; i < hlen; i++)
+        if (!((host[i] >= 'a' && host[i] <= 'z') || (host[i] >= 'A' && host[i] <= 'Z') ||
+              (host[i] >= '0' && host[i] <= '9') || host[i] == '.' || host[i] == '-'))
+            return false;
+    if (host[hlen] == ':') {
+        const char *port = host + hlen + 1;
+        size_t plen = strspn(port, "0123456789");
+        if (plen == 0 || plen > 5 || (port[plen] && port[plen] != '/' && port[plen] != '?') ||
+            atoi(port) < 1 || atoi(port) > 65535)
+            return false;
+    }
     return true;
 }
 
@@ -177,7 +188,8 @@ static void key_approval(struct loader *l, const struct ynode *v)
         pctx_duration(c, n, "approval.timeout", 1000, 7ull * 24 * 3600 * 1000, &a->timeout_ms);
     if ((n = ynode_get(v, "webhook")) && pctx_string(c, n, "approval.webhook", &a->webhook) == 0 &&
         !is_http_url(a->webhook))
-        pctx_err(c, n->loc, "'approval.webhook' must be an http:// or https:// URL");
+        pctx_err(c, n->loc, "'approval.webhook' must be an http://HOST[:PORT]/PATH URL "
+                            "(https is not supported yet)");
 }
 
 /* "0.5" -> 500 millicores; at most three decimals, no exponent, no sign. */

@@ -31,8 +31,10 @@ static const char *const type_names[] = {"string", "integer", "number", "boolean
                                          "array",  "object",  "null"};
 #define N_TYPES 7
 
-/* Pattern matching is bounded so a pathological pattern cannot pin a worker. */
-#define PATTERN_MATCH_LIMIT 1000000
+/* Pattern matching is bounded so a pathological pattern cannot pin a worker: per match, and
+ * per call (an array of many strings multiplies the per-match bound). */
+#define PATTERN_MATCH_LIMIT 100000
+#define PATTERN_BUDGET_NS (100ull * 1000000ull)
 #define PATTERN_DEPTH_LIMIT 10000
 #define PATH_MAX_LEN 256
 
@@ -398,6 +400,7 @@ struct vctx {
     char path[PATH_MAX_LEN + 8];
     size_t len;
     struct gate_error *err;
+    uint64_t match_deadline_ns; /* CLOCK_MONOTONIC; past it no more patterns are evaluated */
 };
 
 /* Copy an outsider-supplied name into a message: at most 64 bytes, cut at a UTF-8
@@ -529,6 +532,8 @@ static int check_string(struct vctx *v, const struct schema *s, const json_t *j)
     if (s->min_len >= 0 && cps < (size_t)s->min_len)
         return verr(v, "shorter than minLength %lld", (long long)s->min_len);
     if (!s->re) return 0;
+    if (gate_monotonic_ns() > v->match_deadline_ns)
+        return verr(v, "not checked: the call's pattern matching budget is spent");
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(s->re, NULL);
     if (!md) return gate_err(v->err, GATE_E_NOMEM, "out of memory");
     int rc = pcre2_match(s->re, (PCRE2_SPTR)str, bytes, 0, 0, md, s->mctx);
@@ -644,6 +649,7 @@ int policy_check_args(const struct policy *p, const json_t *args, struct gate_er
     if (!p || !p->schema)
         return gate_err(err, GATE_E_INTERNAL, "policy has no compiled argument schema");
     if (!args) return gate_err(err, GATE_E_INVALID_ARGUMENTS, "$: arguments are missing");
-    struct vctx v = {.path = "$", .len = 1, .err = err};
+    struct vctx v = {.path = "$", .len = 1, .err = err,
+                     .match_deadline_ns = gate_monotonic_ns() + PATTERN_BUDGET_NS};
     return check_value(&v, p->schema, args);
 }

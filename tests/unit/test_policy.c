@@ -92,7 +92,7 @@ static const char full_policy[] = "name: full_tool-1\n"
                                   "approval:\n"
                                   "  required: true\n"
                                   "  timeout: 2m\n"
-                                  "  webhook: https://approver.example/hook\n"
+                                  "  webhook: http://approver.example:9000/hook\n"
                                   "limits:\n"
                                   "  wall_timeout: 250ms\n"
                                   "  cpu_time: 3s\n"
@@ -157,7 +157,7 @@ static void test_policy_full_valid_reads_every_key(void **state)
     assert_false(p->reversible);
     assert_true(p->approval.required);
     assert_int_equal(p->approval.timeout_ms, 120000);
-    assert_string_equal(p->approval.webhook, "https://approver.example/hook");
+    assert_string_equal(p->approval.webhook, "http://approver.example:9000/hook");
     assert_int_equal(p->limits.wall_timeout_ms, 250);
     assert_int_equal(p->limits.cpu_time_ms, 3000);
     assert_int_equal(p->limits.memory_mb, 128);
@@ -354,7 +354,10 @@ static const struct err_case err_cases[] = {
      "only used with isolation: gvisor"},
     {"reserved env", HEAD "env:\n  GATEHOUSE_TOKEN: x\n", "6:3", "reserved"},
     {"bad env name", HEAD "env:\n  1BAD: x\n", "6:3", "must match"},
-    {"webhook not a URL", HEAD "approval: {webhook: ftp://x}\n", "5:21", "http:// or https://"},
+    {"webhook not a URL", HEAD "approval: {webhook: ftp://x}\n", "5:21", "http://HOST"},
+    {"webhook https", HEAD "approval: {webhook: \"https://x/h\"}\n", "5:21", "https is not supported"},
+    {"webhook user info", HEAD "approval: {webhook: \"http://u:p@x/h\"}\n", "5:21", "http://HOST"},
+    {"webhook bad port", HEAD "approval: {webhook: \"http://x:99999/h\"}\n", "5:21", "http://HOST"},
     {"pool too big", HEAD "pool: {size: 17}\n", "5:14", "between 0 and 16"},
     {"quoted integer", HEAD "limits: {pids: \"5\"}\n", "5:16", "decimal integer"},
     {"empty command", "name: t\ndescription: d\nisolation: process\ncommand: []\n", "4:10",
@@ -803,6 +806,32 @@ static void test_policy_arguments_yaml_to_json_types(void **state)
     policy_diags_free(&d);
 }
 
+/* A backtracking pattern under `items` must not cost items x the per-match bound: the whole
+ * call has one pattern budget, and running out of it refuses the call. */
+static void test_policy_pattern_budget_is_per_call(void **state)
+{
+    struct tmp *t = *state;
+    const char *path = write_file(t, "redos.yaml",
+                                  HEAD "arguments:\n  type: object\n  properties:\n"
+                                       "    v: {type: array, items: {type: string, pattern: "
+                                       "\"^(a+)+b$\"}}\n",
+                                  0644);
+    struct policy *p = NULL;
+    struct policy_diags d = {0};
+    assert_int_equal(policy_load_file(path, &p, &d), 0);
+    json_t *items = json_array();
+    for (int i = 0; i < 20000; i++)
+        json_array_append_new(items, json_string("aaaaaaaaaaaaaaaaaaaaaaaaaaaaac"));
+    json_t *args = json_pack("{s:o}", "v", items);
+    struct gate_error err = {0};
+    assert_int_equal(policy_check_args(p, args, &err), -1);
+    assert_int_equal(err.code, GATE_E_INVALID_ARGUMENTS);
+    assert_non_null(strstr(err.msg, "$.v["));
+    json_decref(args);
+    policy_free(p);
+    policy_diags_free(&d);
+}
+
 static void test_policy_str_tag_makes_a_string(void **state)
 {
     struct tmp *t = *state;
@@ -827,6 +856,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_policy_rejects_deep_nesting, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_policy_rejects_nul_in_scalar, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_policy_check_args_table, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_policy_pattern_budget_is_per_call, tmp_setup,
+                                        tmp_teardown),
         cmocka_unit_test_setup_teardown(test_policy_set_aggregates_errors_of_all_files, tmp_setup,
                                         tmp_teardown),
         cmocka_unit_test_setup_teardown(test_policy_set_refuses_duplicate_names, tmp_setup,
