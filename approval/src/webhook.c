@@ -151,12 +151,22 @@ static int connect_timeout(const struct approval_url *u, char *why, size_t why_l
     return fd;
 }
 
-/* Read until the status line is complete (we need nothing else from the answer). */
+/* Read until the status line is complete (we need nothing else from the answer). The whole
+ * read has one deadline: a receiver that drips a byte at a time must not hold a delivery
+ * thread (and with it the gateway's shutdown) for longer than one I/O timeout. */
 static int read_status(int fd, int *status, char *why, size_t why_len)
 {
     char buf[1024];
     size_t len = 0;
+    uint64_t deadline = gate_monotonic_ns() + (uint64_t)WEBHOOK_IO_TIMEOUT_MS * 1000000ull;
     while (len < sizeof(buf) - 1) {
+        uint64_t now = gate_monotonic_ns();
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int wait_ms = now < deadline ? (int)((deadline - now) / 1000000ull) : 0;
+        if (wait_ms <= 0 || poll(&pfd, 1, wait_ms) <= 0) {
+            snprintf(why, why_len, "no response before the timeout");
+            return -1;
+        }
         ssize_t r = recv(fd, buf + len, sizeof(buf) - 1 - len, 0);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
