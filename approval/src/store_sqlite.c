@@ -220,7 +220,10 @@ static int sq_cas_state(void *h, const char *call_id, const char *from, const ch
                            " decided_ms=COALESCE(?6, decided_ms),"
                            " started_ms=COALESCE(?7, started_ms),"
                            " finished_ms=COALESCE(?8, finished_ms)"
-                           " WHERE call_id=?9 AND state=?10",
+                           " WHERE call_id=?9 AND state=?10"
+                           /* A decision commits only inside the window it was made for. */
+                           " AND (state<>'pending_approval' OR ?1='expired'"
+                           "      OR ?6 IS NULL OR expires_ms > ?6)",
                            -1, &st, NULL) != SQLITE_OK)
         return finish_txn(s, sq_fail(s, err, "prepare update"), err);
     bind_text(st, 1, to);
