@@ -1,0 +1,445 @@
+/* backend.c: the `wasm` row of the sandbox table (sbx_wasm_ops).
+ *
+ * prepare: read the policy's module (at most limits.module_mb), decode, validate and compile
+ *   it once, refuse imports outside the WASI subset, and start a warm worker.
+ * run: hand the call to an idle worker of the policy (spawning one if none is idle), wait for
+ *   its answer until the wall-clock deadline, and map the outcome:
+ *     _start returned / proc_exit(n)  -> SUCCEEDED or FAILED with exit_code n
+ *     a trap                          -> TRAPPED, detail = the trap's name
+ *     fuel exhausted                  -> RESOURCE_LIMIT, detail "fuel exhausted" (fuel stands
+ *                                        in for CPU time, whose cap the other tiers report so)
+ *     interpreter deadline / timeout  -> TIMED_OUT (the worker is killed)
+ *     output cap                      -> OUTPUT_TRUNCATED
+ *     worker died (e.g. seccomp)      -> KILLED with the signal
+ *   A worker that trapped or served WASM_WORKER_MAX_CALLS calls is replaced.
+ * Workers exec gatehouse-wasm-worker (worker_exec.c) after dropping to the tool identity, so
+ * they hold no copy of the gateway's memory; if that program cannot be found, they serve from
+ * the fork itself (logged once at init). Worker exit statuses 120-124 name the setup step that
+ * failed (see worker.c and worker_exec.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sbx_internal.h"
+#include "wasm_tier.h"
+
+static struct sbx_config config;
+static char helper_path[4200]; /* gatehouse-wasm-worker, or "" to serve from a plain fork */
+/* Prometheus counters across every wasm policy (atomics: calls run on many threads). */
+static uint64_t metric_calls, metric_traps, metric_spawned, metric_fuel_exhausted;
+static char ws_root[4096];
+static bool drop_identity;
+
+/* Find gatehouse-wasm-worker: $GATE_WASM_WORKER, next to the running program, or in
+ * ../libexec (the build tree's layout) or ../libexec/gatehouse (an installed layout). */
+static void find_helper(void)
+{
+    static const char *const rel[] = {"gatehouse-wasm-worker", "../libexec/gatehouse-wasm-worker",
+                                      "../libexec/gatehouse/gatehouse-wasm-worker"};
+    const char *env = getenv("GATE_WASM_WORKER");
+    char self[4096];
+    helper_path[0] = 0;
+    if (env && env[0] == '/' && access(env, X_OK) == 0) {
+        snprintf(helper_path, sizeof(helper_path), "%s", env);
+        return;
+    }
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) return;
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    if (!slash) return;
+    *slash = 0;
+    for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+        char cand[4160];
+        snprintf(cand, sizeof(cand), "%s/%s", self, rel[i]);
+        if (access(cand, X_OK) == 0 && strlen(cand) < sizeof(helper_path)) {
+            snprintf(helper_path, sizeof(helper_path), "%s", cand);
+            return;
+        }
+    }
+    gate_log("warn", "sandbox.wasm_worker",
+             "gatehouse-wasm-worker not found; wasm workers are plain forks of the gateway");
+}
+
+static const char *helper(void)
+{
+    return helper_path[0] ? helper_path : NULL;
+}
+
+static int wasm_init(const struct sbx_config *cfg, struct gate_error *err)
+{
+    find_helper();
+    config = *cfg;
+    drop_identity = geteuid() == 0;
+    snprintf(ws_root, sizeof(ws_root), "%s/wasm-workspaces",
+             cfg->state_dir ? cfg->state_dir : "/tmp");
+    if (mkdir(ws_root, 0711) < 0 && errno != EEXIST)
+        return gate_err_errno(err, GATE_E_SANDBOX, errno, "wasm: mkdir %s", ws_root);
+    return 0;
+}
+
+static void state_free(void *p)
+{
+    struct wasm_state *st = p;
+    if (!st) return;
+    for (int i = 0; i < st->nidle; i++)
+        wasm_worker_kill(&st->idle[i]);
+    pthread_mutex_destroy(&st->lock);
+    wasm_module_free(st->mod);
+    free(st->bytes);
+    sbx_free_strv(st->env);
+    free(st->name);
+    free(st);
+}
+
+static char **copy_strv(char *const *v)
+{
+    size_t n = 0;
+    while (v && v[n])
+        n++;
+    char **out = calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; out && i < n; i++)
+        if (!(out[i] = strdup(v[i]))) {
+            sbx_free_strv(out);
+            return NULL;
+        }
+    return out;
+}
+
+static int wasm_prepare(struct policy *p, struct gate_error *err)
+{
+    if (!p->module) return gate_err(err, GATE_E_POLICY, "isolation wasm needs `module`");
+    char *bytes = NULL;
+    size_t len = 0;
+    if (gate_read_file(p->module, p->limits.module_mb * 1024 * 1024, &bytes, &len, err) < 0)
+        return gate_err_wrap(err, "module %s", p->module);
+    struct wasm_state *st = calloc(1, sizeof(*st));
+    if (!st) {
+        free(bytes);
+        return gate_err(err, GATE_E_NOMEM, "out of memory");
+    }
+    pthread_mutex_init(&st->lock, NULL);
+    int rc = wasm_module_load((const uint8_t *)bytes, len, &st->mod, err);
+    st->bytes = (uint8_t *)bytes; /* kept for exec'd workers, which decode it themselves */
+    st->len = len;
+    if (rc < 0 || wasi_check_imports(st->mod, err) < 0) {
+        state_free(st);
+        return gate_err_wrap(err, "module %s", p->module);
+    }
+    st->name = strdup(p->name ? p->name : "tool");
+    st->env = copy_strv(p->env);
+    st->workspace = p->filesystem.workspace;
+    uint64_t pages = p->limits.memory_mb * 16;
+    st->max_mem_pages = pages > 65536 ? 65536 : (uint32_t)pages;
+    st->output_cap = p->limits.output_bytes;
+    if (!st->name || !st->env) {
+        state_free(st);
+        return gate_err(err, GATE_E_NOMEM, "out of memory");
+    }
+    /* One warm worker, so the first call does not pay for a fork. If it cannot start now,
+     * the first call tries again and reports the failure. */
+    struct gate_error spawn_err = {0};
+    if (wasm_worker_spawn(st, helper(), config.tool_uid, config.tool_gid, drop_identity,
+                          &st->idle[0], &spawn_err) == 0) {
+        st->nidle = 1, st->spawned = 1;
+        __atomic_add_fetch(&metric_spawned, 1, __ATOMIC_RELAXED);
+    }
+    p->sbx_state = st;
+    p->sbx_state_free = state_free;
+    return 0;
+}
+
+static int get_worker(struct wasm_state *st, struct wasm_worker *w, struct gate_error *err)
+{
+    pthread_mutex_lock(&st->lock);
+    if (st->nidle > 0) {
+        *w = st->idle[--st->nidle];
+        pthread_mutex_unlock(&st->lock);
+        return 0;
+    }
+    st->spawned++;
+    pthread_mutex_unlock(&st->lock);
+    __atomic_add_fetch(&metric_spawned, 1, __ATOMIC_RELAXED);
+    return wasm_worker_spawn(st, helper(), config.tool_uid, config.tool_gid, drop_identity, w, err);
+}
+
+static void put_worker(struct wasm_state *st, struct wasm_worker *w, bool reusable)
+{
+    if (reusable && w->calls < WASM_WORKER_MAX_CALLS) {
+        pthread_mutex_lock(&st->lock);
+        if (st->nidle < WASM_POOL_IDLE) {
+            st->idle[st->nidle++] = *w;
+            pthread_mutex_unlock(&st->lock);
+            return;
+        }
+        pthread_mutex_unlock(&st->lock);
+    }
+    wasm_worker_kill(w);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* An empty per-call workspace owned by the tool identity. Returns an O_DIRECTORY fd. */
+static int make_workspace(char *path, size_t cap, struct gate_error *err)
+{
+    snprintf(path, cap, "%s/ws-XXXXXX", ws_root);
+    if (!mkdtemp(path)) return gate_err_errno(err, GATE_E_SANDBOX, errno, "wasm: mkdtemp %s", path);
+    /* The worker runs as the tool identity; only it (and root) may use the directory. */
+    if (drop_identity && chown(path, config.tool_uid, config.tool_gid) < 0) {
+        rmdir(path);
+        return gate_err_errno(err, GATE_E_SANDBOX, errno, "wasm: chown workspace");
+    }
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        rmdir(path);
+        return gate_err_errno(err, GATE_E_SANDBOX, errno, "wasm: open workspace");
+    }
+    return fd;
+}
+
+static int send_req(int sock, const struct wasm_req *req, int dirfd, const struct sbx_call *call)
+{
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {(void *)req, sizeof(*req)};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    memset(cbuf, 0, sizeof(cbuf));
+    if (dirfd >= 0) {
+        msg.msg_control = cbuf;
+        msg.msg_controllen = sizeof(cbuf);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &dirfd, sizeof(int));
+    }
+    ssize_t k;
+    do
+        k = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (k < 0 && errno == EINTR);
+    if (k != (ssize_t)sizeof(*req)) return -1;
+    /* send(MSG_NOSIGNAL), not write: a worker that died must not SIGPIPE the gateway. */
+    for (size_t off = 0; off < call->input_len;) {
+        k = send(sock, call->input + off, call->input_len - off, MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return -1;
+        off += (size_t)k;
+    }
+    return 0;
+}
+
+/* Read exactly len bytes before the deadline. 0, -1 on EOF/error, -2 on timeout. */
+static int read_deadline(int fd, void *buf, size_t len, uint64_t deadline_ns)
+{
+    uint8_t *p = buf;
+    while (len) {
+        uint64_t now = gate_monotonic_ns();
+        if (now >= deadline_ns) return -2;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int r = poll(&pfd, 1, (int)((deadline_ns - now) / 1000000 + 1));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) continue;
+        ssize_t k = read(fd, p, len);
+        if (k < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (k <= 0) return -1;
+        p += k;
+        len -= (size_t)k;
+    }
+    return 0;
+}
+
+static int read_stream(int fd, struct gate_buf *b, uint64_t len, uint64_t deadline_ns)
+{
+    if (!len) return 0;
+    char *tmp = malloc(len);
+    if (!tmp) return -1;
+    int rc = read_deadline(fd, tmp, len, deadline_ns);
+    if (rc == 0 && gate_buf_append(b, tmp, len) < 0) rc = -1;
+    free(tmp);
+    return rc;
+}
+
+/* The worker died or went silent: reap it and say how it ended. */
+static void worker_lost(struct wasm_worker *w, int rc, struct sbx_result *res)
+{
+    int status = 0;
+    if (w->sock >= 0) close(w->sock);
+    w->sock = -1;
+    if (rc == -2) kill(w->pid, SIGKILL);
+    while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    w->pid = -1;
+    res->exit_code = -1;
+    if (rc == -2) {
+        res->status = SBX_TIMED_OUT;
+        snprintf(res->detail, sizeof(res->detail), "wall-clock timeout");
+    } else if (WIFSIGNALED(status)) {
+        res->status = SBX_KILLED;
+        res->term_signal = WTERMSIG(status);
+        snprintf(res->detail, sizeof(res->detail), "wasm worker killed by signal %d%s",
+                 WTERMSIG(status), WTERMSIG(status) == SIGSYS ? " (seccomp)" : "");
+    } else {
+        res->status = SBX_KILLED;
+        snprintf(res->detail, sizeof(res->detail), "wasm worker exited with status %d",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    }
+}
+
+static void map_outcome(const struct wasm_resp *resp, struct sbx_result *res)
+{
+    res->exit_code = -1;
+    switch (resp->outcome) {
+    case WASM_OUT_EXITED:
+        res->exit_code = resp->exit_code;
+        res->status = resp->exit_code == 0 ? SBX_SUCCEEDED : SBX_FAILED;
+        break;
+    case WASM_OUT_TRUNCATED:
+        res->status = SBX_OUTPUT_TRUNCATED;
+        res->output_truncated = true;
+        snprintf(res->detail, sizeof(res->detail), "output cap reached");
+        break;
+    case WASM_OUT_TRAPPED:
+        res->status = resp->trap == WASM_TRAP_FUEL       ? SBX_RESOURCE_LIMIT
+                      : resp->trap == WASM_TRAP_DEADLINE ? SBX_TIMED_OUT
+                                                         : SBX_TRAPPED;
+        snprintf(res->detail, sizeof(res->detail), "%.*s", (int)sizeof(resp->detail), resp->detail);
+        break;
+    default:
+        res->status = SBX_SANDBOX_ERROR;
+        snprintf(res->detail, sizeof(res->detail), "%.*s", (int)sizeof(resp->detail), resp->detail);
+        break;
+    }
+}
+
+static int exchange(struct wasm_worker *w, const struct policy *p, const struct sbx_call *call,
+                    int dirfd, struct sbx_result *res)
+{
+    uint64_t start = gate_monotonic_ns();
+    uint64_t deadline = start + p->limits.wall_timeout_ms * 1000000ull;
+    struct wasm_req req = {.magic = WASM_REQ_MAGIC,
+                           .has_dir = dirfd >= 0,
+                           .input_len = call->input_len,
+                           .deadline_ns = deadline};
+    req.fuel = p->limits.fuel ? p->limits.fuel : p->limits.cpu_time_ms * WASM_FUEL_PER_MS;
+    snprintf(req.call_id, sizeof(req.call_id), "%s", call->call_id ? call->call_id : "");
+    struct wasm_resp resp;
+    /* A little grace beyond the interpreter's own deadline, so it can report it. */
+    uint64_t hard = deadline + 200000000ull;
+    if (send_req(w->sock, &req, dirfd, call) < 0)
+        return -3; /* not delivered: the tool did not run */
+    int rc = read_deadline(w->sock, &resp, sizeof(resp), hard);
+    if (rc == 0 && resp.magic != WASM_RESP_MAGIC) rc = -1;
+    if (rc == 0) rc = read_stream(w->sock, &res->out, resp.out_len, hard);
+    if (rc == 0) rc = read_stream(w->sock, &res->err, resp.err_len, hard);
+    if (rc < 0) {
+        worker_lost(w, rc, res);
+        return 0;
+    }
+    w->calls++;
+    map_outcome(&resp, res);
+    return resp.outcome == WASM_OUT_EXITED ? 1 : 0; /* reusable */
+}
+
+static int wasm_run(const struct policy *p, const struct sbx_call *call, struct sbx_result *res,
+                    struct gate_error *err)
+{
+    struct wasm_state *st = p->sbx_state;
+    struct wasm_worker w = {-1, -1, 0};
+    char ws[4200] = "";
+    int dirfd = -1;
+    memset(res, 0, sizeof(*res));
+    res->exit_code = -1;
+    if (!st) {
+        res->status = SBX_SANDBOX_ERROR;
+        return gate_err(err, GATE_E_SANDBOX, "wasm: policy was not prepared");
+    }
+    if (st->workspace && (dirfd = make_workspace(ws, sizeof(ws), err)) < 0) {
+        res->status = SBX_SANDBOX_ERROR;
+        return -1;
+    }
+    if (get_worker(st, &w, err) < 0) {
+        res->status = SBX_SANDBOX_ERROR;
+        if (dirfd >= 0) {
+            close(dirfd);
+            nftw(ws, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        }
+        return -1;
+    }
+    int reusable = exchange(&w, p, call, dirfd, res);
+    if (reusable == -3) { /* an idle worker had died; the call never started: use a new one */
+        wasm_worker_kill(&w);
+        if (wasm_worker_spawn(st, helper(), config.tool_uid, config.tool_gid, drop_identity, &w,
+                              err) == 0)
+            reusable = exchange(&w, p, call, dirfd, res);
+        if (reusable == -3) {
+            if (w.pid > 0) wasm_worker_kill(&w);
+            res->status = SBX_SANDBOX_ERROR;
+            snprintf(res->detail, sizeof(res->detail), "wasm worker unreachable");
+            reusable = 0;
+        }
+    }
+    if (w.pid > 0) put_worker(st, &w, reusable);
+    pthread_mutex_lock(&st->lock);
+    st->calls++;
+    st->traps += res->status == SBX_TRAPPED;
+    pthread_mutex_unlock(&st->lock);
+    __atomic_add_fetch(&metric_calls, 1, __ATOMIC_RELAXED);
+    if (res->status == SBX_TRAPPED) __atomic_add_fetch(&metric_traps, 1, __ATOMIC_RELAXED);
+    if (res->status == SBX_RESOURCE_LIMIT)
+        __atomic_add_fetch(&metric_fuel_exhausted, 1, __ATOMIC_RELAXED);
+    if (dirfd >= 0) {
+        close(dirfd);
+        nftw(ws, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    return 0;
+}
+
+static void wasm_release(struct policy *p)
+{
+    if (p->sbx_state && p->sbx_state_free == state_free) {
+        state_free(p->sbx_state);
+        p->sbx_state = NULL;
+        p->sbx_state_free = NULL;
+    }
+}
+
+static void wasm_metrics(struct gate_buf *out)
+{
+    gate_buf_printf(out,
+                    "# TYPE gatehouse_wasm_calls_total counter\n"
+                    "gatehouse_wasm_calls_total %llu\n"
+                    "# TYPE gatehouse_wasm_traps_total counter\n"
+                    "gatehouse_wasm_traps_total %llu\n"
+                    "# TYPE gatehouse_wasm_fuel_exhausted_total counter\n"
+                    "gatehouse_wasm_fuel_exhausted_total %llu\n"
+                    "# TYPE gatehouse_wasm_workers_spawned_total counter\n"
+                    "gatehouse_wasm_workers_spawned_total %llu\n",
+                    (unsigned long long)__atomic_load_n(&metric_calls, __ATOMIC_RELAXED),
+                    (unsigned long long)__atomic_load_n(&metric_traps, __ATOMIC_RELAXED),
+                    (unsigned long long)__atomic_load_n(&metric_fuel_exhausted, __ATOMIC_RELAXED),
+                    (unsigned long long)__atomic_load_n(&metric_spawned, __ATOMIC_RELAXED));
+}
+
+const struct sbx_ops sbx_wasm_ops = {
+    .name = "wasm",
+    .isolation = ISOLATION_WASM,
+    .init = wasm_init,
+    .prepare = wasm_prepare,
+    .run = wasm_run,
+    .release = wasm_release,
+    .metrics = wasm_metrics,
+};

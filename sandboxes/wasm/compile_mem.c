@@ -1,0 +1,260 @@
+/* compile_mem.c: memory, table and reference instructions, and the 0xFC prefix. */
+#include "compile.h"
+
+struct memop {
+    uint16_t wop;
+    uint8_t align; /* log2 of the natural alignment */
+    uint8_t type;
+    bool store;
+};
+
+static const struct memop memops[] = {
+    [0x28 - 0x28] = {WOP_LD32, 2, WASM_I32, false},
+    [0x29 - 0x28] = {WOP_LD64, 3, WASM_I64, false},
+    [0x2a - 0x28] = {WOP_LD32, 2, WASM_F32, false},
+    [0x2b - 0x28] = {WOP_LD64, 3, WASM_F64, false},
+    [0x2c - 0x28] = {WOP_LD8S32, 0, WASM_I32, false},
+    [0x2d - 0x28] = {WOP_LD8U, 0, WASM_I32, false},
+    [0x2e - 0x28] = {WOP_LD16S32, 1, WASM_I32, false},
+    [0x2f - 0x28] = {WOP_LD16U, 1, WASM_I32, false},
+    [0x30 - 0x28] = {WOP_LD8S64, 0, WASM_I64, false},
+    [0x31 - 0x28] = {WOP_LD8U, 0, WASM_I64, false},
+    [0x32 - 0x28] = {WOP_LD16S64, 1, WASM_I64, false},
+    [0x33 - 0x28] = {WOP_LD16U, 1, WASM_I64, false},
+    [0x34 - 0x28] = {WOP_LD32S64, 2, WASM_I64, false},
+    [0x35 - 0x28] = {WOP_LD32, 2, WASM_I64, false},
+    [0x36 - 0x28] = {WOP_ST32, 2, WASM_I32, true},
+    [0x37 - 0x28] = {WOP_ST64, 3, WASM_I64, true},
+    [0x38 - 0x28] = {WOP_ST32, 2, WASM_F32, true},
+    [0x39 - 0x28] = {WOP_ST64, 3, WASM_F64, true},
+    [0x3a - 0x28] = {WOP_ST8, 0, WASM_I32, true},
+    [0x3b - 0x28] = {WOP_ST16, 1, WASM_I32, true},
+    [0x3c - 0x28] = {WOP_ST8, 0, WASM_I64, true},
+    [0x3d - 0x28] = {WOP_ST16, 1, WASM_I64, true},
+    [0x3e - 0x28] = {WOP_ST32, 2, WASM_I64, true},
+};
+
+static int need_memory(struct comp *c)
+{
+    return c->m->nmems ? 0 : cfail(c, "unknown memory 0");
+}
+
+static int zero_byte(struct comp *c)
+{
+    uint8_t b = 0;
+    if (wr_u8(&c->r, &b) < 0) return -1;
+    return b ? wr_fail(&c->r, "decode: zero byte expected") : 0;
+}
+
+static int compile_memop(struct comp *c, const struct memop *op)
+{
+    uint32_t align, offset, pa, pv = 0, sa, sv = 0, at = 0;
+    if (wr_u32(&c->r, &align) < 0 || wr_u32(&c->r, &offset) < 0 || need_memory(c) < 0) return -1;
+    if (align > op->align) return cfail(c, "alignment must not be larger than natural");
+    if (op->store && cpop(c, op->type, &pv, NULL) < 0) return -1;
+    if (cpop(c, WASM_I32, &pa, NULL) < 0) return -1;
+    if (!cdead(c) && op->store && c->st[pv].kind == CE_CONST) { /* [addr][offset][value] */
+        enum wop imm = op->wop == WOP_ST32   ? WOP_ST32_I
+                       : op->wop == WOP_ST64 ? WOP_ST64_I
+                       : op->wop == WOP_ST8  ? WOP_ST8_I
+                                             : WOP_ST16_I;
+        if (csrc(c, pa, &sa) < 0 || cemit(c, imm, 4, &at) < 0) return -1;
+        c->code[at + 1].s.a = sa;
+        c->code[at + 2].u = offset;
+        c->code[at + 3].u = c->st[pv].cval;
+        return 0;
+    }
+    if (!cdead(c)) {
+        if (csrc(c, pa, &sa) < 0 || (op->store && csrc(c, pv, &sv) < 0) ||
+            cemit(c, op->wop, 3, &at) < 0)
+            return -1;
+        if (op->store)
+            c->code[at + 1].s.a = sa, c->code[at + 1].s.b = sv;
+        else
+            c->code[at + 1].s.b = sa;
+        c->code[at + 2].u = offset;
+    }
+    return op->store ? 0 : cpush_result(c, op->type, at);
+}
+
+/* Pop operands of the given types (last one on top) and return their source slots. */
+static int pop_srcs(struct comp *c, const uint8_t *types, uint32_t n, uint32_t *slots)
+{
+    uint32_t pos[4];
+    for (uint32_t i = n; i-- > 0;)
+        if (cpop(c, types[i], &pos[i], NULL) < 0) return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        slots[i] = 0;
+        if (!cdead(c) && csrc(c, pos[i], &slots[i]) < 0) return -1;
+    }
+    return 0;
+}
+
+static int read_table(struct comp *c, uint32_t *x)
+{
+    if (wr_u32(&c->r, x) < 0) return -1;
+    return *x < c->m->ntables ? 0 : cfail(c, "unknown table");
+}
+
+static int emit3(struct comp *c, enum wop op, uint32_t a, uint32_t b, uint32_t d, uint32_t e,
+                 uint32_t *at)
+{
+    *at = 0;
+    if (cdead(c)) return 0;
+    if (cemit(c, op, 3, at) < 0) return -1;
+    c->code[*at + 1].s.a = a, c->code[*at + 1].s.b = b;
+    c->code[*at + 2].s.a = d, c->code[*at + 2].s.b = e;
+    return 0;
+}
+
+static int compile_table_get_set(struct comp *c, bool set)
+{
+    uint32_t x, s[2], at;
+    if (read_table(c, &x) < 0) return -1;
+    uint8_t et = c->m->tables[x].elem_type;
+    uint8_t types[2] = {WASM_I32, et};
+    if (pop_srcs(c, types, set ? 2 : 1, s) < 0) return -1;
+    if (set) return emit3(c, WOP_TABLE_SET, s[0], s[1], x, 0, &at);
+    if (emit3(c, WOP_TABLE_GET, 0, s[0], x, 0, &at) < 0) return -1;
+    return cpush_result(c, et, at);
+}
+
+int ccompile_misc(struct comp *c, uint8_t op)
+{
+    uint32_t s[3], at = 0, p;
+    static const uint8_t i32[] = {WASM_I32, WASM_I32, WASM_I32};
+    if (op >= 0x28 && op <= 0x3e) return compile_memop(c, &memops[op - 0x28]);
+    switch (op) {
+    case 0x3f:
+        if (zero_byte(c) < 0 || need_memory(c) < 0 || emit3(c, WOP_MEM_SIZE, 0, 0, 0, 0, &at) < 0)
+            return -1;
+        return cpush_result(c, WASM_I32, at);
+    case 0x40:
+        if (zero_byte(c) < 0 || need_memory(c) < 0 || pop_srcs(c, i32, 1, s) < 0 ||
+            emit3(c, WOP_MEM_GROW, 0, s[0], 0, 0, &at) < 0)
+            return -1;
+        return cpush_result(c, WASM_I32, at);
+    case 0x25:
+        return compile_table_get_set(c, false);
+    case 0x26:
+        return compile_table_get_set(c, true);
+    case 0xd0: {
+        uint8_t t = 0;
+        if (wr_u8(&c->r, &t) < 0) return -1;
+        if (t != WASM_FUNCREF && t != WASM_EXTERNREF)
+            return wr_fail(&c->r, "decode: malformed reference type");
+        if (cpush(c, t) < 0) return -1;
+        cset_const(c, 0);
+        return 0;
+    }
+    case 0xd1: {
+        uint8_t t = 0;
+        if (cpop(c, 0, &p, &t) < 0) return -1;
+        if (t && t != WASM_FUNCREF && t != WASM_EXTERNREF)
+            return cfail(c, "type mismatch (ref.is_null needs a reference)");
+        if (!cdead(c)) {
+            if (csrc(c, p, &s[0]) < 0 || emit3(c, WOP_REF_IS_NULL, 0, s[0], 0, 0, &at) < 0)
+                return -1;
+        }
+        return cpush_result(c, WASM_I32, at);
+    }
+    case 0xd2: {
+        uint32_t x = 0;
+        if (wr_u32(&c->r, &x) < 0) return -1;
+        if (x >= c->m->nfuncs) return cfail(c, "unknown function");
+        if (!c->m->func_declared[x]) return cfail(c, "undeclared function reference");
+        if (emit3(c, WOP_REF_FUNC, 0, x, 0, 0, &at) < 0) return -1;
+        return cpush_result(c, WASM_FUNCREF, at);
+    }
+    default: {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "illegal opcode 0x%02x", op);
+        return wr_fail(&c->r, "decode: %s", msg);
+    }
+    }
+}
+
+static int need_datacount(struct comp *c, uint32_t x)
+{
+    if (!c->m->has_datacount) return wr_fail(&c->r, "decode: data count section required");
+    return x < c->m->datacount ? 0 : cfail(c, "unknown data segment");
+}
+
+static int compile_table_ops(struct comp *c, uint32_t sub)
+{
+    uint32_t x, y, s[3], at = 0;
+    uint8_t t3[3] = {WASM_I32, 0, WASM_I32};
+    static const uint8_t i32[] = {WASM_I32, WASM_I32, WASM_I32};
+    switch (sub) {
+    case 12: /* table.init elem table */
+        if (wr_u32(&c->r, &y) < 0 || read_table(c, &x) < 0) return -1;
+        if (y >= c->m->nelems) return cfail(c, "unknown elem segment");
+        if (c->m->elems[y].type != c->m->tables[x].elem_type)
+            return cfail(c, "type mismatch (table.init)");
+        if (pop_srcs(c, i32, 3, s) < 0 || emit3(c, WOP_TABLE_INIT, s[0], s[1], s[2], x, &at) < 0)
+            return -1;
+        if (!cdead(c) && cemit(c, WOP_UNREACHABLE, 1, &at) < 0) /* operand cell: the segment */
+            return -1;
+        if (!cdead(c)) c->code[at].u = y;
+        return 0;
+    case 13:
+        if (wr_u32(&c->r, &y) < 0) return -1;
+        if (y >= c->m->nelems) return cfail(c, "unknown elem segment");
+        return emit3(c, WOP_ELEM_DROP, y, 0, 0, 0, &at);
+    case 14: /* table.copy dst src */
+        if (read_table(c, &x) < 0 || read_table(c, &y) < 0) return -1;
+        if (c->m->tables[x].elem_type != c->m->tables[y].elem_type)
+            return cfail(c, "type mismatch (table.copy)");
+        if (pop_srcs(c, i32, 3, s) < 0 || emit3(c, WOP_TABLE_COPY, s[0], s[1], s[2], x, &at) < 0)
+            return -1;
+        if (!cdead(c) && cemit(c, WOP_UNREACHABLE, 1, &at) < 0) return -1;
+        if (!cdead(c)) c->code[at].u = y;
+        return 0;
+    case 15: /* table.grow: init n -> old size */
+        if (read_table(c, &x) < 0) return -1;
+        t3[0] = c->m->tables[x].elem_type;
+        t3[1] = WASM_I32;
+        if (pop_srcs(c, t3, 2, s) < 0 || emit3(c, WOP_TABLE_GROW, 0, s[0], s[1], x, &at) < 0)
+            return -1;
+        return cpush_result(c, WASM_I32, at);
+    case 16:
+        if (read_table(c, &x) < 0 || emit3(c, WOP_TABLE_SIZE, 0, x, 0, 0, &at) < 0) return -1;
+        return cpush_result(c, WASM_I32, at);
+    case 17: /* table.fill: i val n */
+        if (read_table(c, &x) < 0) return -1;
+        t3[1] = c->m->tables[x].elem_type;
+        if (pop_srcs(c, t3, 3, s) < 0) return -1;
+        if (emit3(c, WOP_TABLE_FILL, s[0], s[1], s[2], x, &at) < 0) return -1;
+        return 0;
+    default:
+        return wr_fail(&c->r, "decode: illegal opcode 0xfc %u", sub);
+    }
+}
+
+int ccompile_fc(struct comp *c)
+{
+    uint32_t sub, x, s[3], at = 0;
+    static const uint8_t i32[] = {WASM_I32, WASM_I32, WASM_I32};
+    if (wr_u32(&c->r, &sub) < 0) return -1;
+    if (sub <= 7) return ccompile_trunc_sat(c, sub);
+    switch (sub) {
+    case 8: /* memory.init data 0x00: d s n */
+        if (wr_u32(&c->r, &x) < 0 || zero_byte(c) < 0 || need_memory(c) < 0 ||
+            need_datacount(c, x) < 0 || pop_srcs(c, i32, 3, s) < 0)
+            return -1;
+        return emit3(c, WOP_MEM_INIT, s[0], s[1], s[2], x, &at);
+    case 9:
+        if (wr_u32(&c->r, &x) < 0 || need_datacount(c, x) < 0) return -1;
+        return emit3(c, WOP_DATA_DROP, x, 0, 0, 0, &at);
+    case 10:
+        if (zero_byte(c) < 0 || zero_byte(c) < 0 || need_memory(c) < 0 ||
+            pop_srcs(c, i32, 3, s) < 0)
+            return -1;
+        return emit3(c, WOP_MEM_COPY, s[0], s[1], s[2], 0, &at);
+    case 11:
+        if (zero_byte(c) < 0 || need_memory(c) < 0 || pop_srcs(c, i32, 3, s) < 0) return -1;
+        return emit3(c, WOP_MEM_FILL, s[0], s[1], s[2], 0, &at);
+    default:
+        return compile_table_ops(c, sub);
+    }
+}

@@ -1,0 +1,568 @@
+/* interp.c: the interpreter loop.
+ *
+ * Direct-threaded: every instruction starts with its handler's address (gcc's labels as
+ * values), so dispatch is one indirect jump. Operands are byte offsets of 8-byte value slots
+ * relative to the frame pointer fp (params, locals, then the operand stack of compile.c).
+ * Calls stay in this loop (no C recursion): a frame record saves pc, fp and the instance, and
+ * both the frame array and the value stack are checked before a call ("call stack
+ * exhausted"). Fuel is charged at loop headers and calls from a local budget refilled in
+ * slices; each refill also checks the wall-clock deadline. The memory base and size are
+ * cached in locals and reloaded after calls, returns and memory.grow.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "wasm_internal.h"
+
+#define FUEL_SLICE 20000
+
+/* libm returns a signalling NaN operand unchanged; WebAssembly wants it quieted. */
+#define WQUIET(x)                                                                                  \
+    __extension__({                                                                                \
+        __typeof__(x) q_ = (x);                                                                    \
+        q_ != q_ ? q_ + q_ : q_;                                                                   \
+    })
+
+static inline float wf32_min(float a, float b)
+{
+    if (a != a || b != b) return a + b;
+    if (a == b) return signbit(a) ? a : b;
+    return a < b ? a : b;
+}
+static inline float wf32_max(float a, float b)
+{
+    if (a != a || b != b) return a + b;
+    if (a == b) return signbit(a) ? b : a;
+    return a > b ? a : b;
+}
+static inline double wf64_min(double a, double b)
+{
+    if (a != a || b != b) return a + b;
+    if (a == b) return signbit(a) ? a : b;
+    return a < b ? a : b;
+}
+static inline double wf64_max(double a, double b)
+{
+    if (a != a || b != b) return a + b;
+    if (a == b) return signbit(a) ? b : a;
+    return a > b ? a : b;
+}
+static inline int32_t wsat_s32(double x)
+{
+    if (x != x) return 0;
+    if (x <= -2147483648.0) return INT32_MIN;
+    if (x >= 2147483648.0) return INT32_MAX;
+    return (int32_t)x;
+}
+static inline uint32_t wsat_u32(double x)
+{
+    if (!(x > -1.0)) return 0;
+    if (x >= 4294967296.0) return UINT32_MAX;
+    return (uint32_t)x;
+}
+static inline int64_t wsat_s64(double x)
+{
+    if (x != x) return 0;
+    if (x <= -9223372036854775808.0) return INT64_MIN;
+    if (x >= 9223372036854775808.0) return INT64_MAX;
+    return (int64_t)x;
+}
+static inline uint64_t wsat_u64(double x)
+{
+    if (!(x > -1.0)) return 0;
+    if (x >= 18446744073709551616.0) return UINT64_MAX;
+    return (uint64_t)x;
+}
+
+#define CT_I uint32_t
+#define CT_L uint64_t
+#define CT_F float
+#define CT_D double
+#define SLOTP(T, o) ((T *)((char *)fp + (o)))
+#define RD(t, o) (*SLOTP(CT_##t, o))
+#define WR_I(o, v) (*SLOTP(uint64_t, o) = (uint32_t)(v))
+#define WR_L(o, v) (*SLOTP(uint64_t, o) = (uint64_t)(v))
+#define WR_F(o, v) (*SLOTP(float, o) = (float)(v))
+#define WR_D(o, v) (*SLOTP(double, o) = (double)(v))
+#define SLOT(o) (*SLOTP(uint64_t, o))
+#define NEXT() goto * pc->h
+#define TRAP(t)                                                                                    \
+    do {                                                                                           \
+        trap = WASM_TRAP_##t;                                                                      \
+        goto out;                                                                                  \
+    } while (0)
+#define LOAD_MEM()                                                                                 \
+    do {                                                                                           \
+        mem = inst->mem ? inst->mem->data : NULL;                                                  \
+        memsize = inst->mem ? inst->mem->size : 0;                                                 \
+    } while (0)
+/* Charge fuel; refill the local budget from the store, checking fuel and deadline. */
+#define CHARGE(cost)                                                                               \
+    do {                                                                                           \
+        budget -= (int64_t)(cost);                                                                 \
+        if (__builtin_expect(budget < 0, 0)) {                                                     \
+            enum wasm_trap t_ = refill(s, &budget);                                                \
+            if (t_) {                                                                              \
+                trap = t_;                                                                         \
+                goto out;                                                                          \
+            }                                                                                      \
+        }                                                                                          \
+    } while (0)
+
+static enum wasm_trap refill(struct wasm_store *s, int64_t *budget)
+{
+    while (*budget < 0) {
+        if (s->fuel == 0) return WASM_TRAP_FUEL;
+        uint64_t take = s->fuel < FUEL_SLICE ? s->fuel : FUEL_SLICE;
+        s->fuel -= take;
+        *budget += (int64_t)take;
+    }
+    if (s->lim.deadline_ns && gate_monotonic_ns() > s->lim.deadline_ns) return WASM_TRAP_DEADLINE;
+    return WASM_TRAP_NONE;
+}
+
+/* Take the branch whose offset cell is base[k]: offsets are relative to that cell. A negative
+ * offset is a loop's back-edge: charge fuel for the loop body it repeats (its length in cells
+ * over four, about one per instruction). */
+#define JUMP(k)                                                                                    \
+    do {                                                                                           \
+        int64_t o_ = pc[k].i;                                                                      \
+        pc += (k) + o_;                                                                            \
+        if (o_ < 0) CHARGE(1 + ((uint64_t)-o_ >> 2));                                              \
+    } while (0)
+
+/* Handlers generated from WASM_NUMOPS, by shape. */
+#define GEN_UN(name, ta, tr, expr)                                                                 \
+    L_##name:                                                                                      \
+    {                                                                                              \
+        CT_##ta a = RD(ta, pc[1].s.b);                                                             \
+        WR_##tr(pc[1].s.a, expr);                                                                  \
+        pc += 2;                                                                                   \
+        NEXT();                                                                                    \
+    }                                                                                              \
+    L_##name##_I : goto bad;
+#define GEN_BIN(name, ta, tr, expr)                                                                \
+    L_##name:                                                                                      \
+    {                                                                                              \
+        CT_##ta a = RD(ta, pc[1].s.b);                                                             \
+        CT_##ta b = RD(ta, pc[2].s.a);                                                             \
+        WR_##tr(pc[1].s.a, expr);                                                                  \
+        pc += 3;                                                                                   \
+        NEXT();                                                                                    \
+    }
+#define GEN_BINI(name, ta, tr, expr)                                                               \
+    GEN_BIN(name, ta, tr, expr)                                                                    \
+    L_##name##_I:                                                                                  \
+    {                                                                                              \
+        CT_##ta a = RD(ta, pc[1].s.b);                                                             \
+        CT_##ta b = (CT_##ta)pc[2].u;                                                              \
+        WR_##tr(pc[1].s.a, expr);                                                                  \
+        pc += 3;                                                                                   \
+        NEXT();                                                                                    \
+    }
+#define GEN_BIN_ONLY(name, ta, tr, expr) GEN_BIN(name, ta, tr, expr) L_##name##_I : goto bad;
+#define GEN_TUN(name, ta, tr, expr) L_##name##_I : goto bad;
+#define GEN_TBIN(name, ta, tr, expr) L_##name##_I : goto bad;
+#define GEN_FREE(name, ta, tr, expr) L_##name : L_##name##_I : goto bad;
+#define GEN_SHAPE_UN GEN_UN
+#define GEN_SHAPE_BIN GEN_BIN_ONLY
+#define GEN_SHAPE_BINI GEN_BINI
+#define GEN_SHAPE_TUN GEN_TUN
+#define GEN_SHAPE_TBIN GEN_TBIN
+#define GEN_SHAPE_FREE GEN_FREE
+#define GEN_NUM(code, name, shape, ta, tr, expr) GEN_SHAPE_##shape(name, ta, tr, expr)
+
+/* Trapping float-to-int truncation: NaN is an invalid conversion, out of range overflows. */
+#define GEN_TRUNC(name, ta, tr, ctype, lo, hi)                                                     \
+    L_##name:                                                                                      \
+    {                                                                                              \
+        CT_##ta a = RD(ta, pc[1].s.b);                                                             \
+        if (a != a) TRAP(INVALID_CONV);                                                            \
+        if (!(a > (CT_##ta)(lo) && a < (CT_##ta)(hi))) TRAP(INT_OVERFLOW);                         \
+        WR_##tr(pc[1].s.a, (ctype)a);                                                              \
+        pc += 2;                                                                                   \
+        NEXT();                                                                                    \
+    }
+
+#define GEN_DIV(name, t, st, minval, op, is_rem, is_signed)                                        \
+    L_##name:                                                                                      \
+    {                                                                                              \
+        CT_##t a = RD(t, pc[1].s.b);                                                               \
+        CT_##t b = RD(t, pc[2].s.a);                                                               \
+        if (b == 0) TRAP(DIV_ZERO);                                                                \
+        if (is_signed) {                                                                           \
+            if ((st)b == -1) {                                                                     \
+                if (!(is_rem) && (st)a == (minval)) TRAP(INT_OVERFLOW);                            \
+                WR_##t(pc[1].s.a, (is_rem) ? 0 : (CT_##t)(0 - a));                                 \
+            } else {                                                                               \
+                WR_##t(pc[1].s.a, (CT_##t)((st)a op(st) b));                                       \
+            }                                                                                      \
+        } else {                                                                                   \
+            WR_##t(pc[1].s.a, a op b);                                                             \
+        }                                                                                          \
+        pc += 3;                                                                                   \
+        NEXT();                                                                                    \
+    }
+
+#define LOAD_OP(name, n, ctype, conv)                                                              \
+    L_##name:                                                                                      \
+    {                                                                                              \
+        uint64_t ea = (uint64_t)RD(I, pc[1].s.b) + pc[2].u;                                        \
+        if (__builtin_expect(ea + (n) > memsize, 0)) TRAP(MEM_OOB);                                \
+        ctype v;                                                                                   \
+        memcpy(&v, mem + ea, n);                                                                   \
+        SLOT(pc[1].s.a) = conv;                                                                    \
+        pc += 3;                                                                                   \
+        NEXT();                                                                                    \
+    }
+#define STORE_OP(name, n, ctype)                                                                   \
+    L_##name:                                                                                      \
+    {                                                                                              \
+        uint64_t ea = (uint64_t)RD(I, pc[1].s.a) + pc[2].u;                                        \
+        if (__builtin_expect(ea + (n) > memsize, 0)) TRAP(MEM_OOB);                                \
+        ctype v = (ctype)SLOT(pc[1].s.b);                                                          \
+        memcpy(mem + ea, &v, n);                                                                   \
+        pc += 3;                                                                                   \
+        NEXT();                                                                                    \
+    }
+
+/* Store of a constant: [addr][offset][value]. */
+#define STORE_IMM_OP(name, n, ctype)                                                               \
+    L_##name:                                                                                      \
+    {                                                                                              \
+        uint64_t ea = (uint64_t)RD(I, pc[1].s.a) + pc[2].u;                                        \
+        if (__builtin_expect(ea + (n) > memsize, 0)) TRAP(MEM_OOB);                                \
+        ctype v = (ctype)pc[3].u;                                                                  \
+        memcpy(mem + ea, &v, n);                                                                   \
+        pc += 4;                                                                                   \
+        NEXT();                                                                                    \
+    }
+
+/* Fused compare-and-branch: [a|b][off] and [a][imm][off]. */
+#define GEN_BRC(name, neg, t, expr)                                                                \
+    L_BRIF_##name:                                                                                 \
+    {                                                                                              \
+        CT_##t a = RD(t, pc[1].s.a), b = RD(t, pc[1].s.b);                                         \
+        if (expr)                                                                                  \
+            JUMP(2);                                                                               \
+        else                                                                                       \
+            pc += 3;                                                                               \
+        NEXT();                                                                                    \
+    }                                                                                              \
+    L_BRIF_##name##_I:                                                                             \
+    {                                                                                              \
+        CT_##t a = RD(t, pc[1].s.a), b = (CT_##t)pc[2].u;                                          \
+        if (expr)                                                                                  \
+            JUMP(3);                                                                               \
+        else                                                                                       \
+            pc += 4;                                                                               \
+        NEXT();                                                                                    \
+    }
+
+static enum wasm_trap run(struct wasm_store *s, struct wasm_func *entry,
+                          const void *const **handlers_out)
+{
+    static const void *const labels[WOP__COUNT] = {
+#define LBL_NUM(code, name, shape, ta, tr, expr)                                                   \
+    [WOP_##name] = &&L_##name, [WOP_##name##_I] = &&L_##name##_I,
+        WASM_NUMOPS(LBL_NUM)
+#undef LBL_NUM
+#define LBL_BRC(name, neg, t, expr)                                                                \
+    [WOP_BRIF_##name] = &&L_BRIF_##name, [WOP_BRIF_##name##_I] = &&L_BRIF_##name##_I,
+            WASM_BRCMP(LBL_BRC)
+#undef LBL_BRC
+#define LBL_CTL(name) [WOP_##name] = &&L_##name,
+                WASM_CTLOPS(LBL_CTL)
+#undef LBL_CTL
+    };
+    if (handlers_out) {
+        *handlers_out = labels;
+        return WASM_TRAP_NONE;
+    }
+    enum wasm_trap trap = WASM_TRAP_NONE;
+    struct wframe *const frame_base = s->frames;
+    struct wframe *const frame_end = s->frames + s->lim.max_call_depth;
+    struct wframe *frame = frame_base;
+    uint64_t *const stack_end = s->stack + s->lim.max_stack_slots;
+    uint64_t *fp = s->stack;
+    struct wasm_instance *inst = entry->inst;
+    const struct wcode *code = entry->code;
+    const union wcell *pc;
+    uint8_t *mem;
+    uint64_t memsize;
+    int64_t budget = 0;
+    struct wasm_func *f;
+    uint64_t *nfp;
+
+    if (fp + code->frame_slots > stack_end) TRAP(STACK_EXHAUSTED);
+    memset(fp + code->nparams, 0, code->nlocals * sizeof(uint64_t));
+    LOAD_MEM();
+    pc = code->cells;
+    CHARGE(1);
+    NEXT();
+
+    WASM_NUMOPS(GEN_NUM)
+    WASM_BRCMP(GEN_BRC)
+
+    GEN_DIV(I32_DIV_S, I, int32_t, INT32_MIN, /, 0, 1)
+    GEN_DIV(I32_DIV_U, I, int32_t, INT32_MIN, /, 0, 0)
+    GEN_DIV(I32_REM_S, I, int32_t, INT32_MIN, %, 1, 1)
+    GEN_DIV(I32_REM_U, I, int32_t, INT32_MIN, %, 1, 0)
+    GEN_DIV(I64_DIV_S, L, int64_t, INT64_MIN, /, 0, 1)
+    GEN_DIV(I64_DIV_U, L, int64_t, INT64_MIN, /, 0, 0)
+    GEN_DIV(I64_REM_S, L, int64_t, INT64_MIN, %, 1, 1)
+    GEN_DIV(I64_REM_U, L, int64_t, INT64_MIN, %, 1, 0)
+    GEN_TRUNC(I32_TRUNC_F32_S, F, I, int32_t, -2147483904.0, 2147483648.0)
+    GEN_TRUNC(I32_TRUNC_F32_U, F, I, uint32_t, -1.0, 4294967296.0)
+    GEN_TRUNC(I32_TRUNC_F64_S, D, I, int32_t, -2147483649.0, 2147483648.0)
+    GEN_TRUNC(I32_TRUNC_F64_U, D, I, uint32_t, -1.0, 4294967296.0)
+    GEN_TRUNC(I64_TRUNC_F32_S, F, L, int64_t, -9223373136366403584.0, 9223372036854775808.0)
+    GEN_TRUNC(I64_TRUNC_F32_U, F, L, uint64_t, -1.0, 18446744073709551616.0)
+    GEN_TRUNC(I64_TRUNC_F64_S, D, L, int64_t, -9223372036854777856.0, 9223372036854775808.0)
+    GEN_TRUNC(I64_TRUNC_F64_U, D, L, uint64_t, -1.0, 18446744073709551616.0)
+
+    LOAD_OP(LD32, 4, uint32_t, v)
+    LOAD_OP(LD64, 8, uint64_t, v)
+    LOAD_OP(LD8S32, 1, int8_t, (uint32_t)(int32_t)v)
+    LOAD_OP(LD8U, 1, uint8_t, v)
+    LOAD_OP(LD16S32, 2, int16_t, (uint32_t)(int32_t)v)
+    LOAD_OP(LD16U, 2, uint16_t, v)
+    LOAD_OP(LD8S64, 1, int8_t, (uint64_t)(int64_t)v)
+    LOAD_OP(LD16S64, 2, int16_t, (uint64_t)(int64_t)v)
+    LOAD_OP(LD32S64, 4, int32_t, (uint64_t)(int64_t)v)
+    STORE_OP(ST32, 4, uint32_t)
+    STORE_OP(ST64, 8, uint64_t)
+    STORE_OP(ST8, 1, uint8_t)
+    STORE_OP(ST16, 2, uint16_t)
+    STORE_IMM_OP(ST32_I, 4, uint32_t)
+    STORE_IMM_OP(ST64_I, 8, uint64_t)
+    STORE_IMM_OP(ST8_I, 1, uint8_t)
+    STORE_IMM_OP(ST16_I, 2, uint16_t)
+
+L_UNREACHABLE:
+    TRAP(UNREACHABLE);
+L_BR: /* [off] */
+    JUMP(1);
+    NEXT();
+L_BR_IF: /* [cond][off] */
+    if (RD(I, pc[1].s.a))
+        JUMP(2);
+    else
+        pc += 3;
+    NEXT();
+L_BR_UNLESS: /* [cond][off], only ever forward */
+    pc = RD(I, pc[1].s.a) ? pc + 3 : pc + 2 + pc[2].i;
+    NEXT();
+L_BR_IF_EQZ: /* [cond][off] */
+    if (!RD(I, pc[1].s.a))
+        JUMP(2);
+    else
+        pc += 3;
+    NEXT();
+L_BR_IF_NEZ64:
+    if (RD(L, pc[1].s.a))
+        JUMP(2);
+    else
+        pc += 3;
+    NEXT();
+L_BR_IF_EQZ64:
+    if (!RD(L, pc[1].s.a))
+        JUMP(2);
+    else
+        pc += 3;
+    NEXT();
+L_BR_TABLE : { /* [idx|n][off 0]..[off n] */
+    uint32_t i = RD(I, pc[1].s.a), n = pc[1].s.b;
+    if (i > n) i = n;
+    JUMP(2 + i);
+    NEXT();
+}
+L_LOOP: /* [fuel cost] (not emitted: back-edges charge fuel in JUMP) */
+    CHARGE(pc[1].u);
+    pc += 2;
+    NEXT();
+L_COPY: /* [dst|src] */
+    SLOT(pc[1].s.a) = SLOT(pc[1].s.b);
+    pc += 2;
+    NEXT();
+L_CONST: /* [dst][value] */
+    SLOT(pc[1].s.a) = pc[2].u;
+    pc += 3;
+    NEXT();
+L_SELECT: /* [dst|a][b|cond] */
+    SLOT(pc[1].s.a) = RD(I, pc[2].s.b) ? SLOT(pc[1].s.b) : SLOT(pc[2].s.a);
+    pc += 3;
+    NEXT();
+L_GLOBAL_GET: /* [dst|idx] */
+    SLOT(pc[1].s.a) = inst->globals[pc[1].s.b]->val;
+    pc += 2;
+    NEXT();
+L_GLOBAL_SET: /* [src|idx] */
+    inst->globals[pc[1].s.b]->val = SLOT(pc[1].s.a);
+    pc += 2;
+    NEXT();
+L_CALL: /* [func|argbase] */
+    f = inst->funcs[pc[1].s.a];
+    nfp = SLOTP(uint64_t, pc[1].s.b);
+    pc += 2;
+    goto do_call;
+L_CALL_INDIRECT : { /* [table|type][elem|argbase] */
+    const struct wasm_table *t = inst->tables[pc[1].s.a];
+    uint32_t i = RD(I, pc[2].s.a);
+    if (i >= t->size) TRAP(UNDEF_ELEM);
+    f = (struct wasm_func *)(uintptr_t)t->elems[i];
+    if (!f) TRAP(UNINIT_ELEM);
+    const struct wasm_functype *want = &inst->mod->types[pc[1].s.b];
+    if (f->type != want && !wasm_functype_eq(f->type, want)) TRAP(INDIRECT_MISMATCH);
+    nfp = SLOTP(uint64_t, pc[2].s.b);
+    pc += 3;
+    goto do_call;
+}
+do_call:
+    if (f->host) {
+        trap = f->host(s, inst->mem, f->host_ctx, nfp);
+        if (trap) goto out;
+        LOAD_MEM();
+        NEXT();
+    }
+    code = f->code;
+    if (__builtin_expect(frame + 1 >= frame_end || nfp + code->frame_slots > stack_end, 0))
+        TRAP(STACK_EXHAUSTED);
+    CHARGE(1);
+    frame->pc = pc;
+    frame->fp = fp;
+    frame->inst = inst;
+    frame++;
+    fp = nfp;
+    memset(fp + code->nparams, 0, code->nlocals * sizeof(uint64_t));
+    if (f->inst != inst) {
+        inst = f->inst;
+        LOAD_MEM();
+    }
+    pc = code->cells;
+    NEXT();
+L_RET:
+    if (frame == frame_base) goto out;
+    frame--;
+    pc = frame->pc;
+    fp = frame->fp;
+    inst = frame->inst;
+    LOAD_MEM();
+    NEXT();
+L_MEM_SIZE: /* [dst] */
+    WR_I(pc[1].s.a, inst->mem->pages);
+    pc += 3;
+    NEXT();
+L_MEM_GROW: /* [dst|delta] */
+    WR_I(pc[1].s.a, (uint32_t)wasm_memory_grow(s, inst->mem, RD(I, pc[1].s.b)));
+    LOAD_MEM();
+    pc += 3;
+    NEXT();
+L_MEM_FILL : { /* [d|val][n] */
+    uint64_t d = RD(I, pc[1].s.a), n = RD(I, pc[2].s.a);
+    if (d + n > memsize) TRAP(MEM_OOB);
+    memset(mem + d, (int)(RD(I, pc[1].s.b) & 0xff), n);
+    pc += 3;
+    NEXT();
+}
+L_MEM_COPY : { /* [d|s][n] */
+    uint64_t d = RD(I, pc[1].s.a), src = RD(I, pc[1].s.b), n = RD(I, pc[2].s.a);
+    if (d + n > memsize || src + n > memsize) TRAP(MEM_OOB);
+    memmove(mem + d, mem + src, n);
+    pc += 3;
+    NEXT();
+}
+L_MEM_INIT: /* [d|s][n|seg] */
+    trap = wasm_memory_init(inst, pc[2].s.b, RD(I, pc[1].s.a), RD(I, pc[1].s.b), RD(I, pc[2].s.a));
+    if (trap) goto out;
+    pc += 3;
+    NEXT();
+L_DATA_DROP: /* [seg] */
+    inst->data_dropped[pc[1].s.a] = 1;
+    pc += 3;
+    NEXT();
+L_ELEM_DROP:
+    inst->elem_dropped[pc[1].s.a] = 1;
+    pc += 3;
+    NEXT();
+L_TABLE_GET : { /* [dst|idx][table] */
+    const struct wasm_table *t = inst->tables[pc[2].s.a];
+    uint32_t i = RD(I, pc[1].s.b);
+    if (i >= t->size) TRAP(TABLE_OOB);
+    SLOT(pc[1].s.a) = t->elems[i];
+    pc += 3;
+    NEXT();
+}
+L_TABLE_SET : { /* [idx|val][table] */
+    struct wasm_table *t = inst->tables[pc[2].s.a];
+    uint32_t i = RD(I, pc[1].s.a);
+    if (i >= t->size) TRAP(TABLE_OOB);
+    t->elems[i] = SLOT(pc[1].s.b);
+    pc += 3;
+    NEXT();
+}
+L_TABLE_SIZE: /* [dst|table] */
+    WR_I(pc[1].s.a, inst->tables[pc[1].s.b]->size);
+    pc += 3;
+    NEXT();
+L_TABLE_GROW: /* [dst|init][n|table] */
+    WR_I(pc[1].s.a,
+         (uint32_t)wasm_table_grow(s, inst->tables[pc[2].s.b], RD(I, pc[2].s.a), SLOT(pc[1].s.b)));
+    pc += 3;
+    NEXT();
+L_TABLE_FILL : { /* [i|val][n|table] */
+    struct wasm_table *t = inst->tables[pc[2].s.b];
+    uint64_t i = RD(I, pc[1].s.a), n = RD(I, pc[2].s.a), v = SLOT(pc[1].s.b);
+    if (i + n > t->size) TRAP(TABLE_OOB);
+    for (uint64_t k = 0; k < n; k++)
+        t->elems[i + k] = v;
+    pc += 3;
+    NEXT();
+}
+L_TABLE_COPY : { /* [d|s][n|dst table][src table] */
+    struct wasm_table *td = inst->tables[pc[2].s.b], *ts = inst->tables[pc[3].s.a];
+    uint64_t d = RD(I, pc[1].s.a), src = RD(I, pc[1].s.b), n = RD(I, pc[2].s.a);
+    if (d + n > td->size || src + n > ts->size) TRAP(TABLE_OOB);
+    memmove(td->elems + d, ts->elems + src, n * sizeof(uint64_t));
+    pc += 4;
+    NEXT();
+}
+L_TABLE_INIT: /* [d|s][n|table][seg] */
+    trap = wasm_table_init(inst, pc[2].s.b, (uint32_t)pc[3].u, RD(I, pc[1].s.a), RD(I, pc[1].s.b),
+                           RD(I, pc[2].s.a));
+    if (trap) goto out;
+    pc += 4;
+    NEXT();
+L_REF_IS_NULL: /* [dst|a] */
+    WR_I(pc[1].s.a, SLOT(pc[1].s.b) == 0);
+    pc += 3;
+    NEXT();
+L_REF_FUNC: /* [dst|func] */
+    SLOT(pc[1].s.a) = (uint64_t)(uintptr_t)inst->funcs[pc[1].s.b];
+    pc += 3;
+    NEXT();
+bad:
+    trap = WASM_TRAP_HOST;
+out:
+    if (budget > 0) s->fuel += (uint64_t)budget;
+    return trap;
+}
+
+const void *const *wasm_interp_handlers(void)
+{
+    const void *const *h = NULL;
+    run(NULL, NULL, &h);
+    return h;
+}
+
+enum wasm_trap wasm_interp_run(struct wasm_store *s, struct wasm_func *f, uint64_t *args)
+{
+    const struct wasm_functype *t = f->type;
+    if (f->host) return f->host(s, NULL, f->host_ctx, args);
+    uint32_t n = t->nparams > t->nresults ? t->nparams : t->nresults;
+    if (n > s->lim.max_stack_slots) return WASM_TRAP_STACK_EXHAUSTED;
+    memcpy(s->stack, args, t->nparams * sizeof(uint64_t));
+    enum wasm_trap trap = run(s, f, NULL);
+    if (!trap) memcpy(args, s->stack, t->nresults * sizeof(uint64_t));
+    return trap;
+}
