@@ -166,16 +166,19 @@ void p23_host_sockets(void)
             v.exposed = true;
         }
     }
-    static char buf[1 << 16];
-    long n = read_small("/proc/net/unix", buf, sizeof(buf));
-    if (n < 0) {
+    /* Stream the table: on a busy host it is far larger than any fixed buffer. */
+    FILE *f = fopen("/proc/net/unix", "re");
+    if (!f) {
         v_note(&v, "%s/proc/net/unix=%s", v.len ? " " : "", errname(errno));
     } else {
         int named = 0, abstract = 0;
-        char *line = strchr(buf, '\n');
-        while (line && *++line) {
-            char *next = strchr(line, '\n');
-            if (next) *next = '\0';
+        char line[1024];
+        bool header = true;
+        while (fgets(line, sizeof(line), f)) {
+            if (header) {
+                header = false;
+                continue;
+            }
             /* Num RefCount Protocol Flags Type St Inode Path */
             char path[256] = "";
             if (sscanf(line, "%*s %*s %*s %*s %*s %*s %*s %255s", path) == 1 && path[0]) {
@@ -185,8 +188,8 @@ void p23_host_sockets(void)
                     v_note(&v, " named:%.60s", path);
                 }
             }
-            line = next;
         }
+        fclose(f);
         v_note(&v, " /proc/net/unix: %d named, %d abstract", named, abstract);
         if (named || abstract) v.exposed = true;
     }
