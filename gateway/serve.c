@@ -344,6 +344,7 @@ int cmd_serve(int argc, char **argv)
     if (start(&gw, &err) < 0) {
         gate_log("error", "gateway.start_failed", "%s", err.msg);
         approval_close(gw.approval); /* waits for any run it started */
+        sbx_shutdown();                 /* pools and cgroups the tiers made at start */
         return 1;
     }
     json_t *f = json_pack("{s:s,s:s}", "listen", gw.opt.listen, "policies", gw.opt.policies);
