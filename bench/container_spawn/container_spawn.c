@@ -1,0 +1,118 @@
+/* container_spawn: what a `container` call costs next to bubblewrap doing the same isolation.
+ *
+ * In one run: N sequential calls of a /bin/true tool in the container tier through the HTTP
+ * API (p50/p99), N calls from 8 concurrent keep-alive clients (calls/s), and the median of
+ * N runs of Debian's bwrap with the issue's command line. Prints the ratios against the
+ * targets: p50 at most half of bwrap's median, at least 300 calls/s with 8 clients.
+ *
+ * usage: bench_container_spawn [GATEHOUSE-BINARY] [N]    (root: the tier needs it)
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "benchlib.h"
+
+#define CLIENTS 8
+#define PATH "/v1/tools/ct_true/calls"
+#define BODY "{\"arguments\":{}}"
+
+static int port;
+static int per_client;
+static uint64_t *conc_samples;
+static int failures;
+
+static void *client(void *arg)
+{
+    size_t base = (size_t)(uintptr_t)arg * (size_t)per_client;
+    int fd = bench_connect(port);
+    for (int i = 0; i < per_client; i++) {
+        uint64_t t0 = bench_now_ns();
+        int st = fd >= 0 ? bench_post(fd, PATH, BODY, NULL, 0) : -1;
+        conc_samples[base + (size_t)i] = bench_now_ns() - t0;
+        if (st != 200) __atomic_add_fetch(&failures, 1, __ATOMIC_RELAXED);
+    }
+    if (fd >= 0) close(fd);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    const char *gatehouse = argc > 1 ? argv[1] : "build/gateway/gatehouse";
+    int n = argc > 2 ? atoi(argv[2]) : 1000;
+    if (n < CLIENTS) n = CLIENTS;
+    if (geteuid() != 0) {
+        fprintf(stderr, "container_spawn: the container tier needs root\n");
+        return 1;
+    }
+    char pdir[] = "/tmp/gh-bench-ct-XXXXXX";
+    if (!mkdtemp(pdir)) return 1;
+    char path[300];
+    snprintf(path, sizeof(path), "%s/ct_true.yaml", pdir);
+    bench_write_file(path, "name: ct_true\ndescription: does nothing, in a container\n"
+                           "command: [\"/bin/true\"]\nisolation: container\n");
+    struct bench_gw gw;
+    if (bench_gw_start(&gw, gatehouse, pdir, NULL) < 0) {
+        fprintf(stderr, "cannot start %s\n", gatehouse);
+        return 1;
+    }
+    port = gw.port;
+    uint64_t *seq = calloc((size_t)n, sizeof(uint64_t));
+    uint64_t *bw = calloc((size_t)n, sizeof(uint64_t));
+    conc_samples = calloc((size_t)n, sizeof(uint64_t));
+
+    int fd = bench_connect(port);
+    for (int i = 0; i < 50; i++) /* warm up */
+        if (bench_post(fd, PATH, BODY, NULL, 0) != 200) failures++;
+    /* Calls and bwrap runs alternate, so both see the same machine (2 shared cores here). */
+    char *bwrap[] = {"/usr/bin/bwrap", "--unshare-all", "--die-with-parent",
+                     "--ro-bind",      "/usr",          "/usr",
+                     "--symlink",      "usr/lib",       "/lib",
+                     "--symlink",      "usr/lib64",     "/lib64",
+                     "--symlink",      "usr/bin",       "/bin",
+                     "--proc",         "/proc",         "--dev",
+                     "/dev",           "/bin/true",     NULL};
+    uint64_t t_seq = 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t t0 = bench_now_ns();
+        if (bench_post(fd, PATH, BODY, NULL, 0) != 200) failures++;
+        seq[i] = bench_now_ns() - t0;
+        t_seq += seq[i];
+        bench_spawn_median(bwrap, 1, &bw[i]);
+    }
+    close(fd);
+
+    per_client = n / CLIENTS;
+    pthread_t th[CLIENTS];
+    uint64_t t_conc = bench_now_ns();
+    for (int i = 0; i < CLIENTS; i++)
+        pthread_create(&th[i], NULL, client, (void *)(uintptr_t)i);
+    for (int i = 0; i < CLIENTS; i++)
+        pthread_join(th[i], NULL);
+    t_conc = bench_now_ns() - t_conc;
+    size_t nconc = (size_t)per_client * CLIENTS;
+    bench_gw_stop(&gw);
+
+    double b50 = bench_percentile(bw, (size_t)n, 50) / 1e6;
+
+    double s50 = bench_percentile(seq, (size_t)n, 50) / 1e6;
+    double s99 = bench_percentile(seq, (size_t)n, 99) / 1e6;
+    double c50 = bench_percentile(conc_samples, nconc, 50) / 1e6;
+    double c99 = bench_percentile(conc_samples, nconc, 99) / 1e6;
+    double cps = nconc / (t_conc / 1e9);
+    printf("container_spawn: %d calls of /bin/true in the container tier, durable audit log\n", n);
+    printf("%-38s %9s %9s %11s\n", "", "p50 ms", "p99 ms", "calls/s");
+    printf("%-38s %9.3f %9s %11s\n", "bwrap --unshare-all ... /bin/true", b50, "", "");
+    printf("%-38s %9.3f %9.3f %11.0f\n", "gateway, 1 client (sequential)", s50, s99,
+           n / (t_seq / 1e9));
+    printf("%-38s %9.3f %9.3f %11.0f\n", "gateway, 8 concurrent clients", c50, c99, cps);
+    printf("ratio p50 container call / bwrap median: %.2fx (target <= 0.50x): %s\n", s50 / b50,
+           s50 <= 0.5 * b50 ? "met" : "NOT met");
+    printf("calls/s with 8 clients: %.0f (target >= 300): %s; failed calls: %d\n", cps,
+           cps >= 300 ? "met" : "NOT met", failures);
+    snprintf(path, sizeof(path), "rm -rf '%s'", pdir);
+    if (system(path) != 0) return 1;
+    return failures ? 1 : 0;
+}

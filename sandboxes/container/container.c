@@ -1,0 +1,516 @@
+/* container.c: the `container` tier: namespaces, a fresh root, cgroups and seccomp.
+ *
+ * Each call runs in a child cloned straight into new user, PID, mount, network, IPC
+ * and UTS namespaces (and a cgroup namespace once inside its cgroup); the child
+ * (rootfs.c) builds a read-only tmpfs root, pivots into it and runs the tool under
+ * its own init. Usually the child comes from the pool (pool.c): started by a helper
+ * resident in a pooled cgroup, already mapped and, for a tool the slot ran before,
+ * already set up. When every slot is busy, the call takes the direct path here:
+ * clone from this thread, map the ids, move the child into a fresh cgroup.
+ * This file is the parent's side of both: the supervision through sbx_supervise, and
+ * turning the tool's status and the cgroup's counters into the result (oom, pids
+ * cap). Everything that can be computed before a call is computed at policy load
+ * (plan.c, image.c); nothing is compiled per call.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "container.h"
+
+/* Helpers forked at start; calls beyond this many at once take the direct path. */
+#define POOL_SIZE 8
+
+static struct {
+    uid_t uid;
+    gid_t gid;
+    int cap_last;
+    char *arg_start, *arg_end, *env_start, *env_end;
+    struct ct_cg_config cg;
+    unsigned long long calls;      /* atomic */
+    unsigned long long setup_errs; /* atomic */
+    unsigned long long cg_leaks;   /* atomic */
+    unsigned long long direct;     /* atomic: calls that took the direct path */
+} ct;
+
+/* ---- init ---------------------------------------------------------------------------- */
+
+/* /proc/self/stat fields 48-51: where the kernel thinks our argv and environ strings are. */
+void ct_own_strings(struct ct_ids *ids)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    if (gate_read_file("/proc/self/stat", 4096, &buf, &len, NULL) < 0) return;
+    char *s = strrchr(buf, ')'); /* the comm field may hold spaces and parentheses */
+    unsigned long long v[52] = {0};
+    int field = 2;
+    char *save = NULL;
+    for (char *tok = s ? strtok_r(s + 1, " ", &save) : NULL; tok && field < 51;
+         tok = strtok_r(NULL, " ", &save))
+        v[++field] = strtoull(tok, NULL, 10);
+    if (field >= 51) {
+        ids->arg_start = (char *)(uintptr_t)v[48];
+        ids->arg_end = (char *)(uintptr_t)v[49];
+        ids->env_start = (char *)(uintptr_t)v[50];
+        ids->env_end = (char *)(uintptr_t)v[51];
+    }
+    free(buf);
+}
+
+static int read_cap_last(void)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int v = 63; /* dropping a capability the kernel does not know is EINVAL, ignored */
+    if (gate_read_file("/proc/sys/kernel/cap_last_cap", 64, &buf, &len, NULL) == 0) {
+        v = atoi(buf);
+        free(buf);
+    }
+    return v > 0 && v < 64 ? v : 63;
+}
+
+static int noop_child(void *arg)
+{
+    (void)arg;
+    return 0; /* clone() exits with this; no noreturn call on a foreign stack (ASan warns) */
+}
+
+/* Can this host give us every namespace we need? One throwaway clone says so at start. */
+static int probe_namespaces(struct gate_error *err)
+{
+    static char stack[16384] __attribute__((aligned(16)));
+    pid_t pid = clone(noop_child, stack + sizeof(stack),
+                      CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC |
+                          CLONE_NEWUTS | CLONE_NEWCGROUP | SIGCHLD,
+                      NULL);
+    if (pid < 0)
+        return gate_err_errno(err, GATE_E_SANDBOX, errno, "container: cannot create namespaces");
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
+static int container_init(const struct sbx_config *cfg, struct gate_error *err)
+{
+    if (geteuid() != 0)
+        return gate_err(err, GATE_E_SANDBOX,
+                        "container: the gateway must run as root (uid maps, "
+                        "cgroups)");
+    ct.uid = cfg->tool_uid ? cfg->tool_uid : 65534;
+    ct.gid = cfg->tool_gid ? cfg->tool_gid : 65534;
+    /* Tools never map to host uid 0: the identity is the configured unprivileged one. */
+    if (ct.uid == 0 || ct.gid == 0)
+        return gate_err(err, GATE_E_SANDBOX, "container: the tool identity must not be root");
+    /* setgroups is denied inside the sandbox (so a tool can never drop a group to get past
+     * a negative group permission), which also means the child cannot clear groups it
+     * inherited. A root gateway needs no supplementary groups: clear them for every thread
+     * here, once. */
+    if (getgroups(0, NULL) > 0 && setgroups(0, NULL) < 0)
+        return gate_err_errno(err, GATE_E_SANDBOX, errno,
+                              "container: clearing supplementary groups");
+    ct.cap_last = read_cap_last();
+    struct ct_ids own = {0};
+    ct_own_strings(&own);
+    ct.arg_start = own.arg_start, ct.arg_end = own.arg_end;
+    ct.env_start = own.env_start, ct.env_end = own.env_end;
+    if (probe_namespaces(err) < 0) return -1;
+    char *self = NULL;
+    size_t len = 0;
+    if (gate_read_file("/proc/self/cgroup", 65536, &self, &len, err) < 0) return -1;
+    char name[64];
+    snprintf(name, sizeof(name), "gatehouse-%d", (int)getpid());
+    int rc = ct_cg_setup("/sys/fs/cgroup", self, name, &ct.cg, err);
+    free(self);
+    if (rc < 0) return -1;
+    struct ct_ids ids = {ct.uid,     ct.gid,       ct.cap_last, ct.arg_start,
+                         ct.arg_end, ct.env_start, ct.env_end};
+    /* GATEHOUSE_CONTAINER_POOL overrides the pool size (0: every call takes the direct path,
+     * which the tests use to cover it). */
+    int want = POOL_SIZE;
+    const char *env = getenv("GATEHOUSE_CONTAINER_POOL");
+    if (env && *env) want = atoi(env);
+    if (want < 0 || want > 32) want = POOL_SIZE;
+    int made = ct_pool_init(&ct.cg, &ids, want);
+    if (made < want)
+        gate_log("warn", "container.pool", "%d of %d pool slots made; the rest run direct", made,
+                 want);
+    return 0;
+}
+
+static void container_shutdown(void)
+{
+    ct_pool_shutdown();
+    ct_cg_teardown(&ct.cg);
+}
+
+static void container_metrics(struct gate_buf *out)
+{
+    gate_buf_printf(out,
+                    "gatehouse_container_calls_total %llu\n"
+                    "gatehouse_container_setup_errors_total %llu\n"
+                    "gatehouse_container_cgroup_leaks_total %llu\n"
+                    "gatehouse_container_direct_calls_total %llu\n"
+                    "gatehouse_container_cgroup_version %d\n",
+                    __atomic_load_n(&ct.calls, __ATOMIC_RELAXED),
+                    __atomic_load_n(&ct.setup_errs, __ATOMIC_RELAXED),
+                    __atomic_load_n(&ct.cg_leaks, __ATOMIC_RELAXED),
+                    __atomic_load_n(&ct.direct, __ATOMIC_RELAXED),
+                    ct.cg.version == CT_CG_V2 ? 2 : 1);
+    ct_pool_metrics(out);
+}
+
+/* ---- prepare ------------------------------------------------------------------------- */
+
+static int container_prepare(struct policy *p, struct gate_error *err)
+{
+    if (!p->command || !p->command[0] || p->command[0][0] != '/')
+        return gate_err(err, GATE_E_POLICY, "container: command[0] must be an absolute path");
+    struct ct_state *st = calloc(1, sizeof(*st));
+    if (!st) return gate_err(err, GATE_E_NOMEM, "out of memory");
+    if (sbx_seccomp_compile(SBX_SECCOMP_ALLOWLIST, p->seccomp_allow, p->seccomp_deny, &st->seccomp,
+                            err) < 0 ||
+        ct_plan(p, st, err) < 0) {
+        ct_state_free(st);
+        return -1;
+    }
+    /* A pool child is primed (set up before its call arrives) unless the policy's own filter
+     * refuses one of the calls it makes after the filter is in place. */
+    static const char *const after_filter[] = {
+        "recvmsg",      "close", "close_range", "fcntl", "dup2",   "dup3",   "clone",
+        "wait4",        "write", "setsid",      "chdir", "getcwd", "execve", "exit_group",
+        "rt_sigaction", "kill",  "newfstatat",  "read",  NULL};
+    st->primable = true;
+    for (size_t i = 0; after_filter[i]; i++)
+        for (size_t j = 0; p->seccomp_deny && p->seccomp_deny[j]; j++)
+            if (strcmp(after_filter[i], p->seccomp_deny[j]) == 0) st->primable = false;
+    if (ct_plan_identity(st, ct.uid, ct.gid) < 0 || ct_image_build(p, st, &st->image) < 0) {
+        ct_state_free(st);
+        return gate_err(err, GATE_E_POLICY, "container: the policy's plan is too large");
+    }
+    p->sbx_state = st;
+    p->sbx_state_free = ct_state_free;
+    return 0;
+}
+
+static void container_release(struct policy *p)
+{
+    ct_state_free(p->sbx_state);
+    p->sbx_state = NULL;
+}
+
+/* ---- run ------------------------------------------------------------------------------- */
+
+struct call_ctx {
+    pid_t init;
+    struct ct_slot *slot; /* pooled: the slot's cgroup */
+    struct ct_cgroup cg;  /* direct: the call's own cgroup */
+    bool have_cg;
+};
+
+static void kill_call(void *arg)
+{
+    struct call_ctx *c = arg;
+    /* init is our child and not yet reaped (sbx_supervise calls this before waitpid), so its
+     * pid cannot have been reused. Killing PID 1 of the namespace kills all of it; the
+     * cgroup kill catches anything that is not (yet) in it. */
+    kill(c->init, SIGKILL);
+    if (c->slot)
+        ct_pool_kill(c->slot);
+    else if (c->have_cg)
+        ct_cg_kill(&ct.cg, &c->cg, 0);
+}
+
+static int write_proc(pid_t pid, const char *file, const char *text, struct gate_error *err)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return gate_err_errno(err, GATE_E_SANDBOX, errno, "open %s", path);
+    ssize_t w = write(fd, text, strlen(text));
+    int e = errno;
+    close(fd);
+    if (w != (ssize_t)strlen(text))
+        return gate_err_errno(err, GATE_E_SANDBOX, w < 0 ? e : EIO, "write %s", path);
+    return 0;
+}
+
+/* The child's identity in its user namespace: the tool's uid/gid map to the same unprivileged
+ * host ids and nothing else is mapped, so no id in the sandbox is host root. setgroups is
+ * denied before gid_map is written (the kernel requires that order). */
+static int map_ids(pid_t pid, struct gate_error *err)
+{
+    char map[64];
+    /* And make the sandbox the OOM killer's first choice in its cgroup, ahead of a pool
+     * helper sharing it (raising a score needs no privilege; lowering would). */
+    if (write_proc(pid, "oom_score_adj", "1000", err) < 0 ||
+        write_proc(pid, "setgroups", "deny", err) < 0)
+        return -1;
+    snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)ct.uid, (unsigned)ct.uid);
+    if (write_proc(pid, "uid_map", map, err) < 0) return -1;
+    snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)ct.gid, (unsigned)ct.gid);
+    return write_proc(pid, "gid_map", map, err);
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+struct pipes {
+    int in[2], out[2], err[2], report[2], status[2], sync[2];
+};
+
+static void close_pipes(struct pipes *pp)
+{
+    int *fds = (int *)pp;
+    for (size_t i = 0; i < sizeof(*pp) / sizeof(int); i++)
+        close_fd(&fds[i]);
+}
+
+static int open_pipes(struct pipes *pp, struct gate_error *err)
+{
+    if (pipe2(pp->in, O_CLOEXEC) < 0 || pipe2(pp->out, O_CLOEXEC) < 0 ||
+        pipe2(pp->err, O_CLOEXEC) < 0 || pipe2(pp->report, O_CLOEXEC) < 0 ||
+        pipe2(pp->status, O_CLOEXEC) < 0 || pipe2(pp->sync, O_CLOEXEC) < 0)
+        return gate_err_errno(err, GATE_E_SANDBOX, errno, "pipe2");
+    return 0;
+}
+
+static void reap(pid_t pid)
+{
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
+/* The tool's own wait status, as init reported it; reclassify the result from it. */
+static void tool_outcome(int status_fd, struct sbx_result *res)
+{
+    int status = 0;
+    ssize_t n = read(status_fd, &status, sizeof(status));
+    if (n != (ssize_t)sizeof(status))
+        return; /* init was killed before the tool ended: keep what supervise saw */
+    if (res->status == SBX_TIMED_OUT || res->status == SBX_OUTPUT_TRUNCATED) return;
+    if (WIFEXITED(status)) {
+        res->exit_code = WEXITSTATUS(status);
+        res->term_signal = 0;
+        res->status = res->exit_code == 0 ? SBX_SUCCEEDED : SBX_FAILED;
+    } else if (WIFSIGNALED(status)) {
+        res->exit_code = -1;
+        res->term_signal = WTERMSIG(status);
+        res->status = SBX_KILLED;
+        if (res->term_signal == SIGXCPU || res->term_signal == SIGXFSZ) {
+            res->status = SBX_RESOURCE_LIMIT;
+            snprintf(res->detail, sizeof(res->detail), "%s",
+                     res->term_signal == SIGXCPU ? "cpu_time limit reached"
+                                                 : "file_size limit reached");
+        }
+    }
+}
+
+static void cgroup_outcome(struct call_ctx *cc, struct sbx_result *res)
+{
+    bool oom = false, pids_hit = false;
+    if (cc->slot) {
+        ct_pool_outcome(cc->slot, &oom, &pids_hit);
+    } else {
+        uint64_t oom_kills = 0, pids_max = 0;
+        ct_cg_counters(&ct.cg, &cc->cg, &oom_kills, &pids_max);
+        oom = oom_kills > 0, pids_hit = pids_max > 0; /* a fresh cgroup: all from this call */
+    }
+    if (pids_hit) {
+        res->pids_limit_hit = true;
+        if (res->status == SBX_FAILED || res->status == SBX_KILLED) {
+            res->status = SBX_RESOURCE_LIMIT;
+            snprintf(res->detail, sizeof(res->detail), "pids limit reached");
+        }
+    }
+    if (oom && res->status != SBX_TIMED_OUT) {
+        res->status = SBX_OOM;
+        snprintf(res->detail, sizeof(res->detail), "memory limit reached: OOM kill in the cgroup");
+    }
+}
+
+static int child_fds(const struct pipes *pp, int fds[6])
+{
+    fds[0] = pp->in[0], fds[1] = pp->out[1], fds[2] = pp->err[1];
+    fds[3] = pp->report[1], fds[4] = pp->status[1], fds[5] = pp->sync[0];
+    return 0;
+}
+
+/* The direct path: clone from this thread, then move the child into a fresh cgroup. */
+static pid_t clone_direct(const struct ct_state *st, const char *call_id, const struct pipes *pp,
+                          struct call_ctx *cc, const struct policy *p, struct gate_error *err)
+{
+    char name[32];
+    snprintf(name, sizeof(name), "c%llu", __atomic_add_fetch(&ct.direct, 1, __ATOMIC_RELAXED));
+    if (ct_cg_create(&ct.cg, name, &p->limits, &cc->cg, err) < 0) return -1;
+    cc->have_cg = true;
+    struct ct_spec *spec = malloc(sizeof(*spec));
+    pid_t pid = -1;
+    if (!spec) {
+        gate_err(err, GATE_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if (ct_image_decode(st->image.data, st->image.len, call_id, spec) < 0) {
+        gate_err(err, GATE_E_INTERNAL, "container: bad policy image");
+        goto out;
+    }
+    struct ct_child_args a = {
+        .spec = spec,
+        .in = pp->in[0],
+        .out = pp->out[1],
+        .errfd = pp->err[1],
+        .report = pp->report[1],
+        .status = pp->status[1],
+        .sync = pp->sync[0],
+        .extra_fd = -1,
+        .uid = ct.uid,
+        .gid = ct.gid,
+        .cap_last = ct.cap_last,
+        .arg_start = ct.arg_start,
+        .arg_end = ct.arg_end,
+        .env_start = ct.env_start,
+        .env_end = ct.env_end,
+    };
+    /* No CLONE_VM: the child runs on its own copy of our memory (spec and this stack
+     * included), so nothing it does can touch the gateway. */
+    pid = ct_fork_into(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC |
+                       CLONE_NEWUTS);
+    if (pid == 0) ct_child_main(&a);
+    if (pid < 0) {
+        gate_err_errno(err, GATE_E_SANDBOX, errno, "clone");
+        goto out;
+    }
+    if (ct_cg_attach(&ct.cg, &cc->cg, pid, err) < 0) {
+        kill(pid, SIGKILL);
+        reap(pid);
+        pid = -1;
+    }
+out:
+    free(spec);
+    return pid;
+}
+
+/* Start the child (pooled when a slot is free) and bring it to the point where the tool has
+ * exec'd. Returns the init pid, or -1 (err set; the child, if any, killed and reaped). */
+static pid_t start_child(const struct policy *p, const char *call_id, struct pipes *pp,
+                         struct call_ctx *cc, bool fresh, struct gate_error *err)
+{
+    const struct ct_state *st = p->sbx_state;
+    pid_t pid = -1;
+    if ((cc->slot = ct_pool_acquire(&st->image))) {
+        int fds[6];
+        bool sent = false;
+        child_fds(pp, fds);
+        if (ct_pool_limits(cc->slot, &p->limits, err) < 0 ||
+            (pid = ct_pool_spawn(cc->slot, st, call_id, fds, fresh, &sent, err)) < 0) {
+            if (sent) /* it may be running: fail the call rather than run it twice */
+                return -1;
+            ct_pool_release(cc->slot); /* retired if its helper failed; go direct */
+            cc->slot = NULL;
+            memset(err, 0, sizeof(*err));
+        }
+    }
+    if (!cc->slot && (pid = clone_direct(st, call_id, pp, cc, p, err)) < 0) return -1;
+    cc->init = pid;
+    if (cc->slot) ct_pool_started(cc->slot, pid);
+    close_fd(&pp->in[0]);
+    close_fd(&pp->out[1]);
+    close_fd(&pp->err[1]);
+    close_fd(&pp->report[1]);
+    close_fd(&pp->status[1]);
+    close_fd(&pp->sync[0]);
+    /* A pooled child was mapped by its helper before it was handed out, and waits on no
+     * sync pipe; a direct child waits until it is mapped and inside its cgroup, so nothing
+     * it runs escapes the limits. */
+    if (!cc->slot && (map_ids(pid, err) < 0 || write(pp->sync[1], "g", 1) != 1)) {
+        if (!err->msg[0]) gate_err_errno(err, GATE_E_SANDBOX, errno, "sync with the sandbox child");
+        kill(pid, SIGKILL);
+        reap(pid);
+        return -1;
+    }
+    close_fd(&pp->sync[1]);
+    if (sbx_child_status(pp->report[0], err) < 0) {
+        kill(pid, SIGKILL);
+        reap(pid);
+        cc->init = -1;
+        /* A child set up ahead of time whose binds changed since: nothing of the tool ran,
+         * so the call may start again in a child set up now (-2). */
+        return cc->slot && !fresh && strstr(err->msg, CT_STALE_STEP) ? -2 : -1;
+    }
+    return pid;
+}
+
+static int container_run(const struct policy *p, const struct sbx_call *call,
+                         struct sbx_result *res, struct gate_error *err)
+{
+    struct gate_error local = {0};
+    if (!err) err = &local;
+    __atomic_add_fetch(&ct.calls, 1, __ATOMIC_RELAXED);
+    struct pipes pp;
+    memset(&pp, 0xff, sizeof(pp)); /* every fd -1 */
+    struct call_ctx cc = {.init = -1};
+    int rc = -1;
+    if (open_pipes(&pp, err) < 0) goto done;
+    uint64_t start = gate_monotonic_ns();
+    pid_t started = start_child(p, call->call_id, &pp, &cc, false, err);
+    if (started == -2) { /* retry once, with fresh pipes and a sandbox set up now */
+        ct_pool_release(cc.slot);
+        close_pipes(&pp);
+        cc = (struct call_ctx){.init = -1};
+        memset(err, 0, sizeof(*err));
+        if (open_pipes(&pp, err) < 0) goto done;
+        started = start_child(p, call->call_id, &pp, &cc, true, err);
+    }
+    if (started < 0) goto done;
+    struct supervise sv = {
+        .pid = cc.init,
+        .stdin_fd = pp.in[1],
+        .stdout_fd = pp.out[0],
+        .stderr_fd = pp.err[0],
+        .input = call->input,
+        .input_len = call->input_len,
+        .wall_timeout_ms = p->limits.wall_timeout_ms,
+        .output_bytes = p->limits.output_bytes,
+        .start_ns = start,
+        .kill_all = kill_call,
+        .ctx = &cc,
+    };
+    pp.in[1] = pp.out[0] = pp.err[0] = -1; /* owned by sbx_supervise now */
+    rc = sbx_supervise(&sv, res, NULL, err);
+    if (rc == 0) {
+        tool_outcome(pp.status[0], res);
+        cgroup_outcome(&cc, res);
+    }
+done:
+    if (rc < 0) __atomic_add_fetch(&ct.setup_errs, 1, __ATOMIC_RELAXED);
+    if (cc.slot) ct_pool_release(cc.slot);
+    if (cc.have_cg && ct_cg_destroy(&ct.cg, &cc.cg) < 0)
+        __atomic_add_fetch(&ct.cg_leaks, 1, __ATOMIC_RELAXED);
+    close_pipes(&pp);
+    return rc;
+}
+
+const struct sbx_ops sbx_container_ops = {
+    .name = "container",
+    .isolation = ISOLATION_CONTAINER,
+    .init = container_init,
+    .prepare = container_prepare,
+    .run = container_run,
+    .release = container_release,
+    .shutdown = container_shutdown,
+    .metrics = container_metrics,
+};

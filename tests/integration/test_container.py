@@ -1,0 +1,358 @@
+"""The container tier through the real `gatehouse serve`: a call succeeds; the tool
+sees its own hostname, an unprivileged uid mapping, only loopback and a read-only
+root; the memory cap ends in `oom`, the pids cap in `resource_limit` with
+pids_limit_hit; a sleeper past its deadline is timed out with nothing left behind;
+an output flood is truncated; a read-only path that vanished after load fails the
+call with an error naming the step; and 1000 calls leave no processes, cgroups,
+mounts, state files or gateway fds behind."""
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+
+
+def sh(name, script, extra=""):
+    return """
+name: %s
+description: container test tool %s
+command: ["/bin/sh", "-c", %s]
+isolation: container
+%s
+""" % (name, name, json.dumps(script), extra)
+
+
+FACTS = r"""
+echo "hostname=$(hostname)"
+echo "uid=$(id -u) gid=$(id -g)"
+echo "uid_map=$(cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //')"
+echo "ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\n' ',')"
+echo "routes=$(tail -n +2 /proc/net/route | wc -l)"
+for p in /x /usr/x /etc/x /bin/x; do
+  if touch "$p" 2>/dev/null; then echo "wrote $p"; else echo "rofs $p"; fi
+done
+touch /tmp/ok && echo "tmp=writable"
+echo "pid1=$(tr '\0' ' ' < /proc/1/cmdline)"
+echo "nprocs=$(ls -d /proc/[0-9]* | wc -l)"
+"""
+
+POLICIES = {
+    "ok": """
+name: ok
+description: true
+command: ["/bin/true"]
+isolation: container
+""",
+    "facts": sh("facts", FACTS),
+    "hog": sh("hog", "python3 -c 'b = bytearray(256 << 20); print(len(b))'",
+              "limits: {memory_mb: 32, wall_timeout: 20s}"),
+    "forkbomb": sh("forkbomb", "i=0; while [ $i -lt 64 ]; do sleep 5 & i=$((i+1)); done; wait",
+                   "limits: {pids: 8, wall_timeout: 20s}"),
+    "sleeper": sh("sleeper", "(setsid sleep 37.25 &); sleep 37.25",
+                  "limits: {wall_timeout: 700ms}"),
+    "flood": """
+name: flood
+description: floods stdout
+command: ["/usr/bin/yes", "container-flood"]
+isolation: container
+limits: {output_bytes: 65536, wall_timeout: 20s}
+""",
+}
+
+
+def gateway_children(pid):
+    """Every process whose parent is pid, with its command line."""
+    kids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    kids.append((int(d), f.read()))
+        except (OSError, ValueError, IndexError):
+            pass
+    return kids
+
+
+def processes_with(marker):
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    if marker in f.read():
+                        found.append(int(d))
+            except OSError:
+                pass
+    return found
+
+
+def call_cgroups(gw_pid):
+    """Every cgroup directory below the gateway's parents, in every hierarchy."""
+    out = []
+    for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+        if os.path.basename(root) == "gatehouse-%d" % gw_pid:
+            out.extend(os.path.join(root, d) for d in dirs)
+            dirs[:] = []
+    return sorted(out)
+
+
+def mount_count():
+    with open("/proc/self/mountinfo") as f:
+        return len(f.readlines())
+
+
+class ContainerTier(unittest.TestCase):
+    """Through the helper pool (calls start in sandboxes prepared ahead of time)."""
+    ENV = {}
+
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            harness.skip("the container tier needs root (uid maps, cgroups)")
+        cls.pdir = tempfile.mkdtemp(prefix="gh-ct-pol-")
+        for name, text in POLICIES.items():
+            harness.write_policy(cls.pdir, name, text)
+        cls.gw = harness.Gateway(cls.pdir, env=cls.ENV).start()
+        r = cls.gw.call("ok")
+        if r.status != 200 and b"not available" in r.body:
+            cls.gw.stop()
+            harness.skip("container tier unavailable here: %s" % r.body.decode())
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.stop()
+        cls.gw.cleanup()
+        shutil.rmtree(cls.pdir, ignore_errors=True)
+
+    def call(self, tool):
+        r = self.gw.call(tool)
+        self.assertEqual(r.status, 200, r.body)
+        return r.json()
+
+    def test_true_succeeds(self):
+        res = self.call("ok")
+        self.assertEqual(res["status"], "succeeded", res)
+        self.assertEqual(res["isolation"], "container")
+
+    def test_identity_hostname_network_and_readonly_root(self):
+        res = self.call("facts")
+        self.assertEqual(res["status"], "succeeded", res)
+        facts = {}
+        for line in res["stdout"].splitlines():
+            if "=" in line:
+                k, v = line.split("=", 1)
+                facts[k] = v.strip()
+        out = res["stdout"]
+        self.assertEqual(facts["hostname"], "sandbox")
+        self.assertNotEqual(facts["uid"].split()[0], "0")
+        inside, outside, count = facts["uid_map"].split()
+        self.assertNotEqual(outside, "0", "sandbox uid maps to host root")
+        self.assertEqual(count, "1")
+        self.assertEqual(facts["ifaces"], "lo,")
+        self.assertEqual(facts["routes"], "0")
+        for p in ("/x", "/usr/x", "/etc/x", "/bin/x"):
+            self.assertIn("rofs " + p, out)
+        self.assertEqual(facts["tmp"], "writable")
+        self.assertEqual(facts["pid1"], "gatehouse-init")
+        self.assertLessEqual(int(facts["nprocs"]), 6)
+
+    def test_memory_hog_is_oom(self):
+        res = self.call("hog")
+        self.assertEqual(res["status"], "oom", res)
+
+    def test_fork_bomb_stops_at_pids_cap(self):
+        res = self.call("forkbomb")
+        self.assertTrue(res.get("pids_limit_hit"), res)
+        self.assertEqual(res["status"], "resource_limit", res)
+
+    def test_sleeper_times_out_and_leaves_nothing(self):
+        res = self.call("sleeper")
+        self.assertEqual(res["status"], "timed_out", res)
+        deadline = time.monotonic() + 5
+        while processes_with(b"37.25") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(processes_with(b"37.25"), [])
+
+    def test_output_flood_is_truncated(self):
+        res = self.call("flood")
+        self.assertEqual(res["status"], "output_truncated", res)
+        self.assertTrue(res["output_truncated"])
+        self.assertLessEqual(len(res["stdout"]), 65536)
+
+
+class ContainerTierDirect(ContainerTier):
+    """Without the pool: every call clones its sandbox from the gateway and moves it into a
+    fresh cgroup (what calls beyond the pool's size do)."""
+    ENV = {"GATEHOUSE_CONTAINER_POOL": "0"}
+
+
+class ContainerSetupFailure(unittest.TestCase):
+    def test_vanished_read_only_path_fails_naming_the_step(self):
+        pdir = tempfile.mkdtemp(prefix="gh-ct-pol-")
+        gone = tempfile.mkdtemp(prefix="gh-ct-gone-")
+        harness.write_policy(pdir, "ro", """
+name: ro
+description: binds a directory that will vanish
+command: ["/bin/true"]
+isolation: container
+filesystem:
+  read_only: ["/usr", "%s"]
+""" % gone)
+        try:
+            with harness.Gateway(pdir) as gw:
+                # One good call first: the pool then holds a sandbox set up for this policy
+                # ahead of time, which must notice the path is gone too.
+                self.assertEqual(gw.call("ro").json()["status"], "succeeded")
+                time.sleep(0.2)
+                os.rmdir(gone)
+                r = gw.call("ro")
+                self.assertEqual(r.status, 500, r.body)
+                err = r.json()["error"]
+                self.assertEqual(err["code"], "sandbox_setup_failed")
+                self.assertIn("open_tree %s: ENOENT" % gone, err["message"])
+                fins = [x for x in harness.audit_records(gw.state_dir)
+                        if "open_tree" in json.dumps(x)]
+                self.assertTrue(fins, "the audit log does not record the failed step")
+        finally:
+            shutil.rmtree(pdir, ignore_errors=True)
+            shutil.rmtree(gone, ignore_errors=True)
+
+
+def cgroup_of(pid, controller):
+    with open("/proc/%d/cgroup" % pid) as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            if controller in ctrls.split(","):
+                return path
+    return None
+
+
+class ContainerPool(unittest.TestCase):
+    def test_pool_processes_start_inside_their_cgroups(self):
+        """Every helper and warm sandbox the gateway keeps is already inside a pool cgroup
+        (a sandbox started before its helper was moved would escape the limits)."""
+        pdir = tempfile.mkdtemp(prefix="gh-ct-pol-")
+        harness.write_policy(pdir, "ok", POLICIES["ok"])
+        try:
+            with harness.Gateway(pdir) as gw:
+                gw.call("ok")
+                time.sleep(0.3)
+                kids = gateway_children(gw.proc.pid)
+                self.assertTrue(kids, "no pool processes")
+                for pid, _ in kids:
+                    for ctrl in ("pids", "memory"):
+                        path = cgroup_of(pid, ctrl) or ""
+                        self.assertIn("/gatehouse-%d/pool" % gw.proc.pid, path,
+                                      "pid %d is in %s cgroup %s" % (pid, ctrl, path))
+        finally:
+            shutil.rmtree(pdir, ignore_errors=True)
+
+    def test_pool_dies_with_a_killed_gateway(self):
+        pdir = tempfile.mkdtemp(prefix="gh-ct-pol-")
+        harness.write_policy(pdir, "ok", POLICIES["ok"])
+        gw = harness.Gateway(pdir)
+        try:
+            gw.start()
+            gw.call("ok")
+            time.sleep(0.3)
+            kids = [pid for pid, _ in gateway_children(gw.proc.pid)]
+            self.assertTrue(kids)
+            gw.kill9()
+            deadline = time.monotonic() + 5
+            alive = kids
+            while alive and time.monotonic() < deadline:
+                time.sleep(0.05)
+                alive = [p for p in kids if os.path.exists("/proc/%d" % p)
+                         and open("/proc/%d/stat" % p).read().rsplit(")", 1)[1].split()[0] != "Z"]
+            self.assertEqual(alive, [], "pool processes outlived a SIGKILLed gateway")
+        finally:
+            gw.cleanup()
+            shutil.rmtree(pdir, ignore_errors=True)
+
+
+class ContainerPrimedSandboxes(unittest.TestCase):
+    def test_replaced_tool_directory_is_seen_by_the_next_call(self):
+        """The pool sets sandboxes up ahead of their call; a tool directory swapped since
+        (a deploy renaming a new release into place) must not run the old tool."""
+        pdir = tempfile.mkdtemp(prefix="gh-ct-pol-")
+        base = tempfile.mkdtemp(prefix="gh-ct-tool-")
+        os.chmod(base, 0o755)
+        tool = os.path.join(base, "current")
+
+        def release(word):
+            d = tempfile.mkdtemp(dir=base)
+            os.chmod(d, 0o755)
+            with open(os.path.join(d, "run"), "w") as f:
+                f.write("#!/bin/sh\necho %s\n" % word)
+            os.chmod(os.path.join(d, "run"), 0o755)
+            return d
+
+        os.rename(release("one"), tool)
+        harness.write_policy(pdir, "rel", """
+name: rel
+description: runs the current release
+command: ["%s/run"]
+isolation: container
+""" % tool)
+        try:
+            with harness.Gateway(pdir) as gw:
+                for _ in range(3):  # every slot the calls land on primes a sandbox for "one"
+                    self.assertEqual(gw.call("rel").json()["stdout"], "one\n")
+                time.sleep(0.3)
+                os.rename(tool, tool + ".old")
+                os.rename(release("two"), tool)
+                for _ in range(10):
+                    res = gw.call("rel").json()
+                    self.assertEqual(res["status"], "succeeded", res)
+                    self.assertEqual(res["stdout"], "two\n")
+        finally:
+            shutil.rmtree(pdir, ignore_errors=True)
+            shutil.rmtree(base, ignore_errors=True)
+
+
+class ContainerLeaks(unittest.TestCase):
+    def test_1000_calls_leave_nothing_behind(self):
+        pdir = tempfile.mkdtemp(prefix="gh-ct-pol-")
+        harness.write_policy(pdir, "ok", POLICIES["ok"])
+        try:
+            with harness.Gateway(pdir) as gw:
+                pid = gw.proc.pid
+                self.assertEqual(gw.call("ok").json()["status"], "succeeded")
+                time.sleep(0.3)
+                fds = len(os.listdir("/proc/%d/fd" % pid))
+                kids = gateway_children(pid)
+                cgroups = call_cgroups(pid)
+                mounts = mount_count()
+                state = sorted(os.listdir(gw.state_dir))
+                for i in range(1000):
+                    r = gw.call("ok")
+                    self.assertEqual(r.status, 200, r.body)
+                    self.assertEqual(r.json()["status"], "succeeded", r.body)
+                time.sleep(0.3)  # the pool helpers let go of finished calls when idle
+                self.assertEqual(len(os.listdir("/proc/%d/fd" % pid)), fds, "gateway fds leaked")
+                # Pool helpers and their warm children stay (a warm child is replaced by a new
+                # one with each call), so the count is what must not grow.
+                self.assertEqual(len(gateway_children(pid)), len(kids), "processes left over")
+                self.assertEqual(call_cgroups(pid), cgroups, "cgroups left over")
+                self.assertEqual(mount_count(), mounts, "mounts left over")
+                self.assertEqual(sorted(os.listdir(gw.state_dir)), state, "state files left over")
+            # After a clean stop, not even the gateway's parent cgroups remain.
+            self.assertEqual(call_cgroups(pid), [])
+            for root, dirs, _ in os.walk("/sys/fs/cgroup"):
+                self.assertNotIn("gatehouse-%d" % pid, dirs)
+        finally:
+            shutil.rmtree(pdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
