@@ -145,7 +145,9 @@ int sbx_seccomp_compile(enum sbx_seccomp_profile profile, char *const *allow, ch
                 add(ctx, SCMP_ACT_ERRNO(EPERM), denylist[i], 0, NULL, err) < 0)
                 goto out;
     }
-    for (size_t i = 0; deny && deny[i]; i++)
+    /* In the allowlist profile a denied name was left out of the allowlist above and falls to
+     * the default action, EPERM (libseccomp refuses a rule equal to the default). */
+    for (size_t i = 0; profile == SBX_SECCOMP_DENYLIST && deny && deny[i]; i++)
         if (add(ctx, SCMP_ACT_ERRNO(EPERM), deny[i], 0, NULL, err) < 0)
             goto out;
     if (shared_rules(ctx, profile, err) < 0)
