@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,8 @@ static int free_port(void)
 int bench_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         close(fd);
@@ -54,17 +56,14 @@ static int read_response(int fd, char *out, size_t out_len)
     char *hdr_end = NULL;
     while (!hdr_end) {
         ssize_t r = read(fd, buf + have, sizeof(buf) - 1 - have);
-        if (r <= 0)
-            return -1;
+        if (r <= 0) return -1;
         have += (size_t)r;
         buf[have] = '\0';
         hdr_end = strstr(buf, "\r\n\r\n");
-        if (!hdr_end && have >= sizeof(buf) - 1)
-            return -1;
+        if (!hdr_end && have >= sizeof(buf) - 1) return -1;
     }
     int status = 0;
-    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
-        return -1;
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) return -1;
     const char *cl = strcasestr(buf, "\r\nContent-Length:");
     size_t body_len = cl ? strtoul(cl + 17, NULL, 10) : 0;
     size_t body_have = have - (size_t)(hdr_end + 4 - buf);
@@ -75,8 +74,7 @@ static int read_response(int fd, char *out, size_t out_len)
     }
     while (body_have < body_len) {
         ssize_t r = read(fd, buf, sizeof(buf));
-        if (r <= 0)
-            return -1;
+        if (r <= 0) return -1;
         body_have += (size_t)r;
     }
     return status;
@@ -89,16 +87,58 @@ int bench_post(int fd, const char *path, const char *body, char *out, size_t out
                      "POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\n\r\n%s",
                      path, strlen(body), body);
-    if (n < 0 || (size_t)n >= sizeof(req) || write(fd, req, (size_t)n) != n)
-        return -1;
+    if (n < 0 || (size_t)n >= sizeof(req) || write(fd, req, (size_t)n) != n) return -1;
     return read_response(fd, out, out_len);
+}
+
+struct client_job {
+    int port;
+    const char *path, *body;
+    uint64_t *samples;
+    int count;
+    int *failures;
+};
+
+static void *client_main(void *arg)
+{
+    struct client_job *j = arg;
+    int fd = bench_connect(j->port);
+    for (int i = 0; i < j->count; i++) {
+        uint64_t t0 = bench_now_ns();
+        int st = fd >= 0 ? bench_post(fd, j->path, j->body, NULL, 0) : -1;
+        j->samples[i] = bench_now_ns() - t0;
+        if (st != 200) __atomic_add_fetch(j->failures, 1, __ATOMIC_RELAXED);
+    }
+    if (fd >= 0) close(fd);
+    return NULL;
+}
+
+uint64_t bench_concurrent(int port, const char *path, const char *body, int clients, int total,
+                          uint64_t *samples, int *failures)
+{
+    pthread_t th[64];
+    struct client_job jobs[64];
+    if (clients > 64) clients = 64;
+    int per = total / clients;
+    uint64_t t0 = bench_now_ns();
+    for (int i = 0; i < clients; i++) {
+        jobs[i] = (struct client_job){port,
+                                      path,
+                                      body,
+                                      samples + (size_t)i * (size_t)per,
+                                      i == clients - 1 ? total - per * i : per,
+                                      failures};
+        pthread_create(&th[i], NULL, client_main, &jobs[i]);
+    }
+    for (int i = 0; i < clients; i++)
+        pthread_join(th[i], NULL);
+    return bench_now_ns() - t0;
 }
 
 int bench_write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
+    if (!f) return -1;
     fputs(text, f);
     return fclose(f);
 }
@@ -107,13 +147,12 @@ int bench_gw_start(struct bench_gw *gw, const char *gatehouse, const char *polic
                    const char *const *extra_args)
 {
     snprintf(gw->state_dir, sizeof(gw->state_dir), "/tmp/gh-bench-XXXXXX");
-    if (!mkdtemp(gw->state_dir))
-        return -1;
+    if (!mkdtemp(gw->state_dir)) return -1;
     gw->port = free_port();
     char listen[64];
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", gw->port);
-    const char *argv[32] = {gatehouse, "serve", "--listen", listen, "--policies", policies,
-                            "--state-dir", gw->state_dir};
+    const char *argv[32] = {gatehouse,    "serve",  "--listen",    listen,
+                            "--policies", policies, "--state-dir", gw->state_dir};
     int argc = 8;
     for (int i = 0; extra_args && extra_args[i] && argc < 30; i++)
         argv[argc++] = extra_args[i];
@@ -148,8 +187,7 @@ void bench_gw_stop(struct bench_gw *gw)
     }
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", gw->state_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", gw->state_dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", gw->state_dir);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -160,8 +198,7 @@ static int cmp_u64(const void *a, const void *b)
 
 double bench_percentile(uint64_t *samples, size_t n, double p)
 {
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     qsort(samples, n, sizeof(*samples), cmp_u64);
     size_t idx = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
     return (double)samples[idx];

@@ -23,6 +23,11 @@ int bench_connect(int port);
 /* POST body to path over fd; returns the HTTP status, or -1. The response body is discarded,
  * or copied into out (up to out_len) when out is not NULL. */
 int bench_post(int fd, const char *path, const char *body, char *out, size_t out_len);
+/* POST body to path from `clients` threads, each with its own keep-alive connection, `total`
+ * calls in all. samples[total] receives each call's latency in ns. Returns the elapsed wall
+ * time in ns; *failures counts answers other than 200. */
+uint64_t bench_concurrent(int port, const char *path, const char *body, int clients, int total,
+                          uint64_t *samples, int *failures);
 /* Write a file with the given contents. */
 int bench_write_file(const char *path, const char *text);
 /* Sort samples and return the p-th percentile (0..100). */

@@ -7,7 +7,6 @@
  *
  * usage: bench_call_latency [GATEHOUSE-BINARY] [N]
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,34 +17,14 @@
 
 #define CLIENTS 8
 
-static int port;
-static int per_client;
-static uint64_t *conc_samples;
 static int failures;
-
-static void *client(void *arg)
-{
-    size_t base = (size_t)(uintptr_t)arg * (size_t)per_client;
-    int fd = bench_connect(port);
-    for (int i = 0; i < per_client; i++) {
-        uint64_t t0 = bench_now_ns();
-        int st = fd >= 0 ? bench_post(fd, "/v1/tools/noop/calls", "{\"arguments\":{}}", NULL, 0) : -1;
-        conc_samples[base + (size_t)i] = bench_now_ns() - t0;
-        if (st != 200)
-            __atomic_add_fetch(&failures, 1, __ATOMIC_RELAXED);
-    }
-    if (fd >= 0)
-        close(fd);
-    return NULL;
-}
 
 int main(int argc, char **argv)
 {
     const char *gatehouse = argc > 1 ? argv[1] : "build/gateway/gatehouse";
     int n = argc > 2 ? atoi(argv[2]) : 2000;
     char pdir[] = "/tmp/gh-bench-pol-XXXXXX";
-    if (!mkdtemp(pdir))
-        return 1;
+    if (!mkdtemp(pdir)) return 1;
     char path[300];
     snprintf(path, sizeof(path), "%s/noop.yaml", pdir);
     bench_write_file(path, "name: noop\ndescription: does nothing\ncommand: [\"/bin/true\"]\n"
@@ -55,12 +34,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot start %s\n", gatehouse);
         return 1;
     }
-    port = gw.port;
     uint64_t *seq = calloc((size_t)n, sizeof(uint64_t));
     uint64_t *direct = calloc((size_t)n, sizeof(uint64_t));
-    conc_samples = calloc((size_t)n, sizeof(uint64_t));
 
-    int fd = bench_connect(port);
+    int fd = bench_connect(gw.port);
     for (int i = 0; i < 50; i++) /* warm up */
         bench_post(fd, "/v1/tools/noop/calls", "{\"arguments\":{}}", NULL, 0);
     uint64_t t_seq = bench_now_ns();
@@ -78,32 +55,31 @@ int main(int argc, char **argv)
     bench_spawn_median(true_argv, n, direct);
     t_direct = bench_now_ns() - t_direct;
 
-    per_client = n / CLIENTS;
-    pthread_t th[CLIENTS];
-    uint64_t t_conc = bench_now_ns();
-    for (int i = 0; i < CLIENTS; i++)
-        pthread_create(&th[i], NULL, client, (void *)(uintptr_t)i);
-    for (int i = 0; i < CLIENTS; i++)
-        pthread_join(th[i], NULL);
-    t_conc = bench_now_ns() - t_conc;
-    size_t nconc = (size_t)per_client * CLIENTS;
+    uint64_t *conc_samples = calloc((size_t)n, sizeof(uint64_t));
+    uint64_t t_conc = bench_concurrent(gw.port, "/v1/tools/noop/calls", "{\"arguments\":{}}",
+                                       CLIENTS, n, conc_samples, &failures);
+    size_t nconc = (size_t)n;
 
-    double s50 = bench_percentile(seq, (size_t)n, 50) / 1e6, s99 = bench_percentile(seq, (size_t)n, 99) / 1e6;
-    double d50 = bench_percentile(direct, (size_t)n, 50) / 1e6, d99 = bench_percentile(direct, (size_t)n, 99) / 1e6;
-    double c50 = bench_percentile(conc_samples, nconc, 50) / 1e6, c99 = bench_percentile(conc_samples, nconc, 99) / 1e6;
+    double s50 = bench_percentile(seq, (size_t)n, 50) / 1e6,
+           s99 = bench_percentile(seq, (size_t)n, 99) / 1e6;
+    double d50 = bench_percentile(direct, (size_t)n, 50) / 1e6,
+           d99 = bench_percentile(direct, (size_t)n, 99) / 1e6;
+    double c50 = bench_percentile(conc_samples, nconc, 50) / 1e6,
+           c99 = bench_percentile(conc_samples, nconc, 99) / 1e6;
     printf("call_latency: %d calls of /bin/true (process tier), durable audit log\n", n);
     printf("%-34s %9s %9s %11s\n", "", "p50 ms", "p99 ms", "calls/s");
     printf("%-34s %9.3f %9.3f %11.0f\n", "direct fork/exec/wait", d50, d99, n / (t_direct / 1e9));
-    printf("%-34s %9.3f %9.3f %11.0f\n", "gateway, 1 client (sequential)", s50, s99, n / (t_seq / 1e9));
-    printf("%-34s %9.3f %9.3f %11.0f\n", "gateway, 8 concurrent clients", c50, c99, nconc / (t_conc / 1e9));
-    printf("overhead p50 (gateway - direct): %.3f ms   ratio p50 gateway/direct: %.2fx\n", s50 - d50,
-           s50 / d50);
+    printf("%-34s %9.3f %9.3f %11.0f\n", "gateway, 1 client (sequential)", s50, s99,
+           n / (t_seq / 1e9));
+    printf("%-34s %9.3f %9.3f %11.0f\n", "gateway, 8 concurrent clients", c50, c99,
+           nconc / (t_conc / 1e9));
+    printf("overhead p50 (gateway - direct): %.3f ms   ratio p50 gateway/direct: %.2fx\n",
+           s50 - d50, s50 / d50);
     printf("targets: overhead < 1 ms: %s; >= 2000 calls/s with 8 clients: %s; failed calls: %d\n",
            s50 - d50 < 1.0 ? "met" : "NOT met", nconc / (t_conc / 1e9) >= 2000 ? "met" : "NOT met",
            failures);
     bench_gw_stop(&gw);
     snprintf(path, sizeof(path), "rm -rf '%s'", pdir);
-    if (system(path) != 0)
-        return 1;
+    if (system(path) != 0) return 1;
     return failures ? 1 : 0;
 }

@@ -7,7 +7,6 @@
  *
  * usage: bench_container_spawn [GATEHOUSE-BINARY] [N]    (root: the tier needs it)
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,24 +18,7 @@
 #define PATH "/v1/tools/ct_true/calls"
 #define BODY "{\"arguments\":{}}"
 
-static int port;
-static int per_client;
-static uint64_t *conc_samples;
 static int failures;
-
-static void *client(void *arg)
-{
-    size_t base = (size_t)(uintptr_t)arg * (size_t)per_client;
-    int fd = bench_connect(port);
-    for (int i = 0; i < per_client; i++) {
-        uint64_t t0 = bench_now_ns();
-        int st = fd >= 0 ? bench_post(fd, PATH, BODY, NULL, 0) : -1;
-        conc_samples[base + (size_t)i] = bench_now_ns() - t0;
-        if (st != 200) __atomic_add_fetch(&failures, 1, __ATOMIC_RELAXED);
-    }
-    if (fd >= 0) close(fd);
-    return NULL;
-}
 
 int main(int argc, char **argv)
 {
@@ -58,12 +40,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot start %s\n", gatehouse);
         return 1;
     }
-    port = gw.port;
     uint64_t *seq = calloc((size_t)n, sizeof(uint64_t));
     uint64_t *bw = calloc((size_t)n, sizeof(uint64_t));
-    conc_samples = calloc((size_t)n, sizeof(uint64_t));
 
-    int fd = bench_connect(port);
+    int fd = bench_connect(gw.port);
     for (int i = 0; i < 50; i++) /* warm up */
         if (bench_post(fd, PATH, BODY, NULL, 0) != 200) failures++;
     /* Calls and bwrap runs alternate, so both see the same machine (2 shared cores here). */
@@ -84,15 +64,9 @@ int main(int argc, char **argv)
     }
     close(fd);
 
-    per_client = n / CLIENTS;
-    pthread_t th[CLIENTS];
-    uint64_t t_conc = bench_now_ns();
-    for (int i = 0; i < CLIENTS; i++)
-        pthread_create(&th[i], NULL, client, (void *)(uintptr_t)i);
-    for (int i = 0; i < CLIENTS; i++)
-        pthread_join(th[i], NULL);
-    t_conc = bench_now_ns() - t_conc;
-    size_t nconc = (size_t)per_client * CLIENTS;
+    uint64_t *conc_samples = calloc((size_t)n, sizeof(uint64_t));
+    uint64_t t_conc = bench_concurrent(gw.port, PATH, BODY, CLIENTS, n, conc_samples, &failures);
+    size_t nconc = (size_t)n;
     bench_gw_stop(&gw);
 
     double b50 = bench_percentile(bw, (size_t)n, 50) / 1e6;
