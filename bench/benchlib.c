@@ -146,7 +146,10 @@ int bench_write_file(const char *path, const char *text)
 int bench_gw_start(struct bench_gw *gw, const char *gatehouse, const char *policies,
                    const char *const *extra_args)
 {
-    snprintf(gw->state_dir, sizeof(gw->state_dir), "/tmp/gh-bench-XXXXXX");
+    /* GATE_BENCH_STATE puts the state (audit log) elsewhere, e.g. on tmpfs to see what the
+     * durable writes cost. */
+    const char *base = getenv("GATE_BENCH_STATE") ? getenv("GATE_BENCH_STATE") : "/tmp";
+    snprintf(gw->state_dir, sizeof(gw->state_dir), "%.200s/gh-bench-XXXXXX", base);
     if (!mkdtemp(gw->state_dir)) return -1;
     gw->port = free_port();
     char listen[64];
