@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 
 #include "sbx_internal.h"
@@ -55,14 +56,14 @@ int sbx_child_status(int err_fd, struct gate_error *err)
                     strerror(r.errnum));
 }
 
-void sbx_close_fds_above_stderr(void)
+void sbx_close_fds_from(int first)
 {
-#ifdef SYS_close_range
-    if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
+    /* Raw syscalls only: callers run in forked or CLONE_VM children. */
+    if (syscall(SYS_close_range, (unsigned)first, ~0U, 0U) == 0)
         return;
-#endif
-    long max = sysconf(_SC_OPEN_MAX);
-    for (long fd = 3; fd < (max > 0 ? max : 65536); fd++)
+    struct rlimit rl;
+    rlim_t max = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 65536;
+    for (rlim_t fd = (rlim_t)first; fd < max && fd < 1048576; fd++)
         close((int)fd);
 }
 

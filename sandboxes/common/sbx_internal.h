@@ -68,8 +68,8 @@ int sbx_container_allowlist(void *scmp_ctx, char *const *deny, struct gate_error
 int sbx_seccomp_install(const struct sock_fprog *prog);
 
 /* ---- helpers ------------------------------------------------------------------- */
-/* Close every fd above 2 (close_range, falling back to a loop). */
-void sbx_close_fds_above_stderr(void);
+/* Close every fd from `first` up (close_range, falling back to a loop on old kernels). */
+void sbx_close_fds_from(int first);
 /* Build the tool environment: policy env + GATEHOUSE_CALL_ID + GATEHOUSE_TOOL. NULL-terminated,
  * caller frees with sbx_free_strv. */
 char **sbx_tool_env(const struct policy *p, const char *call_id);

@@ -162,15 +162,6 @@ static void reset_signals(void)
     syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(uint64_t));
 }
 
-static void close_above(int first)
-{
-    if (syscall(SYS_close_range, (unsigned)first, ~0U, 0U) == 0)
-        return;
-    struct rlimit rl;
-    rlim_t max = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 65536;
-    for (rlim_t fd = (rlim_t)first; fd < max && fd < 1048576; fd++)
-        close((int)fd);
-}
 
 struct child_args {
     const struct policy *p;
@@ -199,7 +190,7 @@ static int child(void *arg)
             sbx_child_fail(report, "dup3", errno);
         report = 3;
     }
-    close_above(4);
+    sbx_close_fds_from(4);
     const struct policy_limits *l = &p->limits;
     rlim_t cpu = (rlim_t)((l->cpu_time_ms + 999) / 1000);
     set_limit(RLIMIT_AS, (rlim_t)l->memory_mb << 20, (rlim_t)l->memory_mb << 20);
