@@ -193,6 +193,8 @@ static int container_prepare(struct policy *p, struct gate_error *err)
     for (size_t i = 0; after_filter[i]; i++)
         for (size_t j = 0; p->seccomp_deny && p->seccomp_deny[j]; j++)
             if (strcmp(after_filter[i], p->seccomp_deny[j]) == 0) st->primable = false;
+    static uint64_t next_image_id;
+    st->image_id = __atomic_add_fetch(&next_image_id, 1, __ATOMIC_RELAXED);
     if (ct_plan_identity(st, ct.uid, ct.gid) < 0 || ct_image_build(p, st, &st->image) < 0) {
         ct_state_free(st);
         return gate_err(err, GATE_E_POLICY, "container: the policy's plan is too large");
@@ -411,7 +413,7 @@ static pid_t start_child(const struct policy *p, const char *call_id, struct pip
 {
     const struct ct_state *st = p->sbx_state;
     pid_t pid = -1;
-    if ((cc->slot = ct_pool_acquire(&st->image))) {
+    if ((cc->slot = ct_pool_acquire(st->image_id))) {
         int fds[6];
         bool sent = false;
         child_fds(pp, fds);

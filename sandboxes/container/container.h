@@ -47,6 +47,9 @@ struct ct_state {
     uint64_t file_size_bytes;
     bool primable;         /* see struct ct_spec */
     struct gate_buf image; /* everything above plus argv/env, flat (image.c) */
+    /* Unique per prepared image, never reused: what the pool matches primed sandboxes by
+     * (an address could be reused by the next policy set after a reload). */
+    uint64_t image_id;
 };
 
 void ct_state_free(void *state);
@@ -175,7 +178,7 @@ void ct_own_strings(struct ct_ids *ids);
  * parent-death signal follows the forking thread). Returns how many were made. */
 int ct_pool_init(const struct ct_cg_config *cfg, const struct ct_ids *ids, int n);
 /* A free slot, preferring one primed for img; NULL when all are busy. */
-struct ct_slot *ct_pool_acquire(const struct gate_buf *img);
+struct ct_slot *ct_pool_acquire(uint64_t image_id);
 /* Set the slot cgroup's limits for this call and remember its counters. */
 int ct_pool_limits(struct ct_slot *s, const struct policy_limits *l, struct gate_error *err);
 /* Hand the job (st's image, call_id, fds: in, out, err, report, status, sync; child ends, the

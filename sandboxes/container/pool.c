@@ -59,8 +59,7 @@ struct ct_slot {
     uint64_t oom_base, pids_base;
     struct policy_limits last; /* limits last written, to skip rewriting the same values */
     bool have_last;
-    const void *last_img; /* the image of the slot's last call (what its helper primes) */
-    size_t last_len;
+    uint64_t last_id; /* image_id of the slot's last call (what its helper primes); 0 = none */
     uint64_t last_used;
     bool have_note;                   /* an 'N' was read: warm_* describe the announced child */
     pid_t taken_pid;                  /* the announced child running the current call, or 0 */
@@ -515,7 +514,7 @@ int ct_pool_init(const struct ct_cg_config *cfg, const struct ct_ids *ids, int n
     return nslots;
 }
 
-struct ct_slot *ct_pool_acquire(const struct gate_buf *img)
+struct ct_slot *ct_pool_acquire(uint64_t image_id)
 {
     struct ct_slot *s = NULL;
     pthread_mutex_lock(&pool_mu);
@@ -524,8 +523,8 @@ struct ct_slot *ct_pool_acquire(const struct gate_buf *img)
     for (int i = 0; i < nslots; i++) {
         struct ct_slot *c = &slots[i];
         if (c->busy || c->retired) continue;
-        bool same = c->last_img == img->data && c->last_len == img->len;
-        bool s_same = s && s->last_img == img->data && s->last_len == img->len;
+        bool same = c->last_id == image_id;
+        bool s_same = s && s->last_id == image_id;
         if (!s || (same && !s_same) || (same == s_same && c->last_used < s->last_used)) s = c;
     }
     if (s) {
@@ -628,7 +627,7 @@ static pid_t take_warm(struct ct_slot *s, const struct ct_state *st, char id[CAL
     pid_t pid = s->warm_pid;
     int ws = s->warm_sock;
     s->warm_pid = 0, s->warm_sock = -1;
-    bool same = s->warm_primed && s->last_img == img->data && s->last_len == img->len;
+    bool same = s->warm_primed && s->last_id == st->image_id;
     bool ok = false;
     struct ct_ready ready;
     if (!s->warm_primed) { /* blank: it takes the whole job and sets up now */
@@ -670,9 +669,8 @@ pid_t ct_pool_spawn(struct ct_slot *s, const struct ct_state *st, const char *ca
         return gate_err(err, GATE_E_SANDBOX, "pool helper: no warm child announced");
     }
     s->have_note = false;
-    const void *prev_img = s->last_img;
-    size_t prev_len = s->last_len;
-    s->last_img = img->data, s->last_len = img->len; /* what the helper primes next */
+    uint64_t prev_id = s->last_id;
+    s->last_id = st->image_id; /* what the helper primes next */
     if (s->warm_pid > 0 && fresh) {                  /* set up anew: discard the warm child */
         close(s->warm_sock);
         kill(s->warm_pid, SIGKILL);
@@ -680,9 +678,9 @@ pid_t ct_pool_spawn(struct ct_slot *s, const struct ct_state *st, const char *ca
         s->warm_pid = 0, s->warm_sock = -1;
     }
     if (s->warm_pid > 0) {
-        s->last_img = prev_img, s->last_len = prev_len; /* take_warm compares with these */
+        s->last_id = prev_id; /* take_warm compares with this */
         pid_t pid = take_warm(s, st, id, fds);
-        s->last_img = img->data, s->last_len = img->len;
+        s->last_id = st->image_id;
         if (pid > 0) return pid;
     }
     /* No usable warm child: the helper starts a fresh one for this job. A child that died

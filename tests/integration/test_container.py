@@ -8,6 +8,7 @@ mounts, state files or gateway fds behind."""
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -318,6 +319,46 @@ isolation: container
         finally:
             shutil.rmtree(pdir, ignore_errors=True)
             shutil.rmtree(base, ignore_errors=True)
+
+
+class ContainerPoolReload(unittest.TestCase):
+    def test_pool_never_serves_a_sandbox_primed_for_the_previous_policy(self):
+        # Regression: the pool matched primed sandboxes by the image's address, which the next
+        # policy set could reuse after a SIGHUP; the call then ran the old policy.
+        d = tempfile.mkdtemp(prefix="gh-ct-reload-")
+
+        def write(word):
+            harness.write_policy(d, "t", """
+name: t
+description: prints a word fixed by the policy
+command: ["/bin/sh", "-c", "echo %s"]
+isolation: container
+""" % word)
+
+        write("W000")
+        gw = harness.Gateway(d, env={"GATEHOUSE_CONTAINER_POOL": "1"}).start()
+        try:
+            n = 1
+            for it in range(10):
+                gw.call("t", {})  # primes the slot for the current policy
+                for _ in range(1 + it % 3):
+                    expected = "W%03d" % n
+                    write(expected)
+                    n += 1
+                    gw.send_signal(signal.SIGHUP)
+                    deadline = time.monotonic() + 10
+                    while time.monotonic() < deadline:
+                        recs = harness.audit_records(gw.state_dir)
+                        if sum(1 for r in recs if r["event"] == "policy.loaded") >= n:
+                            break
+                        time.sleep(0.02)
+                    time.sleep(0.1)  # the set is swapped in right after its record is durable
+                out = gw.call("t", {}).json()["stdout"].strip()
+                self.assertEqual(out, expected, "round %d ran a stale policy" % it)
+        finally:
+            gw.stop()
+            gw.cleanup()
+            shutil.rmtree(d, ignore_errors=True)
 
 
 class ContainerLeaks(unittest.TestCase):
