@@ -795,10 +795,22 @@ void ct_pool_release(struct ct_slot *s)
         pid_t pids[16];
         size_t n = ct_cg_list(pool_cfg, &s->cg, pids, sizeof(pids) / sizeof(pids[0]));
         ct_cg_kill(pool_cfg, &s->cg, 0);
-        for (size_t k = 0; k < n; k++)
+        bool helper_reaped = !alive; /* by the WNOHANG check */
+        for (size_t k = 0; k < n; k++) {
             while (waitpid(pids[k], NULL, 0) < 0 && errno == EINTR)
                 ;
-        if (!alive) s->helper = 0; /* reaped above, or by the WNOHANG check */
+            helper_reaped |= pids[k] == s->helper;
+        }
+        if (!helper_reaped) { /* not in the cgroup's list: kill and reap it by its pid now */
+            kill(s->helper, SIGKILL);
+            waitpid(s->helper, NULL, 0);
+        }
+        /* Reaped: its pid may be reused at once, so it must never be signalled again. */
+        s->helper = 0;
+        if (s->sock >= 0) {
+            close(s->sock);
+            s->sock = -1;
+        }
     }
     pthread_mutex_lock(&pool_mu);
     bool down = pool_down;
