@@ -96,29 +96,30 @@ struct reader {
     bool bad;
 };
 
+/* Copy n bytes out, or zeros and mark the reader bad when fewer are left. */
+static void get_raw(struct reader *r, void *out, size_t n)
+{
+    if (r->left < n) {
+        r->bad = true;
+        memset(out, 0, n);
+        return;
+    }
+    memcpy(out, r->p, n);
+    r->p += n;
+    r->left -= n;
+}
+
 static uint32_t get_u32(struct reader *r)
 {
-    uint32_t v = 0;
-    if (r->left < sizeof(v)) {
-        r->bad = true;
-        return 0;
-    }
-    memcpy(&v, r->p, sizeof(v));
-    r->p += sizeof(v);
-    r->left -= sizeof(v);
+    uint32_t v;
+    get_raw(r, &v, sizeof(v));
     return v;
 }
 
 static uint64_t get_u64(struct reader *r)
 {
-    uint64_t v = 0;
-    if (r->left < sizeof(v)) {
-        r->bad = true;
-        return 0;
-    }
-    memcpy(&v, r->p, sizeof(v));
-    r->p += sizeof(v);
-    r->left -= sizeof(v);
+    uint64_t v;
+    get_raw(r, &v, sizeof(v));
     return v;
 }
 
