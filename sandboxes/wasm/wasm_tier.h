@@ -90,5 +90,7 @@ __attribute__((noreturn)) void wasm_worker_loop(const struct wasm_state *st, int
 void wasm_worker_kill(struct wasm_worker *w);
 /* Run one call inside a worker (in the worker process). Returns 1 if the worker must exit. */
 int wasm_worker_serve(const struct wasm_state *st, int sock);
+/* Read exactly len bytes (retrying on EINTR); -1 on error or early EOF. */
+int wasm_read_full(int fd, void *buf, size_t len);
 
 #endif

@@ -22,7 +22,7 @@
 
 #include "wasm_tier.h"
 
-static int read_full(int fd, void *buf, size_t len)
+int wasm_read_full(int fd, void *buf, size_t len)
 {
     uint8_t *p = buf;
     while (len) {
@@ -52,7 +52,7 @@ static int recv_req(int sock, struct wasm_req *req, int *dirfd)
         if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
             memcpy(dirfd, CMSG_DATA(c), sizeof(int));
     if ((size_t)k < sizeof(*req) &&
-        read_full(sock, (uint8_t *)req + k, sizeof(*req) - (size_t)k) < 0)
+        wasm_read_full(sock, (uint8_t *)req + k, sizeof(*req) - (size_t)k) < 0)
         return -1;
     return req->magic == WASM_REQ_MAGIC ? 0 : -1;
 }
@@ -116,7 +116,7 @@ int wasm_worker_serve(const struct wasm_state *st, int sock)
     int dirfd = -1;
     if (recv_req(sock, &req, &dirfd) < 0) return 1;
     uint8_t *input = malloc(req.input_len ? req.input_len : 1);
-    if (!input || req.input_len > (64u << 20) || read_full(sock, input, req.input_len) < 0) {
+    if (!input || req.input_len > (64u << 20) || wasm_read_full(sock, input, req.input_len) < 0) {
         free(input);
         return 1;
     }

@@ -15,19 +15,6 @@
 
 #define INIT_FD 3
 
-static int read_full(int fd, void *buf, size_t len)
-{
-    uint8_t *p = buf;
-    while (len) {
-        ssize_t k = read(fd, p, len);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return -1;
-        p += k;
-        len -= (size_t)k;
-    }
-    return 0;
-}
-
 /* Split a block of NUL-terminated strings into a NULL-terminated vector (pointing into it). */
 static char **split_env(char *blob, size_t len)
 {
@@ -46,14 +33,14 @@ int main(void)
 {
     struct wasm_init init;
     struct gate_error err = {0};
-    if (read_full(INIT_FD, &init, sizeof(init)) < 0 || init.magic != WASM_INIT_MAGIC ||
+    if (wasm_read_full(INIT_FD, &init, sizeof(init)) < 0 || init.magic != WASM_INIT_MAGIC ||
         init.module_len > (256u << 20) || init.name_len > 4096 || init.env_len > (1u << 20))
         _exit(124);
     uint8_t *bytes = malloc(init.module_len ? init.module_len : 1);
     char *name = calloc(1, init.name_len + 1);
     char *env = calloc(1, init.env_len + 1);
-    if (!bytes || !name || !env || read_full(INIT_FD, bytes, init.module_len) < 0 ||
-        read_full(INIT_FD, name, init.name_len) < 0 || read_full(INIT_FD, env, init.env_len) < 0)
+    if (!bytes || !name || !env || wasm_read_full(INIT_FD, bytes, init.module_len) < 0 ||
+        wasm_read_full(INIT_FD, name, init.name_len) < 0 || wasm_read_full(INIT_FD, env, init.env_len) < 0)
         _exit(124);
     if (init.env_len && env[init.env_len - 1] != 0) _exit(124);
     struct wasm_state st = {
