@@ -40,7 +40,8 @@ int main(void)
     char *name = calloc(1, init.name_len + 1);
     char *env = calloc(1, init.env_len + 1);
     if (!bytes || !name || !env || wasm_read_full(INIT_FD, bytes, init.module_len) < 0 ||
-        wasm_read_full(INIT_FD, name, init.name_len) < 0 || wasm_read_full(INIT_FD, env, init.env_len) < 0)
+        wasm_read_full(INIT_FD, name, init.name_len) < 0 ||
+        wasm_read_full(INIT_FD, env, init.env_len) < 0)
         _exit(124);
     if (init.env_len && env[init.env_len - 1] != 0) _exit(124);
     struct wasm_state st = {
