@@ -204,12 +204,6 @@ static int container_prepare(struct policy *p, struct gate_error *err)
     return 0;
 }
 
-static void container_release(struct policy *p)
-{
-    ct_state_free(p->sbx_state);
-    p->sbx_state = NULL;
-}
-
 /* ---- run ------------------------------------------------------------------------------- */
 
 struct call_ctx {
@@ -512,7 +506,6 @@ const struct sbx_ops sbx_container_ops = {
     .init = container_init,
     .prepare = container_prepare,
     .run = container_run,
-    .release = container_release,
     .shutdown = container_shutdown,
     .metrics = container_metrics,
 };

@@ -313,15 +313,6 @@ static int gvisor_prepare(struct policy *p, struct gate_error *err)
     return 0;
 }
 
-static void gvisor_release(struct policy *p)
-{
-    if (p->sbx_state && p->sbx_state_free == state_free) {
-        state_free(p->sbx_state);
-        p->sbx_state = NULL;
-        p->sbx_state_free = NULL;
-    }
-}
-
 /* kill_all: the keeper SIGKILLs the sandbox (the whole gVisor kernel, so every process in it)
  * and reaps the runsc tree. Signalled through a pidfd, which cannot hit a recycled pid. */
 static void kill_box(void *ctx)
@@ -423,7 +414,6 @@ const struct sbx_ops sbx_gvisor_ops = {
     .init = gvisor_init,
     .prepare = gvisor_prepare,
     .run = gvisor_run,
-    .release = gvisor_release,
     .shutdown = gvisor_shutdown,
     .metrics = gv_pool_metrics,
 };

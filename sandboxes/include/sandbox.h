@@ -4,10 +4,10 @@
  * struct sbx_ops in sandboxes/sandbox.c; adding a tier means adding a
  * directory under sandboxes/ and one row. The gateway calls sbx_init once,
  * sbx_prepare for each policy when a policy set loads (compile seccomp,
- * validate modules, start warm pools), sbx_run per call, and sbx_release when
- * the policy is freed. A tier that cannot work on this host (no runsc, no
- * hardware virtualisation) reports why from init, and policies naming it fail
- * to load with that reason.
+ * validate modules, start warm pools) and sbx_run per call; what prepare made
+ * is freed with the policy (p->sbx_state_free). A tier that cannot work on this
+ * host (no runsc, no hardware virtualisation) reports why from init, and
+ * policies naming it fail to load with that reason.
  */
 #ifndef GATE_SANDBOX_H
 #define GATE_SANDBOX_H
@@ -74,14 +74,13 @@ struct sbx_ops {
     enum isolation isolation;
     /* Once at gateway start. Returns -1 if the tier cannot run here; err says why. */
     int (*init)(const struct sbx_config *cfg, struct gate_error *err);
-    /* When a policy loads: validate tier specifics and compile what calls need. */
+    /* When a policy loads: validate tier specifics and compile what calls need, into
+     * p->sbx_state with p->sbx_state_free, which policy_free calls when the set goes. */
     int (*prepare)(struct policy *p, struct gate_error *err);
     /* Run one call. 0: res is filled (any status). -1: the sandbox could not be set up; err
      * names the step and res->status is SBX_SANDBOX_ERROR. Never runs a weaker sandbox. */
     int (*run)(const struct policy *p, const struct sbx_call *call, struct sbx_result *res,
                struct gate_error *err);
-    /* Free what prepare made (also reachable through p->sbx_state_free). May be NULL. */
-    void (*release)(struct policy *p);
     /* Stop background work (pools, workers) before exit. May be NULL. */
     void (*shutdown)(void);
     /* Append Prometheus text lines (pool sizes, hits, ...). May be NULL. */

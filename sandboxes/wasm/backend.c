@@ -408,15 +408,6 @@ static int wasm_run(const struct policy *p, const struct sbx_call *call, struct 
     return 0;
 }
 
-static void wasm_release(struct policy *p)
-{
-    if (p->sbx_state && p->sbx_state_free == state_free) {
-        state_free(p->sbx_state);
-        p->sbx_state = NULL;
-        p->sbx_state_free = NULL;
-    }
-}
-
 static void wasm_metrics(struct gate_buf *out)
 {
     gate_buf_printf(out,
@@ -440,6 +431,5 @@ const struct sbx_ops sbx_wasm_ops = {
     .init = wasm_init,
     .prepare = wasm_prepare,
     .run = wasm_run,
-    .release = wasm_release,
     .metrics = wasm_metrics,
 };
