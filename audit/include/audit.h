@@ -4,11 +4,12 @@
  * Every record carries seq, ts (RFC 3339 UTC), mono_ns, event, the caller's
  * fields, prev (the previous record's hash) and hash: SHA-256 over the exact
  * bytes of the record line before its ,"hash" member. audit_append returns only
- * once the record is on disk (write + fdatasync); concurrent appenders share one
- * fdatasync (group commit). A failed write or sync puts the log in a failed,
+ * once the record is on stable storage; concurrent appenders share one write and
+ * one sync (group commit). A failed write or sync puts the log in a failed,
  * fail-closed state: every later append fails with GATE_E_AUDIT_UNAVAILABLE.
- * On open, a torn last line is truncated and the chain continues from the last
- * good record. audit_verify checks a whole directory and names the first bad seq.
+ * The live segment carries preallocated zeros after its records (records never
+ * contain a NUL byte); it is cut to size when closed. On open, such zeros and a torn
+ * last line are cut off and the chain continues from the last good record. audit_verify checks a whole directory and names the first bad seq.
  */
 #ifndef GATE_AUDIT_H
 #define GATE_AUDIT_H
@@ -48,7 +49,7 @@ struct audit_verify_report {
 int audit_verify(const char *dir, struct audit_verify_report *report, struct gate_error *err);
 
 /* ---- additions (audit engineer) --------------------------------------------------- */
-/* Number of write+fdatasync batches so far (group commit: appends / syncs = batch size). */
+/* Number of durable write batches so far (group commit: appends / syncs = batch size). */
 uint64_t audit_syncs(struct audit_log *log);
 /* Roll over to a new segment once the current one reaches bytes (default 64 MiB). For tests. */
 void audit_set_segment_limit(struct audit_log *log, uint64_t bytes);
@@ -63,5 +64,8 @@ enum audit_fault {
     AUDIT_FAULT_SYNC
 };
 void audit_test_fail_next(struct audit_log *log, enum audit_fault fault);
+/* TEST HOOK ONLY: write through the page cache (pwrite + fdatasync) from now on, as on a
+ * file system that refuses O_DIRECT. */
+void audit_test_buffered_io(struct audit_log *log);
 
 #endif

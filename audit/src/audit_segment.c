@@ -153,6 +153,71 @@ static int save_torn(int dirfd, const char *seg, int fd, uint64_t from, uint64_t
     return 0;
 }
 
+/* Offset of the first NUL byte in [0, size), or size if there is none. */
+static int find_first_nul(int fd, uint64_t size, uint64_t *at, const char *seg,
+                          struct gate_error *err)
+{
+    char buf[65536];
+    for (uint64_t off = 0; off < size;) {
+        size_t n = size - off < sizeof(buf) ? (size_t)(size - off) : sizeof(buf);
+        if (pread_full(fd, buf, n, off) < 0)
+            return gate_err_errno(err, GATE_E_IO, errno, "read %s", seg);
+        const char *z = memchr(buf, '\0', n);
+        if (z) {
+            *at = off + (uint64_t)(z - buf);
+            return 0;
+        }
+        off += n;
+    }
+    *at = size;
+    return 0;
+}
+
+/* End of the last non-NUL byte in [from, to) (from if they are all NUL). */
+static int find_data_end(int fd, uint64_t from, uint64_t to, uint64_t *end, const char *seg,
+                         struct gate_error *err)
+{
+    char buf[65536];
+    for (uint64_t pos = to; pos > from;) {
+        size_t n = pos - from < sizeof(buf) ? (size_t)(pos - from) : sizeof(buf);
+        if (pread_full(fd, buf, n, pos - n) < 0)
+            return gate_err_errno(err, GATE_E_IO, errno, "read %s", seg);
+        for (size_t i = n; i > 0; i--)
+            if (buf[i - 1] != '\0') {
+                *end = pos - n + i;
+                return 0;
+            }
+        pos -= n;
+    }
+    *end = from;
+    return 0;
+}
+
+/* The live segment is preallocated with zeros after its records (audit.c), so after a crash
+ * it ends in zeros. Acknowledged records were written in order and hold no NUL byte, so
+ * everything from the line holding the first NUL onwards was never acknowledged: cut it
+ * there. Zeros are dropped silently; any other bytes in the cut (a batch whose write was
+ * torn, blocks out of order) are saved beside the segment first. Reads the whole segment,
+ * but only after a crash: a segment closed cleanly was cut to size and ends in '\n'. */
+static int cut_zero_tail(int dirfd, const char *dir, const char *seg, int fd, uint64_t *size,
+                         struct gate_error *err)
+{
+    uint64_t nul = 0, cut = 0, data_end = 0;
+    if (find_first_nul(fd, *size, &nul, seg, err) < 0 ||
+        find_line_start(fd, nul, AUDIT_MAX_LINE, &cut, seg, err) < 0 ||
+        find_data_end(fd, cut, *size, &data_end, seg, err) < 0)
+        return -1;
+    if (data_end > cut) {
+        if (save_torn(dirfd, seg, fd, cut, data_end, err) < 0) return -1;
+        gate_log("warn", "audit_tail_truncated", "%s/%s: cut %llu torn bytes at offset %llu", dir,
+                 seg, (unsigned long long)(data_end - cut), (unsigned long long)cut);
+    }
+    if (ftruncate(fd, (off_t)cut) < 0 || fsync(fd) < 0)
+        return gate_err_errno(err, GATE_E_IO, errno, "truncate %s/%s", dir, seg);
+    *size = cut;
+    return 0;
+}
+
 /* Walk back from pos (which is 0 or just after a '\n') to the last line that checks. */
 static int last_good_line(int fd, const char *seg, bool truncate_torn, uint64_t *pos,
                           struct record_info *last, bool *found, struct gate_error *err)
@@ -197,6 +262,17 @@ int recover_tail(int dirfd, const char *dir, uint32_t num, int fd, bool truncate
         char lastc;
         if (pread_full(fd, &lastc, 1, size - 1) < 0)
             return gate_err_errno(err, GATE_E_IO, errno, "read %s/%s", dir, seg);
+        if (lastc == '\0') {
+            /* Only the live segment is ever preallocated; a closed one was cut to size. */
+            if (!truncate_torn)
+                return gate_err(err, GATE_E_AUDIT_UNAVAILABLE, "%s/%s ends with NUL bytes", dir,
+                                seg);
+            if (cut_zero_tail(dirfd, dir, seg, fd, &size, err) < 0)
+                return gate_err_wrap(err, "recover %s", dir);
+            pos = size;
+            if (size > 0 && pread_full(fd, &lastc, 1, size - 1) < 0)
+                return gate_err_errno(err, GATE_E_IO, errno, "read %s/%s", dir, seg);
+        }
         /* A crash mid-write leaves a line without its '\n': it was never acknowledged. */
         if (lastc != '\n' && find_line_start(fd, size, UINT64_MAX, &pos, seg, err) < 0) return -1;
     }

@@ -129,6 +129,11 @@ int sbx_seccomp_compile(enum sbx_seccomp_profile profile, char *const *allow, ch
         gate_err(err, GATE_E_SANDBOX, "seccomp: cannot set the bad-arch action");
         goto out;
     }
+    /* A binary tree of syscall numbers instead of a chain of comparisons. Installing a filter
+     * makes the kernel run it for every syscall number to build its action cache, under a
+     * lock with interrupts off: with the chain that cost ~0.15 ms per spawn, the tree ~0.05.
+     * Optional: an older libseccomp without the attribute just keeps the chain. */
+    seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
     if (profile == SBX_SECCOMP_ALLOWLIST) {
         if (!sbx_container_allowlist) {
             gate_err(err, GATE_E_SANDBOX, "seccomp: the container allowlist is not built in");

@@ -155,15 +155,17 @@ def write_policy(directory, name, text):
 
 
 def audit_records(state_dir):
-    """Every audit record, in order, as dicts."""
+    """Every audit record, in order, as dicts. The live segment ends in preallocated NUL
+    bytes: its records stop at the first one."""
     d = os.path.join(state_dir, "audit")
     recs = []
     for name in sorted(os.listdir(d)):
         if name.endswith(".jsonl"):
             with open(os.path.join(d, name), "rb") as f:
-                for line in f:
-                    if line.strip():
-                        recs.append(json.loads(line))
+                data = f.read().split(b"\0", 1)[0]
+            for line in data.splitlines():
+                if line.strip():
+                    recs.append(json.loads(line))
     return recs
 
 

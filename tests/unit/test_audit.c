@@ -271,6 +271,124 @@ static void test_audit_torn_tail_truncated_on_open(void **state)
     }
 }
 
+/* ---- preallocation: the live segment ends in zeros -------------------------------- */
+
+/* Append n records in a child that exits without audit_close, as a crash would. */
+static void crash_after_records(const char *dir, int n, uint64_t first_seq, bool buffered)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* no cmocka asserts in the child: exit codes instead */
+        struct audit_log *log = NULL;
+        struct gate_error err = {0};
+        if (audit_open(dir, &log, &err) < 0) _exit(10);
+        if (buffered) audit_test_buffered_io(log);
+        for (int i = 0; i < n; i++) {
+            uint64_t seq = 0;
+            if (audit_append(log, "call.start", NULL, &seq, &err) < 0 ||
+                seq != first_seq + (uint64_t)i)
+                _exit(11);
+        }
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+/* The records, then only zeros up to the end of the file; returns the records' length. */
+static size_t records_then_zeros(const char *path)
+{
+    size_t len = 0;
+    autofree char *s = slurp(path, &len);
+    size_t used = strlen(s);
+    assert_true(used > 0 && s[used - 1] == '\n');
+    for (size_t i = used; i < len; i++)
+        assert_int_equal(s[i], 0);
+    return used;
+}
+
+static bool torn_file_exists(const struct fx *f)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "ls '%s' | grep -q 'jsonl.torn-'", f->dir);
+    return system(cmd) == 0;
+}
+
+static void test_audit_live_segment_preallocated_and_cut_on_close(void **state)
+{
+    struct fx *f = *state;
+    char path[160];
+    seg_path(f, 1, path, sizeof(path));
+    for (int buffered = 0; buffered < 2; buffered++) {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+        assert_int_equal(system(cmd), 0);
+        struct audit_log *log = NULL;
+        struct gate_error err = {0};
+        assert_int_equal(audit_open(f->dir, &log, &err), 0);
+        if (buffered) audit_test_buffered_io(log);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(audit_append(log, "call.start", NULL, NULL, &err), 0);
+        /* While the log is open, zeros follow the records, and a reader stops at them. */
+        size_t used = records_then_zeros(path);
+        assert_true((size_t)file_size(path) > used);
+        expect_intact(f->dir, 3);
+        audit_close(log);
+        /* Closed: exactly the records. */
+        assert_int_equal(file_size(path), (off_t)used);
+        expect_intact(f->dir, 3);
+    }
+}
+
+static void test_audit_crash_leaves_zeros_that_open_cuts(void **state)
+{
+    struct fx *f = *state;
+    char path[160];
+    seg_path(f, 1, path, sizeof(path));
+    for (int buffered = 0; buffered < 2; buffered++) {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+        assert_int_equal(system(cmd), 0);
+        crash_after_records(f->dir, 5, 1, buffered);
+        size_t used = records_then_zeros(path);
+        assert_true((size_t)file_size(path) > used);
+        expect_intact(f->dir, 5); /* verify reads a crashed log as it is */
+        write_records(f->dir, 2, 6, 0);
+        expect_intact(f->dir, 7);
+        assert_int_equal(file_size(path), (off_t)records_then_zeros(path));
+        assert_false(torn_file_exists(f)); /* plain zeros are not worth keeping */
+    }
+}
+
+/* A batch whose write was torn can reach the disk out of order: a later block written, an
+ * earlier one still zeros. The record after the hole was never acknowledged, however good
+ * it looks: recovery cuts at the first zero and keeps the rest beside the segment. */
+static void test_audit_torn_write_after_zeros_is_cut_at_the_hole(void **state)
+{
+    struct fx *f = *state;
+    char path[160];
+    seg_path(f, 1, path, sizeof(path));
+    write_records(f->dir, 4, 1, 0);
+    size_t len = 0;
+    autofree char *s = slurp(path, &len);
+    char *last = last_line(s, len);
+    size_t last_len = len - (size_t)(last - s);
+    size_t img_len = len + 8192 + last_len + 4096;
+    autofree char *img = calloc(1, img_len);
+    memcpy(img, s, len);
+    memcpy(img + len + 8192, last, last_len);
+    spit(path, img, img_len);
+    write_records(f->dir, 1, 5, 0);
+    expect_intact(f->dir, 5);
+    size_t len2 = 0;
+    autofree char *s2 = slurp(path, &len2);
+    assert_memory_equal(s2, s, len);
+    assert_true(strncmp(s2 + len, "{\"seq\":5,", 9) == 0);
+    assert_true(torn_file_exists(f));
+}
+
 /* A complete line that fails its hash and holds no zero-filled bytes was altered after it was
  * acknowledged: opening refuses to continue the chain over it rather than cutting it. */
 static void test_audit_open_refuses_altered_last_record(void **state)
@@ -740,10 +858,13 @@ static void test_audit_fails_closed_on_write_or_sync_error(void **state)
 {
     struct fx *f = *state;
     uint64_t next = 1;
-    for (size_t c = 0; c < sizeof(fault_cases) / sizeof(fault_cases[0]); c++) {
+    size_t ncases = sizeof(fault_cases) / sizeof(fault_cases[0]);
+    for (size_t k = 0; k < 2 * ncases; k++) { /* direct I/O, then through the page cache */
+        size_t c = k % ncases;
         struct audit_log *log = NULL;
         struct gate_error err = {0};
         assert_int_equal(audit_open(f->dir, &log, &err), 0);
+        if (k >= ncases) audit_test_buffered_io(log);
         char why[256];
         assert_true(audit_healthy(log, why, sizeof(why)));
         assert_int_equal(audit_append(log, "ok", NULL, NULL, &err), 0);
@@ -753,7 +874,7 @@ static void test_audit_fails_closed_on_write_or_sync_error(void **state)
         assert_int_equal(audit_append(log, "lost", NULL, &seq, &err), -1);
         assert_int_equal(err.code, GATE_E_AUDIT_UNAVAILABLE);
         assert_false(audit_healthy(log, why, sizeof(why)));
-        fprintf(stderr, "fault '%s': %s\n", fault_cases[c].name, why);
+        fprintf(stderr, "fault '%s' (%s): %s\n", fault_cases[c].name, k >= ncases ? "buffered" : "direct", why);
         assert_true(why[0] != '\0');
         /* Stays failed: later appends are refused too, and counted. */
         err = (struct gate_error){0};
@@ -859,6 +980,9 @@ int main(void)
         T(test_audit_reopen_continues_chain),
         T(test_audit_second_writer_refused),
         T(test_audit_torn_tail_truncated_on_open),
+        T(test_audit_live_segment_preallocated_and_cut_on_close),
+        T(test_audit_crash_leaves_zeros_that_open_cuts),
+        T(test_audit_torn_write_after_zeros_is_cut_at_the_hole),
         T(test_audit_open_refuses_altered_last_record),
         T(test_audit_verify_tolerates_append_in_progress),
         T(test_audit_empty_last_segment_chains_from_previous),
