@@ -207,19 +207,52 @@ double bench_percentile(uint64_t *samples, size_t n, double p)
     return (double)samples[idx];
 }
 
+static void spawn_wait(char *const argv[])
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0), dup2(devnull, 1), dup2(devnull, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    waitpid(pid, NULL, 0);
+}
+
 uint64_t bench_spawn_median(char *const argv[], int n, uint64_t *samples)
 {
     for (int i = 0; i < n; i++) {
         uint64_t t0 = bench_now_ns();
-        pid_t pid = fork();
-        if (pid == 0) {
-            int devnull = open("/dev/null", O_RDWR);
-            dup2(devnull, 0), dup2(devnull, 1), dup2(devnull, 2);
-            execv(argv[0], argv);
-            _exit(127);
-        }
-        waitpid(pid, NULL, 0);
+        spawn_wait(argv);
         samples[i] = bench_now_ns() - t0;
     }
     return (uint64_t)bench_percentile(samples, (size_t)n, 50);
+}
+
+struct spawn_job {
+    char *const *argv;
+    int count;
+};
+
+static void *spawn_main(void *arg)
+{
+    struct spawn_job *j = arg;
+    for (int i = 0; i < j->count; i++)
+        spawn_wait(j->argv);
+    return NULL;
+}
+
+uint64_t bench_spawn_concurrent(char *const argv[], int threads, int total)
+{
+    pthread_t th[64];
+    struct spawn_job jobs[64];
+    if (threads > 64) threads = 64;
+    uint64_t t0 = bench_now_ns();
+    for (int i = 0; i < threads; i++) {
+        jobs[i] = (struct spawn_job){argv, total / threads + (i < total % threads)};
+        pthread_create(&th[i], NULL, spawn_main, &jobs[i]);
+    }
+    for (int i = 0; i < threads; i++)
+        pthread_join(th[i], NULL);
+    return bench_now_ns() - t0;
 }

@@ -34,5 +34,8 @@ int bench_write_file(const char *path, const char *text);
 double bench_percentile(uint64_t *samples, size_t n, double p);
 /* Median wall time in ns of running argv n times (fork/exec/wait). */
 uint64_t bench_spawn_median(char *const argv[], int n, uint64_t *samples);
+/* Run argv `total` times from `threads` threads at once (fork/exec/wait each); returns the
+ * elapsed wall time in ns: the most spawns per second this machine can do. */
+uint64_t bench_spawn_concurrent(char *const argv[], int threads, int total);
 
 #endif

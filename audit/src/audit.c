@@ -43,7 +43,7 @@
 #include "audit.h"
 #include "audit_internal.h"
 
-#define DIO_ALIGN 4096u                 /* covers 512- and 4096-byte logical blocks */
+#define DIO_ALIGN 4096u               /* covers 512- and 4096-byte logical blocks */
 #define PREALLOC_CHUNK (1024u * 1024) /* zeros written ahead of the records at a time */
 
 struct audit_log {
@@ -64,7 +64,7 @@ struct audit_log {
     char why[256];
     uint64_t failures; /* appends refused or lost because the log could not be written */
     uint64_t syncs;
-    int fault; /* test hook: enum audit_fault to inject into the next batch */
+    int fault;          /* test hook: enum audit_fault to inject into the next batch */
     bool buffered_only; /* test hook: never use O_DIRECT */
 
     /* Owned by the leader while writing is set (or by open/close). */
@@ -111,9 +111,8 @@ static int pwrite_full(int fd, const char *buf, size_t len, uint64_t off)
 static int use_for_writes(struct audit_log *log, const char *name, int buffered_fd,
                           struct gate_error *err)
 {
-    int fd = log->buffered_only
-                 ? -1
-                 : openat(log->dirfd, name, O_RDWR | O_DIRECT | O_DSYNC | O_CLOEXEC);
+    int fd =
+        log->buffered_only ? -1 : openat(log->dirfd, name, O_RDWR | O_DIRECT | O_DSYNC | O_CLOEXEC);
     if (fd >= 0) {
         close(buffered_fd);
         log->fd = fd;

@@ -874,7 +874,8 @@ static void test_audit_fails_closed_on_write_or_sync_error(void **state)
         assert_int_equal(audit_append(log, "lost", NULL, &seq, &err), -1);
         assert_int_equal(err.code, GATE_E_AUDIT_UNAVAILABLE);
         assert_false(audit_healthy(log, why, sizeof(why)));
-        fprintf(stderr, "fault '%s' (%s): %s\n", fault_cases[c].name, k >= ncases ? "buffered" : "direct", why);
+        fprintf(stderr, "fault '%s' (%s): %s\n", fault_cases[c].name,
+                k >= ncases ? "buffered" : "direct", why);
         assert_true(why[0] != '\0');
         /* Stays failed: later appends are refused too, and counted. */
         err = (struct gate_error){0};
