@@ -208,6 +208,22 @@ static void test_audit_second_writer_refused(void **state)
     audit_close(a);
 }
 
+/* Whether recovery kept cut bytes beside a segment. */
+static bool torn_file_exists(const struct fx *f)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "ls '%s' | grep -q 'jsonl.torn-'", f->dir);
+    return system(cmd) == 0;
+}
+
+/* Start again from no log at all. */
+static void remove_log(const struct fx *f)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* What a crash (or damage) leaves after the last good record of the last segment. */
 enum torn_kind { TORN_PARTIAL_LINE, TORN_ZEROED_LINE, TORN_HALF_RECORD };
 static const struct torn_case {
@@ -234,9 +250,7 @@ static void test_audit_torn_tail_truncated_on_open(void **state)
     seg_path(f, 1, path, sizeof(path));
     for (size_t i = 0; i < sizeof(torn_cases) / sizeof(torn_cases[0]); i++) {
         const struct torn_case *tc = &torn_cases[i];
-        char cmd[256];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-        assert_int_equal(system(cmd), 0);
+        remove_log(f);
         write_records(f->dir, 4, 1, 0);
         size_t len = 0;
         autofree char *s = slurp(path, &len);
@@ -266,8 +280,7 @@ static void test_audit_torn_tail_truncated_on_open(void **state)
         assert_memory_equal(s2, s, good);
         assert_true(strncmp(s2 + good, "{\"seq\":", 7) == 0);
         /* The cut bytes were kept beside the segment, not destroyed. */
-        snprintf(cmd, sizeof(cmd), "ls '%s' | grep -q 'audit-000001.jsonl.torn-'", f->dir);
-        assert_int_equal(system(cmd), 0);
+        assert_true(torn_file_exists(f));
     }
 }
 
@@ -309,22 +322,13 @@ static size_t records_then_zeros(const char *path)
     return used;
 }
 
-static bool torn_file_exists(const struct fx *f)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "ls '%s' | grep -q 'jsonl.torn-'", f->dir);
-    return system(cmd) == 0;
-}
-
 static void test_audit_live_segment_preallocated_and_cut_on_close(void **state)
 {
     struct fx *f = *state;
     char path[160];
     seg_path(f, 1, path, sizeof(path));
     for (int buffered = 0; buffered < 2; buffered++) {
-        char cmd[256];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-        assert_int_equal(system(cmd), 0);
+        remove_log(f);
         struct audit_log *log = NULL;
         struct gate_error err = {0};
         assert_int_equal(audit_open(f->dir, &log, &err), 0);
@@ -348,9 +352,7 @@ static void test_audit_crash_leaves_zeros_that_open_cuts(void **state)
     char path[160];
     seg_path(f, 1, path, sizeof(path));
     for (int buffered = 0; buffered < 2; buffered++) {
-        char cmd[256];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-        assert_int_equal(system(cmd), 0);
+        remove_log(f);
         crash_after_records(f->dir, 5, 1, buffered);
         size_t used = records_then_zeros(path);
         assert_true((size_t)file_size(path) > used);
@@ -396,9 +398,7 @@ static void test_audit_open_refuses_altered_last_record(void **state)
     struct fx *f = *state;
     static const char *const lines[] = {"not json at all\n", NULL};
     for (int k = 0; k < 2; k++) {
-        char cmd[256];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-        assert_int_equal(system(cmd), 0);
+        remove_log(f);
         write_records(f->dir, 4, 1, 0);
         char path[160];
         seg_path(f, 1, path, sizeof(path));
@@ -723,9 +723,7 @@ static void test_audit_tampering_detected_with_first_bad_seq(void **state)
     struct fx *f = *state;
     for (size_t c = 0; c < sizeof(tamper_cases) / sizeof(tamper_cases[0]); c++) {
         const struct tamper_case *tc = &tamper_cases[c];
-        char cmd[256];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-        assert_int_equal(system(cmd), 0);
+        remove_log(f);
         /* ~4 records per segment: 24 records give 6 segments. */
         write_records(f->dir, 24, 1, 900);
         expect_intact(f->dir, 24);
