@@ -55,17 +55,19 @@ uint64_t audit_syncs(struct audit_log *log);
 void audit_set_segment_limit(struct audit_log *log, uint64_t bytes);
 
 /* TEST HOOK ONLY: make the next batch's write fail (EIO), write only half of it (short
- * write), or fail its fdatasync (EIO), to exercise the fail-closed path. Never call it in the
- * gateway. */
+ * write), or fail its sync (EIO), to exercise the fail-closed path; or refuse its O_DIRECT
+ * write (EINVAL), which the log survives by writing through the page cache. Never call it in
+ * the gateway. */
 enum audit_fault {
     AUDIT_FAULT_NONE = 0,
     AUDIT_FAULT_WRITE,
     AUDIT_FAULT_SHORT_WRITE,
-    AUDIT_FAULT_SYNC
+    AUDIT_FAULT_SYNC,
+    AUDIT_FAULT_DIRECT_REFUSED
 };
 void audit_test_fail_next(struct audit_log *log, enum audit_fault fault);
 /* TEST HOOK ONLY: write through the page cache (pwrite + fdatasync) from now on, as on a
- * file system that refuses O_DIRECT. */
-void audit_test_buffered_io(struct audit_log *log);
+ * file system that refuses O_DIRECT. Returns 0, or -1 if the segment cannot be reopened. */
+int audit_test_buffered_io(struct audit_log *log);
 
 #endif

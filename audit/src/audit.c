@@ -356,14 +356,27 @@ static int preallocate(struct audit_log *log, uint64_t need, char *why, size_t w
     return -1;
 }
 
-/* Write one batch durably at the end of the records. Called without the mutex by the one
- * leader. fault is a test hook (enum audit_fault). */
-static int write_batch(struct audit_log *log, const struct gate_buf *b, int fault, uint64_t limit,
-                       char *why, size_t why_len)
+/* From now on, write through the page cache (pwrite + fdatasync). */
+static int use_page_cache(struct audit_log *log)
 {
-    if (log->seg_size >= limit && rotate(log, why, why_len) < 0) return -1;
+    log->buffered_only = true;
+    if (!log->direct) return 0;
+    char name[40];
+    segment_name(log->seg_no, name, sizeof(name));
+    int fd = openat(log->dirfd, name, O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -1;
+    close(log->fd);
+    log->fd = fd;
+    log->direct = false;
+    return 0;
+}
+
+/* Write b after the records and make it durable. Returns 0, or -errno with why filled.
+ * fault is a test hook (enum audit_fault). */
+static int write_records(struct audit_log *log, const struct gate_buf *b, int fault, char *why,
+                         size_t why_len)
+{
     uint64_t end = log->seg_size + b->len;
-    if (end > log->zeroed_end && preallocate(log, end, why, why_len) < 0) return -1;
     const char *data = b->data;
     size_t len = b->len;
     uint64_t off = log->seg_size;
@@ -374,15 +387,15 @@ static int write_batch(struct audit_log *log, const struct gate_buf *b, int faul
         len = (size_t)align_up(head + b->len);
         if (stage_reserve(log, len) < 0) {
             snprintf(why, why_len, "write segment %u: out of memory", log->seg_no);
-            return -1;
+            return -ENOMEM;
         }
         memcpy(log->stage + head, b->data, b->len);
         memset(log->stage + head + b->len, 0, len - head - b->len);
         data = log->stage;
     }
     int rc;
-    if (fault == AUDIT_FAULT_WRITE) {
-        rc = -1, errno = EIO;
+    if (fault == AUDIT_FAULT_WRITE || (fault == AUDIT_FAULT_DIRECT_REFUSED && log->direct)) {
+        rc = -1, errno = fault == AUDIT_FAULT_WRITE ? EIO : EINVAL;
     } else if (fault == AUDIT_FAULT_SHORT_WRITE) {
         size_t half = log->direct ? len / 2 / DIO_ALIGN * DIO_ALIGN : len / 2;
         rc = pwrite_full(log->fd, data, half, off) < 0 ? -1 : (errno = ENOSPC, -1);
@@ -390,19 +403,44 @@ static int write_batch(struct audit_log *log, const struct gate_buf *b, int faul
         rc = pwrite_full(log->fd, data, len, off);
     }
     if (rc < 0) {
+        int e = errno;
         snprintf(why, why_len, "write segment %u: %s (%zu bytes at offset %llu)", log->seg_no,
-                 strerror(errno), len, (unsigned long long)off);
-        return -1;
+                 strerror(e), len, (unsigned long long)off);
+        return -e;
     }
     rc = fault == AUDIT_FAULT_SYNC ? (errno = EIO, -1) : log->direct ? 0 : fdatasync(log->fd);
     if (rc < 0) {
-        snprintf(why, why_len, "sync segment %u: %s", log->seg_no, strerror(errno));
-        return -1;
+        int e = errno;
+        snprintf(why, why_len, "sync segment %u: %s", log->seg_no, strerror(e));
+        return -e;
     }
     log->seg_size = end;
     if (log->direct) /* keep the new partial last block at the start of the stage */
         memmove(log->stage, log->stage + (end - off) / DIO_ALIGN * DIO_ALIGN, end % DIO_ALIGN);
     return 0;
+}
+
+/* Write one batch durably at the end of the records. Called without the mutex by the one
+ * leader. */
+static int write_batch(struct audit_log *log, const struct gate_buf *b, int fault, uint64_t limit,
+                       char *why, size_t why_len)
+{
+    if (log->seg_size >= limit && rotate(log, why, why_len) < 0) return -1;
+    uint64_t end = log->seg_size + b->len;
+    if (end > log->zeroed_end && preallocate(log, end, why, why_len) < 0) return -1;
+    int rc = write_records(log, b, fault, why, why_len);
+    if (rc == -EINVAL && log->direct) {
+        /* The device wants a coarser alignment than DIO_ALIGN, or the file system took
+         * O_DIRECT at open but not for a write. Nothing was written: retry buffered. */
+        gate_log("warn", "audit_direct_io_refused", "%s: %s; writing through the page cache",
+                 log->dir, why);
+        if (use_page_cache(log) < 0) {
+            snprintf(why, why_len, "reopen segment %u: %s", log->seg_no, strerror(errno));
+            return -1;
+        }
+        rc = write_records(log, b, fault, why, why_len);
+    }
+    return rc < 0 ? -1 : 0;
 }
 
 /* Called with mu held and writing clear; returns with mu held. */
@@ -591,19 +629,12 @@ void audit_test_fail_next(struct audit_log *log, enum audit_fault fault)
     pthread_mutex_unlock(&log->mu);
 }
 
-void audit_test_buffered_io(struct audit_log *log)
+int audit_test_buffered_io(struct audit_log *log)
 {
     pthread_mutex_lock(&log->mu);
     while (log->writing)
         pthread_cond_wait(&log->cond, &log->mu);
-    log->buffered_only = true;
-    char name[40];
-    segment_name(log->seg_no, name, sizeof(name));
-    int fd = log->direct ? openat(log->dirfd, name, O_RDWR | O_CLOEXEC) : -1;
-    if (fd >= 0) {
-        close(log->fd);
-        log->fd = fd;
-        log->direct = false;
-    }
+    int rc = use_page_cache(log);
     pthread_mutex_unlock(&log->mu);
+    return rc;
 }

@@ -295,7 +295,7 @@ static void crash_after_records(const char *dir, int n, uint64_t first_seq, bool
         struct audit_log *log = NULL;
         struct gate_error err = {0};
         if (audit_open(dir, &log, &err) < 0) _exit(10);
-        if (buffered) audit_test_buffered_io(log);
+        if (buffered && audit_test_buffered_io(log) < 0) _exit(12);
         for (int i = 0; i < n; i++) {
             uint64_t seq = 0;
             if (audit_append(log, "call.start", NULL, &seq, &err) < 0 ||
@@ -332,7 +332,7 @@ static void test_audit_live_segment_preallocated_and_cut_on_close(void **state)
         struct audit_log *log = NULL;
         struct gate_error err = {0};
         assert_int_equal(audit_open(f->dir, &log, &err), 0);
-        if (buffered) audit_test_buffered_io(log);
+        if (buffered) assert_int_equal(audit_test_buffered_io(log), 0);
         for (int i = 0; i < 3; i++)
             assert_int_equal(audit_append(log, "call.start", NULL, NULL, &err), 0);
         /* While the log is open, zeros follow the records, and a reader stops at them. */
@@ -862,7 +862,7 @@ static void test_audit_fails_closed_on_write_or_sync_error(void **state)
         struct audit_log *log = NULL;
         struct gate_error err = {0};
         assert_int_equal(audit_open(f->dir, &log, &err), 0);
-        if (k >= ncases) audit_test_buffered_io(log);
+        if (k >= ncases) assert_int_equal(audit_test_buffered_io(log), 0);
         char why[256];
         assert_true(audit_healthy(log, why, sizeof(why)));
         assert_int_equal(audit_append(log, "ok", NULL, NULL, &err), 0);
@@ -889,6 +889,27 @@ static void test_audit_fails_closed_on_write_or_sync_error(void **state)
     }
     write_records(f->dir, 1, next, 0);
     expect_intact(f->dir, next);
+}
+
+/* A file system (or device alignment) that refuses an O_DIRECT write is not a failure: the
+ * batch is written through the page cache instead, and so is everything after it. */
+static void test_audit_direct_io_refused_falls_back_to_page_cache(void **state)
+{
+    struct fx *f = *state;
+    struct audit_log *log = NULL;
+    struct gate_error err = {0};
+    assert_int_equal(audit_open(f->dir, &log, &err), 0);
+    assert_int_equal(audit_append(log, "before", NULL, NULL, &err), 0);
+    audit_test_fail_next(log, AUDIT_FAULT_DIRECT_REFUSED);
+    uint64_t seq = 0;
+    assert_int_equal(audit_append(log, "refused", NULL, &seq, &err), 0);
+    assert_int_equal(seq, 2);
+    assert_true(audit_healthy(log, NULL, 0));
+    audit_test_fail_next(log, AUDIT_FAULT_DIRECT_REFUSED); /* buffered now: no effect */
+    assert_int_equal(audit_append(log, "after", NULL, NULL, &err), 0);
+    assert_int_equal(audit_write_failures(log), 0);
+    audit_close(log);
+    expect_intact(f->dir, 3);
 }
 
 /* A real ENOSPC from a tiny tmpfs, in a child with its own mount namespace. */
@@ -991,6 +1012,7 @@ int main(void)
         T(test_audit_rotation_segments_verify),
         T(test_audit_concurrent_appends_unique_contiguous),
         T(test_audit_fails_closed_on_write_or_sync_error),
+        T(test_audit_direct_io_refused_falls_back_to_page_cache),
         T(test_audit_fails_closed_on_enospc),
         T(test_audit_reserved_field_names_refused),
     };
