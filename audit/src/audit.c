@@ -159,10 +159,11 @@ static int create_segment(struct audit_log *log, uint32_t num, struct gate_error
         close(fd);
         return gate_err_errno(err, GATE_E_AUDIT_UNAVAILABLE, e, "sync directory %s", log->dir);
     }
+    if (use_for_writes(log, name, fd, err) < 0) return -1;
     log->seg_no = num;
     log->seg_size = 0;
     log->zeroed_end = 0;
-    return use_for_writes(log, name, fd, err);
+    return 0;
 }
 
 /* Cut the live segment to its records (dropping the preallocated zeros), durably. */
@@ -318,12 +319,9 @@ static int rotate(struct audit_log *log, char *why, size_t why_len)
         snprintf(why, why_len, "close segment %u: %s", log->seg_no, strerror(errno));
         return -1;
     }
-    int old = log->fd;
-    uint32_t old_no = log->seg_no;
+    int old = log->fd; /* create_segment replaces log->fd only when it succeeds */
     struct gate_error e = {0};
-    if (create_segment(log, old_no + 1, &e) < 0) {
-        log->fd = old;
-        log->seg_no = old_no;
+    if (create_segment(log, log->seg_no + 1, &e) < 0) {
         snprintf(why, why_len, "%.200s", e.msg); /* why is 256 bytes; messages are shorter */
         return -1;
     }
@@ -332,7 +330,8 @@ static int rotate(struct audit_log *log, char *why, size_t why_len)
 }
 
 /* Make [seg_size, need) zeros on disk, a chunk ahead so that most batches change no
- * metadata. Near a full disk, fall back to exactly what this batch needs. */
+ * metadata. Near a full disk, fall back to exactly what this batch needs. Returns 0, or
+ * -errno with why filled. */
 static int preallocate(struct audit_log *log, uint64_t need, char *why, size_t why_len)
 {
     uint64_t from = align_up(log->zeroed_end > log->seg_size ? log->zeroed_end : log->seg_size);
@@ -353,7 +352,7 @@ static int preallocate(struct audit_log *log, uint64_t need, char *why, size_t w
         if (e != ENOSPC && e != EFBIG && e != EDQUOT) break;
     }
     snprintf(why, why_len, "preallocate segment %u: %s", log->seg_no, strerror(e));
-    return -1;
+    return -e;
 }
 
 /* From now on, write through the page cache (pwrite + fdatasync). */
@@ -377,6 +376,10 @@ static int write_records(struct audit_log *log, const struct gate_buf *b, int fa
                          size_t why_len)
 {
     uint64_t end = log->seg_size + b->len;
+    if (end > log->zeroed_end) {
+        int rc = preallocate(log, end, why, why_len);
+        if (rc < 0) return rc;
+    }
     const char *data = b->data;
     size_t len = b->len;
     uint64_t off = log->seg_size;
@@ -426,12 +429,11 @@ static int write_batch(struct audit_log *log, const struct gate_buf *b, int faul
                        char *why, size_t why_len)
 {
     if (log->seg_size >= limit && rotate(log, why, why_len) < 0) return -1;
-    uint64_t end = log->seg_size + b->len;
-    if (end > log->zeroed_end && preallocate(log, end, why, why_len) < 0) return -1;
     int rc = write_records(log, b, fault, why, why_len);
     if (rc == -EINVAL && log->direct) {
         /* The device wants a coarser alignment than DIO_ALIGN, or the file system took
-         * O_DIRECT at open but not for a write. Nothing was written: retry buffered. */
+         * O_DIRECT at open but not for a write. Retry through the page cache: whatever part
+         * was written holds the same bytes, and is written again. */
         gate_log("warn", "audit_direct_io_refused", "%s: %s; writing through the page cache",
                  log->dir, why);
         if (use_page_cache(log) < 0) {
