@@ -484,6 +484,7 @@ class AuditFailClosedTest(unittest.TestCase):
         if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", state]).returncode:
             self.skipTest("cannot mount tmpfs here")
         d = make_policy_dir(["echo"])
+        gw = None
         try:
             gw = harness.Gateway(d, state_dir=state)
             gw.log_path = os.path.join(d, "gateway.log")
@@ -513,8 +514,9 @@ class AuditFailClosedTest(unittest.TestCase):
             h = gw.request("GET", "/healthz")
             self.assertEqual(h.status, 503)
             self.assertIn("audit", h.json()["reason"])
-            gw.stop()
         finally:
+            if gw:
+                gw.stop()  # also when an assertion failed: no gateway outlives its test
             subprocess.run(["umount", "-l", state])
             shutil.rmtree(state, ignore_errors=True)
             shutil.rmtree(d, ignore_errors=True)
