@@ -56,9 +56,12 @@ enum sbx_seccomp_profile {
 };
 /* Compile a profile plus the policy's seccomp.allow / seccomp.deny names to a BPF program.
  * Common to both: clone3 -> ENOSYS, clone with namespace flags -> EPERM, non-native ABIs
- * (i386, x32) killed. The caller owns prog->filter (free). */
+ * (i386, x32) killed. With setsid_cookie (six words; denylist only), setsid is allowed when
+ * its six argument registers hold exactly those words and refused otherwise (see
+ * sandboxes/process/). The caller owns prog->filter (free). */
 int sbx_seccomp_compile(enum sbx_seccomp_profile profile, char *const *allow, char *const *deny,
-                        struct sock_fprog *prog, struct gate_error *err);
+                        const uint64_t *setsid_cookie, struct sock_fprog *prog,
+                        struct gate_error *err);
 /* Add the container tier's allowlist rules to ctx (defined in sandboxes/container/), skipping
  * every name listed in deny (the policy's seccomp.deny: the compiler then adds an EPERM rule
  * for it; libseccomp refuses two actions for one syscall). The compiler adds the shared rules

@@ -116,8 +116,22 @@ static int shared_rules(scmp_filter_ctx ctx, enum sbx_seccomp_profile profile,
     return 0;
 }
 
+/* setsid answers EPERM unless all six argument registers hold the cookie: one rule per
+ * register, each refusing when that register differs (the default action allows). */
+static int setsid_unless_cookie(scmp_filter_ctx ctx, const uint64_t *cookie,
+                                struct gate_error *err)
+{
+    for (unsigned i = 0; i < 6; i++) {
+        struct scmp_arg_cmp differs = {i, SCMP_CMP_NE, cookie[i], 0};
+        if (add(ctx, SCMP_ACT_ERRNO(EPERM), "setsid", 1, &differs, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 int sbx_seccomp_compile(enum sbx_seccomp_profile profile, char *const *allow, char *const *deny,
-                        struct sock_fprog *prog, struct gate_error *err)
+                        const uint64_t *setsid_cookie, struct sock_fprog *prog,
+                        struct gate_error *err)
 {
     uint32_t def = profile == SBX_SECCOMP_DENYLIST ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(EPERM);
     scmp_filter_ctx ctx = seccomp_init(def);
@@ -147,13 +161,17 @@ int sbx_seccomp_compile(enum sbx_seccomp_profile profile, char *const *allow, ch
     } else {
         for (size_t i = 0; denylist[i]; i++)
             if (!listed(allow, denylist[i]) &&
+                !(setsid_cookie && strcmp(denylist[i], "setsid") == 0) &&
                 add(ctx, SCMP_ACT_ERRNO(EPERM), denylist[i], 0, NULL, err) < 0)
                 goto out;
+        if (setsid_cookie && setsid_unless_cookie(ctx, setsid_cookie, err) < 0)
+            goto out;
     }
     /* In the allowlist profile a denied name was left out of the allowlist above and falls to
      * the default action, EPERM (libseccomp refuses a rule equal to the default). */
     for (size_t i = 0; profile == SBX_SECCOMP_DENYLIST && deny && deny[i]; i++)
-        if (add(ctx, SCMP_ACT_ERRNO(EPERM), deny[i], 0, NULL, err) < 0)
+        if (!(setsid_cookie && strcmp(deny[i], "setsid") == 0) && /* refused already */
+            add(ctx, SCMP_ACT_ERRNO(EPERM), deny[i], 0, NULL, err) < 0)
             goto out;
     if (shared_rules(ctx, profile, err) < 0)
         goto out;

@@ -177,8 +177,8 @@ static int container_prepare(struct policy *p, struct gate_error *err)
         return gate_err(err, GATE_E_POLICY, "container: command[0] must be an absolute path");
     struct ct_state *st = calloc(1, sizeof(*st));
     if (!st) return gate_err(err, GATE_E_NOMEM, "out of memory");
-    if (sbx_seccomp_compile(SBX_SECCOMP_ALLOWLIST, p->seccomp_allow, p->seccomp_deny, &st->seccomp,
-                            err) < 0 ||
+    if (sbx_seccomp_compile(SBX_SECCOMP_ALLOWLIST, p->seccomp_allow, p->seccomp_deny, NULL,
+                            &st->seccomp, err) < 0 ||
         ct_plan(p, st, err) < 0) {
         ct_state_free(st);
         return -1;

@@ -267,10 +267,10 @@ static int compile_dev_filter(struct sock_fprog *prog, struct gate_error *err)
 static int compile_seccomp(const struct policy *p, struct gv_policy *gp, struct gate_error *err)
 {
     struct gate_error ignored = {0};
-    if (sbx_seccomp_compile(SBX_SECCOMP_ALLOWLIST, p->seccomp_allow, p->seccomp_deny, &gp->seccomp,
-                            &ignored) < 0 &&
-        sbx_seccomp_compile(SBX_SECCOMP_DENYLIST, p->seccomp_allow, p->seccomp_deny, &gp->seccomp,
-                            err) < 0)
+    if (sbx_seccomp_compile(SBX_SECCOMP_ALLOWLIST, p->seccomp_allow, p->seccomp_deny, NULL,
+                            &gp->seccomp, &ignored) < 0 &&
+        sbx_seccomp_compile(SBX_SECCOMP_DENYLIST, p->seccomp_allow, p->seccomp_deny, NULL,
+                            &gp->seccomp, err) < 0)
         return -1;
     return compile_dev_filter(&gp->seccomp_dev, err);
 }

@@ -285,7 +285,7 @@ static void test_allowlist_refuses_and_masks_ioctl(void **state)
     (void)state;
     struct sock_fprog prog = {0};
     struct gate_error err = {0};
-    assert_int_equal(sbx_seccomp_compile(SBX_SECCOMP_ALLOWLIST, NULL, NULL, &prog, &err), 0);
+    assert_int_equal(sbx_seccomp_compile(SBX_SECCOMP_ALLOWLIST, NULL, NULL, NULL, &prog, &err), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -305,9 +305,8 @@ static void test_policy_deny_removes_allowlisted_call(void **state)
     struct sock_fprog prog = {0};
     struct gate_error err = {0};
     char *deny[] = {"getcwd", NULL};
-    int rc = sbx_seccomp_compile(SBX_SECCOMP_ALLOWLIST, NULL, deny, &prog, &err);
-    if (rc < 0)
-        fail_msg("%s", err.msg);
+    int rc = sbx_seccomp_compile(SBX_SECCOMP_ALLOWLIST, NULL, deny, NULL, &prog, &err);
+    if (rc < 0) fail_msg("%s", err.msg);
     pid_t pid = fork();
     if (pid == 0) {
         char buf[64];
