@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -135,7 +136,7 @@ uint64_t bench_concurrent(int port, const char *path, const char *body, int clie
     return bench_now_ns() - t0;
 }
 
-int bench_write_file(const char *path, const char *text)
+static int write_file(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
     if (!f) return -1;
@@ -143,14 +144,19 @@ int bench_write_file(const char *path, const char *text)
     return fclose(f);
 }
 
-int bench_gw_start(struct bench_gw *gw, const char *gatehouse, const char *policies,
-                   const char *const *extra_args)
+int bench_gw_start(struct bench_gw *gw, const char *gatehouse, const char *policy_name,
+                   const char *policy_yaml, const char *const *extra_args)
 {
     /* GATE_BENCH_STATE puts the state (audit log) elsewhere, e.g. on tmpfs to see what the
      * durable writes cost. */
     const char *base = getenv("GATE_BENCH_STATE") ? getenv("GATE_BENCH_STATE") : "/tmp";
     snprintf(gw->state_dir, sizeof(gw->state_dir), "%.200s/gh-bench-XXXXXX", base);
     if (!mkdtemp(gw->state_dir)) return -1;
+    /* The one policy lives in the state directory, so bench_gw_stop removes it too. */
+    char policies[300], path[400];
+    snprintf(policies, sizeof(policies), "%s/policies", gw->state_dir);
+    snprintf(path, sizeof(path), "%s/%.60s.yaml", policies, policy_name);
+    if (mkdir(policies, 0700) < 0 || write_file(path, policy_yaml) < 0) return -1;
     gw->port = free_port();
     char listen[64];
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", gw->port);

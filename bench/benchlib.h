@@ -14,9 +14,10 @@ struct bench_gw {
 };
 
 uint64_t bench_now_ns(void);
-/* Start `gatehouse serve` with the given policy directory; waits until /healthz answers. */
-int bench_gw_start(struct bench_gw *gw, const char *gatehouse, const char *policies,
-                   const char *const *extra_args);
+/* Start `gatehouse serve` with one policy (policy_name.yaml holding policy_yaml) on a
+ * temporary state directory; waits until the gateway accepts connections. */
+int bench_gw_start(struct bench_gw *gw, const char *gatehouse, const char *policy_name,
+                   const char *policy_yaml, const char *const *extra_args);
 void bench_gw_stop(struct bench_gw *gw);
 /* A connected keep-alive socket to 127.0.0.1:port. */
 int bench_connect(int port);
@@ -28,8 +29,6 @@ int bench_post(int fd, const char *path, const char *body, char *out, size_t out
  * time in ns; *failures counts answers other than 200. */
 uint64_t bench_concurrent(int port, const char *path, const char *body, int clients, int total,
                           uint64_t *samples, int *failures);
-/* Write a file with the given contents. */
-int bench_write_file(const char *path, const char *text);
 /* Sort samples and return the p-th percentile (0..100). */
 double bench_percentile(uint64_t *samples, size_t n, double p);
 /* Median wall time in ns of running argv n times (fork/exec/wait). */

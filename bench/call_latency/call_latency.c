@@ -25,14 +25,11 @@ int main(int argc, char **argv)
 {
     const char *gatehouse = argc > 1 ? argv[1] : "build/gateway/gatehouse";
     int n = argc > 2 ? atoi(argv[2]) : 2000;
-    char pdir[] = "/tmp/gh-bench-pol-XXXXXX";
-    if (!mkdtemp(pdir)) return 1;
-    char path[300];
-    snprintf(path, sizeof(path), "%s/noop.yaml", pdir);
-    bench_write_file(path, "name: noop\ndescription: does nothing\ncommand: [\"/bin/true\"]\n"
-                           "isolation: process\n");
     struct bench_gw gw;
-    if (bench_gw_start(&gw, gatehouse, pdir, NULL) < 0) {
+    if (bench_gw_start(&gw, gatehouse, "noop",
+                       "name: noop\ndescription: does nothing\ncommand: [\"/bin/true\"]\n"
+                       "isolation: process\n",
+                       NULL) < 0) {
         fprintf(stderr, "cannot start %s\n", gatehouse);
         return 1;
     }
@@ -86,7 +83,5 @@ int main(int argc, char **argv)
            s50 - d50 < 1.0 ? "met" : "NOT met", nconc / (t_conc / 1e9) >= 2000 ? "met" : "NOT met",
            failures);
     bench_gw_stop(&gw);
-    snprintf(path, sizeof(path), "rm -rf '%s'", pdir);
-    if (system(path) != 0) return 1;
     return failures ? 1 : 0;
 }
