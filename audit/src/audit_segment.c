@@ -104,30 +104,39 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off)
     return 0;
 }
 
+/* Offset just after the last byte in [from, end) that equals c (or, with differs, that does
+ * not), or from if there is none. Returns 0, 1 once more than max_scan bytes were read
+ * without finding one, or -1 with err filled. */
+static int scan_back(int fd, uint64_t from, uint64_t end, char c, bool differs, uint64_t max_scan,
+                     uint64_t *after, const char *seg, struct gate_error *err)
+{
+    char buf[65536];
+    for (uint64_t pos = end; pos > from;) {
+        if (end - pos > max_scan) return 1;
+        size_t n = pos - from < sizeof(buf) ? (size_t)(pos - from) : sizeof(buf);
+        if (pread_full(fd, buf, n, pos - n) < 0)
+            return gate_err_errno(err, GATE_E_IO, errno, "read %s", seg);
+        for (size_t i = n; i > 0; i--)
+            if ((buf[i - 1] == c) != differs) {
+                *after = pos - n + i;
+                return 0;
+            }
+        pos -= n;
+    }
+    *after = from;
+    return 0;
+}
+
 /* Offset just after the last '\n' before end (0 if none), scanning at most max_scan bytes. */
 static int find_line_start(int fd, uint64_t end, uint64_t max_scan, uint64_t *start,
                            const char *seg, struct gate_error *err)
 {
-    char buf[65536];
-    uint64_t pos = end;
-    while (pos > 0) {
-        if (end - pos > max_scan)
-            return gate_err(err, GATE_E_AUDIT_UNAVAILABLE,
-                            "%s: line ending at offset %llu is longer than %llu bytes", seg,
-                            (unsigned long long)end, (unsigned long long)max_scan);
-        size_t n = pos < sizeof(buf) ? (size_t)pos : sizeof(buf);
-        if (pread_full(fd, buf, n, pos - n) < 0)
-            return gate_err_errno(err, GATE_E_IO, errno, "read %s", seg);
-        for (size_t i = n; i > 0; i--) {
-            if (buf[i - 1] == '\n') {
-                *start = pos - n + i;
-                return 0;
-            }
-        }
-        pos -= n;
-    }
-    *start = 0;
-    return 0;
+    int rc = scan_back(fd, 0, end, '\n', false, max_scan, start, seg, err);
+    if (rc == 1)
+        return gate_err(err, GATE_E_AUDIT_UNAVAILABLE,
+                        "%s: line ending at offset %llu is longer than %llu bytes", seg,
+                        (unsigned long long)end, (unsigned long long)max_scan);
+    return rc;
 }
 
 /* Copy [from, to) of the segment to a new side file and make it durable. */
@@ -173,26 +182,6 @@ static int find_first_nul(int fd, uint64_t size, uint64_t *at, const char *seg,
     return 0;
 }
 
-/* End of the last non-NUL byte in [from, to) (from if they are all NUL). */
-static int find_data_end(int fd, uint64_t from, uint64_t to, uint64_t *end, const char *seg,
-                         struct gate_error *err)
-{
-    char buf[65536];
-    for (uint64_t pos = to; pos > from;) {
-        size_t n = pos - from < sizeof(buf) ? (size_t)(pos - from) : sizeof(buf);
-        if (pread_full(fd, buf, n, pos - n) < 0)
-            return gate_err_errno(err, GATE_E_IO, errno, "read %s", seg);
-        for (size_t i = n; i > 0; i--)
-            if (buf[i - 1] != '\0') {
-                *end = pos - n + i;
-                return 0;
-            }
-        pos -= n;
-    }
-    *end = from;
-    return 0;
-}
-
 /* The live segment is preallocated with zeros after its records (audit.c), so after a crash
  * it ends in zeros. Acknowledged records were written in order and hold no NUL byte, so
  * everything from the line holding the first NUL onwards was never acknowledged: cut it
@@ -205,7 +194,7 @@ static int cut_zero_tail(int dirfd, const char *dir, const char *seg, int fd, ui
     uint64_t nul = 0, cut = 0, data_end = 0;
     if (find_first_nul(fd, *size, &nul, seg, err) < 0 ||
         find_line_start(fd, nul, AUDIT_MAX_LINE, &cut, seg, err) < 0 ||
-        find_data_end(fd, cut, *size, &data_end, seg, err) < 0)
+        scan_back(fd, cut, *size, '\0', true, UINT64_MAX, &data_end, seg, err) < 0)
         return -1;
     if (data_end > cut) {
         if (save_torn(dirfd, seg, fd, cut, data_end, err) < 0) return -1;
