@@ -65,7 +65,7 @@ struct audit_log {
     uint64_t failures; /* appends refused or lost because the log could not be written */
     uint64_t syncs;
     int fault;          /* test hook: enum audit_fault to inject into the next batch */
-    bool buffered_only; /* test hook: never use O_DIRECT */
+    bool buffered_only; /* never O_DIRECT again: refused once, or the test hook */
 
     /* Owned by the leader while writing is set (or by open/close). */
     int fd;

@@ -129,6 +129,13 @@ static int setsid_unless_cookie(scmp_filter_ctx ctx, const uint64_t *cookie,
     return 0;
 }
 
+/* With a cookie, setsid gets the cookie rules above and never a plain EPERM rule, which
+ * would refuse it whatever its registers hold. */
+static bool plain_deny(const uint64_t *setsid_cookie, const char *name)
+{
+    return !(setsid_cookie && strcmp(name, "setsid") == 0);
+}
+
 int sbx_seccomp_compile(enum sbx_seccomp_profile profile, char *const *allow, char *const *deny,
                         const uint64_t *setsid_cookie, struct sock_fprog *prog,
                         struct gate_error *err)
@@ -161,7 +168,7 @@ int sbx_seccomp_compile(enum sbx_seccomp_profile profile, char *const *allow, ch
     } else {
         for (size_t i = 0; denylist[i]; i++)
             if (!listed(allow, denylist[i]) &&
-                !(setsid_cookie && strcmp(denylist[i], "setsid") == 0) &&
+                plain_deny(setsid_cookie, denylist[i]) &&
                 add(ctx, SCMP_ACT_ERRNO(EPERM), denylist[i], 0, NULL, err) < 0)
                 goto out;
         if (setsid_cookie && setsid_unless_cookie(ctx, setsid_cookie, err) < 0)
@@ -170,7 +177,7 @@ int sbx_seccomp_compile(enum sbx_seccomp_profile profile, char *const *allow, ch
     /* In the allowlist profile a denied name was left out of the allowlist above and falls to
      * the default action, EPERM (libseccomp refuses a rule equal to the default). */
     for (size_t i = 0; profile == SBX_SECCOMP_DENYLIST && deny && deny[i]; i++)
-        if (!(setsid_cookie && strcmp(deny[i], "setsid") == 0) && /* refused already */
+        if (plain_deny(setsid_cookie, deny[i]) &&
             add(ctx, SCMP_ACT_ERRNO(EPERM), deny[i], 0, NULL, err) < 0)
             goto out;
     if (shared_rules(ctx, profile, err) < 0)

@@ -83,6 +83,13 @@ description: Tries to leave its process group (setsid forks first, as the tool l
 command: ["/usr/bin/setsid", "--wait", "/bin/true"]
 isolation: process
 """,
+    "escape2": """
+name: escape2
+description: The same, with setsid also in seccomp.deny (redundant, and must not stop the spawn).
+command: ["/usr/bin/setsid", "--wait", "/bin/true"]
+isolation: process
+seccomp: {deny: [setsid]}
+""",
     "slow": """
 name: slow
 description: Takes a second.
@@ -330,9 +337,10 @@ class CoreTest(unittest.TestCase):
     def test_seccomp_refuses_setsid(self):
         # The gateway's own spawn uses setsid under the same filter, with a secret in the
         # argument registers; a tool without it is refused.
-        j = self.gw.call("escape", {}).json()
-        self.assertEqual(j["status"], "failed", j)
-        self.assertIn("Operation not permitted", j["stderr"])
+        for tool in ("escape", "escape2"):
+            j = self.gw.call(tool, {}).json()
+            self.assertEqual(j["status"], "failed", j)
+            self.assertIn("setsid failed: Operation not permitted", j["stderr"])
 
     def test_invalid_utf8_is_escaped_not_dropped(self):
         j = self.gw.call("binary", {}).json()
