@@ -6,12 +6,24 @@
 
 #include "sbx_internal.h"
 
-/* Tiers built in parallel are referenced weakly, so a build without a tier's directory still
- * links; a tier whose row is missing is reported unavailable, never silently weakened. */
-extern const struct sbx_ops sbx_container_ops __attribute__((weak));
-extern const struct sbx_ops sbx_gvisor_ops __attribute__((weak));
-extern const struct sbx_ops sbx_microvm_ops __attribute__((weak));
-extern const struct sbx_ops sbx_wasm_ops __attribute__((weak));
+/* The tiers compiled into this gateway, one row each (crun's static_handlers[]). CMake defines
+ * GATE_TIER_<NAME> for every tier directory it builds (see sandboxes/CMakeLists.txt); a tier left
+ * out is reported unavailable, and a policy naming it fails to load: never silently weakened. */
+static const struct sbx_ops *const builtin[] = {
+    &sbx_process_ops,
+#ifdef GATE_TIER_CONTAINER
+    &sbx_container_ops,
+#endif
+#ifdef GATE_TIER_GVISOR
+    &sbx_gvisor_ops,
+#endif
+#ifdef GATE_TIER_MICROVM
+    &sbx_microvm_ops,
+#endif
+#ifdef GATE_TIER_WASM
+    &sbx_wasm_ops,
+#endif
+};
 
 static const struct sbx_ops *tiers[ISOLATION__COUNT];
 static char unavailable[ISOLATION__COUNT][512];
@@ -35,13 +47,9 @@ void sbx_result_free(struct sbx_result *r)
 
 int sbx_init(const struct sbx_config *cfg)
 {
-    const struct sbx_ops *rows[] = {&sbx_process_ops, &sbx_container_ops, &sbx_gvisor_ops,
-                                    &sbx_microvm_ops, &sbx_wasm_ops};
     int available = 0;
-    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        const struct sbx_ops *ops = rows[i];
-        if (!ops)
-            continue;
+    for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++) {
+        const struct sbx_ops *ops = builtin[i];
         struct gate_error err = {0};
         if (ops->init && ops->init(cfg, &err) < 0) {
             snprintf(unavailable[ops->isolation], sizeof(unavailable[0]), "%.500s", err.msg);
@@ -64,13 +72,13 @@ const char *sbx_unavailable_reason(enum isolation iso)
 
 int sbx_prepare(struct policy *p, struct gate_error *err)
 {
-    const struct sbx_ops *ops = (unsigned)p->isolation < ISOLATION__COUNT ? tiers[p->isolation] : NULL;
+    const struct sbx_ops *ops =
+        (unsigned)p->isolation < ISOLATION__COUNT ? tiers[p->isolation] : NULL;
     if (!ops)
-        return gate_err(err, GATE_E_POLICY, "%s:%d:%d: isolation '%s' is not available: %s", p->path,
-                        p->isolation_loc.line, p->isolation_loc.col,
+        return gate_err(err, GATE_E_POLICY, "%s:%d:%d: isolation '%s' is not available: %s",
+                        p->path, p->isolation_loc.line, p->isolation_loc.col,
                         policy_isolation_name(p->isolation), sbx_unavailable_reason(p->isolation));
-    if (ops->prepare && ops->prepare(p, err) < 0)
-        return gate_err_wrap(err, "%s", p->path);
+    if (ops->prepare && ops->prepare(p, err) < 0) return gate_err_wrap(err, "%s", p->path);
     return 0;
 }
 
@@ -79,7 +87,8 @@ int sbx_run(const struct policy *p, const struct sbx_call *call, struct sbx_resu
 {
     memset(res, 0, sizeof(*res));
     res->exit_code = -1;
-    const struct sbx_ops *ops = (unsigned)p->isolation < ISOLATION__COUNT ? tiers[p->isolation] : NULL;
+    const struct sbx_ops *ops =
+        (unsigned)p->isolation < ISOLATION__COUNT ? tiers[p->isolation] : NULL;
     if (!ops) {
         res->status = SBX_SANDBOX_ERROR;
         return gate_err(err, GATE_E_SANDBOX, "isolation '%s' is not available",
@@ -96,13 +105,11 @@ int sbx_run(const struct policy *p, const struct sbx_call *call, struct sbx_resu
 void sbx_shutdown(void)
 {
     for (int i = 0; i < ISOLATION__COUNT; i++)
-        if (tiers[i] && tiers[i]->shutdown)
-            tiers[i]->shutdown();
+        if (tiers[i] && tiers[i]->shutdown) tiers[i]->shutdown();
 }
 
 void sbx_metrics(struct gate_buf *out)
 {
     for (int i = 0; i < ISOLATION__COUNT; i++)
-        if (tiers[i] && tiers[i]->metrics)
-            tiers[i]->metrics(out);
+        if (tiers[i] && tiers[i]->metrics) tiers[i]->metrics(out);
 }

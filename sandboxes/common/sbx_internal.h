@@ -62,11 +62,14 @@ enum sbx_seccomp_profile {
 int sbx_seccomp_compile(enum sbx_seccomp_profile profile, char *const *allow, char *const *deny,
                         const uint64_t *setsid_cookie, struct sock_fprog *prog,
                         struct gate_error *err);
-/* Add the container tier's allowlist rules to ctx (defined in sandboxes/container/), skipping
+/* Add the allowlist rules shared by the container, gVisor-launcher and microVM tiers to ctx
+ * (allowlist.c), skipping
  * every name listed in deny (the policy's seccomp.deny: the compiler then adds an EPERM rule
  * for it; libseccomp refuses two actions for one syscall). The compiler adds the shared rules
  * (clone, clone3, ABIs) and the policy's seccomp.allow names after it. */
 int sbx_container_allowlist(void *scmp_ctx, char *const *deny, struct gate_error *err);
+/* Whether the allowlist allows name (unconditionally or with argument rules). */
+bool sbx_allowlist_has(const char *name);
 /* In a child: set no_new_privs and install prog. Returns -1 with errno set on failure. */
 int sbx_seccomp_install(const struct sock_fprog *prog);
 

@@ -197,7 +197,4 @@ void ct_pool_shutdown(void);
 /* Prometheus lines: slots, busy, retired. */
 void ct_pool_metrics(struct gate_buf *out);
 
-/* ---- seccomp --------------------------------------------------------------------------- */
-bool ct_allowlist_has(const char *name);
-
 #endif

@@ -318,8 +318,8 @@ static void test_policy_deny_removes_allowlisted_call(void **state)
     free(prog.filter);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
-    assert_true(ct_allowlist_has("getcwd"));
-    assert_false(ct_allowlist_has("keyctl"));
+    assert_true(sbx_allowlist_has("getcwd"));
+    assert_false(sbx_allowlist_has("keyctl"));
 }
 
 int main(void)

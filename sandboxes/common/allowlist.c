@@ -1,4 +1,4 @@
-/* allowlist.c: the container tier's seccomp allowlist.
+/* allowlist.c: the seccomp allowlist of the container tier (also used by the gVisor launcher).
  *
  * Modelled on Docker's default profile (default action EPERM, a list of
  * ordinary system calls allowed), minus what Docker only allows to processes
@@ -20,7 +20,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "container.h"
+#include "sbx_internal.h"
 
 /* One table, filled like a paragraph. */
 /* clang-format off */
@@ -149,7 +149,7 @@ int sbx_container_allowlist(void *scmp_ctx, char *const *deny, struct gate_error
     return argument_rules(ctx, deny, err);
 }
 
-bool ct_allowlist_has(const char *name)
+bool sbx_allowlist_has(const char *name)
 {
     for (size_t i = 0; allowed[i]; i++)
         if (strcmp(allowed[i], name) == 0) return true;
