@@ -39,10 +39,10 @@ const char *gate_code_message(enum gate_code code)
     return (unsigned)code < GATE_E__COUNT ? error_table[code].msg : "internal error";
 }
 
-static int verr(struct gate_error *err, enum gate_code code, int errnum, const char *fmt, va_list ap)
+static int verr(struct gate_error *err, enum gate_code code, int errnum, const char *fmt,
+                va_list ap)
 {
-    if (!err)
-        return -1;
+    if (!err) return -1;
     err->code = code;
     int n = vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
     if (errnum && n >= 0 && (size_t)n < sizeof(err->msg))
@@ -70,8 +70,7 @@ int gate_err_errno(struct gate_error *err, enum gate_code code, int errnum, cons
 
 int gate_err_wrap(struct gate_error *err, const char *fmt, ...)
 {
-    if (!err)
-        return -1;
+    if (!err) return -1;
     char prefix[512];
     va_list ap;
     va_start(ap, fmt);
@@ -108,8 +107,7 @@ void gate_closep(int *fd)
 
 void gate_fclosep(FILE **f)
 {
-    if (*f)
-        fclose(*f);
+    if (*f) fclose(*f);
 }
 
 void gate_killpidp(pid_t *pid)
@@ -123,20 +121,17 @@ void gate_killpidp(pid_t *pid)
 
 int gate_buf_append(struct gate_buf *b, const void *data, size_t len)
 {
-    if (len > SIZE_MAX / 2 - b->len - 1)
-        return -1;
+    if (len > SIZE_MAX / 2 - b->len - 1) return -1;
     if (b->len + len + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + len + 1)
             cap *= 2;
         char *p = realloc(b->data, cap);
-        if (!p)
-            return -1;
+        if (!p) return -1;
         b->data = p;
         b->cap = cap;
     }
-    if (len)
-        memcpy(b->data + b->len, data, len);
+    if (len) memcpy(b->data + b->len, data, len);
     b->len += len;
     b->data[b->len] = '\0';
     return 0;
@@ -149,13 +144,10 @@ int gate_buf_printf(struct gate_buf *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(small, sizeof(small), fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return -1;
-    if ((size_t)n < sizeof(small))
-        return gate_buf_append(b, small, (size_t)n);
+    if (n < 0) return -1;
+    if ((size_t)n < sizeof(small)) return gate_buf_append(b, small, (size_t)n);
     autofree char *big = malloc((size_t)n + 1);
-    if (!big)
-        return -1;
+    if (!big) return -1;
     va_start(ap, fmt);
     vsnprintf(big, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -183,15 +175,12 @@ void gate_sha256_hex(const void *data, size_t len, char hex[65])
 
 int gate_parse_duration_ms(const char *s, uint64_t *ms)
 {
-    if (!s || !*s)
-        return -1;
+    if (!s || !*s) return -1;
     char *end = NULL;
     errno = 0;
-    if (*s < '0' || *s > '9')
-        return -1;
+    if (*s < '0' || *s > '9') return -1;
     unsigned long long v = strtoull(s, &end, 10);
-    if (errno)
-        return -1;
+    if (errno) return -1;
     uint64_t mult;
     if (strcmp(end, "ms") == 0)
         mult = 1;
@@ -205,8 +194,7 @@ int gate_parse_duration_ms(const char *s, uint64_t *ms)
         mult = 86400000;
     else
         return -1;
-    if (v > UINT64_MAX / mult)
-        return -1;
+    if (v > UINT64_MAX / mult) return -1;
     *ms = v * mult;
     return 0;
 }
@@ -237,14 +225,12 @@ void gate_rfc3339(uint64_t realtime_ms, char buf[32])
 int gate_random_hex(char *out, size_t nbytes_random)
 {
     unsigned char raw[64];
-    if (nbytes_random > sizeof(raw))
-        return -1;
+    if (nbytes_random > sizeof(raw)) return -1;
     size_t got = 0;
     while (got < nbytes_random) {
         ssize_t r = getrandom(raw + got, nbytes_random - got, 0);
         if (r < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return -1;
         }
         got += (size_t)r;
@@ -275,8 +261,7 @@ int gate_write_all(int fd, const void *buf, size_t len)
     while (len > 0) {
         ssize_t w = write(fd, p, len);
         if (w < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return -1;
         }
         p += w;
@@ -288,13 +273,10 @@ int gate_write_all(int fd, const void *buf, size_t len)
 int gate_read_file(const char *path, size_t max, char **out, size_t *len, struct gate_error *err)
 {
     autoclose int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return gate_err_errno(err, GATE_E_IO, errno, "open %s", path);
+    if (fd < 0) return gate_err_errno(err, GATE_E_IO, errno, "open %s", path);
     struct stat st;
-    if (fstat(fd, &st) < 0)
-        return gate_err_errno(err, GATE_E_IO, errno, "stat %s", path);
-    if (!S_ISREG(st.st_mode))
-        return gate_err(err, GATE_E_IO, "%s: not a regular file", path);
+    if (fstat(fd, &st) < 0) return gate_err_errno(err, GATE_E_IO, errno, "stat %s", path);
+    if (!S_ISREG(st.st_mode)) return gate_err(err, GATE_E_IO, "%s: not a regular file", path);
     if ((uint64_t)st.st_size > max)
         return gate_err(err, GATE_E_IO, "%s: larger than %zu bytes", path, max);
     struct gate_buf b = {0};
@@ -302,13 +284,11 @@ int gate_read_file(const char *path, size_t max, char **out, size_t *len, struct
     for (;;) {
         ssize_t r = read(fd, chunk, sizeof(chunk));
         if (r < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             gate_buf_free(&b);
             return gate_err_errno(err, GATE_E_IO, errno, "read %s", path);
         }
-        if (r == 0)
-            break;
+        if (r == 0) break;
         if (b.len + (size_t)r > max) {
             gate_buf_free(&b);
             return gate_err(err, GATE_E_IO, "%s: larger than %zu bytes", path, max);
@@ -321,8 +301,7 @@ int gate_read_file(const char *path, size_t max, char **out, size_t *len, struct
     if (!b.data && gate_buf_append(&b, "", 0) < 0)
         return gate_err(err, GATE_E_NOMEM, "read %s: out of memory", path);
     *out = b.data;
-    if (len)
-        *len = b.len;
+    if (len) *len = b.len;
     return 0;
 }
 
@@ -364,7 +343,6 @@ void gate_log(const char *level, const char *event, const char *fmt, ...)
     gate_buf_append(&b, "\",\"msg\":\"", 9);
     json_escape(&b, msg);
     gate_buf_append(&b, "\"}\n", 3);
-    if (b.data)
-        gate_write_all(STDERR_FILENO, b.data, b.len);
+    if (b.data) gate_write_all(STDERR_FILENO, b.data, b.len);
     gate_buf_free(&b);
 }

@@ -31,15 +31,13 @@ struct gw_calls {
 struct gw_calls *gw_calls_new(void)
 {
     struct gw_calls *c = calloc(1, sizeof(*c));
-    if (c)
-        pthread_mutex_init(&c->lock, NULL);
+    if (c) pthread_mutex_init(&c->lock, NULL);
     return c;
 }
 
 void gw_calls_free(struct gw_calls *c)
 {
-    if (!c)
-        return;
+    if (!c) return;
     for (size_t i = 0; i < CALLS_KEPT; i++)
         json_decref(c->ring[i].record);
     pthread_mutex_destroy(&c->lock);
@@ -58,8 +56,7 @@ static void evict_oldest(struct gw_calls *c)
 
 void gw_calls_put(struct gw_calls *c, const char *call_id, json_t *record, size_t bytes)
 {
-    if (bytes > CALLS_MAX_BYTES)
-        return; /* larger than the whole budget: answered once, not kept */
+    if (bytes > CALLS_MAX_BYTES) return; /* larger than the whole budget: answered once, not kept */
     pthread_mutex_lock(&c->lock);
     while (c->count && (c->count == CALLS_KEPT || c->bytes + bytes > CALLS_MAX_BYTES))
         evict_oldest(c);
@@ -79,8 +76,7 @@ json_t *gw_calls_get(struct gw_calls *c, const char *call_id)
     /* Newest first: a linear scan of a bounded ring is a few microseconds. */
     for (size_t k = c->count; k-- > 0 && !found;) {
         struct call_slot *s = &c->ring[(c->head + k) % CALLS_KEPT];
-        if (strcmp(s->id, call_id) == 0)
-            found = json_incref(s->record);
+        if (strcmp(s->id, call_id) == 0) found = json_incref(s->record);
     }
     pthread_mutex_unlock(&c->lock);
     return found;
@@ -117,8 +113,7 @@ static void put_output(json_t *obj, const char *name, const struct gate_buf *b)
             ok = probe != NULL;
             json_decref(probe);
         }
-        if (ok && c == 0)
-            ok = false; /* keep NUL visible as \x00 too */
+        if (ok && c == 0) ok = false; /* keep NUL visible as \x00 too */
         if (ok) {
             gate_buf_append(&text, s + i, n);
             i += n;
@@ -152,22 +147,18 @@ static json_t *result_record(const struct policy *p, const char *call_id, const 
     json_object_set_new(r, "call_id", json_string(call_id));
     json_object_set_new(r, "tool", json_string(p->name));
     json_object_set_new(r, "status", json_string(sbx_status_str(res->status)));
-    json_object_set_new(r, "exit_code", res->exit_code >= 0 ? json_integer(res->exit_code) : json_null());
-    if (res->term_signal)
-        json_object_set_new(r, "signal", json_integer(res->term_signal));
+    json_object_set_new(r, "exit_code",
+                        res->exit_code >= 0 ? json_integer(res->exit_code) : json_null());
+    if (res->term_signal) json_object_set_new(r, "signal", json_integer(res->term_signal));
     put_output(r, "stdout", &res->out);
     put_output(r, "stderr", &res->err);
     json_object_set_new(r, "output_truncated", json_boolean(res->output_truncated));
-    if (res->pids_limit_hit)
-        json_object_set_new(r, "pids_limit_hit", json_true());
-    if (res->detail[0])
-        json_object_set_new(r, "detail", json_string(res->detail));
+    if (res->pids_limit_hit) json_object_set_new(r, "pids_limit_hit", json_true());
+    if (res->detail[0]) json_object_set_new(r, "detail", json_string(res->detail));
     json_object_set_new(r, "duration_ms", json_integer((json_int_t)dur_ms));
     json_object_set_new(r, "isolation", json_string(policy_isolation_name(p->isolation)));
-    if (agent)
-        json_object_set_new(r, "agent", json_string(agent));
-    if (session)
-        json_object_set_new(r, "session", json_string(session));
+    if (agent) json_object_set_new(r, "agent", json_string(agent));
+    if (session) json_object_set_new(r, "session", json_string(session));
     json_object_set_new(r, "audit_seq", json_integer((json_int_t)finished_seq));
     json_object_set_new(r, "audit_seq_started", json_integer((json_int_t)started_seq));
     return r;
@@ -184,8 +175,7 @@ int gw_execute(struct gw *gw, const struct policy *p, const char *call_id, const
     uint64_t started_seq = 0;
     int rc = audit_append(gw->audit, "call.started", started, &started_seq, err);
     json_decref(started);
-    if (rc < 0)
-        return -1; /* nothing ran: no tool runs without its record */
+    if (rc < 0) return -1; /* nothing ran: no tool runs without its record */
 
     struct sbx_call call = {.call_id = call_id, .input = args_json, .input_len = strlen(args_json)};
     struct sbx_result res;
@@ -197,15 +187,14 @@ int gw_execute(struct gw *gw, const struct policy *p, const char *call_id, const
     char out_sha[65], err_sha[65];
     gate_sha256_hex(res.out.data ? res.out.data : "", res.out.len, out_sha);
     gate_sha256_hex(res.err.data ? res.err.data : "", res.err.len, err_sha);
-    json_t *fin = json_pack("{s:s,s:s,s:s,s:o,s:I,s:I,s:s,s:I,s:s,s:b}", "call_id", call_id,
-                            "tool", p->name, "status", sbx_status_str(res.status), "exit_code",
-                            res.exit_code >= 0 ? json_integer(res.exit_code) : json_null(),
-                            "duration_ms", (json_int_t)(dur_us / 1000), "stdout_bytes",
-                            (json_int_t)res.out.len, "stdout_sha256", out_sha, "stderr_bytes",
-                            (json_int_t)res.err.len, "stderr_sha256", err_sha, "output_truncated",
-                            res.output_truncated);
-    if (res.detail[0])
-        json_object_set_new(fin, "detail", json_string(res.detail));
+    json_t *fin =
+        json_pack("{s:s,s:s,s:s,s:o,s:I,s:I,s:s,s:I,s:s,s:b}", "call_id", call_id, "tool", p->name,
+                  "status", sbx_status_str(res.status), "exit_code",
+                  res.exit_code >= 0 ? json_integer(res.exit_code) : json_null(), "duration_ms",
+                  (json_int_t)(dur_us / 1000), "stdout_bytes", (json_int_t)res.out.len,
+                  "stdout_sha256", out_sha, "stderr_bytes", (json_int_t)res.err.len,
+                  "stderr_sha256", err_sha, "output_truncated", res.output_truncated);
+    if (res.detail[0]) json_object_set_new(fin, "detail", json_string(res.detail));
     uint64_t finished_seq = 0;
     rc = audit_append(gw->audit, "call.finished", fin, &finished_seq, err);
     json_decref(fin);
@@ -228,8 +217,8 @@ int gw_execute(struct gw *gw, const struct policy *p, const char *call_id, const
         *result = rec;
         return -1;
     }
-    *result = result_record(p, call_id, agent, session, &res, dur_us / 1000, started_seq,
-                            finished_seq);
+    *result =
+        result_record(p, call_id, agent, session, &res, dur_us / 1000, started_seq, finished_seq);
     /* Text plus, for invalid UTF-8, escapes and base64: at most ~6 bytes per output byte. */
     gw_calls_put(gw->calls, call_id, *result, 1024 + 6 * (res.out.len + res.err.len));
     sbx_result_free(&res);

@@ -112,16 +112,14 @@ static const char *str(const json_t *o, const char *k)
     static char bufs[8][512];
     static unsigned next;
     const char *v = json_string_value(json_object_get(o, k));
-    if (!v)
-        return "-";
+    if (!v) return "-";
     char *b = bufs[next++ % 8];
     size_t i = 0;
     for (; v[i] && i < sizeof(bufs[0]) - 1; i++) {
         unsigned char ch = (unsigned char)v[i];
         bool c1 = ch == 0xc2 && ((unsigned char)v[i + 1] & 0xe0) == 0x80; /* U+0080..U+009F */
         b[i] = ch < 0x20 || ch == 0x7f || c1 ? '?' : (char)ch;
-        if (c1)
-            b[++i] = '?';
+        if (c1) b[++i] = '?';
     }
     b[i < sizeof(bufs[0]) ? i : sizeof(bufs[0]) - 1] = '\0';
     return b;

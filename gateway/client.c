@@ -17,8 +17,7 @@ static int connect_to(const char *base_url, struct gate_error *err)
     hp += 7;
     char host[256], port[16] = "80";
     size_t n = strcspn(hp, ":/");
-    if (n == 0 || n >= sizeof(host))
-        return gate_err(err, GATE_E_CONFIG, "%s: bad host", base_url);
+    if (n == 0 || n >= sizeof(host)) return gate_err(err, GATE_E_CONFIG, "%s: bad host", base_url);
     memcpy(host, hp, n);
     host[n] = '\0';
     if (hp[n] == ':') {
@@ -30,8 +29,7 @@ static int connect_to(const char *base_url, struct gate_error *err)
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
     int rc = getaddrinfo(host, port, &hints, &ai);
-    if (rc != 0)
-        return gate_err(err, GATE_E_IO, "%s: %s", base_url, gai_strerror(rc));
+    if (rc != 0) return gate_err(err, GATE_E_IO, "%s: %s", base_url, gai_strerror(rc));
     int fd = -1;
     for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
         fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
@@ -41,8 +39,7 @@ static int connect_to(const char *base_url, struct gate_error *err)
         }
     }
     freeaddrinfo(ai);
-    if (fd < 0)
-        return gate_err_errno(err, GATE_E_IO, errno, "connect %s", base_url);
+    if (fd < 0) return gate_err_errno(err, GATE_E_IO, errno, "connect %s", base_url);
     struct timeval tv = {.tv_sec = 150};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     return fd;
@@ -53,12 +50,11 @@ int gw_client_request(const char *base_url, const char *method, const char *path
                       struct gate_buf *resp, struct gate_error *err)
 {
     autoclose int fd = connect_to(base_url, err);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     struct gate_buf req = {0};
-    gate_buf_printf(&req, "%s %s HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\n", method, path);
-    if (authorization)
-        gate_buf_printf(&req, "Authorization: %s\r\n", authorization);
+    gate_buf_printf(&req, "%s %s HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\n", method,
+                    path);
+    if (authorization) gate_buf_printf(&req, "Authorization: %s\r\n", authorization);
     if (body)
         gate_buf_printf(&req, "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
                         strlen(body), body);
@@ -66,18 +62,14 @@ int gw_client_request(const char *base_url, const char *method, const char *path
         gate_buf_printf(&req, "\r\n");
     int wrc = req.data ? gate_write_all(fd, req.data, req.len) : -1;
     gate_buf_free(&req);
-    if (wrc < 0)
-        return gate_err_errno(err, GATE_E_IO, errno, "send to %s", base_url);
+    if (wrc < 0) return gate_err_errno(err, GATE_E_IO, errno, "send to %s", base_url);
     struct gate_buf raw = {0};
     char chunk[16384];
     for (;;) {
         ssize_t r = read(fd, chunk, sizeof(chunk));
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        if (raw.len > 64u << 20 || gate_buf_append(&raw, chunk, (size_t)r) < 0)
-            break;
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        if (raw.len > 64u << 20 || gate_buf_append(&raw, chunk, (size_t)r) < 0) break;
     }
     const char *hdr_end = raw.data ? strstr(raw.data, "\r\n\r\n") : NULL;
     if (!hdr_end || sscanf(raw.data, "HTTP/1.%*d %d", status) != 1) {

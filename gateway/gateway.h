@@ -25,14 +25,14 @@
 #define GW_MAX_JSON_DEPTH 64
 
 struct gw_options {
-    const char *listen;     /* "127.0.0.1:8080" */
-    const char *policies;   /* policy directory */
-    const char *state_dir;  /* "./var" */
-    const char *config;     /* optional YAML config file */
-    const char *run_as;     /* user name or uid for tools, default "nobody" */
-    const char *tool_uids;  /* "BASE:COUNT": one host uid per running process-tier call */
+    const char *listen;    /* "127.0.0.1:8080" */
+    const char *policies;  /* policy directory */
+    const char *state_dir; /* "./var" */
+    const char *config;    /* optional YAML config file */
+    const char *run_as;    /* user name or uid for tools, default "nobody" */
+    const char *tool_uids; /* "BASE:COUNT": one host uid per running process-tier call */
     unsigned max_concurrent;
-    unsigned grace_ms;      /* SIGTERM grace period for running calls */
+    unsigned grace_ms; /* SIGTERM grace period for running calls */
 };
 
 struct gw_metrics; /* metrics.c */

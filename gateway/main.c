@@ -39,8 +39,11 @@ int cmd_policy(int argc, char **argv)
         perror("mkdtemp");
         return 2;
     }
-    struct sbx_config sc = {.state_dir = tmp, .tool_uid = 65534, .tool_gid = 65534,
-                            .call_uid_base = 1900000000, .call_uid_count = 1};
+    struct sbx_config sc = {.state_dir = tmp,
+                            .tool_uid = 65534,
+                            .tool_gid = 65534,
+                            .call_uid_base = 1900000000,
+                            .call_uid_count = 1};
     sbx_init(&sc);
     struct policy_diags diags = {0};
     struct policy_set *set = NULL;
@@ -57,8 +60,7 @@ int cmd_policy(int argc, char **argv)
                 continue;
             }
             struct gate_error err = {0};
-            if (sbx_prepare(p, &err) < 0)
-                policy_diags_add(&diags, "%s", err.msg);
+            if (sbx_prepare(p, &err) < 0) policy_diags_add(&diags, "%s", err.msg);
         }
     }
     for (size_t i = 0; i < diags.n; i++)
@@ -73,8 +75,7 @@ int cmd_policy(int argc, char **argv)
     sbx_shutdown();
     char rm[128];
     snprintf(rm, sizeof(rm), "rm -rf '%s'", tmp);
-    if (system(rm) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp);
+    if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", tmp);
     return bad ? 1 : 0;
 }
 
@@ -154,8 +155,7 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].run(argc - 1, argv + 1);
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "gatehouse: unknown command '%s'\n", argv[1]);
     usage();
     return 2;

@@ -5,7 +5,7 @@
 #include "gateway.h"
 
 /* Latency histogram bucket bounds, microseconds. */
-static const uint64_t buckets_us[] = {500,    1000,   2500,    5000,    10000,   25000,  50000,
+static const uint64_t buckets_us[] = {500,    1000,   2500,   5000,    10000,   25000,   50000,
                                       100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
 #define NBUCKETS (sizeof(buckets_us) / sizeof(buckets_us[0]))
 
@@ -43,15 +43,13 @@ struct gw_metrics {
 struct gw_metrics *gw_metrics_new(void)
 {
     struct gw_metrics *m = calloc(1, sizeof(*m));
-    if (m)
-        pthread_mutex_init(&m->lock, NULL);
+    if (m) pthread_mutex_init(&m->lock, NULL);
     return m;
 }
 
 void gw_metrics_free(struct gw_metrics *m)
 {
-    if (!m)
-        return;
+    if (!m) return;
     free(m->calls);
     pthread_mutex_destroy(&m->lock);
     free(m);
@@ -77,20 +75,17 @@ void gw_metrics_call(struct gw_metrics *m, const char *tool, const char *status,
             snprintf(c->isolation, sizeof(c->isolation), "%s", isolation);
         }
     }
-    if (c)
-        c->count++;
+    if (c) c->count++;
     struct latency *l = NULL;
     for (size_t i = 0; i < m->nlat && !l; i++)
-        if (!strcmp(m->lat[i].isolation, isolation))
-            l = &m->lat[i];
+        if (!strcmp(m->lat[i].isolation, isolation)) l = &m->lat[i];
     if (!l && m->nlat < ISOLATION__COUNT) {
         l = &m->lat[m->nlat++];
         snprintf(l->isolation, sizeof(l->isolation), "%s", isolation);
     }
     if (l) {
         for (size_t b = 0; b < NBUCKETS; b++)
-            if (duration_us <= buckets_us[b])
-                l->bucket[b]++;
+            if (duration_us <= buckets_us[b]) l->bucket[b]++;
         l->count++;
         l->sum_us += duration_us;
     }
@@ -109,14 +104,12 @@ void gw_metrics_rejected(struct gw_metrics *m, const char *code)
     pthread_mutex_lock(&m->lock);
     struct code_counter *c = NULL;
     for (size_t i = 0; i < m->nrejected && !c; i++)
-        if (!strcmp(m->rejected[i].code, code))
-            c = &m->rejected[i];
+        if (!strcmp(m->rejected[i].code, code)) c = &m->rejected[i];
     if (!c && m->nrejected < GATE_E__COUNT) {
         c = &m->rejected[m->nrejected++];
         snprintf(c->code, sizeof(c->code), "%s", code);
     }
-    if (c)
-        c->count++;
+    if (c) c->count++;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -127,7 +120,8 @@ void gw_metrics_render(struct gw *gw, struct gate_buf *out)
     gate_buf_printf(out, "# HELP gatehouse_calls_total Finished tool calls.\n"
                          "# TYPE gatehouse_calls_total counter\n");
     for (size_t i = 0; i < m->ncalls; i++)
-        gate_buf_printf(out, "gatehouse_calls_total{tool=\"%s\",status=\"%s\",isolation=\"%s\"} %llu\n",
+        gate_buf_printf(out,
+                        "gatehouse_calls_total{tool=\"%s\",status=\"%s\",isolation=\"%s\"} %llu\n",
                         m->calls[i].tool, m->calls[i].status, m->calls[i].isolation,
                         (unsigned long long)m->calls[i].count);
     gate_buf_printf(out, "# HELP gatehouse_call_duration_seconds Time in the sandbox per call.\n"
@@ -135,19 +129,20 @@ void gw_metrics_render(struct gw *gw, struct gate_buf *out)
     for (size_t i = 0; i < m->nlat; i++) {
         const struct latency *l = &m->lat[i];
         for (size_t b = 0; b < NBUCKETS; b++)
-            gate_buf_printf(out,
-                            "gatehouse_call_duration_seconds_bucket{isolation=\"%s\",le=\"%g\"} %llu\n",
-                            l->isolation, (double)buckets_us[b] / 1e6,
-                            (unsigned long long)l->bucket[b]);
-        gate_buf_printf(out,
-                        "gatehouse_call_duration_seconds_bucket{isolation=\"%s\",le=\"+Inf\"} %llu\n"
-                        "gatehouse_call_duration_seconds_sum{isolation=\"%s\"} %.6f\n"
-                        "gatehouse_call_duration_seconds_count{isolation=\"%s\"} %llu\n",
-                        l->isolation, (unsigned long long)l->count, l->isolation,
-                        (double)l->sum_us / 1e6, l->isolation, (unsigned long long)l->count);
+            gate_buf_printf(
+                out, "gatehouse_call_duration_seconds_bucket{isolation=\"%s\",le=\"%g\"} %llu\n",
+                l->isolation, (double)buckets_us[b] / 1e6, (unsigned long long)l->bucket[b]);
+        gate_buf_printf(
+            out,
+            "gatehouse_call_duration_seconds_bucket{isolation=\"%s\",le=\"+Inf\"} %llu\n"
+            "gatehouse_call_duration_seconds_sum{isolation=\"%s\"} %.6f\n"
+            "gatehouse_call_duration_seconds_count{isolation=\"%s\"} %llu\n",
+            l->isolation, (unsigned long long)l->count, l->isolation, (double)l->sum_us / 1e6,
+            l->isolation, (unsigned long long)l->count);
     }
-    gate_buf_printf(out, "# HELP gatehouse_requests_rejected_total Refused requests by error code.\n"
-                         "# TYPE gatehouse_requests_rejected_total counter\n");
+    gate_buf_printf(out,
+                    "# HELP gatehouse_requests_rejected_total Refused requests by error code.\n"
+                    "# TYPE gatehouse_requests_rejected_total counter\n");
     for (size_t i = 0; i < m->nrejected; i++)
         gate_buf_printf(out, "gatehouse_requests_rejected_total{code=\"%s\"} %llu\n",
                         m->rejected[i].code, (unsigned long long)m->rejected[i].count);
@@ -158,7 +153,8 @@ void gw_metrics_render(struct gw *gw, struct gate_buf *out)
                     (unsigned long long)m->reload_failures);
     pthread_mutex_unlock(&m->lock);
     gate_buf_printf(out,
-                    "# HELP gatehouse_audit_write_failures_total Audit appends refused because the log could not be written.\n"
+                    "# HELP gatehouse_audit_write_failures_total Audit appends refused because the "
+                    "log could not be written.\n"
                     "# TYPE gatehouse_audit_write_failures_total counter\n"
                     "gatehouse_audit_write_failures_total %llu\n"
                     "# HELP gatehouse_audit_last_seq Sequence number of the last audit record.\n"

@@ -17,10 +17,8 @@ void route_healthz(struct gw *gw, const struct http_req *req, struct http_resp *
                              audit_ok, "policies", (json_int_t)(set ? set->n : 0), "inflight",
                              (json_int_t)atomic_load(&gw->inflight));
     policy_set_unref(set);
-    if (!audit_ok)
-        json_object_set_new(body, "reason", json_sprintf("audit log: %s", why));
-    if (atomic_load(&gw->stopping))
-        json_object_set_new(body, "status", json_string("stopping"));
+    if (!audit_ok) json_object_set_new(body, "reason", json_sprintf("audit log: %s", why));
+    if (atomic_load(&gw->stopping)) json_object_set_new(body, "status", json_string("stopping"));
     http_json(resp, audit_ok && !atomic_load(&gw->stopping) ? 200 : 503, body);
 }
 
@@ -70,8 +68,7 @@ static int optional_label(json_t *body, const char *key, const char **out, struc
 {
     json_t *v = json_object_get(body, key);
     *out = NULL;
-    if (!v || json_is_null(v))
-        return 0;
+    if (!v || json_is_null(v)) return 0;
     if (!json_is_string(v) || json_string_length(v) > MAX_LABEL)
         return gate_err(err, GATE_E_BAD_REQUEST, "'%s' must be a string of at most %d bytes", key,
                         MAX_LABEL);
@@ -190,8 +187,7 @@ void route_call_get(struct gw *gw, const struct http_req *req, struct http_resp 
         return;
     }
     json_t *rec = gw_calls_get(gw->calls, id);
-    if (!rec && gw->approval)
-        rec = approval_call_record(gw->approval, id, wait_ms);
+    if (!rec && gw->approval) rec = approval_call_record(gw->approval, id, wait_ms);
     if (!rec) {
         http_error(resp, GATE_E_CALL_NOT_FOUND, NULL);
         return;

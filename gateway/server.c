@@ -45,8 +45,7 @@ static bool match(const char *pattern, const char *path, const char *params[2], 
         if (*pattern == '*') {
             const char *end = strchr(path, '/');
             size_t n = end ? (size_t)(end - path) : strlen(path);
-            if (n == 0 || np == 2 || used + n + 1 > store_len)
-                return false;
+            if (n == 0 || np == 2 || used + n + 1 > store_len) return false;
             memcpy(store + used, path, n);
             store[used + n] = '\0';
             params[np++] = store + used;
@@ -55,8 +54,7 @@ static bool match(const char *pattern, const char *path, const char *params[2], 
             pattern++;
             continue;
         }
-        if (*pattern != *path)
-            return false;
+        if (*pattern != *path) return false;
         pattern++;
         path++;
     }
@@ -70,8 +68,7 @@ const char *http_query(const struct http_req *req, const char *key)
 
 void http_json(struct http_resp *resp, int status, json_t *body)
 {
-    if (resp->json)
-        json_decref(resp->json);
+    if (resp->json) json_decref(resp->json);
     resp->status = status;
     resp->json = body;
 }
@@ -106,8 +103,7 @@ static int json_depth(const char *s, size_t len)
         } else if (c == '"') {
             in_str = true;
         } else if (c == '{' || c == '[') {
-            if (++depth > max)
-                max = depth;
+            if (++depth > max) max = depth;
         } else if (c == '}' || c == ']') {
             depth--;
         }
@@ -143,8 +139,7 @@ int http_parse_body(const struct http_req *req, json_t **out, struct gate_error 
 
 static bool json_content_type(const char *ct)
 {
-    if (!ct)
-        return false;
+    if (!ct) return false;
     size_t n = strlen("application/json");
     return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';');
 }
@@ -165,10 +160,8 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct http_resp *
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, text ? text : (void *)"", MHD_RESPMEM_MUST_COPY);
     free(text);
-    if (!r)
-        return MHD_NO;
-    if (ctype)
-        MHD_add_response_header(r, "Content-Type", ctype);
+    if (!r) return MHD_NO;
+    if (ctype) MHD_add_response_header(r, "Content-Type", ctype);
     if (resp->retry_after) {
         char ra[16];
         snprintf(ra, sizeof(ra), "%u", resp->retry_after);
@@ -197,11 +190,9 @@ static void dispatch(struct gw *gw, struct http_req *req, struct http_resp *resp
     bool path_known = false;
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
         const char *params[2] = {NULL, NULL};
-        if (!match(routes[i].pattern, req->path, params, store, sizeof(store)))
-            continue;
+        if (!match(routes[i].pattern, req->path, params, store, sizeof(store))) continue;
         path_known = true;
-        if (strcmp(routes[i].method, req->method) != 0)
-            continue;
+        if (strcmp(routes[i].method, req->method) != 0) continue;
         req->params[0] = params[0];
         req->params[1] = params[1];
         if (strcmp(req->method, "POST") == 0 && !json_content_type(req->content_type)) {
@@ -226,8 +217,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct conn_state *cs = *con_cls;
     if (!cs) {
         cs = calloc(1, sizeof(*cs));
-        if (!cs)
-            return MHD_NO;
+        if (!cs) return MHD_NO;
         *con_cls = cs;
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -247,8 +237,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             *upload_data_size = 0;
             return cs->discarded > DISCARD_LIMIT ? MHD_NO : MHD_YES;
         }
-        if (gate_buf_append(&cs->body, upload_data, *upload_data_size) < 0)
-            return MHD_NO;
+        if (gate_buf_append(&cs->body, upload_data, *upload_data_size) < 0) return MHD_NO;
         *upload_data_size = 0;
         return MHD_YES;
     }
@@ -306,8 +295,7 @@ static int parse_listen(const char *listen, struct sockaddr_in *sa, struct gate_
 int gw_http_start(struct gw *gw, struct gate_error *err)
 {
     struct sockaddr_in sa;
-    if (parse_listen(gw->opt.listen, &sa, err) < 0)
-        return -1;
+    if (parse_listen(gw->opt.listen, &sa, err) < 0) return -1;
     /* One thread per connection: a slow tool or a long poll occupies only its own
      * connection's thread; --max-concurrent bounds how many calls run at once. */
     daemon_handle = MHD_start_daemon(
@@ -315,10 +303,8 @@ int gw_http_start(struct gw *gw, struct gate_error *err)
             MHD_ALLOW_SUSPEND_RESUME,
         0, NULL, NULL, on_request, gw, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_END);
-    if (!daemon_handle)
-        return gate_err(err, GATE_E_CONFIG, "cannot listen on %s", gw->opt.listen);
+        (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
+    if (!daemon_handle) return gate_err(err, GATE_E_CONFIG, "cannot listen on %s", gw->opt.listen);
     return 0;
 }
 
@@ -327,8 +313,7 @@ void gw_http_stop_accepting(struct gw *gw)
     (void)gw;
     if (daemon_handle) {
         MHD_socket s = MHD_quiesce_daemon(daemon_handle);
-        if (s != MHD_INVALID_SOCKET)
-            close(s);
+        if (s != MHD_INVALID_SOCKET) close(s);
     }
 }
 

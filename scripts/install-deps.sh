@@ -2,7 +2,7 @@
 # Install what gatehouse needs to build and test, from Debian's packages. Idempotent.
 set -euo pipefail
 PKGS=(
-  build-essential cmake pkg-config python3
+  build-essential cmake pkg-config python3 clang-format
   libmicrohttpd-dev libjansson-dev libyaml-dev libseccomp-dev libcmocka-dev libssl-dev
   libsqlite3-dev libpcre2-dev libbpf-dev libcap-dev
   clang lld wasi-libc libclang-rt-14-dev libclang-rt-14-dev-wasm32 wabt

@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 jobs=$(nproc)
 
+echo "== format"
+scripts/check-format.sh
+
 echo "== build (plain, -Wall -Wextra -Werror)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGATE_WERROR=ON >/dev/null
 cmake --build build -j"$jobs"

@@ -9,7 +9,8 @@
  * fail-closed state: every later append fails with GATE_E_AUDIT_UNAVAILABLE.
  * The live segment carries preallocated zeros after its records (records never
  * contain a NUL byte); it is cut to size when closed. On open, such zeros and a torn
- * last line are cut off and the chain continues from the last good record. audit_verify checks a whole directory and names the first bad seq.
+ * last line are cut off and the chain continues from the last good record. audit_verify checks a
+ * whole directory and names the first bad seq.
  */
 #ifndef GATE_AUDIT_H
 #define GATE_AUDIT_H

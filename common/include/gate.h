@@ -34,8 +34,9 @@
     X(ALREADY_DECIDED, "already_decided", 409, "the call has already been decided")                \
     X(APPROVAL_EXPIRED, "approval_expired", 410, "the approval window has expired")                \
     X(BODY_TOO_LARGE, "body_too_large", 413, "request body exceeds 1 MiB")                         \
-    X(UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", 415, "content-type must be application/json") \
-    X(INVALID_ARGUMENTS, "invalid_arguments", 422, "arguments do not match the tool's schema")      \
+    X(UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", 415,                                       \
+      "content-type must be application/json")                                                     \
+    X(INVALID_ARGUMENTS, "invalid_arguments", 422, "arguments do not match the tool's schema")     \
     X(TOO_MANY_CALLS, "too_many_calls", 429, "too many calls in flight; retry later")              \
     X(INTERNAL, "internal_error", 500, "internal error")                                           \
     X(NOMEM, "out_of_memory", 500, "out of memory")                                                \
@@ -68,7 +69,8 @@ int gate_err(struct gate_error *err, enum gate_code code, const char *fmt, ...)
 int gate_err_errno(struct gate_error *err, enum gate_code code, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Prefix context to an existing message: "load x.yaml: <old message>". Returns -1. */
-int gate_err_wrap(struct gate_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int gate_err_wrap(struct gate_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 const char *gate_code_str(enum gate_code code);
 int gate_code_http(enum gate_code code);
 const char *gate_code_message(enum gate_code code);

@@ -57,7 +57,8 @@ struct policy_limits {
 };
 
 struct policy_filesystem {
-    char **read_only; /* NULL-terminated list of absolute host paths bound read-only; NULL = tier default */
+    char **read_only; /* NULL-terminated list of absolute host paths bound read-only; NULL = tier
+                         default */
     bool workspace;   /* a writable workspace is mounted (filesystem.workspace present) */
     uint64_t workspace_mb; /* its tmpfs size, default 64 */
     bool exec_workspace;   /* allow exec from writable mounts, default false */
@@ -70,9 +71,9 @@ struct policy_approval {
 };
 
 struct policy {
-    char *path;       /* file the policy came from */
+    char *path;                 /* file the policy came from */
     struct policy_loc name_loc; /* where `name:` was given (duplicate-name diagnostics) */
-    char sha256[65];  /* SHA-256 of the file's bytes */
+    char sha256[65];            /* SHA-256 of the file's bytes */
     char *name;
     char *description;
     char **command; /* NULL-terminated argv; command[0] is an absolute path */
@@ -85,8 +86,8 @@ struct policy {
     struct policy_limits limits;
     struct policy_filesystem filesystem;
     enum network_mode network;
-    char **seccomp_allow; /* NULL-terminated syscall names added to the tier's allowlist */
-    char **seccomp_deny;  /* NULL-terminated syscall names removed / refused */
+    char **seccomp_allow;  /* NULL-terminated syscall names added to the tier's allowlist */
+    char **seccomp_deny;   /* NULL-terminated syscall names removed / refused */
     char *gvisor_platform; /* "ptrace" (default), "systrap", "kvm" */
     uint32_t pool_size;    /* warm sandboxes kept ready (gvisor), default 2 */
     char *module;          /* wasm: absolute path of the .wasm file */
@@ -103,7 +104,8 @@ struct policy_diags {
     char **msgs;
     size_t n;
 };
-void policy_diags_add(struct policy_diags *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void policy_diags_add(struct policy_diags *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void policy_diags_free(struct policy_diags *d);
 
 /* An immutable, reference-counted set of policies. */
@@ -138,11 +140,11 @@ enum ynode_kind { YNODE_SCALAR, YNODE_MAP, YNODE_SEQ };
 struct ynode {
     enum ynode_kind kind;
     struct policy_loc loc;
-    char *scalar;          /* YNODE_SCALAR */
-    bool quoted;           /* scalar was quoted (so "yes" is a string, never a bool) */
-    char **keys;           /* YNODE_MAP: keys[i] maps to items[i] */
+    char *scalar;                /* YNODE_SCALAR */
+    bool quoted;                 /* scalar was quoted (so "yes" is a string, never a bool) */
+    char **keys;                 /* YNODE_MAP: keys[i] maps to items[i] */
     struct policy_loc *key_locs; /* YNODE_MAP: where keys[i] was written */
-    struct ynode **items;  /* YNODE_MAP values, YNODE_SEQ elements */
+    struct ynode **items;        /* YNODE_MAP values, YNODE_SEQ elements */
     size_t n;
 };
 /* Parse a YAML file (one document, at most 1 MiB, bounded aliases, no duplicate keys). */

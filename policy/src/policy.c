@@ -188,8 +188,9 @@ static void key_approval(struct loader *l, const struct ynode *v)
         pctx_duration(c, n, "approval.timeout", 1000, 7ull * 24 * 3600 * 1000, &a->timeout_ms);
     if ((n = ynode_get(v, "webhook")) && pctx_string(c, n, "approval.webhook", &a->webhook) == 0 &&
         !is_http_url(a->webhook))
-        pctx_err(c, n->loc, "'approval.webhook' must be an http://HOST[:PORT]/PATH URL "
-                            "(https is not supported yet)");
+        pctx_err(c, n->loc,
+                 "'approval.webhook' must be an http://HOST[:PORT]/PATH URL "
+                 "(https is not supported yet)");
 }
 
 /* "0.5" -> 500 millicores; at most three decimals, no exponent, no sign. */

@@ -649,7 +649,9 @@ int policy_check_args(const struct policy *p, const json_t *args, struct gate_er
     if (!p || !p->schema)
         return gate_err(err, GATE_E_INTERNAL, "policy has no compiled argument schema");
     if (!args) return gate_err(err, GATE_E_INVALID_ARGUMENTS, "$: arguments are missing");
-    struct vctx v = {.path = "$", .len = 1, .err = err,
+    struct vctx v = {.path = "$",
+                     .len = 1,
+                     .err = err,
                      .match_deadline_ns = gate_monotonic_ns() + PATTERN_BUDGET_NS};
     return check_value(&v, p->schema, args);
 }

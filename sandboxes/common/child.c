@@ -21,8 +21,7 @@ void sbx_child_fail(int err_fd, const char *step, int errnum)
     memset(&r, 0, sizeof(r));
     r.errnum = errnum;
     size_t n = strlen(step);
-    if (n >= sizeof(r.step))
-        n = sizeof(r.step) - 1;
+    if (n >= sizeof(r.step)) n = sizeof(r.step) - 1;
     memcpy(r.step, step, n);
     ssize_t w;
     do {
@@ -38,16 +37,13 @@ int sbx_child_status(int err_fd, struct gate_error *err)
     while (got < sizeof(r)) {
         ssize_t n = read(err_fd, (char *)&r + got, sizeof(r) - got);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return gate_err_errno(err, GATE_E_SANDBOX, errno, "reading the sandbox setup status");
         }
-        if (n == 0)
-            break;
+        if (n == 0) break;
         got += (size_t)n;
     }
-    if (got == 0)
-        return 0; /* the pipe closed on exec: setup succeeded */
+    if (got == 0) return 0; /* the pipe closed on exec: setup succeeded */
     if (got != sizeof(r))
         return gate_err(err, GATE_E_SANDBOX, "sandbox setup failed (short report)");
     r.step[sizeof(r.step) - 1] = '\0';
@@ -59,8 +55,7 @@ int sbx_child_status(int err_fd, struct gate_error *err)
 void sbx_close_fds_from(int first)
 {
     /* Raw syscalls only: callers run in forked or CLONE_VM children. */
-    if (syscall(SYS_close_range, (unsigned)first, ~0U, 0U) == 0)
-        return;
+    if (syscall(SYS_close_range, (unsigned)first, ~0U, 0U) == 0) return;
     struct rlimit rl;
     rlim_t max = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 65536;
     for (rlim_t fd = (rlim_t)first; fd < max && fd < 1048576; fd++)
@@ -73,18 +68,14 @@ char **sbx_tool_env(const struct policy *p, const char *call_id)
     while (p->env && p->env[n])
         n++;
     char **env = calloc(n + 3, sizeof(char *));
-    if (!env)
-        return NULL;
+    if (!env) return NULL;
     size_t i = 0;
     for (; i < n; i++)
-        if (!(env[i] = strdup(p->env[i])))
-            goto fail;
+        if (!(env[i] = strdup(p->env[i]))) goto fail;
     char *v = NULL;
-    if (asprintf(&v, "GATEHOUSE_CALL_ID=%s", call_id) < 0)
-        goto fail;
+    if (asprintf(&v, "GATEHOUSE_CALL_ID=%s", call_id) < 0) goto fail;
     env[i++] = v;
-    if (asprintf(&v, "GATEHOUSE_TOOL=%s", p->name) < 0)
-        goto fail;
+    if (asprintf(&v, "GATEHOUSE_TOOL=%s", p->name) < 0) goto fail;
     env[i++] = v;
     return env;
 fail:
@@ -94,8 +85,7 @@ fail:
 
 void sbx_free_strv(char **v)
 {
-    if (!v)
-        return;
+    if (!v) return;
     for (size_t i = 0; v[i]; i++)
         free(v[i]);
     free(v);

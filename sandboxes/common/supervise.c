@@ -58,8 +58,7 @@ static void drain(struct sv_state *st, int *fd, struct gate_buf *buf)
     char chunk[65536];
     ssize_t n = read(*fd, chunk, sizeof(chunk));
     if (n < 0) {
-        if (errno != EINTR && errno != EAGAIN)
-            close_fd(fd);
+        if (errno != EINTR && errno != EAGAIN) close_fd(fd);
         return;
     }
     if (n == 0) {
@@ -90,8 +89,7 @@ static void feed_stdin(struct sv_state *st)
         return;
     }
     st->written += (size_t)w;
-    if (st->written >= s->input_len)
-        close_fd(&s->stdin_fd);
+    if (st->written >= s->input_len) close_fd(&s->stdin_fd);
 }
 
 static void classify(struct sv_state *st, int status)
@@ -113,7 +111,8 @@ static void classify(struct sv_state *st, int status)
     } else if (res->term_signal == SIGXCPU || res->term_signal == SIGXFSZ) {
         res->status = SBX_RESOURCE_LIMIT;
         snprintf(res->detail, sizeof(res->detail), "%s",
-                 res->term_signal == SIGXCPU ? "cpu_time limit reached" : "file_size limit reached");
+                 res->term_signal == SIGXCPU ? "cpu_time limit reached"
+                                             : "file_size limit reached");
     } else {
         res->status = SBX_KILLED;
     }
@@ -147,11 +146,10 @@ int sbx_supervise(struct supervise *s, struct sbx_result *res, int *wait_status,
             st.timed_out = true;
             kill_once(&st);
         }
-        if (exited && !drain_deadline)
-            drain_deadline = now + DRAIN_AFTER_EXIT_MS * 1000000ull;
-        if (drain_deadline && now >= drain_deadline)
-            break;
-        uint64_t until = drain_deadline ? drain_deadline : (st.timed_out ? now + 100000000ull : deadline);
+        if (exited && !drain_deadline) drain_deadline = now + DRAIN_AFTER_EXIT_MS * 1000000ull;
+        if (drain_deadline && now >= drain_deadline) break;
+        uint64_t until =
+            drain_deadline ? drain_deadline : (st.timed_out ? now + 100000000ull : deadline);
         int timeout_ms = until > now ? (int)((until - now + 999999) / 1000000) : 0;
 
         struct pollfd pfd[4];
@@ -162,26 +160,20 @@ int sbx_supervise(struct supervise *s, struct sbx_result *res, int *wait_status,
             pfd[i_err = n++] = (struct pollfd){.fd = s->stderr_fd, .events = POLLIN};
         if (s->stdin_fd >= 0)
             pfd[i_in = n++] = (struct pollfd){.fd = s->stdin_fd, .events = POLLOUT};
-        if (!exited)
-            pfd[i_pid = n++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
+        if (!exited) pfd[i_pid = n++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
         int r = poll(pfd, (nfds_t)n, timeout_ms);
         if (r < 0 && errno != EINTR) {
             rc = gate_err_errno(err, GATE_E_INTERNAL, errno, "poll");
             kill_once(&st);
             break;
         }
-        if (r <= 0)
-            continue;
-        if (i_out >= 0 && pfd[i_out].revents)
-            drain(&st, &s->stdout_fd, &res->out);
-        if (i_err >= 0 && pfd[i_err].revents)
-            drain(&st, &s->stderr_fd, &res->err);
-        if (i_in >= 0 && pfd[i_in].revents)
-            feed_stdin(&st);
+        if (r <= 0) continue;
+        if (i_out >= 0 && pfd[i_out].revents) drain(&st, &s->stdout_fd, &res->out);
+        if (i_err >= 0 && pfd[i_err].revents) drain(&st, &s->stderr_fd, &res->err);
+        if (i_in >= 0 && pfd[i_in].revents) feed_stdin(&st);
         if (i_pid >= 0 && pfd[i_pid].revents) {
             /* Kill the rest of the call while the child is a zombie, then reap it. */
-            if (s->kill_all)
-                s->kill_all(s->ctx);
+            if (s->kill_all) s->kill_all(s->ctx);
             while (waitpid(s->pid, &status, 0) < 0 && errno == EINTR)
                 ;
             exited = true;
@@ -196,10 +188,8 @@ int sbx_supervise(struct supervise *s, struct sbx_result *res, int *wait_status,
     close_fd(&s->stdin_fd);
     close_fd(&s->stdout_fd);
     close_fd(&s->stderr_fd);
-    if (pidfd >= 0)
-        close(pidfd);
+    if (pidfd >= 0) close(pidfd);
     classify(&st, status);
-    if (wait_status)
-        *wait_status = status;
+    if (wait_status) *wait_status = status;
     return rc;
 }

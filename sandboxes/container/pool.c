@@ -670,8 +670,8 @@ pid_t ct_pool_spawn(struct ct_slot *s, const struct ct_state *st, const char *ca
     }
     s->have_note = false;
     uint64_t prev_id = s->last_id;
-    s->last_id = st->image_id; /* what the helper primes next */
-    if (s->warm_pid > 0 && fresh) {                  /* set up anew: discard the warm child */
+    s->last_id = st->image_id;      /* what the helper primes next */
+    if (s->warm_pid > 0 && fresh) { /* set up anew: discard the warm child */
         close(s->warm_sock);
         kill(s->warm_pid, SIGKILL);
         reap(s->warm_pid);

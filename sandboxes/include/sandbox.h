@@ -29,8 +29,8 @@
     X(OOM, "oom")                           /* killed by the memory cap */                         \
     X(RESOURCE_LIMIT, "resource_limit")     /* CPU time, file size or pids cap hit */              \
     X(TRAPPED, "trapped")                   /* wasm trap; detail names it */                       \
-    X(SANDBOX_ERROR, "sandbox_error")       /* sandbox could not be set up; detail names the step */ \
-    X(INTERRUPTED, "interrupted")           /* started before a gateway crash; outcome unknown */
+    X(SANDBOX_ERROR, "sandbox_error") /* sandbox could not be set up; detail names the step */     \
+    X(INTERRUPTED, "interrupted")     /* started before a gateway crash; outcome unknown */
 
 enum sbx_status {
 #define SBX_X_ENUM(name, str) SBX_##name,
@@ -59,10 +59,10 @@ struct sbx_call {
 
 struct sbx_result {
     enum sbx_status status;
-    int exit_code;        /* -1 when the tool did not exit normally */
-    int term_signal;      /* signal that ended it, or 0 */
-    struct gate_buf out;  /* stdout, raw bytes (may be invalid UTF-8); owned */
-    struct gate_buf err;  /* stderr; owned */
+    int exit_code;       /* -1 when the tool did not exit normally */
+    int term_signal;     /* signal that ended it, or 0 */
+    struct gate_buf out; /* stdout, raw bytes (may be invalid UTF-8); owned */
+    struct gate_buf err; /* stderr; owned */
     bool output_truncated;
     bool pids_limit_hit;
     char detail[256]; /* trap name, failed setup step, limit hit; "" if none */

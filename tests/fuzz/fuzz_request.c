@@ -45,17 +45,17 @@ static void load_policy(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!policy)
-        load_policy();
-    if (size > GW_MAX_BODY)
-        return 0;
+    if (!policy) load_policy();
+    if (size > GW_MAX_BODY) return 0;
     char *body = malloc(size + 1);
-    if (!body)
-        return 0;
+    if (!body) return 0;
     memcpy(body, data, size);
     body[size] = '\0';
-    struct http_req req = {.method = "POST", .path = "/v1/tools/fuzz/calls", .body = body,
-                           .body_len = size, .content_type = "application/json"};
+    struct http_req req = {.method = "POST",
+                           .path = "/v1/tools/fuzz/calls",
+                           .body = body,
+                           .body_len = size,
+                           .content_type = "application/json"};
     json_t *v = NULL;
     struct gate_error err = {0};
     if (http_parse_body(&req, &v, &err) == 0) {

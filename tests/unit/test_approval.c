@@ -332,8 +332,7 @@ static void env_open(struct env *e)
     if (approval_open(e->dir, &cfg, e->audit, "http://127.0.0.1:1", fake_run, NULL, &e->a, &err) <
         0)
         fail_msg("approval_open: %s", err.msg);
-    if (approval_resume(e->a, &err) < 0)
-        fail_msg("approval_resume: %s", err.msg);
+    if (approval_resume(e->a, &err) < 0) fail_msg("approval_resume: %s", err.msg);
 }
 
 static void env_close(struct env *e)

@@ -59,7 +59,8 @@ static void test_error_wrap_adds_context(void **state)
 {
     (void)state;
     struct gate_error err;
-    assert_int_equal(gate_err(&err, GATE_E_POLICY, "line %d: unknown key '%s'", 12, "isolaton"), -1);
+    assert_int_equal(gate_err(&err, GATE_E_POLICY, "line %d: unknown key '%s'", 12, "isolaton"),
+                     -1);
     assert_int_equal(gate_err_wrap(&err, "load %s", "policies/sql.yaml"), -1);
     assert_string_equal(err.msg, "load policies/sql.yaml: line 12: unknown key 'isolaton'");
     assert_int_equal(err.code, GATE_E_POLICY);
@@ -74,14 +75,22 @@ static void test_durations(void **state)
         int rc;
         uint64_t ms;
     } rows[] = {
-        {"250ms", 0, 250}, {"5s", 0, 5000}, {"2m", 0, 120000}, {"1h", 0, 3600000}, {"7d", 0, 604800000}, {"7", 0, 7000},
-        {"", -1, 0},       {"5x", -1, 0},   {"-1s", -1, 0},    {"s", -1, 0},       {"99999999999999999999s", -1, 0},
+        {"250ms", 0, 250},
+        {"5s", 0, 5000},
+        {"2m", 0, 120000},
+        {"1h", 0, 3600000},
+        {"7d", 0, 604800000},
+        {"7", 0, 7000},
+        {"", -1, 0},
+        {"5x", -1, 0},
+        {"-1s", -1, 0},
+        {"s", -1, 0},
+        {"99999999999999999999s", -1, 0},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         uint64_t ms = 0;
         assert_int_equal(gate_parse_duration_ms(rows[i].in, &ms), rows[i].rc);
-        if (rows[i].rc == 0)
-            assert_int_equal(ms, rows[i].ms);
+        if (rows[i].rc == 0) assert_int_equal(ms, rows[i].ms);
     }
 }
 

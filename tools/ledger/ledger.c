@@ -24,8 +24,7 @@ static int append_line(const char *dir, const char *line)
     /* Every call runs under its own uid, all in the gateway's tool group: the ledger they
      * share is group-writable, and nothing else. */
     umask(007);
-    if (mkdir(dir, 0770) < 0 && errno != EEXIST)
-        return -1;
+    if (mkdir(dir, 0770) < 0 && errno != EEXIST) return -1;
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0660);
     if (fd < 0) return -1;
     size_t len = strlen(line);
