@@ -173,8 +173,9 @@
     X(I64_GE_U, I64_LT_U, L, (a >= b))
 
 /* Everything else. Operand layouts are documented in interp.c next to each handler. */
-// clang-format off (it does not settle on one layout for this list)
-#define WASM_CTLOPS(X)         \
+/* clang-format does not settle on one layout for this list. */
+// clang-format off
+#define WASM_CTLOPS(X)                                                                              \
     X(UNREACHABLE) X(BR) X(BR_IF) X(BR_UNLESS) X(BR_TABLE) X(LOOP) X(CALL) X(CALL_INDIRECT)         \
     X(RET) X(COPY) X(CONST) X(SELECT) X(GLOBAL_GET) X(GLOBAL_SET) X(LD32) X(LD64) X(LD8S32)         \
     X(LD8U) X(LD16S32) X(LD16U) X(LD8S64) X(LD16S64) X(LD32S64) X(ST32) X(ST64) X(ST8) X(ST16)      \
