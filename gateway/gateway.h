@@ -1,10 +1,10 @@
 /* gateway.h: the gateway's own wiring (private to gateway/).
  *
  * gateway/ is the thin front end: it owns the HTTP server (libmicrohttpd), the
- * route table, the call path that ties policy -> audit -> approval/sandbox ->
- * audit -> response, the metrics, signal handling and the command line. The
- * engine modules (policy, audit, sandbox, approval) never call back into it,
- * except through the run callback handed to the approval module.
+ * route table, the request-level metrics, signal handling and the command line.
+ * Every call goes through the call engine (calls.h); the engine modules never
+ * call back into the gateway, except through the change callback that wakes
+ * long polls.
  */
 #ifndef GATE_GATEWAY_H
 #define GATE_GATEWAY_H
@@ -17,6 +17,7 @@
 
 #include "approval.h"
 #include "audit.h"
+#include "calls.h"
 #include "gate.h"
 #include "policy.h"
 #include "sandbox.h"
@@ -36,19 +37,18 @@ struct gw_options {
 };
 
 struct gw_metrics; /* metrics.c */
-struct gw_calls;   /* calls.c: recent call records */
 
 struct gw {
     struct gw_options opt;
     char *public_url; /* "http://127.0.0.1:8080", for links in responses and webhooks */
-    pthread_mutex_t policy_lock;
-    struct policy_set *policies; /* current set; swap under policy_lock */
     struct audit_log *audit;
-    struct approval *approval;
+    struct call_engine *engine;
     struct gw_metrics *metrics;
-    struct gw_calls *calls;
-    atomic_uint inflight;
     atomic_bool stopping;
+    /* Long polls wait for any call to change (see routes.c). */
+    pthread_mutex_t change_lock;
+    pthread_cond_t changed;
+    uint64_t change_version;
 };
 
 /* ---- HTTP ------------------------------------------------------------------ */
@@ -103,35 +103,12 @@ int gw_http_start(struct gw *gw, struct gate_error *err);
 void gw_http_stop_accepting(struct gw *gw);
 void gw_http_stop(struct gw *gw);
 
-/* ---- policies ------------------------------------------------------------------ */
-/* The current set with one reference taken (policy_set_unref when done). */
-struct policy_set *gw_policies(struct gw *gw);
-/* Load, validate and prepare a whole set; on success swap it in. On failure the old set
- * stays, every error is logged and counted. */
-int gw_reload(struct gw *gw);
-
-/* ---- the call path (calls.c) ------------------------------------------------------ */
-/* Run a validated call now in its policy's sandbox: audit call.started (durable) -> run ->
- * audit call.finished (durable) -> result JSON (owned by caller). Returns -1 if the audit log
- * refused a record or the sandbox could not be set up; *result is then still set (and owned by
- * the caller) whenever the sandbox was started, describing what happened. */
-int gw_execute(struct gw *gw, const struct policy *p, const char *call_id, const char *args_json,
-               const char *args_sha256, const char *agent, const char *session, json_t **result,
-               struct gate_error *err);
-struct gw_calls *gw_calls_new(void);
-void gw_calls_free(struct gw_calls *c);
-/* Remember a finished call's record of about `bytes` (takes a reference); the oldest records
- * go first when the count or byte budget is reached. Look one up (new reference). */
-void gw_calls_put(struct gw_calls *c, const char *call_id, json_t *record, size_t bytes);
-json_t *gw_calls_get(struct gw_calls *c, const char *call_id);
-
 /* ---- metrics (metrics.c) ----------------------------------------------------------- */
 struct gw_metrics *gw_metrics_new(void);
 void gw_metrics_free(struct gw_metrics *m);
-void gw_metrics_call(struct gw_metrics *m, const char *tool, const char *status,
-                     const char *isolation, uint64_t duration_us);
-void gw_metrics_reload_failed(struct gw_metrics *m);
+/* Count a refused request (any response with an error code). */
 void gw_metrics_rejected(struct gw_metrics *m, const char *code);
+/* The whole /metrics text: requests, the call engine, the audit log and the sandbox tiers. */
 void gw_metrics_render(struct gw *gw, struct gate_buf *out);
 
 /* ---- command line ---------------------------------------------------------------- */

@@ -59,10 +59,12 @@ enum gate_code {
 
 struct gate_error {
     enum gate_code code;
+    int errnum; /* the errno behind it (gate_err_errno), or 0: branch on this, never on msg */
     char msg[1024];
 };
 
-/* Fill err (may be NULL) and return -1, so callers can `return gate_err(...)`. */
+/* Fill err (may be NULL) and return -1, so callers can `return gate_err(...)`. A NULL fmt uses
+ * the table's default message for code. */
 int gate_err(struct gate_error *err, enum gate_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Like gate_err, appending ": strerror(errnum)". */
@@ -112,6 +114,8 @@ int gate_buf_printf(struct gate_buf *b, const char *fmt, ...) __attribute__((for
 void gate_buf_free(struct gate_buf *b);
 
 /* ---- utilities -------------------------------------------------------------- */
+/* Append standard base64 (with padding) of data to out. */
+int gate_base64(const void *data, size_t len, struct gate_buf *out);
 /* hex must hold 65 bytes. */
 void gate_sha256_hex(const void *data, size_t len, char hex[65]);
 /* "250ms", "5s", "2m", "1h", "7d", or a bare number of seconds. Returns -1 on bad input. */
