@@ -36,10 +36,10 @@ struct approval {
     int secret_len;             /* 0: none configured */
 
     pthread_mutex_t lock;
-    pthread_cond_t wake;    /* delivery queue, expiry timer, shutdown */
+    pthread_cond_t wake; /* delivery queue, expiry timer, shutdown */
     pthread_cond_t runs_done;
     bool stopping;
-    unsigned runs;    /* approved calls running on worker threads */
+    unsigned runs; /* approved calls running on worker threads */
 
     struct delivery *queue;
     size_t nq, capq;
