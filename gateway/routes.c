@@ -1,7 +1,6 @@
 /* routes.c: the handlers of the route table (server.c), one small function each. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "gateway.h"
 
@@ -104,19 +103,6 @@ void route_call_create(struct gw *gw, const struct http_req *req, struct http_re
     json_decref(body);
 }
 
-/* Wait until the engine reports any change or the deadline passes. */
-static void wait_change(struct gw *gw, uint64_t seen, uint64_t deadline_ns)
-{
-    pthread_mutex_lock(&gw->change_lock);
-    while (gw->change_version == seen && !atomic_load(&gw->stopping) &&
-           gate_monotonic_ns() < deadline_ns) {
-        struct timespec ts = {.tv_sec = (time_t)(deadline_ns / 1000000000ull),
-                              .tv_nsec = (long)(deadline_ns % 1000000000ull)};
-        pthread_cond_timedwait(&gw->changed, &gw->change_lock, &ts);
-    }
-    pthread_mutex_unlock(&gw->change_lock);
-}
-
 void route_call_get(struct gw *gw, const struct http_req *req, struct http_resp *resp)
 {
     const char *id = req->params[0];
@@ -126,22 +112,14 @@ void route_call_get(struct gw *gw, const struct http_req *req, struct http_resp 
         http_error(resp, GATE_E_BAD_REQUEST, "wait must be a duration of at most 120s, e.g. 30s");
         return;
     }
-    uint64_t deadline = gate_monotonic_ns() + wait_ms * 1000000ull;
-    for (;;) {
-        pthread_mutex_lock(&gw->change_lock);
-        uint64_t seen = gw->change_version;
-        pthread_mutex_unlock(&gw->change_lock);
-        bool final = true;
-        json_t *rec = call_get(gw->engine, id, NULL, &final);
-        if (!rec) {
-            http_error(resp, GATE_E_CALL_NOT_FOUND, NULL);
-            return;
-        }
-        if (final || atomic_load(&gw->stopping) || gate_monotonic_ns() >= deadline) {
-            http_json(resp, 200, rec);
-            return;
-        }
-        json_decref(rec);
-        wait_change(gw, seen, deadline);
-    }
+    bool final = true;
+    json_t *rec = call_get(gw->engine, id, NULL, &final);
+    uint64_t deadline = req->received_ns + wait_ms * 1000000ull;
+    if (!rec)
+        http_error(resp, GATE_E_CALL_NOT_FOUND, NULL);
+    else if (final || atomic_load(&gw->stopping) || gate_monotonic_ns() >= deadline)
+        http_json(resp, 200, steal_pointer(&rec));
+    else
+        http_wait(resp, id, deadline); /* called again when the call changes or at the deadline */
+    json_decref(rec);
 }

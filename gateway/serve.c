@@ -1,30 +1,21 @@
 /* serve.c: `gatehouse serve`: start-up, policy reloads, signals and shutdown. */
 #include <errno.h>
-#include <getopt.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "gateway.h"
 
-/* The engine's change callback: wake long polls (they look again at their call). */
+/* The engine's change callback: wake long polls on that call (they look again). */
 static void on_change(void *ctx, const char *call_id)
 {
-    (void)call_id;
-    struct gw *gw = ctx;
-    pthread_mutex_lock(&gw->change_lock);
-    gw->change_version++;
-    pthread_cond_broadcast(&gw->changed);
-    pthread_mutex_unlock(&gw->change_lock);
-}
-
-static void wake_waiters(struct gw *gw)
-{
-    on_change(gw, "");
+    (void)ctx;
+    gw_http_call_changed(call_id);
 }
 
 /* A decimal id in 1..2^32-2: (uid_t)-1 would mean "unchanged" to setresuid, and 0 is root. */
@@ -133,8 +124,7 @@ static int serve_loop(struct gw *gw)
                  call_engine_running(gw->engine));
         atomic_store(&gw->stopping, true);
         call_engine_shutdown(gw->engine); /* refuse new calls, stop webhooks and expiry */
-        wake_waiters(gw);                 /* long polls answer now */
-        gw_http_stop_accepting(gw);
+        gw_http_stop_accepting(gw);       /* and long polls answer now */
         wait_for_calls(gw, gw->opt.grace_ms);
         unsigned left = call_engine_running(gw->engine);
         if (left) {
@@ -153,72 +143,26 @@ static int serve_loop(struct gw *gw)
     }
 }
 
-static void usage_serve(void)
+/* Each client connection holds three descriptors: its socket and both ends of the pair to
+ * libmicrohttpd. Raise the soft open-file limit to the hard one, and take fewer connections
+ * than asked if even that is not enough (leaving room for audit, sandboxes and pipes). */
+static void fit_connections(struct gw_options *o)
 {
-    fprintf(stderr,
-            "usage: gatehouse serve [--listen ADDR:PORT] [--policies DIR] [--state-dir DIR]\n"
-            "                       [--config FILE] [--max-concurrent N] [--run-as USER]\n"
-            "                       [--grace SECONDS] [--tool-uids BASE:COUNT]\n");
-}
-
-static int parse_serve_args(int argc, char **argv, struct gw_options *o)
-{
-    static const struct option opts[] = {{"listen", required_argument, 0, 'l'},
-                                         {"policies", required_argument, 0, 'p'},
-                                         {"state-dir", required_argument, 0, 's'},
-                                         {"config", required_argument, 0, 'c'},
-                                         {"max-concurrent", required_argument, 0, 'm'},
-                                         {"run-as", required_argument, 0, 'u'},
-                                         {"grace", required_argument, 0, 'g'},
-                                         {"tool-uids", required_argument, 0, 't'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    *o = (struct gw_options){.listen = "127.0.0.1:8080",
-                             .policies = "policies",
-                             .state_dir = "var",
-                             .run_as = "nobody",
-                             .tool_uids = "1900000000:1024",
-                             .max_concurrent = (unsigned)(16 * (ncpu > 0 ? ncpu : 1)),
-                             .grace_ms = 10000};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'l':
-            o->listen = optarg;
-            break;
-        case 'p':
-            o->policies = optarg;
-            break;
-        case 's':
-            o->state_dir = optarg;
-            break;
-        case 'c':
-            o->config = optarg;
-            break;
-        case 'u':
-            o->run_as = optarg;
-            break;
-        case 'm':
-            o->max_concurrent = (unsigned)strtoul(optarg, NULL, 10);
-            break;
-        case 'g':
-            o->grace_ms = (unsigned)strtoul(optarg, NULL, 10) * 1000;
-            break;
-        case 't':
-            o->tool_uids = optarg;
-            break;
-        default:
-            usage_serve();
-            return -1;
-        }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rlim_t fit = rl.rlim_cur > 1024 ? (rl.rlim_cur - 512) / 3 : 128;
+    if (o->max_connections > fit) {
+        gate_log("warn", "gateway.connections",
+                 "--max-connections %u needs %u open files; the limit is %llu: taking %llu",
+                 o->max_connections, 3 * o->max_connections + 512, (unsigned long long)rl.rlim_cur,
+                 (unsigned long long)fit);
+        o->max_connections = (unsigned)fit;
     }
-    if (optind != argc || o->max_concurrent == 0) {
-        usage_serve();
-        return -1;
-    }
-    return 0;
+    if (o->max_connections_per_ip > o->max_connections)
+        o->max_connections_per_ip = o->max_connections;
 }
 
 static int start(struct gw *gw, struct gate_error *err)
@@ -256,6 +200,7 @@ static int start(struct gw *gw, struct gate_error *err)
     policy_diags_free(&diags);
     if (rc < 0) return gate_err_wrap(err, "start");
     if (open_approval(gw, err) < 0) return -1;
+    fit_connections(&gw->opt);
     if (gw_http_start(gw, err) < 0) return -1;
     return call_engine_resume(gw->engine, err);
 }
@@ -263,7 +208,8 @@ static int start(struct gw *gw, struct gate_error *err)
 int cmd_serve(int argc, char **argv)
 {
     static struct gw gw; /* lives for the whole process; threads reference it */
-    if (parse_serve_args(argc, argv, &gw.opt) < 0) return 2;
+    int parsed = gw_parse_serve_args(argc, argv, &gw.opt);
+    if (parsed != 0) return parsed > 0 ? 0 : 2;
     /* Handle signals in one thread with sigwait; every thread inherits this mask. */
     sigset_t set;
     sigemptyset(&set);
@@ -275,12 +221,6 @@ int cmd_serve(int argc, char **argv)
     /* Not dumpable: no process of the same uid may ptrace us or read /proc/<pid>/mem or
      * environ, which hold approver tokens and webhook secrets. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    pthread_mutex_init(&gw.change_lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines from gate_monotonic_ns */
-    pthread_cond_init(&gw.changed, &ca);
-    pthread_condattr_destroy(&ca);
     gw.metrics = gw_metrics_new();
     if (asprintf(&gw.public_url, "http://%s", gw.opt.listen) < 0 || !gw.metrics) return 1;
     struct gate_error err = {0};
