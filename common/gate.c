@@ -251,19 +251,24 @@ void gate_rfc3339(uint64_t realtime_ms, char buf[32])
     snprintf(buf + n, 32 - n, ".%03uZ", (unsigned)(realtime_ms % 1000));
 }
 
-int gate_random_hex(char *out, size_t nbytes_random)
+int gate_random_bytes(void *out, size_t n)
 {
-    unsigned char raw[64];
-    if (nbytes_random > sizeof(raw)) return -1;
     size_t got = 0;
-    while (got < nbytes_random) {
-        ssize_t r = getrandom(raw + got, nbytes_random - got, 0);
+    while (got < n) {
+        ssize_t r = getrandom((char *)out + got, n - got, 0);
         if (r < 0) {
             if (errno == EINTR) continue;
             return -1;
         }
         got += (size_t)r;
     }
+    return 0;
+}
+
+int gate_random_hex(char *out, size_t nbytes_random)
+{
+    unsigned char raw[64];
+    if (nbytes_random > sizeof(raw) || gate_random_bytes(raw, nbytes_random) < 0) return -1;
     static const char digits[] = "0123456789abcdef";
     for (size_t i = 0; i < nbytes_random; i++) {
         out[2 * i] = digits[raw[i] >> 4];

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "agents.h"
 #include "approval.h"
 #include "audit.h"
 #include "calls.h"
@@ -47,6 +48,7 @@ struct gw {
     char *public_url; /* "http://127.0.0.1:8080", for links in responses and webhooks */
     struct audit_log *audit;
     struct call_engine *engine;
+    struct agents *agents; /* identities from the config (none: anonymous, loopback only) */
     struct gw_metrics *metrics;
     atomic_bool stopping;
 };
@@ -74,6 +76,7 @@ struct http_req {
     const char *authorization; /* may be NULL */
     const char *params[2];     /* the path segments matched by '*' in the route */
     uint64_t received_ns;      /* when the request arrived (gate_monotonic_ns) */
+    struct principal who;      /* the authenticated caller (see the route's auth) */
 };
 /* Value of a query argument / header (case-insensitive name), or NULL. */
 const char *http_query(const struct http_req *req, const char *key);
@@ -105,9 +108,19 @@ int http_parse_body(const struct http_req *req, json_t **out, struct gate_error 
 /* A handler runs on a worker thread (never on libmicrohttpd's), so it may block on a tool run or
  * a disk sync; long polls use http_wait instead of blocking. */
 typedef void (*route_fn)(struct gw *gw, const struct http_req *req, struct http_resp *resp);
+/* Who may use a route. The check runs before the handler, which finds the caller in req->who. */
+enum route_auth {
+    AUTH_PUBLIC,   /* anyone (GET /healthz) */
+    AUTH_METRICS,  /* any identity, unless metrics.public (or no agent is configured) */
+    AUTH_AGENT,    /* an agent (anonymous when none is configured) */
+    AUTH_READER,   /* an agent, or an approver (reading call records) */
+    AUTH_APPROVER, /* an approver */
+    AUTH_DECISION, /* an approver, or a decision token that the handler checks */
+};
 struct route {
     const char *method;  /* "GET", "POST" */
     const char *pattern; /* "/v1/tools/ * /calls" without spaces: '*' matches one segment */
+    enum route_auth auth;
     route_fn handler;
 };
 
@@ -181,6 +194,12 @@ void gw_metrics_rejected(struct gw_metrics *m, const char *code);
 /* The whole /metrics text: requests, the call engine, the audit log and the sandbox tiers. */
 void gw_metrics_render(struct gw *gw, struct gate_buf *out);
 
+/* config.c: read --config (agents into gw->agents, the approval section into *approval, owned by
+ * the caller), and apply its rules (a readable file with a secret, no agents off loopback). */
+int gw_config_load(struct gw *gw, struct approval_config *approval, struct gate_error *err);
+/* Create the state directory 0700, or tighten an existing one. */
+int gw_state_dir(const char *dir, struct gate_error *err);
+
 /* serve_options.c: 0 parsed, 1 --help printed (exit 0), -1 error printed (exit 2). */
 int gw_parse_serve_args(int argc, char **argv, struct gw_options *o);
 
@@ -190,5 +209,6 @@ int cmd_policy(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_call(int argc, char **argv);
 int cmd_approvals(int argc, char **argv); /* cli_approvals.c */
+int cmd_agents(int argc, char **argv);    /* cli_agents.c */
 
 #endif

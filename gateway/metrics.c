@@ -56,6 +56,7 @@ void gw_metrics_render(struct gw *gw, struct gate_buf *out)
                         m->rejected[i].code, (unsigned long long)m->rejected[i].count);
     pthread_mutex_unlock(&m->lock);
     call_engine_metrics(gw->engine, out);
+    agents_metrics(gw->agents, out);
     gate_buf_printf(out,
                     "# HELP gatehouse_audit_write_failures_total Audit appends refused because the "
                     "log could not be written.\n"

@@ -41,11 +41,12 @@ static json_t *tool_json(const struct policy *p)
 
 void route_tools_list(struct gw *gw, const struct http_req *req, struct http_resp *resp)
 {
-    (void)req;
+    (void)gw;
     struct policy_set *set = call_engine_policies(gw->engine);
     json_t *tools = json_array();
     for (size_t i = 0; set && i < set->n; i++)
-        json_array_append_new(tools, tool_json(set->items[i]));
+        if (agents_tool_granted(&req->who, set->items[i]->name))
+            json_array_append_new(tools, tool_json(set->items[i]));
     policy_set_unref(set);
     http_json(resp, 200, json_pack("{s:o}", "tools", tools));
 }
@@ -62,23 +63,58 @@ static int optional_label(json_t *body, const char *key, const char **out, struc
     return 0;
 }
 
-/* The request body of POST /v1/tools/{name}/calls as a call request (borrowing from body). */
-static int call_request_from(json_t *body, const char *tool, struct call_request *req,
-                             struct gate_error *err)
+/* The request body of POST /v1/tools/{name}/calls as a call request by who (borrowing from
+ * body): the body's `agent`, if given, must name the authenticated agent. */
+static int call_request_from(json_t *body, const char *tool, const struct principal *who,
+                             struct call_request *req, struct gate_error *err)
 {
-    const char *key;
+    const char *key, *agent = NULL;
     json_t *v;
-    *req = (struct call_request){.tool = tool};
+    *req = (struct call_request){.tool = tool, .agent = who->name};
     json_object_foreach(body, key, v)
     {
         if (strcmp(key, "arguments") && strcmp(key, "agent") && strcmp(key, "session"))
             return gate_err(err, GATE_E_BAD_REQUEST, "unknown field '%s'", key);
     }
-    if (optional_label(body, "agent", &req->agent, err) < 0 ||
+    if (optional_label(body, "agent", &agent, err) < 0 ||
         optional_label(body, "session", &req->session, err) < 0)
         return -1;
+    if (agent && strcmp(agent, who->name) != 0)
+        return gate_err(err, GATE_E_AGENT_MISMATCH,
+                        "'agent' is \"%.64s\" but the caller is agent '%s'", agent, who->name);
     req->arguments = json_object_get(body, "arguments");
     return 0;
+}
+
+/* The caller's grant on the tool. An ungranted tool is answered exactly like an unknown one
+ * (404 tool_not_found), so that an agent cannot learn which tools exist; the audit log records
+ * tool_not_granted. */
+static int check_grant(struct gw *gw, const struct http_req *req, struct call_request *creq,
+                       struct gate_error *err)
+{
+    struct policy_set *set = call_engine_policies(gw->engine);
+    bool exists = set && policy_set_find(set, creq->tool);
+    policy_set_unref(set);
+    if (!exists || agents_tool_granted(&req->who, creq->tool)) {
+        /* An unknown tool goes on to the engine, which refuses it as tool_not_found. */
+        creq->grant = agents_grant_schema(&req->who, creq->tool);
+        creq->max_pending = agents_max_pending(&req->who);
+        return 0;
+    }
+    gate_err(err, GATE_E_TOOL_NOT_GRANTED, "agent '%s' may not call '%s'", req->who.name,
+             creq->tool);
+    call_reject(gw->engine, creq->tool, req->who.name, err);
+    return gate_err(err, GATE_E_TOOL_NOT_FOUND, "no tool named '%s'", creq->tool);
+}
+
+static int submit_call(struct gw *gw, const struct http_req *req, const struct call_request *creq,
+                       struct call_outcome *out, struct gate_error *err)
+{
+    if (agents_call_begin(gw->agents, &req->who, &out->retry_after, err) < 0)
+        return call_reject(gw->engine, creq->tool, creq->agent, err);
+    int rc = call_submit(gw->engine, creq, out, err);
+    agents_call_end(gw->agents, &req->who);
+    return rc;
 }
 
 void route_call_create(struct gw *gw, const struct http_req *req, struct http_resp *resp)
@@ -88,9 +124,12 @@ void route_call_create(struct gw *gw, const struct http_req *req, struct http_re
     struct call_request creq;
     struct call_outcome out = {0};
     if (http_parse_body(req, &body, &err) < 0 ||
-        call_request_from(body, req->params[0], &creq, &err) < 0) {
+        call_request_from(body, req->params[0], &req->who, &creq, &err) < 0) {
+        call_reject(gw->engine, req->params[0], req->who.name, &err);
         http_error_from(resp, &err);
-    } else if (call_submit(gw->engine, &creq, &out, &err) < 0) {
+    } else if (check_grant(gw, req, &creq, &err) < 0) {
+        http_error_from(resp, &err);
+    } else if (submit_call(gw, req, &creq, &out, &err) < 0) {
         http_error_from(resp, &err);
         resp->retry_after = out.retry_after;
         const char *id = json_string_value(json_object_get(out.record, "call_id"));
@@ -113,7 +152,9 @@ void route_call_get(struct gw *gw, const struct http_req *req, struct http_resp 
         return;
     }
     bool final = true;
-    json_t *rec = call_get(gw->engine, id, NULL, &final);
+    /* An agent reads only its own calls; another's answer as if they did not exist. */
+    const char *owner = req->who.kind == PRINCIPAL_APPROVER ? NULL : req->who.name;
+    json_t *rec = call_get(gw->engine, id, owner, &final);
     uint64_t deadline = req->received_ns + wait_ms * 1000000ull;
     if (!rec)
         http_error(resp, GATE_E_CALL_NOT_FOUND, NULL);

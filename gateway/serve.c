@@ -62,30 +62,9 @@ static int parse_uid_range(const char *s, uid_t *base, unsigned *count)
     return 0;
 }
 
-static int open_approval(struct gw *gw, struct gate_error *err)
+static int open_approval(struct gw *gw, const struct approval_config *cfg, struct gate_error *err)
 {
-    struct approval_config cfg = {0};
-    struct ynode *root = NULL;
-    if (gw->opt.config) {
-        if (ynode_load_file(gw->opt.config, &root, err) < 0) return -1;
-        if (root->kind != YNODE_MAP) {
-            ynode_free(root);
-            return gate_err(err, GATE_E_CONFIG, "%s: the config must be a mapping", gw->opt.config);
-        }
-        for (size_t i = 0; i < root->n; i++)
-            if (strcmp(root->keys[i], "approval") != 0) {
-                gate_err(err, GATE_E_CONFIG, "%s:%d:%d: unknown key '%s'", gw->opt.config,
-                         root->items[i]->loc.line, root->items[i]->loc.col, root->keys[i]);
-                ynode_free(root);
-                return -1;
-            }
-    }
-    int rc = approval_config_parse(root ? ynode_get(root, "approval") : NULL, &cfg, err);
-    ynode_free(root);
-    if (rc < 0) return gate_err_wrap(err, "%s", gw->opt.config);
-    rc = call_engine_open_approval(gw->engine, gw->opt.state_dir, &cfg, gw->public_url, err);
-    approval_config_free(&cfg);
-    return rc;
+    return call_engine_open_approval(gw->engine, gw->opt.state_dir, cfg, gw->public_url, err);
 }
 
 static void wait_for_calls(struct gw *gw, unsigned ms)
@@ -99,8 +78,10 @@ static void *teardown_watchdog(void *arg)
 {
     (void)arg;
     sleep(5);
-    gate_log("warn", "gateway.stopped", "teardown did not finish in 5 s; exiting");
-    _exit(0);
+    /* Every record is durable, but a hung teardown is a bug: exit non-zero so that tests and
+     * supervisors see it (and LeakSanitizer's silence is not mistaken for a clean stop). */
+    gate_log("error", "gateway.stopped", "teardown did not finish in 5 s; exiting with status 70");
+    _exit(70);
 }
 
 static int serve_loop(struct gw *gw)
@@ -165,6 +146,9 @@ static void fit_connections(struct gw_options *o)
         o->max_connections_per_ip = o->max_connections;
 }
 
+static int start_engine(struct gw *gw, struct sbx_config *sc,
+                        const struct approval_config *approval, struct gate_error *err);
+
 static int start(struct gw *gw, struct gate_error *err)
 {
     struct sbx_config sc = {.state_dir = gw->opt.state_dir};
@@ -177,8 +161,17 @@ static int start(struct gw *gw, struct gate_error *err)
         return gate_err(err, GATE_E_CONFIG,
                         "--tool-uids gives %u uids, fewer than --max-concurrent %u",
                         sc.call_uid_count, gw->opt.max_concurrent);
-    if (mkdir(gw->opt.state_dir, 0700) < 0 && errno != EEXIST)
-        return gate_err_errno(err, GATE_E_CONFIG, errno, "mkdir %s", gw->opt.state_dir);
+    struct approval_config approval;
+    if (gw_config_load(gw, &approval, err) < 0) return -1;
+    int rc = start_engine(gw, &sc, &approval, err);
+    approval_config_free(&approval);
+    return rc;
+}
+
+static int start_engine(struct gw *gw, struct sbx_config *sc,
+                        const struct approval_config *approval, struct gate_error *err)
+{
+    if (gw_state_dir(gw->opt.state_dir, err) < 0) return -1;
     char audit_dir[4096];
     snprintf(audit_dir, sizeof(audit_dir), "%s/audit", gw->opt.state_dir);
     if (audit_open(audit_dir, &gw->audit, err) < 0) return -1;
@@ -188,7 +181,7 @@ static int start(struct gw *gw, struct gate_error *err)
     int rc = audit_append(gw->audit, "gateway.started", f, NULL, err);
     json_decref(f);
     if (rc < 0) return -1;
-    if (sbx_init(&sc) < 0)
+    if (sbx_init(sc) < 0)
         return gate_err(err, GATE_E_SANDBOX, "no isolation tier works on this host");
     struct call_engine_config ec = {.policy_dir = gw->opt.policies,
                                     .max_concurrent = gw->opt.max_concurrent,
@@ -199,7 +192,7 @@ static int start(struct gw *gw, struct gate_error *err)
     rc = call_engine_open(&ec, &gw->engine, &diags, err);
     policy_diags_free(&diags);
     if (rc < 0) return gate_err_wrap(err, "start");
-    if (open_approval(gw, err) < 0) return -1;
+    if (open_approval(gw, approval, err) < 0) return -1;
     fit_connections(&gw->opt);
     if (gw_http_start(gw, err) < 0) return -1;
     return call_engine_resume(gw->engine, err);
@@ -242,6 +235,7 @@ int cmd_serve(int argc, char **argv)
     call_engine_close(gw.engine);
     sbx_shutdown();
     audit_close(gw.audit);
+    agents_free(gw.agents);
     gw_metrics_free(gw.metrics);
     free(gw.public_url);
     return rc;

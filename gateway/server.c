@@ -17,13 +17,13 @@
 #include "gateway.h"
 
 static const struct route routes[] = {
-    {"GET", "/healthz", route_healthz},
-    {"GET", "/metrics", route_metrics},
-    {"GET", "/v1/tools", route_tools_list},
-    {"POST", "/v1/tools/*/calls", route_call_create},
-    {"GET", "/v1/calls/*", route_call_get},
-    {"GET", "/v1/approvals", route_approvals_list},
-    {"POST", "/v1/approvals/*", route_approval_decide},
+    {"GET", "/healthz", AUTH_PUBLIC, route_healthz},
+    {"GET", "/metrics", AUTH_METRICS, route_metrics},
+    {"GET", "/v1/tools", AUTH_AGENT, route_tools_list},
+    {"POST", "/v1/tools/*/calls", AUTH_AGENT, route_call_create},
+    {"GET", "/v1/calls/*", AUTH_READER, route_call_get},
+    {"GET", "/v1/approvals", AUTH_APPROVER, route_approvals_list},
+    {"POST", "/v1/approvals/*", AUTH_DECISION, route_approval_decide},
 };
 
 #define IDLE_TIMEOUT_S 60 /* an idle keep-alive connection is closed after this */
@@ -199,6 +199,32 @@ static bool valid_utf8(const char *str)
     return ok;
 }
 
+/* Authenticate the caller and check that its kind may use the route. A refused call is
+ * audited (call.rejected) like any other refusal. */
+static int authorize(struct gw *gw, const struct route *r, struct http_req *req,
+                     struct http_resp *resp)
+{
+    struct gate_error err = {0};
+    if (r->auth == AUTH_PUBLIC || (r->auth == AUTH_METRICS && (agents_metrics_public(gw->agents) ||
+                                                               !agents_configured(gw->agents))))
+        return 0;
+    int rc = agents_authenticate(gw->agents, req->authorization, &req->who, &err);
+    enum principal_kind k = req->who.kind;
+    if (rc == 0 && r->auth == AUTH_AGENT && k == PRINCIPAL_APPROVER)
+        rc = gate_err(&err, GATE_E_FORBIDDEN, "an approver's token cannot call tools");
+    else if (rc == 0 && r->auth == AUTH_APPROVER && k != PRINCIPAL_APPROVER)
+        rc = gate_err(&err, k == PRINCIPAL_ANONYMOUS ? GATE_E_UNAUTHORIZED : GATE_E_FORBIDDEN,
+                      "an approver's token is required");
+    else if (rc == 0 && r->auth == AUTH_DECISION && k == PRINCIPAL_AGENT)
+        rc = gate_err(&err, GATE_E_FORBIDDEN, "an agent's token cannot decide held calls");
+    if (rc == 0) return 0;
+    if (r->handler == route_call_create)
+        call_reject(gw->engine, req->params[0],
+                    err.code == GATE_E_UNAUTHORIZED ? NULL : req->who.name, &err);
+    http_error_from(resp, &err);
+    return -1;
+}
+
 static void dispatch(struct gw *gw, struct http_req *req, struct http_resp *resp)
 {
     char store[HTTP_MAX_TARGET + 8];
@@ -216,6 +242,7 @@ static void dispatch(struct gw *gw, struct http_req *req, struct http_resp *resp
         if (strcmp(routes[i].method, method) != 0) continue;
         req->params[0] = params[0];
         req->params[1] = params[1];
+        if (authorize(gw, &routes[i], req, resp) < 0) return;
         if (strcmp(method, "POST") == 0 && !json_content_type(req->content_type)) {
             http_error(resp, GATE_E_UNSUPPORTED_MEDIA_TYPE, NULL);
             return;

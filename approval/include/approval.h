@@ -21,19 +21,13 @@
 
 struct approval;
 
-struct approval_approver {
-    char *name;
-    char *token; /* bearer token */
-};
-
 struct approval_config {
     char *webhook_url;    /* default endpoint; NULL = none configured */
     char *webhook_secret; /* "whsec_..." (from the file or from webhook_secret_env) */
-    struct approval_approver *approvers;
-    size_t n_approvers;
 };
 
-/* Parse the `approval:` section of the gateway config (node may be NULL: defaults). */
+/* Parse the `approval:` section of the gateway config (node may be NULL: defaults). Its
+ * `approvers` are identities, read by the identity module (agents.h), and skipped here. */
 int approval_config_parse(const struct ynode *node, struct approval_config *cfg,
                           struct gate_error *err);
 void approval_config_free(struct approval_config *cfg);
@@ -84,21 +78,39 @@ json_t *approval_call_record(struct approval *a, const char *call_id, const char
 
 /* ---- additions (approval engineer) ---------------------------------------------------- */
 
-/* Decide a held call. authorization is the request's Authorization header (may be NULL):
- * "Bearer <approver token>" or "Bearer <decision token from the webhook>". body is the
- * parsed JSON object {"decision":"approve"|"deny","approver","reason","args_sha256",
- * "tool"?,"policy_sha256"?}. Errors: UNAUTHORIZED, BAD_REQUEST, CALL_NOT_FOUND,
+/* Who decides or lists. The gateway authenticates approvers (agents.h); a bare decision token
+ * (from a webhook) is checked here, against the hashes the store keeps. */
+struct approval_auth {
+    const char *approver; /* an authenticated approver's name, or NULL */
+    const char *bearer;   /* otherwise the Authorization header value (a decision token) */
+    bool (*may)(const void *ctx, const char *tool); /* the approver's tools; NULL: every tool */
+    const void *may_ctx;
+};
+
+/* Decide a held call. body is the parsed JSON object {"decision":"approve"|"deny",
+ * "approver"?,"reason"?,"args_sha256","tool"?,"policy_sha256"?}; with a decision token,
+ * "approver" is the name the person typed (optional; the record then says "decision token").
+ * Errors: UNAUTHORIZED, BAD_REQUEST, CALL_NOT_FOUND (also for a tool the approver may not see),
  * DECISION_MISMATCH, ALREADY_DECIDED, APPROVAL_EXPIRED. On success *response is the call's
- * record after the decision (owned by the caller); an approved call then runs once on a
- * worker thread. */
-int approval_decide(struct approval *a, const char *call_id, const char *authorization,
+ * record after the decision (owned by the caller); an approved call then runs once on a worker
+ * thread. */
+int approval_decide(struct approval *a, const char *call_id, const struct approval_auth *auth,
                     const json_t *body, json_t **response, struct gate_error *err);
 
-/* {"approvals":[...]} of held calls with their arguments, for an approver token only.
- * status: NULL or "pending" (pending_approval), "all", or a state name. call_id (may be
- * NULL): just that call (CALL_NOT_FOUND if it was never held). *out owned by the caller. */
-int approval_list(struct approval *a, const char *authorization, const char *status,
-                  const char *call_id, json_t **out, struct gate_error *err);
+struct approval_query {
+    const char *status;  /* NULL or "pending" (pending_approval), "all", or a state name */
+    const char *call_id; /* just that call (CALL_NOT_FOUND if it was never held), or NULL */
+    size_t limit;        /* 0: 100; at most 1000 */
+    const char *cursor;  /* next_cursor of the previous page, or NULL */
+};
+/* {"approvals":[...],"next_cursor"?} of held calls with their arguments, oldest first, for an
+ * approver only. *out owned by the caller. */
+int approval_list(struct approval *a, const struct approval_auth *auth,
+                  const struct approval_query *q, json_t **out, struct gate_error *err);
+
+/* Held calls of agent awaiting approval (for its max_pending quota). */
+int approval_pending_count(struct approval *a, const char *agent, size_t *n,
+                           struct gate_error *err);
 
 /* Begin stopping (idempotent; approval_close does it too): no more webhooks are sent, no more
  * calls expire and no more approved calls start; approved calls already running go on. */

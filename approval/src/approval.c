@@ -157,8 +157,8 @@ static void expire_due(struct approval *a)
     struct approval_row *rows = NULL;
     size_t n = 0;
     struct gate_error err = {0};
-    if (a->ops->list_by_state(a->store, ST_PENDING, (int64_t)gate_realtime_ms(), &rows, &n, &err) <
-        0) {
+    if (a->ops->list_by_state(a->store, ST_PENDING, (int64_t)gate_realtime_ms(), NULL, &rows, &n,
+                              &err) < 0) {
         gate_log("error", "approval.store", "expiry scan: %s", err.msg);
         return;
     }
@@ -204,14 +204,6 @@ static int copy_config(struct approval *a, const struct approval_config *cfg,
         if (a->secret_len <= 0)
             return gate_err(err, GATE_E_CONFIG, "webhook secret must be \"whsec_\" + base64");
     }
-    a->cfg.approvers = calloc(cfg->n_approvers + 1, sizeof(*a->cfg.approvers));
-    if (!a->cfg.approvers) return gate_err(err, GATE_E_NOMEM, "out of memory");
-    for (size_t i = 0; i < cfg->n_approvers; i++) {
-        struct approval_approver *d = &a->cfg.approvers[a->cfg.n_approvers++];
-        d->name = strdup(cfg->approvers[i].name);
-        d->token = strdup(cfg->approvers[i].token);
-        if (!d->name || !d->token) return gate_err(err, GATE_E_NOMEM, "out of memory");
-    }
     return 0;
 }
 
@@ -221,7 +213,7 @@ static int interrupt_started(struct approval *a, struct gate_error *err)
 {
     struct approval_row *rows = NULL;
     size_t n = 0;
-    if (a->ops->list_by_state(a->store, ST_STARTED, 0, &rows, &n, err) < 0) return -1;
+    if (a->ops->list_by_state(a->store, ST_STARTED, 0, NULL, &rows, &n, err) < 0) return -1;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         struct approval_row *r = &rows[i];
@@ -251,7 +243,7 @@ int approval_resume(struct approval *a, struct gate_error *err)
 {
     struct approval_row *rows = NULL;
     size_t n = 0;
-    if (a->ops->list_by_state(a->store, NULL, 0, &rows, &n, err) < 0) return -1;
+    if (a->ops->list_by_state(a->store, NULL, 0, NULL, &rows, &n, err) < 0) return -1;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         struct approval_row *r = &rows[i];
@@ -357,4 +349,10 @@ void approval_close(struct approval *a)
     pthread_cond_destroy(&a->runs_done);
     pthread_mutex_destroy(&a->lock);
     free(a);
+}
+
+int approval_pending_count(struct approval *a, const char *agent, size_t *n, struct gate_error *err)
+{
+    *n = 0;
+    return a->ops->count_pending(a->store, agent, n, err);
 }

@@ -57,6 +57,13 @@ struct store_update {
     int64_t decided_ms, started_ms, finished_ms;
 };
 
+/* A page of a listing: rows after (after_created_ms, after_call_id), at most limit of them. */
+struct store_page {
+    int64_t after_created_ms;
+    const char *after_call_id; /* "" or NULL: from the start */
+    size_t limit;
+};
+
 /* Run inside the transaction after the row changed; -1 (err filled) rolls it back. */
 typedef int (*store_hook)(void *ctx, struct gate_error *err);
 
@@ -75,10 +82,14 @@ struct approval_store_ops {
                      struct gate_error *err);
     /* 1 and *out filled (caller clears it) if found, 0 if not, -1 on error. */
     int (*get)(void *h, const char *call_id, struct approval_row *out, struct gate_error *err);
-    /* Rows in state (NULL = any), oldest first; only those with expires_ms <= expires_before
-     * when expires_before > 0. *rows owned by the caller (approval_rows_free). */
+    /* Rows in state (NULL = any), oldest first (created_ms, call_id); only those with
+     * expires_ms <= expires_before when expires_before > 0; with page, only those after the
+     * page's position and at most page->limit. *rows owned by the caller (approval_rows_free). */
     int (*list_by_state)(void *h, const char *state, int64_t expires_before,
-                         struct approval_row **rows, size_t *n, struct gate_error *err);
+                         const struct store_page *page, struct approval_row **rows, size_t *n,
+                         struct gate_error *err);
+    /* Held calls of agent in state pending_approval. */
+    int (*count_pending)(void *h, const char *agent, size_t *n, struct gate_error *err);
     /* The call one of whose decision tokens hashes to token_sha256: 1 + call_id (40 bytes). */
     int (*find_by_token)(void *h, const char *token_sha256, char call_id[40],
                          struct gate_error *err);

@@ -3,8 +3,7 @@
  *   approval:
  *     webhook_url: http://127.0.0.1:9000/hook   # default endpoint (http:// only for now)
  *     webhook_secret: whsec_<base64>            # or webhook_secret_env: VAR_NAME
- *     approvers:                                # name -> bearer token (>= 16 characters)
- *       alice: 3f9c0c6b5e2d4a71
+ *     approvers: ...                            # identities: see agents/src/agents.c
  *
  * Every problem is reported with the line:column where it was written.
  */
@@ -12,8 +11,6 @@
 #include <string.h>
 
 #include "approval_internal.h"
-
-#define MIN_TOKEN_LEN 16
 
 static int at(struct gate_error *err, const struct ynode *n, const char *fmt, const char *what)
 {
@@ -74,32 +71,6 @@ static int set_secret_env(const struct ynode *n, struct approval_config *cfg,
     return set_secret(n, v, origin, cfg, err);
 }
 
-static int set_approvers(const struct ynode *n, struct approval_config *cfg, struct gate_error *err)
-{
-    if (n->kind != YNODE_MAP)
-        return at(err, n, "'approval.%s' must be a mapping of name to token", "approvers");
-    cfg->approvers = calloc(n->n ? n->n : 1, sizeof(*cfg->approvers));
-    if (!cfg->approvers) return gate_err(err, GATE_E_NOMEM, "out of memory");
-    for (size_t i = 0; i < n->n; i++) {
-        const struct ynode *v = n->items[i];
-        if (!*n->keys[i]) return at(err, v, "approver names must not be empty%s", "");
-        if (v->kind != YNODE_SCALAR || !v->scalar)
-            return at(err, v, "the token of approver '%s' must be a string", n->keys[i]);
-        if (strlen(v->scalar) < MIN_TOKEN_LEN) {
-            gate_err(err, GATE_E_CONFIG,
-                     "%d:%d: the token of approver '%s' is shorter than %d "
-                     "characters",
-                     v->loc.line, v->loc.col, n->keys[i], MIN_TOKEN_LEN);
-            return -1;
-        }
-        struct approval_approver *ap = &cfg->approvers[cfg->n_approvers++];
-        ap->name = strdup(n->keys[i]);
-        ap->token = strdup(v->scalar);
-        if (!ap->name || !ap->token) return gate_err(err, GATE_E_NOMEM, "out of memory");
-    }
-    return 0;
-}
-
 static int parse_keys(const struct ynode *node, struct approval_config *cfg, struct gate_error *err)
 {
     const struct ynode *secret = ynode_get(node, "webhook_secret");
@@ -121,7 +92,7 @@ static int parse_keys(const struct ynode *node, struct approval_config *cfg, str
                           "");
             rc = set_secret_env(v, cfg, err);
         } else if (strcmp(k, "approvers") == 0) {
-            rc = set_approvers(v, cfg, err);
+            rc = 0; /* identities: read by the identity module (agents.h) */
         } else {
             const struct policy_loc *loc = node->key_locs ? &node->key_locs[i] : &v->loc;
             return gate_err(err, GATE_E_CONFIG,
@@ -157,12 +128,5 @@ void approval_config_free(struct approval_config *cfg)
     if (!cfg) return;
     free(cfg->webhook_url);
     free(cfg->webhook_secret);
-    for (size_t i = 0; i < cfg->n_approvers; i++) {
-        free(cfg->approvers[i].name);
-        if (cfg->approvers[i].token) /* do not leave tokens in freed memory */
-            explicit_bzero(cfg->approvers[i].token, strlen(cfg->approvers[i].token));
-        free(cfg->approvers[i].token);
-    }
-    free(cfg->approvers);
     memset(cfg, 0, sizeof(*cfg));
 }

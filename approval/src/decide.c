@@ -29,34 +29,21 @@ static const char *bearer(const char *authorization)
     return *t ? t : NULL;
 }
 
-static const struct approval_approver *match_approver(const struct approval *a, const char *token)
-{
-    const struct approval_approver *found = NULL;
-    size_t tlen = strlen(token);
-    /* No early exit: every token is compared whatever the outcome. */
-    for (size_t i = 0; i < a->cfg.n_approvers; i++) {
-        const struct approval_approver *ap = &a->cfg.approvers[i];
-        bool eq = gate_consttime_eq(token, tlen, ap->token, strlen(ap->token));
-        if (eq && !found) found = ap;
-    }
-    return found;
-}
-
 /* 0: *c filled; -1: err (401 or a store error). */
-static int authenticate(struct approval *a, const char *authorization, bool allow_decision_token,
-                        struct credential *c, struct gate_error *err)
+static int authenticate(struct approval *a, const struct approval_auth *auth,
+                        bool allow_decision_token, struct credential *c, struct gate_error *err)
 {
     memset(c, 0, sizeof(*c));
-    const char *token = bearer(authorization);
-    if (!token)
-        return gate_err(err, GATE_E_UNAUTHORIZED, "an Authorization: Bearer token is required");
-    const struct approval_approver *ap = match_approver(a, token);
-    if (ap) {
-        c->approver = ap->name;
+    if (auth->approver) {
+        c->approver = auth->approver;
         return 0;
     }
-    if (!allow_decision_token || strncmp(token, "gdt_", 4) != 0)
-        return gate_err(err, GATE_E_UNAUTHORIZED, "the bearer token is not an approver token");
+    const char *token = bearer(auth->bearer);
+    if (!allow_decision_token)
+        return gate_err(err, GATE_E_UNAUTHORIZED, "an approver's bearer token is required");
+    if (!token || strncmp(token, "gdt_", 4) != 0)
+        return gate_err(err, GATE_E_UNAUTHORIZED,
+                        "an approver's bearer token or a decision token is required");
     /* Looking the token up by its hash leaks nothing useful: the hash is a random 256-bit
      * value's, and only an exact match is accepted. */
     char sha[65];
@@ -65,6 +52,11 @@ static int authenticate(struct approval *a, const char *authorization, bool allo
     if (found < 0) return -1;
     if (found == 0) return gate_err(err, GATE_E_UNAUTHORIZED, "unknown decision token");
     return 0;
+}
+
+static bool may_see(const struct approval_auth *auth, const char *tool)
+{
+    return !auth->approver || !auth->may || auth->may(auth->may_ctx, tool);
 }
 
 struct decision {
@@ -117,23 +109,24 @@ static int parse_decision(const json_t *body, struct decision *d, struct gate_er
 }
 
 /* Who decides: the approver token's name (a different name in the body is refused), or for
- * a decision token the name given in the body. */
+ * a decision token "decision token", with the name typed in the body if one was given. */
 static int decider(const struct credential *c, const struct decision *d, const char *call_id,
-                   const char **who, struct gate_error *err)
+                   char *who, size_t who_len, struct gate_error *err)
 {
     if (c->approver) {
         if (d->approver && strcmp(d->approver, c->approver) != 0)
             return gate_err(err, GATE_E_UNAUTHORIZED, "the token does not belong to approver '%s'",
                             d->approver);
-        *who = c->approver;
+        snprintf(who, who_len, "%s", c->approver);
         return 0;
     }
     if (strcmp(c->token_call, call_id) != 0)
         return gate_err(err, GATE_E_DECISION_MISMATCH,
                         "the decision token belongs to another call");
-    if (!d->approver || !*d->approver)
-        return gate_err(err, GATE_E_BAD_REQUEST, "'approver' (who decides) is required");
-    *who = d->approver;
+    if (d->approver && *d->approver)
+        snprintf(who, who_len, "%s (decision token)", d->approver);
+    else
+        snprintf(who, who_len, "decision token");
     return 0;
 }
 
@@ -202,18 +195,19 @@ static int commit_decision(struct approval *a, const struct approval_row *r,
                : gate_err(err, GATE_E_ALREADY_DECIDED, "call %s was already decided", r->call_id);
 }
 
-int approval_decide(struct approval *a, const char *call_id, const char *authorization,
+int approval_decide(struct approval *a, const char *call_id, const struct approval_auth *auth,
                     const json_t *body, json_t **response, struct gate_error *err)
 {
     struct credential c;
     struct decision d = {0};
-    const char *who = NULL;
+    char who[MAX_APPROVER + 32];
     *response = NULL;
-    if (authenticate(a, authorization, true, &c, err) < 0 || parse_decision(body, &d, err) < 0 ||
-        decider(&c, &d, call_id, &who, err) < 0)
+    if (authenticate(a, auth, true, &c, err) < 0 || parse_decision(body, &d, err) < 0 ||
+        decider(&c, &d, call_id, who, sizeof(who), err) < 0)
         return -1;
     struct approval_row r = {0};
     int found = a->ops->get(a->store, call_id, &r, err);
+    if (found == 1 && !may_see(auth, r.tool)) found = 0; /* as if it did not exist */
     if (found == 0) gate_err(err, GATE_E_CALL_NOT_FOUND, "no held call %s", call_id);
     int rc = found == 1 ? check_decidable(a, &r, &d, err) : -1;
     if (rc == 0)
@@ -259,28 +253,58 @@ static int state_filter(const char *status, const char **state, struct gate_erro
                     "(approved, denied, expired, started, finished, interrupted)");
 }
 
-int approval_list(struct approval *a, const char *authorization, const char *status,
-                  const char *call_id, json_t **out, struct gate_error *err)
+#define PAGE_DEFAULT 100
+#define PAGE_MAX 1000
+
+/* A cursor is "<created_ms>.<call_id>" of the last row of the previous page. */
+static int parse_cursor(const char *cursor, struct store_page *page, char *id, size_t id_len,
+                        struct gate_error *err)
+{
+    if (!cursor) return 0;
+    char *end = NULL;
+    long long ms = strtoll(cursor, &end, 10);
+    if (end == cursor || *end != '.' || strlen(end + 1) >= id_len || strlen(end + 1) == 0)
+        return gate_err(err, GATE_E_BAD_REQUEST, "cursor must be a next_cursor value");
+    page->after_created_ms = ms;
+    snprintf(id, id_len, "%s", end + 1);
+    page->after_call_id = id;
+    return 0;
+}
+
+int approval_list(struct approval *a, const struct approval_auth *auth,
+                  const struct approval_query *q, json_t **out, struct gate_error *err)
 {
     struct credential c;
     const char *state = NULL;
-    if (authenticate(a, authorization, false, &c, err) < 0) return -1;
-    if (call_id) {
+    if (authenticate(a, auth, false, &c, err) < 0) return -1;
+    if (q->call_id) {
         struct approval_row r = {0};
-        int found = a->ops->get(a->store, call_id, &r, err);
+        int found = a->ops->get(a->store, q->call_id, &r, err);
+        if (found == 1 && !may_see(auth, r.tool)) found = 0;
         if (found == 1) *out = json_pack("{s:[o]}", "approvals", approval_row_json(&r, true));
         approval_row_clear(&r);
-        if (found == 0) return gate_err(err, GATE_E_CALL_NOT_FOUND, "no held call %s", call_id);
+        if (found == 0) return gate_err(err, GATE_E_CALL_NOT_FOUND, "no held call %s", q->call_id);
         return found < 0 ? -1 : 0;
     }
-    if (state_filter(status, &state, err) < 0) return -1;
+    if (state_filter(q->status, &state, err) < 0) return -1;
+    if (q->limit > PAGE_MAX)
+        return gate_err(err, GATE_E_BAD_REQUEST, "limit must be 1 to %d", PAGE_MAX);
+    struct store_page page = {.after_created_ms = INT64_MIN,
+                              .limit = q->limit ? q->limit : PAGE_DEFAULT};
+    char after_id[64];
+    if (parse_cursor(q->cursor, &page, after_id, sizeof(after_id), err) < 0) return -1;
     struct approval_row *rows = NULL;
     size_t n = 0;
-    if (a->ops->list_by_state(a->store, state, 0, &rows, &n, err) < 0) return -1;
+    if (a->ops->list_by_state(a->store, state, 0, &page, &rows, &n, err) < 0) return -1;
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, approval_row_json(&rows[i], true));
-    approval_rows_free(rows, n);
+        if (may_see(auth, rows[i].tool))
+            json_array_append_new(arr, approval_row_json(&rows[i], true));
     *out = json_pack("{s:o}", "approvals", arr);
+    if (*out && n == page.limit) /* a full page: there may be more */
+        json_object_set_new(
+            *out, "next_cursor",
+            json_sprintf("%lld.%s", (long long)rows[n - 1].created_ms, rows[n - 1].call_id));
+    approval_rows_free(rows, n);
     return *out ? 0 : gate_err(err, GATE_E_NOMEM, "out of memory");
 }

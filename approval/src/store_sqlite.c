@@ -5,11 +5,14 @@
  * WAL with synchronous=FULL: a COMMIT returns only once the WAL frame is fsynced, so a
  * committed transition survives a crash or power loss.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "approval_store.h"
 
@@ -72,6 +75,17 @@ static int sq_open(const char *state_dir, void **handle, struct gate_error *err)
     if (snprintf(path, sizeof(path), "%s/approval.db", state_dir) >= (int)sizeof(path))
         return gate_err(err, GATE_E_CONFIG, "state directory path too long");
     mkdir(state_dir, 0700);
+    /* The file holds call arguments and token hashes: 0600 from the start, and so are the -wal
+     * and -shm files SQLite creates next to it (it gives them the database file's mode). */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return gate_err_errno(err, GATE_E_IO, errno, "open %s", path);
+    fchmod(fd, 0600);
+    close(fd);
+    for (const char *suffix = "-wal"; suffix; suffix = strcmp(suffix, "-wal") ? NULL : "-shm") {
+        char side[4200];
+        snprintf(side, sizeof(side), "%s%s", path, suffix);
+        chmod(side, 0600); /* left by an earlier version with a wider mode */
+    }
     struct sq *s = calloc(1, sizeof(*s));
     if (!s) return gate_err(err, GATE_E_NOMEM, "out of memory");
     pthread_mutex_init(&s->lock, NULL);
@@ -93,7 +107,6 @@ static int sq_open(const char *state_dir, void **handle, struct gate_error *err)
         free(s);
         return -1;
     }
-    chmod(path, 0600); /* it holds call arguments and token hashes */
     *handle = s;
     return 0;
 }
@@ -297,7 +310,8 @@ out:
 }
 
 static int sq_list_by_state(void *h, const char *state, int64_t expires_before,
-                            struct approval_row **rows, size_t *n, struct gate_error *err)
+                            const struct store_page *page, struct approval_row **rows, size_t *n,
+                            struct gate_error *err)
 {
     struct sq *s = h;
     sqlite3_stmt *st = NULL;
@@ -309,13 +323,18 @@ static int sq_list_by_state(void *h, const char *state, int64_t expires_before,
     pthread_mutex_lock(&s->lock);
     if (sqlite3_prepare_v2(s->db,
                            "SELECT " COLUMNS " FROM calls WHERE (?1 IS NULL OR state=?1)"
-                           " AND (?2 = 0 OR expires_ms <= ?2) ORDER BY created_ms, call_id",
+                           " AND (?2 = 0 OR expires_ms <= ?2)"
+                           " AND (created_ms > ?3 OR (created_ms = ?3 AND call_id > ?4))"
+                           " ORDER BY created_ms, call_id LIMIT ?5",
                            -1, &st, NULL) != SQLITE_OK) {
         rc = sq_fail(s, err, "prepare list");
         goto out;
     }
     bind_text(st, 1, state);
     sqlite3_bind_int64(st, 2, expires_before);
+    sqlite3_bind_int64(st, 3, page ? page->after_created_ms : INT64_MIN);
+    bind_text(st, 4, page && page->after_call_id ? page->after_call_id : "");
+    sqlite3_bind_int64(st, 5, page && page->limit ? (int64_t)page->limit : -1);
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         if (count == cap) {
@@ -342,6 +361,28 @@ out:
     *rows = v;
     *n = count;
     return 0;
+}
+
+static int sq_count_pending(void *h, const char *agent, size_t *n, struct gate_error *err)
+{
+    struct sq *s = h;
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    pthread_mutex_lock(&s->lock);
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT count(*) FROM calls WHERE state='" ST_PENDING "' AND agent IS ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = sq_fail(s, err, "prepare count");
+    } else {
+        bind_text(st, 1, agent);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            *n = (size_t)sqlite3_column_int64(st, 0);
+        else
+            rc = sq_fail(s, err, "count");
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->lock);
+    return rc;
 }
 
 static int sq_find_by_token(void *h, const char *token_sha256, char call_id[40],
@@ -446,6 +487,7 @@ const struct approval_store_ops approval_store_sqlite = {
     .cas_state = sq_cas_state,
     .get = sq_get,
     .list_by_state = sq_list_by_state,
+    .count_pending = sq_count_pending,
     .find_by_token = sq_find_by_token,
     .add_token = sq_add_token,
     .record_attempt = sq_record_attempt,

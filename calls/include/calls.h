@@ -67,6 +67,10 @@ struct call_request {
     const json_t *arguments; /* a JSON object; NULL means {} */
     const char *agent;       /* who calls: the authenticated agent ("anonymous" when none) */
     const char *session;     /* a free label chosen by the caller; may be NULL */
+    /* The caller's grant: an extra schema its arguments must satisfy as well (NULL: none),
+     * and its quota of held calls awaiting approval (0: none). */
+    const struct policy_schema *grant;
+    unsigned max_pending;
 };
 
 struct call_outcome {
@@ -81,6 +85,11 @@ struct call_outcome {
  * sandbox or the audit log failed (out->record then says what happened, with call_id). */
 int call_submit(struct call_engine *e, const struct call_request *req, struct call_outcome *out,
                 struct gate_error *err);
+
+/* Audit a call refused at a door before it reached call_submit (unauthorized, tool not granted,
+ * a quota): call.rejected with tool (may be NULL), agent (may be NULL), err's code and message.
+ * Returns -1; err keeps the refusal unless the audit log failed too. */
+int call_reject(struct call_engine *e, const char *tool, const char *agent, struct gate_error *err);
 
 /* The record of a call (new reference), or NULL if there is none visible to agent (NULL: any
  * agent). *final (may be NULL) says whether the call has reached a final state. */

@@ -124,11 +124,10 @@ int call_engine_resume(struct call_engine *e, struct gate_error *err)
 }
 
 /* ---- one call ---------------------------------------------------------------------------- */
-/* Record a refused call in the audit log; err keeps the refusal unless the log failed too. */
-static int reject(struct call_engine *e, const struct call_request *req, struct gate_error *err)
+int call_reject(struct call_engine *e, const char *tool, const char *agent, struct gate_error *err)
 {
-    json_t *f = json_pack("{s:s,s:s*,s:s,s:s}", "tool", req->tool ? req->tool : "", "agent",
-                          req->agent, "code", gate_code_str(err->code), "message", err->msg);
+    json_t *f = json_pack("{s:s,s:s*,s:s,s:s}", "tool", tool ? tool : "", "agent", agent, "code",
+                          gate_code_str(err->code), "message", err->msg);
     struct gate_error aerr = {0};
     if (audit_append(e->cfg.audit, "call.rejected", f, NULL, &aerr) < 0) *err = aerr;
     json_decref(f);
@@ -144,8 +143,32 @@ static int validate(struct call_engine *e, const struct call_request *req,
     if (req->arguments && !json_is_object(req->arguments))
         return gate_err(err, GATE_E_INVALID_ARGUMENTS, "$: 'arguments' must be a JSON object");
     json_t *empty = req->arguments ? NULL : json_object();
-    int rc = policy_check_args(*p, req->arguments ? req->arguments : empty, err);
+    const json_t *args = req->arguments ? req->arguments : empty;
+    int rc = policy_check_args(*p, args, err);
+    if (rc == 0 && req->grant && policy_schema_check(req->grant, args, err) < 0)
+        rc = gate_err_wrap(err, "the grant of agent '%s' on '%s'", req->agent, req->tool);
     json_decref(empty);
+    return rc;
+}
+
+/* The max_pending quota: counted in the store (held calls survive restarts), under a lock so
+ * that two holds at once cannot both take the last place. */
+static int hold(struct call_engine *e, const struct call_request *req, const struct policy *p,
+                const struct approval_call *c, struct call_outcome *out, struct gate_error *err)
+{
+    if (!req->max_pending) return approval_hold(e->approval, p, c, &out->record, err);
+    pthread_mutex_lock(&e->hold_lock);
+    size_t pending = 0;
+    int rc = approval_pending_count(e->approval, req->agent, &pending, err);
+    if (rc == 0 && pending >= req->max_pending) {
+        out->retry_after = 60;
+        rc = gate_err(err, GATE_E_TOO_MANY_CALLS,
+                      "quota max_pending: agent '%s' has %zu held calls awaiting approval",
+                      req->agent, pending);
+    } else if (rc == 0) {
+        rc = approval_hold(e->approval, p, c, &out->record, err);
+    }
+    pthread_mutex_unlock(&e->hold_lock);
     return rc;
 }
 
@@ -167,7 +190,7 @@ static int dispatch(struct call_engine *e, const struct call_request *req, const
     if (!p->approval.required) return call_execute(e, p, &c, true, &out->record, err);
     if (!e->approval) return gate_err(err, GATE_E_UNAVAILABLE, "the approval queue is not open");
     out->held = true;
-    return approval_hold(e->approval, p, &c, &out->record, err);
+    return hold(e, req, p, &c, out, err);
 }
 
 int call_submit(struct call_engine *e, const struct call_request *req, struct call_outcome *out,
@@ -185,11 +208,11 @@ int call_submit(struct call_engine *e, const struct call_request *req, struct ca
     } else if (rc == 0) {
         rc = dispatch(e, req, p, out, err);
         atomic_fetch_sub(&e->inflight, 1);
-        policy_set_unref(set);
-        return rc;
+        if (rc < 0) out->held = false;
     }
     policy_set_unref(set);
-    return reject(e, req, err);
+    /* Refused before anything ran (no record: nothing started, nothing held): say why. */
+    return rc < 0 && !out->record ? call_reject(e, req->tool, req->agent, err) : rc;
 }
 
 json_t *call_get(struct call_engine *e, const char *call_id, const char *agent, bool *final)
@@ -214,6 +237,7 @@ int call_engine_open(const struct call_engine_config *cfg, struct call_engine **
     e->records = call_records_new();
     e->metrics = call_metrics_new();
     pthread_mutex_init(&e->policy_lock, NULL);
+    pthread_mutex_init(&e->hold_lock, NULL);
     if (!e->cfg.policy_dir || !e->records || !e->metrics) {
         call_engine_close(e);
         return gate_err(err, GATE_E_NOMEM, NULL);
@@ -248,6 +272,7 @@ void call_engine_close(struct call_engine *e)
     call_records_free(e->records);
     call_metrics_free(e->metrics);
     pthread_mutex_destroy(&e->policy_lock);
+    pthread_mutex_destroy(&e->hold_lock);
     free((char *)e->cfg.policy_dir);
     free(e);
 }

@@ -28,6 +28,9 @@
     X(BAD_FRAMING, "bad_framing", 400, "ambiguous or malformed HTTP request framing")              \
     X(UNAUTHORIZED, "unauthorized", 401, "missing or invalid credentials")                         \
     X(DECISION_MISMATCH, "decision_mismatch", 403, "decision does not match the held call")        \
+    X(FORBIDDEN, "forbidden", 403, "these credentials may not do this")                            \
+    X(AGENT_MISMATCH, "agent_mismatch", 403, "'agent' is not the authenticated agent")             \
+    X(TOOL_NOT_GRANTED, "tool_not_granted", 403, "the agent may not call this tool")               \
     X(TOOL_NOT_FOUND, "tool_not_found", 404, "no such tool")                                       \
     X(CALL_NOT_FOUND, "call_not_found", 404, "no such call")                                       \
     X(NOT_FOUND, "not_found", 404, "no such resource")                                             \
@@ -131,6 +134,8 @@ uint64_t gate_monotonic_ns(void);
 uint64_t gate_realtime_ms(void);
 /* RFC 3339 UTC with milliseconds: 2026-11-23T12:00:00.123Z; buf holds 32 bytes. */
 void gate_rfc3339(uint64_t realtime_ms, char buf[32]);
+/* n random bytes from getrandom. */
+int gate_random_bytes(void *out, size_t n);
 /* Random identifier: 32 lowercase hex characters (128 bits from getrandom). */
 int gate_random_hex(char *out, size_t nbytes_random);
 /* A call id: "c_" + 32 hex; out holds 40 bytes. */

@@ -135,6 +135,18 @@ const struct policy *policy_set_find(const struct policy_set *s, const char *nam
  * GATE_E_INVALID_ARGUMENTS and a message naming the JSON path ("$.text: longer than 64"). */
 int policy_check_args(const struct policy *p, const json_t *args, struct gate_error *err);
 
+/* ---- argument schemas outside a policy file (agents' grants in the gateway config) -------- */
+struct policy_schema;
+struct ynode;
+/* Compile n (a YAML mapping written in `file`) as an argument schema, in the same schema language
+ * as a policy's `arguments`. Problems are appended to diags as "file:line:col: ..." and NULL is
+ * returned. The caller owns the result (policy_schema_destroy). */
+struct policy_schema *policy_schema_load(const struct ynode *n, const char *file,
+                                         struct policy_diags *diags);
+/* Like policy_check_args, against s. */
+int policy_schema_check(const struct policy_schema *s, const json_t *args, struct gate_error *err);
+void policy_schema_destroy(struct policy_schema *s);
+
 /* ---- safe YAML, shared with the gateway's config file ------------------------------------- */
 enum ynode_kind { YNODE_SCALAR, YNODE_MAP, YNODE_SEQ };
 struct ynode {

@@ -155,7 +155,7 @@ class CoreTest(unittest.TestCase):
         self.assertTrue(r.json()["error"]["message"])
 
     def test_successful_call_is_audited(self):
-        r = self.gw.call("echo", {"text": "hi"}, agent="a1", session="s1")
+        r = self.gw.call("echo", {"text": "hi"}, session="s1")
         self.assertEqual(r.status, 200, r.body)
         j = r.json()
         self.assertEqual(j["status"], "succeeded")
@@ -167,7 +167,7 @@ class CoreTest(unittest.TestCase):
             self.assertIn(k, j)
         recs = [x for x in harness.audit_records(self.gw.state_dir) if x.get("call_id") == j["call_id"]]
         self.assertEqual([x["event"] for x in recs], ["call.started", "call.finished"])
-        self.assertEqual(recs[0]["agent"], "a1")
+        self.assertEqual(recs[0]["agent"], "anonymous")
         self.assertEqual(recs[1]["seq"], j["audit_seq"])
         self.assertEqual(len(recs[0]["args_sha256"]), 64)
         rc, out = harness.verify_audit(self.gw.state_dir)

@@ -25,7 +25,7 @@ EXAMPLES = {
     "ledger": ({"account": "acme", "amount": 1250, "memo": "example"}, "approval", "acme"),
 }
 CONFIG = os.path.join(harness.SOURCE_DIR, "gatehouse.yaml")
-DEMO_TOKEN = "demo-approver-token-change-me"
+DEMO_TOKEN = "demo-approver-" + os.urandom(12).hex()  # gatehouse.yaml reads it from the env
 
 
 class ExamplesTest(unittest.TestCase):
@@ -33,7 +33,8 @@ class ExamplesTest(unittest.TestCase):
     def setUpClass(cls):
         cls.names = sorted(f[:-5] for f in os.listdir(harness.BUILD_POLICIES) if f.endswith(".yaml"))
         cls.ledger_dir = "/var/tmp/gatehouse-ledger"
-        cls.gw = harness.Gateway(harness.BUILD_POLICIES, extra_args=["--config", CONFIG]).start()
+        cls.gw = harness.Gateway(harness.BUILD_POLICIES, extra_args=["--config", CONFIG],
+                                 env={"GATEHOUSE_DEMO_APPROVER_TOKEN": DEMO_TOKEN}).start()
 
     @classmethod
     def tearDownClass(cls):
@@ -57,7 +58,7 @@ class ExamplesTest(unittest.TestCase):
         for name in self.names:
             args, expected, text = EXAMPLES[name]
             with self.subTest(tool=name):
-                r = self.gw.call(name, args, agent="examples")
+                r = self.gw.call(name, args)
                 if expected == "approval":
                     self.run_approved(r, text)
                     continue
