@@ -160,6 +160,17 @@ def settled_fds(pid, timeout=5.0):
     return seen
 
 
+def wait_until(predicate, timeout):
+    """Poll predicate until it is true or timeout seconds pass; its last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
 def write_policy(directory, name, text):
     """Write policies/<name>.yaml into a test's own policy directory."""
     os.makedirs(directory, exist_ok=True)

@@ -291,7 +291,12 @@ class GvisorTest(unittest.TestCase):
         for tool, size in (("gtrue", 2), ("genv", 1), ("gwrite", 2)):
             self.assertTrue(self.box.wait_pool_full(tool, size), tool)
         self.assertEqual(self.box.wait_settled(pools), (pools, pools, pools))
-        self.assertEqual(self.box.gateway_fds(), fds0)
+        # A connection still closing holds fds for a moment (either snapshot may see one):
+        # wait until no more are open than before; a leak stays.
+        self.assertTrue(
+            harness.wait_until(lambda: self.box.gateway_fds() <= fds0, 10),
+            "gateway fds leaked: %d > %d" % (self.box.gateway_fds(), fds0),
+        )
         self.assertEqual(len(self.box.processes()), procs0)
 
 
