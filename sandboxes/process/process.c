@@ -22,12 +22,23 @@
  * and ptrace is refused. A policy may therefore not deny a syscall that the spawner or the
  * child needs before execve (spawn_path below): that is refused at load.
  *
+ * Temporary files: each call gets a private TMPDIR, /tmp/gatehouse-call-XXXXXX, mode 0700 and
+ * owned by the call's uid. When the call ends (its whole group is dead), everything its uid
+ * owns at the top of the shared temporary directories (/tmp, /dev/shm) is removed, the
+ * private TMPDIR with it: the next call that gets the same uid finds nothing of this one.
+ * At start-up the same sweep runs for the whole uid range (a gateway killed mid-call).
+ * /var/tmp is left alone: it is where a process-tier tool may keep files across calls (the
+ * example ledger does); a tool that needs privacy there belongs in the container tier.
+ *
  * Known limit: without setpgid, tools that make their own process group (coreutils
  * `timeout`) cannot; use limits.wall_timeout instead.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <grp.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -37,6 +48,7 @@
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -87,6 +99,84 @@ static struct {
     unsigned next;
 } ids = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
+/* The shared temporary directories every uid may write to. */
+static const char *const shared_tmp[] = {"/tmp", "/dev/shm", NULL};
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)ftw;
+    if (flag == FTW_DP)
+        rmdir(path);
+    else
+        unlink(path);
+    return 0;
+}
+
+/* Remove what uids [lo, hi) own at the top of the shared directories. Safe as root: every
+ * process of those uids is dead (their calls' groups were killed and none can leave its
+ * group), so nothing can swap a directory for a symbolic link during the walk, and the walk
+ * never follows one (FTW_PHYS) nor leaves the file system (FTW_MOUNT). */
+static void sweep_tmp(uid_t lo, uid_t hi)
+{
+    for (size_t d = 0; shared_tmp[d]; d++) {
+        DIR *dir = opendir(shared_tmp[d]);
+        if (!dir) continue;
+        struct dirent *de;
+        while ((de = readdir(dir))) {
+            struct stat st;
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+                fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_uid < lo ||
+                st.st_uid >= hi)
+                continue;
+            char path[512];
+            snprintf(path, sizeof(path), "%s/%s", shared_tmp[d], de->d_name);
+            if (S_ISDIR(st.st_mode))
+                nftw(path, remove_entry, 8, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+            else
+                unlinkat(dirfd(dir), de->d_name, 0);
+        }
+        closedir(dir);
+    }
+}
+
+/* The call's private TMPDIR, owned by its uid. mkdtemp creates it (O_EXCL-like: never an
+ * existing path or a link); /tmp is sticky, so no tool can rename or replace it before the
+ * chown, which does not follow links either. */
+static int make_tmpdir(char path[64], uid_t uid, struct gate_error *err)
+{
+    snprintf(path, 64, "/tmp/gatehouse-call-XXXXXX");
+    if (!mkdtemp(path)) return gate_err_errno(err, GATE_E_SANDBOX, errno, "mkdtemp %s", path);
+    if (fchownat(AT_FDCWD, path, uid, ids.gid, AT_SYMLINK_NOFOLLOW) < 0) {
+        int e = errno;
+        rmdir(path);
+        return gate_err_errno(err, GATE_E_SANDBOX, e, "chown %s", path);
+    }
+    return 0;
+}
+
+/* env + "TMPDIR=path" (a TMPDIR from the policy is replaced). Takes env; NULL on ENOMEM. */
+static char **with_tmpdir(char **env, const char *path)
+{
+    size_t n = 0, k = 0;
+    while (env[n])
+        n++;
+    char **out = calloc(n + 2, sizeof(char *));
+    char *v = NULL;
+    if (!out || asprintf(&v, "TMPDIR=%s", path) < 0) {
+        free(out);
+        sbx_free_strv(env);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(env[i], "TMPDIR=", 7))
+            out[k++] = env[i];
+        else
+            free(env[i]);
+    out[k] = v;
+    free(env);
+    return out;
+}
+
 static int process_init(const struct sbx_config *cfg, struct gate_error *err)
 {
     /* A tool must never run as the gateway's own user: it could then rewrite the audit log,
@@ -104,6 +194,7 @@ static int process_init(const struct sbx_config *cfg, struct gate_error *err)
     ids.base = cfg->call_uid_base;
     ids.count = cfg->call_uid_count;
     ids.gid = cfg->tool_gid;
+    sweep_tmp(ids.base, ids.base + ids.count); /* what a gateway killed mid-call left */
     return 0;
 }
 
@@ -135,6 +226,8 @@ static void slot_set(int slot, pid_t pgid)
  * was killed and the tool cannot leave the group). */
 static void slot_release(int slot)
 {
+    uid_t uid = ids.base + (uid_t)slot;
+    sweep_tmp(uid, uid + 1);
     slot_set(slot, 0);
 }
 
@@ -404,6 +497,12 @@ static int process_run(const struct policy *p, const struct sbx_call *call, stru
     slot = slot_acquire();
     if (slot < 0) {
         gate_err(err, GATE_E_SANDBOX, "all %u tool uids are in use", ids.count);
+        goto done;
+    }
+    char tmpdir[64];
+    if (make_tmpdir(tmpdir, ids.base + (uid_t)slot, err) < 0) goto done;
+    if (!(env = with_tmpdir(env, tmpdir))) {
+        gate_err(err, GATE_E_NOMEM, "out of memory");
         goto done;
     }
     struct child_args args = {p,      st,      env,       in[0],

@@ -90,6 +90,12 @@ command: ["/usr/bin/setsid", "--wait", "/bin/true"]
 isolation: process
 seccomp: {deny: [setsid]}
 """,
+    "tmpwrite": """
+name: tmpwrite
+description: Writes temporary files where tools usually do, and says where its TMPDIR is.
+command: ["/bin/sh", "-c", "id -u; echo $TMPDIR; stat -c '%a %u' $TMPDIR; echo x > $TMPDIR/f; mkdir -p /tmp/gh-left-$GATEHOUSE_CALL_ID/d; echo x > /tmp/gh-left-$GATEHOUSE_CALL_ID/d/f; echo x > /dev/shm/gh-left-$GATEHOUSE_CALL_ID"]
+isolation: process
+""",
     "slow": """
 name: slow
 description: Takes a second.
@@ -280,7 +286,7 @@ class CoreTest(unittest.TestCase):
         self.assertEqual(env.get("GREETING"), "hello")
         self.assertEqual(env.get("GATEHOUSE_TOOL"), "env")
         self.assertEqual(env.get("GATEHOUSE_CALL_ID"), j["call_id"])
-        self.assertEqual(set(env), {"GREETING", "GATEHOUSE_TOOL", "GATEHOUSE_CALL_ID"})
+        self.assertEqual(set(env), {"GREETING", "GATEHOUSE_TOOL", "GATEHOUSE_CALL_ID", "TMPDIR"})
         self.assertNotIn("canary-5f3a", j["stdout"])
 
     def test_runs_unprivileged_with_seccomp_and_default_signals(self):
@@ -292,6 +298,17 @@ class CoreTest(unittest.TestCase):
         self.assertIn("CapEff:\t0000000000000000", j["stdout"])
         self.assertIn("SigBlk:\t0000000000000000", j["stdout"])
         self.assertIn("SigIgn:\t0000000000000000", j["stdout"])
+
+    def test_temporary_files_are_private_and_removed_after_the_call(self):
+        for _ in range(3):  # the uids are recycled: no call finds what an earlier one left
+            j = self.gw.call("tmpwrite", {}).json()
+            self.assertEqual(j["status"], "succeeded", j)
+            uid, tmpdir, mode = j["stdout"].splitlines()[:3]
+            self.assertTrue(tmpdir.startswith("/tmp/gatehouse-call-"), tmpdir)
+            self.assertEqual(mode, "700 " + uid)
+            left = [tmpdir] + ["%s/gh-left-%s" % (d, j["call_id"]) for d in ("/tmp", "/dev/shm")]
+            for path in left:
+                self.assertFalse(os.path.lexists(path), path + " outlived its call")
 
     def test_concurrent_calls_get_distinct_uids(self):
         out = []
