@@ -67,6 +67,27 @@ class ExamplesTest(unittest.TestCase):
                 self.assertEqual(j["status"], expected, j)
                 self.assertIn(text, j["stdout"])
 
+    def test_zz_metrics_pass_promtool(self):
+        """After every example ran (tests run in name order), /metrics has a # HELP and a
+        # TYPE for every family and passes Prometheus's own checker."""
+        promtool = shutil.which("promtool")
+        if not promtool:
+            self.skipTest("promtool not installed (Debian package prometheus)")
+        self.gw.call("echo", {"text": "metrics"})
+        text = self.gw.request("GET", "/metrics").body
+        p = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
+        self.assertEqual(p.returncode, 0, (p.stdout + p.stderr).decode())
+        self.assertEqual((p.stdout + p.stderr).decode().strip(), "")
+        families = {line.split()[0].split("{")[0] for line in text.decode().splitlines()
+                    if line and not line.startswith("#")}
+        for f in families:
+            base = f
+            for suffix in ("_bucket", "_sum", "_count"):
+                if f.endswith(suffix) and ("# TYPE %s histogram" % f[:-len(suffix)]) in text.decode():
+                    base = f[:-len(suffix)]
+            self.assertIn("# HELP %s " % base, text.decode(), base)
+            self.assertIn("# TYPE %s " % base, text.decode(), base)
+
     def run_approved(self, r, text):
         self.assertEqual(r.status, 202, r.body)
         held = r.json()
