@@ -21,12 +21,51 @@ static const struct command commands[] = {
     {"agents", cmd_agents, "agents add NAME: make an agent's token (printed once)"},
 };
 
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: gatehouse COMMAND [ARGS]   (gatehouse COMMAND --help for its options)\n\n");
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+    for (size_t i = 0; i < N_COMMANDS; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-10s %s\n", "help", "help [COMMAND|errors|exit-status]: more on a topic");
     fprintf(f, "  %-10s %s\n", "--version", "print the version");
+    fprintf(f, "\nThe manual: man gatehouse (installed by cmake --install).\n");
+}
+
+/* gatehouse help [TOPIC]: a command's own --help, or a table the code is made of (the error
+ * table is GATE_ERROR_MAP itself, so this page cannot drift from what the API answers). */
+static int cmd_help(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], commands[i].name)) {
+            char *args[] = {argv[1], "--help", NULL};
+            return commands[i].run(2, args);
+        }
+    if (!strcmp(argv[1], "errors")) {
+        printf("Every refused request is answered with this status and a body\n"
+               "  {\"error\": {\"code\": CODE, \"message\": TEXT}}\n\n%-6s %-28s %s\n",
+               "STATUS", "CODE", "MEANING");
+        for (int c = GATE_E_OK + 1; c < GATE_E__COUNT; c++)
+            printf("%-6d %-28s %s\n", gate_code_http(c), gate_code_str(c), gate_code_message(c));
+        return 0;
+    }
+    if (!strcmp(argv[1], "exit-status")) {
+        printf("0   success (call: the tool's status is succeeded)\n"
+               "1   a check failed (policy check, audit verify: tampered) or, for call, the tool\n"
+               "    ran and did not succeed\n"
+               "2   usage error, or the command could not do its work (unreachable gateway)\n"
+               "3   call: the call is still held for approval (--wait expired); audit verify:\n"
+               "    intact with warnings\n"
+               "70  serve: a shutdown that did not finish in time (the watchdog)\n");
+        return 0;
+    }
+    fprintf(stderr, "gatehouse help: no topic '%s' (try: gatehouse help)\n", argv[1]);
+    return 2;
 }
 
 int cmd_policy(int argc, char **argv)
@@ -117,7 +156,8 @@ int main(int argc, char **argv)
         printf("gatehouse %s\n", GATE_VERSION);
         return 0;
     }
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+    if (!strcmp(argv[1], "help")) return cmd_help(argc - 1, argv + 1);
+    for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "gatehouse: unknown command '%s'\n", argv[1]);
     usage(stderr);
