@@ -2,9 +2,13 @@
  *
  *   gatehouse approvals list [--status pending|all|STATE] [--json]
  *   gatehouse approvals show ID
- *   gatehouse approvals approve ID --as NAME [--reason TEXT]
- *   gatehouse approvals deny ID --as NAME [--reason TEXT]
- *   common options: --url http://127.0.0.1:8080, --token TOKEN (else $GATEHOUSE_APPROVER_TOKEN)
+ *   gatehouse approvals approve ID [--reason TEXT] [--as NAME]
+ *   gatehouse approvals deny ID [--reason TEXT] [--as NAME]
+ *   common options: --url URL, --token-env VAR (default GATEHOUSE_APPROVER_TOKEN)
+ *
+ * The decision is recorded under the approver the token belongs to; --as, if given, must be
+ * that name (the gateway checks). The token is read from the environment, never from the
+ * command line, where other users could read it in /proc.
  *
  * approve/deny first fetch the held call and send back the args_sha256, tool and policy
  * hash it shows, so what is approved is exactly what was displayed.
@@ -20,31 +24,35 @@ struct cli_opts {
     bool json;
 };
 
-static void usage(void)
+static void usage(FILE *f)
 {
-    fprintf(stderr, "usage: gatehouse approvals list [--status pending|all|STATE] [--json]\n"
-                    "       gatehouse approvals show ID\n"
-                    "       gatehouse approvals approve ID --as NAME [--reason TEXT]\n"
-                    "       gatehouse approvals deny ID --as NAME [--reason TEXT]\n"
-                    "options: --url URL (default http://127.0.0.1:8080), --token TOKEN (default "
-                    "$GATEHOUSE_APPROVER_TOKEN)\n");
+    fprintf(
+        f, "usage: gatehouse approvals list [--status pending|all|STATE] [--json]\n"
+           "       gatehouse approvals show ID\n"
+           "       gatehouse approvals approve ID [--reason TEXT] [--as NAME]\n"
+           "       gatehouse approvals deny ID [--reason TEXT] [--as NAME]\n\n"
+           "  --url URL          the gateway (default $GATEHOUSE_URL, else http://127.0.0.1:8080)\n"
+           "  --token-env VAR    read the approver's token from $VAR (default "
+           "GATEHOUSE_APPROVER_TOKEN)\n"
+           "  --as NAME          check that the token is NAME's (the decision is recorded under "
+           "the token's approver)\n");
 }
 
 static int parse_opts(int argc, char **argv, struct cli_opts *o)
 {
     memset(o, 0, sizeof(*o));
-    o->url = "http://127.0.0.1:8080";
-    o->token = getenv("GATEHOUSE_APPROVER_TOKEN");
+    o->url = getenv("GATEHOUSE_URL") ? getenv("GATEHOUSE_URL") : "http://127.0.0.1:8080";
+    const char *token_env = "GATEHOUSE_APPROVER_TOKEN";
     if (argc < 2) return -1;
     o->verb = argv[1];
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        const char **slot = strcmp(a, "--url") == 0      ? &o->url
-                            : strcmp(a, "--token") == 0  ? &o->token
-                            : strcmp(a, "--as") == 0     ? &o->as
-                            : strcmp(a, "--reason") == 0 ? &o->reason
-                            : strcmp(a, "--status") == 0 ? &o->status
-                                                         : NULL;
+        const char **slot = strcmp(a, "--url") == 0         ? &o->url
+                            : strcmp(a, "--token-env") == 0 ? &token_env
+                            : strcmp(a, "--as") == 0        ? &o->as
+                            : strcmp(a, "--reason") == 0    ? &o->reason
+                            : strcmp(a, "--status") == 0    ? &o->status
+                                                            : NULL;
         if (slot) {
             if (i + 1 >= argc) return -1;
             *slot = argv[++i];
@@ -56,6 +64,7 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o)
             return -1;
         }
     }
+    o->token = getenv(token_env);
     bool needs_id = strcmp(o->verb, "list") != 0;
     if (needs_id != (o->id != NULL)) return -1;
     return 0;
@@ -70,8 +79,8 @@ static int request(const struct cli_opts *o, const char *method, const char *pat
     char auth[1024];
     int status = 0;
     if (!o->token || !*o->token) {
-        fprintf(stderr, "gatehouse approvals: no token (use --token or set "
-                        "GATEHOUSE_APPROVER_TOKEN)\n");
+        fprintf(stderr, "gatehouse approvals: no token (set GATEHOUSE_APPROVER_TOKEN, or name "
+                        "another variable with --token-env)\n");
         return -1;
     }
     snprintf(auth, sizeof(auth), "Bearer %s", o->token);
@@ -168,10 +177,6 @@ static json_t *fetch(const struct cli_opts *o)
 
 static int do_decide(const struct cli_opts *o, const char *decision)
 {
-    if (!o->as) {
-        fprintf(stderr, "gatehouse approvals %s: --as NAME is required\n", o->verb);
-        return 2;
-    }
     json_t *call = fetch(o);
     if (!call) return 1;
     const json_t *ap = json_object_get(call, "approval");
@@ -179,7 +184,7 @@ static int do_decide(const struct cli_opts *o, const char *decision)
     fprintf(stderr, "%s call %s: tool %s, arguments %s (args_sha256 %s)\n", decision, o->id,
             str(call, "tool"), args ? args : "-", str(ap, "args_sha256"));
     free(args);
-    json_t *body = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s?}", "decision", decision, "approver", o->as,
+    json_t *body = json_pack("{s:s,s:s?,s:s,s:s,s:s,s:s?}", "decision", decision, "approver", o->as,
                              "args_sha256", str(ap, "args_sha256"), "tool", str(call, "tool"),
                              "policy_sha256", str(ap, "policy_sha256"), "reason", o->reason);
     json_decref(call);
@@ -198,8 +203,12 @@ static int do_decide(const struct cli_opts *o, const char *decision)
 int cmd_approvals(int argc, char **argv)
 {
     struct cli_opts o;
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        usage(stdout);
+        return 0;
+    }
     if (parse_opts(argc, argv, &o) < 0) {
-        usage();
+        usage(stderr);
         return 2;
     }
     if (strcmp(o.verb, "list") == 0) return do_list(&o);
@@ -212,6 +221,6 @@ int cmd_approvals(int argc, char **argv)
     }
     if (strcmp(o.verb, "approve") == 0) return do_decide(&o, "approve");
     if (strcmp(o.verb, "deny") == 0) return do_decide(&o, "deny");
-    usage();
+    usage(stderr);
     return 2;
 }

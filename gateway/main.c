@@ -37,7 +37,7 @@ static void usage(FILE *f)
  * table is GATE_ERROR_MAP itself, so this page cannot drift from what the API answers). */
 static int cmd_help(int argc, char **argv)
 {
-    if (argc < 2) {
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {
         usage(stdout);
         return 0;
     }
@@ -70,6 +70,11 @@ static int cmd_help(int argc, char **argv)
 
 int cmd_policy(int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "--help")) {
+        printf("usage: gatehouse policy check DIR\n\nLoad every policy of DIR as `serve` would "
+               "and print every error (FILE:LINE:COL: message). Exit 1 if any.\n");
+        return 0;
+    }
     if (argc != 3 || strcmp(argv[1], "check") != 0) {
         fprintf(stderr, "usage: gatehouse policy check DIR\n");
         return 2;
@@ -122,6 +127,12 @@ int cmd_policy(int argc, char **argv)
 
 int cmd_audit(int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "--help")) {
+        printf("usage: gatehouse audit verify DIR\n\nCheck the audit log in DIR (STATE/audit): "
+               "the hash chain, the start record, segment numbering. Exit 0 intact, 1 tampered, "
+               "2 unreadable.\n");
+        return 0;
+    }
     if (argc != 3 || strcmp(argv[1], "verify") != 0) {
         fprintf(stderr, "usage: gatehouse audit verify DIR\n");
         return 2;

@@ -541,13 +541,15 @@ def test_cli_lists_shows_and_approves():
         check(p.returncode == 0 and a["call_id"] in p.stdout, p.stdout + p.stderr)
         p = cli("show", a["call_id"])
         check(p.returncode == 0 and json.loads(p.stdout)["arguments"]["amount"] == 100, p.stdout + p.stderr)
-        p = cli("approve", a["call_id"])
-        check(p.returncode == 2, "approve without --as: %d" % p.returncode)
-        p = subprocess.run([harness.GATEHOUSE, "approvals", "list", "--url", url, "--token", "nope-nope-nope-nope"],
-                           capture_output=True, text=True, timeout=WAIT_S)
+        p = cli("approve", a["call_id"], "--as", "mallory")  # not the token's approver
+        check(p.returncode == 1 and env.executions(a["call_id"]) == 0, p.stdout + p.stderr)
+        p = subprocess.run([harness.GATEHOUSE, "approvals", "list", "--url", url, "--token-env", "WRONG"],
+                           capture_output=True, text=True, timeout=WAIT_S,
+                           env=dict(os.environ, WRONG="nope-nope-nope-nope"))
         check(p.returncode == 1 and "unauthorized" in p.stderr, p.stderr)
-        p = cli("approve", a["call_id"], "--as", "alice", "--reason", "checked the amount")
-        check(p.returncode == 0, p.stdout + p.stderr)
+        p = cli("approve", a["call_id"], "--reason", "checked the amount")  # recorded as alice
+        check(p.returncode == 0 and json.loads(p.stdout).get("approver") in (None, "alice"),
+              p.stdout + p.stderr)
         check(final(gw, a["call_id"])["status"] == "succeeded", "not run")
         p = cli("deny", a["call_id"], "--as", "alice")
         check(p.returncode == 1 and "already_decided" in p.stderr, p.stderr)

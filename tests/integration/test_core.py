@@ -4,6 +4,7 @@ timeouts, output floods, processes that try to outlive their call, SIGHUP
 reloads, concurrency limits, graceful SIGTERM and the fail-closed audit log."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -309,6 +310,26 @@ class CoreTest(unittest.TestCase):
             left = [tmpdir] + ["%s/gh-left-%s" % (d, j["call_id"]) for d in ("/tmp", "/dev/shm")]
             for path in left:
                 self.assertFalse(os.path.lexists(path), path + " outlived its call")
+
+    def test_every_command_has_help_and_the_error_page_is_the_table(self):
+        top = subprocess.run([harness.GATEHOUSE, "--help"], capture_output=True, text=True)
+        self.assertEqual(top.returncode, 0, top.stderr)
+        commands = [line.split()[0] for line in top.stdout.splitlines()
+                    if line.startswith("  ") and not line.split()[0].startswith("-")]
+        self.assertIn("serve", commands)
+        for cmd in commands:
+            for argv in (["help", cmd], [cmd, "--help"]):
+                p = subprocess.run([harness.GATEHOUSE] + argv, capture_output=True, text=True)
+                self.assertEqual(p.returncode, 0, (argv, p.stdout, p.stderr))
+                self.assertIn("usage", p.stdout.lower(), argv)
+        page = subprocess.run([harness.GATEHOUSE, "help", "errors"], capture_output=True, text=True)
+        self.assertEqual(page.returncode, 0)
+        with open(os.path.join(harness.SOURCE_DIR, "common/include/gate.h")) as f:
+            codes = re.findall(r'X\(\w+, "(\w+)", (\d+),', f.read())
+        for code, status in codes[1:]:  # all but "ok"
+            self.assertRegex(page.stdout, r"(?m)^%s +%s " % (status, code))
+        v = subprocess.run([harness.GATEHOUSE, "--version"], capture_output=True, text=True)
+        self.assertRegex(v.stdout, r"^gatehouse \d+\.\d+\.\d+")
 
     def test_concurrent_calls_get_distinct_uids(self):
         out = []
