@@ -111,6 +111,18 @@ class Gateway:
         body.update(extra)
         return self.request("POST", "/v1/tools/%s/calls" % tool, body)
 
+    def metric(self, name):
+        """The value of an unlabelled metric in /metrics (None if absent)."""
+        for line in self.request("GET", "/metrics").body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
+    def wait_inflight(self, n, timeout=20.0):
+        """Wait until n calls are running (gatehouse_calls_inflight)."""
+        if not wait_until(lambda: self.metric("gatehouse_calls_inflight") == n, timeout):
+            raise AssertionError("never %d calls in flight" % n)
+
     def send_signal(self, sig):
         self.proc.send_signal(sig)
 

@@ -99,8 +99,8 @@ isolation: process
 """,
     "slow": """
 name: slow
-description: Takes a second.
-command: ["/bin/sleep", "1"]
+description: Takes three seconds (long enough to be seen running).
+command: ["/bin/sleep", "3"]
 isolation: process
 """,
     "binary": """
@@ -487,7 +487,7 @@ class LimitsTest(unittest.TestCase):
             results = []
             t = threading.Thread(target=lambda: results.append(gw.call("slow", {})))
             t.start()
-            time.sleep(0.3)
+            gw.wait_inflight(1)
             r = gw.call("echo", {"text": "x"})
             t.join()
             self.assertEqual(r.status, 429, r.body)
@@ -513,8 +513,7 @@ limits: {wall_timeout: 60s}
                 pass
         t = threading.Thread(target=call_and_ignore)
         t.start()
-        time.sleep(0.5)
-        self.assertGreaterEqual(len(pgrep("sleep 77.7")), 2)
+        self.assertTrue(harness.wait_until(lambda: len(pgrep("sleep 77.7")) >= 2, 20))
         self.assertEqual(gw.stop(signal.SIGTERM), 0)
         t.join()
         self.assertTrue(wait_gone("sleep 77.7"), "a tool outlived the gateway's shutdown")
@@ -530,7 +529,7 @@ limits: {wall_timeout: 60s}
         results = []
         t = threading.Thread(target=lambda: results.append(gw.call("slow", {})))
         t.start()
-        time.sleep(0.3)
+        gw.wait_inflight(1)
         rc = gw.stop(signal.SIGTERM)
         t.join()
         self.assertEqual(rc, 0)
@@ -611,7 +610,8 @@ class CrashTest(unittest.TestCase):
         threads = [threading.Thread(target=client) for _ in range(8)]
         for t in threads:
             t.start()
-        time.sleep(1.5)
+        # Kill while calls are being acknowledged: after some have been, not at a set time.
+        harness.wait_until(lambda: len(acked) >= 30, 30)
         gw.kill9()
         stop.set()
         for t in threads:
