@@ -112,6 +112,45 @@ def mount_count():
         return len(f.readlines())
 
 
+def wait_for(what, cond, timeout=10.0, interval=0.02):
+    """Poll cond() until it is true; fail naming what was awaited when the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out waiting for: %s" % what)
+        time.sleep(interval)
+
+
+def primed_children(gw_pid):
+    """The gateway's children (pool sandboxes are its children) whose setup has ended: their
+    seccomp filter is installed, which is the last step before they wait for their call."""
+    out = []
+    for pid, _ in gateway_children(gw_pid):
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                if "\nSeccomp:\t2\n" in f.read():
+                    out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
+def pool_slots(gw):
+    for line in gw.request("GET", "/metrics").body.decode().splitlines():
+        if line.startswith("gatehouse_container_pool_slots "):
+            return int(line.split()[1])
+    return 0
+
+
+def pool_settled(gw):
+    """Every pool slot has its helper and its next child (2 processes a slot)."""
+    n = pool_slots(gw)
+    return n > 0 and len(gateway_children(gw.proc.pid)) == 2 * n
+
+
 class ContainerTier(unittest.TestCase):
     """Through the helper pool (calls start in sandboxes prepared ahead of time)."""
     ENV = {}
@@ -214,7 +253,7 @@ filesystem:
                 # One good call first: the pool then holds a sandbox set up for this policy
                 # ahead of time, which must notice the path is gone too.
                 self.assertEqual(gw.call("ro").json()["status"], "succeeded")
-                time.sleep(0.2)
+                wait_for("a sandbox primed for the policy", lambda: primed_children(gw.proc.pid))
                 os.rmdir(gone)
                 r = gw.call("ro")
                 self.assertEqual(r.status, 500, r.body)
@@ -247,7 +286,7 @@ class ContainerPool(unittest.TestCase):
         try:
             with harness.Gateway(pdir) as gw:
                 gw.call("ok")
-                time.sleep(0.3)
+                wait_for("a primed sandbox", lambda: primed_children(gw.proc.pid))
                 kids = gateway_children(gw.proc.pid)
                 self.assertTrue(kids, "no pool processes")
                 for pid, _ in kids:
@@ -265,7 +304,7 @@ class ContainerPool(unittest.TestCase):
         try:
             gw.start()
             gw.call("ok")
-            time.sleep(0.3)
+            wait_for("a primed sandbox", lambda: primed_children(gw.proc.pid))
             kids = [pid for pid, _ in gateway_children(gw.proc.pid)]
             self.assertTrue(kids)
             gw.kill9()
@@ -277,6 +316,50 @@ class ContainerPool(unittest.TestCase):
                          and open("/proc/%d/stat" % p).read().rsplit(")", 1)[1].split()[0] != "Z"]
             self.assertEqual(alive, [], "pool processes outlived a SIGKILLed gateway")
         finally:
+            gw.cleanup()
+            shutil.rmtree(pdir, ignore_errors=True)
+
+
+def slot_memory_usage(gw_pid):
+    """A function reading the memory use of the (only) pool slot's cgroup, v1 or v2."""
+    helper = gateway_children(gw_pid)[0][0]
+    v1 = cgroup_of(helper, "memory")
+    if v1 is not None:
+        path = "/sys/fs/cgroup/memory%s/memory.usage_in_bytes" % v1
+    else:
+        path = "/sys/fs/cgroup%s/memory.current" % cgroup_of(helper, "")
+    return lambda: int(open(path).read())
+
+
+class ContainerScratchPages(unittest.TestCase):
+    def test_finished_calls_tmp_does_not_count_against_the_next_call(self):
+        """Regression (issue 10 item 8): a pool slot kept the mount namespace of its finished
+        call, and with it the pages of that call's /tmp, charged to the slot's memory cgroup:
+        the next call in the slot hit its memory cap early. One slot, so both calls share it."""
+        pdir = tempfile.mkdtemp(prefix="gh-ct-pol-")
+        limits = "limits: {memory_mb: 96, disk_mb: 64, wall_timeout: 30s}"
+        harness.write_policy(pdir, "fill", sh(
+            "fill", "dd if=/dev/zero of=/tmp/fill bs=1M count=56 2>&1 | tail -1", limits))
+        harness.write_policy(pdir, "alloc", sh(
+            "alloc", "python3 -c 'b = b\"x\" * (56 << 20); print(len(b))'", limits))
+        gw = harness.Gateway(pdir, env={"GATEHOUSE_CONTAINER_POOL": "1"}).start()
+        try:
+            self.assertEqual(pool_slots(gw), 1)
+            usage = slot_memory_usage(gw.proc.pid)
+            for _ in range(3):
+                before = {p for p, _ in gateway_children(gw.proc.pid)}
+                res = gw.call("fill").json()
+                self.assertEqual(res["status"], "succeeded", res)
+                # The slot's next child exists only once the call's pages are gone.
+                wait_for("the slot's next child", lambda: [
+                    p for p, _ in gateway_children(gw.proc.pid) if p not in before],
+                    timeout=30, interval=0.001)
+                self.assertLess(usage(), 32 << 20, "the finished call's /tmp is still charged")
+                res = gw.call("alloc").json()
+                self.assertEqual(res["status"], "succeeded", res)
+                self.assertEqual(res["stdout"], "%d\n" % (56 << 20))
+        finally:
+            gw.stop()
             gw.cleanup()
             shutil.rmtree(pdir, ignore_errors=True)
 
@@ -309,7 +392,7 @@ isolation: container
             with harness.Gateway(pdir) as gw:
                 for _ in range(3):  # every slot the calls land on primes a sandbox for "one"
                     self.assertEqual(gw.call("rel").json()["stdout"], "one\n")
-                time.sleep(0.3)
+                wait_for("3 primed sandboxes", lambda: len(primed_children(gw.proc.pid)) >= 3)
                 os.rename(tool, tool + ".old")
                 os.rename(release("two"), tool)
                 for _ in range(10):
@@ -330,10 +413,14 @@ class ContainerPoolReload(unittest.TestCase):
         def write(word):
             harness.write_policy(d, "t", """
 name: t
-description: prints a word fixed by the policy
+description: prints %s
 command: ["/bin/sh", "-c", "echo %s"]
 isolation: container
-""" % word)
+""" % (word, word))
+
+        def serving(word):
+            tools = json.loads(gw.request("GET", "/v1/tools").body)["tools"]
+            return any(t["description"] == "prints " + word for t in tools)
 
         write("W000")
         gw = harness.Gateway(d, env={"GATEHOUSE_CONTAINER_POOL": "1"}).start()
@@ -346,13 +433,7 @@ isolation: container
                     write(expected)
                     n += 1
                     gw.send_signal(signal.SIGHUP)
-                    deadline = time.monotonic() + 10
-                    while time.monotonic() < deadline:
-                        recs = harness.audit_records(gw.state_dir)
-                        if sum(1 for r in recs if r["event"] == "policy.loaded") >= n:
-                            break
-                        time.sleep(0.02)
-                    time.sleep(0.1)  # the set is swapped in right after its record is durable
+                    wait_for("the policy set with %s" % expected, lambda: serving(expected))
                 out = gw.call("t", {}).json()["stdout"].strip()
                 self.assertEqual(out, expected, "round %d ran a stale policy" % it)
         finally:
@@ -369,7 +450,7 @@ class ContainerLeaks(unittest.TestCase):
             with harness.Gateway(pdir) as gw:
                 pid = gw.proc.pid
                 self.assertEqual(gw.call("ok").json()["status"], "succeeded")
-                time.sleep(0.3)
+                wait_for("every pool slot with its next child", lambda: pool_settled(gw))
                 fds = len(os.listdir("/proc/%d/fd" % pid))
                 kids = gateway_children(pid)
                 cgroups = call_cgroups(pid)
@@ -379,7 +460,8 @@ class ContainerLeaks(unittest.TestCase):
                     r = gw.call("ok")
                     self.assertEqual(r.status, 200, r.body)
                     self.assertEqual(r.json()["status"], "succeeded", r.body)
-                time.sleep(0.3)  # the pool helpers let go of finished calls when idle
+                # The slot of the last call makes its next child once the call has ended.
+                wait_for("every pool slot with its next child", lambda: pool_settled(gw))
                 self.assertEqual(len(os.listdir("/proc/%d/fd" % pid)), fds, "gateway fds leaked")
                 # Pool helpers and their warm children stay (a warm child is replaced by a new
                 # one with each call), so the count is what must not grow.
