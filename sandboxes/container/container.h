@@ -124,13 +124,17 @@ void ct_close_all_but(const int *keep, int n);
 
 /* ---- cgroups ----------------------------------------------------------------------- */
 enum ct_cg_version { CT_CG_NONE, CT_CG_V1, CT_CG_V2 };
-enum { CT_V1_MEMORY, CT_V1_PIDS, CT_V1_CPU, CT_V1_FREEZER, CT_V1__COUNT };
+/* v1 hierarchies. CT_V1_UNIFIED is the controller-less cgroup2 tree of a hybrid host
+ * (/sys/fs/cgroup/unified): no limits, but every sandbox is born in a cgroup2 directory of its
+ * slot (or call), where cgroup BPF programs (network policy) can be attached once. */
+enum { CT_V1_MEMORY, CT_V1_PIDS, CT_V1_CPU, CT_V1_FREEZER, CT_V1_UNIFIED, CT_V1__COUNT };
 
 struct ct_cg_config {
     enum ct_cg_version version;
     char parent[CT_V1__COUNT][PATH_MAX]; /* v1: per controller; v2: parent[0] only */
     bool has_memsw;                      /* v1 memory.memsw.* (swap accounting) */
     bool has_freezer;
+    bool has_unified;  /* v1: the hybrid host's cgroup2 tree (parent[CT_V1_UNIFIED]) */
     bool has_swap_max; /* v2 memory.swap.max */
 };
 

@@ -139,20 +139,28 @@ static void test_cgroup_v1_paths_and_memsw_order(void **state)
     }
     put("memory/cgroup.procs", "");
     mkdirs("memory/gw/gatehouse-7");
+    mkdirs("unified/gwu"); /* a hybrid host's controller-less cgroup2 tree */
     put("memory/gw/gatehouse-7/memory.memsw.limit_in_bytes", "9223372036854771712");
     struct ct_cg_config cfg;
     struct gate_error err = {0};
-    const char *self = "8:pids:/gw\n6:freezer:/gw\n4:memory:/gw\n1:cpu,cpuacct:/gw\n0::/\n";
+    const char *self = "8:pids:/gw\n6:freezer:/gw\n4:memory:/gw\n1:cpu,cpuacct:/gw\n0::/gwu\n";
     assert_int_equal(ct_cg_setup(root, self, "gatehouse-7", &cfg, &err), 0);
     assert_int_equal(cfg.version, CT_CG_V1);
     assert_true(cfg.has_memsw);
     assert_true(cfg.has_freezer);
+    assert_true(cfg.has_unified);
     char want[512], path[600];
     snprintf(want, sizeof(want), "%s/cpu/gw/gatehouse-7", root);
     assert_string_equal(cfg.parent[CT_V1_CPU], want);
+    snprintf(want, sizeof(want), "%s/unified/gwu/gatehouse-7", root);
+    assert_string_equal(cfg.parent[CT_V1_UNIFIED], want);
 
     struct ct_cgroup cg;
     assert_int_equal(ct_cg_create(&cfg, "c9", &limits, &cg, &err), 0);
+    /* Every sandbox is born in a cgroup2 directory too: attached with the others. */
+    assert_int_equal(ct_cg_attach(&cfg, &cg, 4321, &err), 0);
+    snprintf(path, sizeof(path), "%s/unified/gwu/gatehouse-7/c9/cgroup.procs", root);
+    expect_file(path, "4321");
     snprintf(path, sizeof(path), "%s/memory/gw/gatehouse-7/c9/memory.limit_in_bytes", root);
     expect_file(path, "33554432");
     snprintf(path, sizeof(path), "%s/memory/gw/gatehouse-7/c9/memory.memsw.limit_in_bytes", root);
