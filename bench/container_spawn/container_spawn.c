@@ -59,6 +59,7 @@ static const char *const counters[] = {"gatehouse_container_calls_total",
                                        "gatehouse_container_phase_seconds_total{phase=\"setup\"}",
                                        "gatehouse_container_phase_seconds_total{phase=\"run\"}",
                                        "gatehouse_container_phase_seconds_total{phase=\"release\"}",
+                                       "gatehouse_container_pool_refill_wait_seconds_total",
                                        NULL};
 #define NCOUNTERS (sizeof(counters) / sizeof(counters[0]) - 1)
 
@@ -104,10 +105,10 @@ static void print_counters(const char *phase, const double a[NCOUNTERS], const d
     printf("  %-15s %5.0f calls: primed %.0f, blank %.0f, made for the job %.0f, direct %.0f, "
            "stale %.0f\n",
            phase, d[0], d[1], d[2], d[3], d[4], d[5]);
-    printf("  %-15s gateway side per call, ms: acquire %.3f  handoff %.3f  setup %.3f  "
-           "run %.3f  release %.3f\n",
-           "", d[6] * 1e3 / calls, d[7] * 1e3 / calls, d[8] * 1e3 / calls, d[9] * 1e3 / calls,
-           d[10] * 1e3 / calls);
+    printf("  %-15s gateway side per call, ms: acquire %.3f  handoff %.3f (waiting for the "
+           "slot's child %.3f)  setup %.3f  run %.3f  release %.3f\n",
+           "", d[6] * 1e3 / calls, d[7] * 1e3 / calls, d[11] * 1e3 / calls, d[8] * 1e3 / calls,
+           d[9] * 1e3 / calls, d[10] * 1e3 / calls);
 }
 
 /* ---- phases ----------------------------------------------------------------------------- */

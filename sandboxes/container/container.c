@@ -155,23 +155,35 @@ static void container_shutdown(void)
     ct_cg_teardown(&ct.cg);
 }
 
+void ct_metric(struct gate_buf *out, const char *name, const char *type, const char *help,
+               double value)
+{
+    gate_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name,
+                    value);
+}
+
 static void container_metrics(struct gate_buf *out)
 {
+#define LOAD(x) (double)__atomic_load_n(&(x), __ATOMIC_RELAXED)
+    ct_metric(out, "gatehouse_container_calls_total", "counter", "Container calls started.",
+              LOAD(ct.calls));
+    ct_metric(out, "gatehouse_container_setup_errors_total", "counter",
+              "Container calls whose sandbox could not be set up.", LOAD(ct.setup_errs));
+    ct_metric(out, "gatehouse_container_cgroup_leaks_total", "counter",
+              "Call cgroups that could not be removed.", LOAD(ct.cg_leaks));
+    ct_metric(out, "gatehouse_container_direct_calls_total", "counter",
+              "Container calls that took the direct path (no free pool slot).", LOAD(ct.direct));
+    ct_metric(out, "gatehouse_container_cgroup_version", "gauge",
+              "The cgroup version the container tier uses (1 or 2).",
+              ct.cg.version == CT_CG_V2 ? 2 : 1);
     gate_buf_printf(out,
-                    "gatehouse_container_calls_total %llu\n"
-                    "gatehouse_container_setup_errors_total %llu\n"
-                    "gatehouse_container_cgroup_leaks_total %llu\n"
-                    "gatehouse_container_direct_calls_total %llu\n"
-                    "gatehouse_container_cgroup_version %d\n",
-                    __atomic_load_n(&ct.calls, __ATOMIC_RELAXED),
-                    __atomic_load_n(&ct.setup_errs, __ATOMIC_RELAXED),
-                    __atomic_load_n(&ct.cg_leaks, __ATOMIC_RELAXED),
-                    __atomic_load_n(&ct.direct, __ATOMIC_RELAXED),
-                    ct.cg.version == CT_CG_V2 ? 2 : 1);
+                    "# HELP gatehouse_container_phase_seconds_total Time the gateway's side of "
+                    "container calls spent per phase.\n"
+                    "# TYPE gatehouse_container_phase_seconds_total counter\n");
     for (int i = 0; i < 5; i++)
         gate_buf_printf(out, "gatehouse_container_phase_seconds_total{phase=\"%s\"} %.6f\n",
-                        phase_names[i],
-                        (double)__atomic_load_n(&ct.phase_ns[i], __ATOMIC_RELAXED) / 1e9);
+                        phase_names[i], LOAD(ct.phase_ns[i]) / 1e9);
+#undef LOAD
     ct_pool_metrics(out);
 }
 

@@ -209,8 +209,11 @@ void ct_pool_outcome(struct ct_slot *s, bool *oom, bool *pids_hit);
 /* Give the slot back; it is retired instead when it cannot be emptied or its helper died. */
 void ct_pool_release(struct ct_slot *s);
 void ct_pool_shutdown(void);
-/* Prometheus lines: slots, busy, retired. */
+/* Prometheus lines: slots, busy, retired, which way calls went, the refill wait. */
 void ct_pool_metrics(struct gate_buf *out);
+/* One Prometheus sample with its HELP and TYPE lines. */
+void ct_metric(struct gate_buf *out, const char *name, const char *type, const char *help,
+               double value);
 
 /* ---- the pool's protocol (pool.c <-> helper.c) ---------------------------------------- */
 /* The helper is gatehouse-ct-helper, started with its socket on fd 3 and this one variable,

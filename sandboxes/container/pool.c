@@ -507,18 +507,22 @@ void ct_pool_metrics(struct gate_buf *out)
     }
     int n = nslots;
     pthread_mutex_unlock(&pool_mu);
-    gate_buf_printf(out,
-                    "gatehouse_container_pool_slots %d\n"
-                    "gatehouse_container_pool_busy %d\n"
-                    "gatehouse_container_pool_retired %d\n"
-                    "gatehouse_container_pool_primed_total %llu\n"
-                    "gatehouse_container_pool_blank_total %llu\n"
-                    "gatehouse_container_pool_job_total %llu\n"
-                    "gatehouse_container_pool_stale_total %llu\n"
-                    "gatehouse_container_pool_refill_wait_seconds_total %.6f\n",
-                    n, busy, retired, __atomic_load_n(&stats.primed, __ATOMIC_RELAXED),
-                    __atomic_load_n(&stats.blank, __ATOMIC_RELAXED),
-                    __atomic_load_n(&stats.job, __ATOMIC_RELAXED),
-                    __atomic_load_n(&stats.stale, __ATOMIC_RELAXED),
-                    (double)__atomic_load_n(&stats.refill_ns, __ATOMIC_RELAXED) / 1e9);
+#define LOAD(x) (double)__atomic_load_n(&(x), __ATOMIC_RELAXED)
+    ct_metric(out, "gatehouse_container_pool_slots", "gauge", "Container pool slots.", n);
+    ct_metric(out, "gatehouse_container_pool_busy", "gauge", "Container pool slots in use.", busy);
+    ct_metric(out, "gatehouse_container_pool_retired", "gauge",
+              "Container pool slots retired (helper died, cgroup not emptied).", retired);
+    ct_metric(out, "gatehouse_container_pool_primed_total", "counter",
+              "Calls given to a sandbox set up ahead for their tool.", LOAD(stats.primed));
+    ct_metric(out, "gatehouse_container_pool_blank_total", "counter",
+              "Calls given to a waiting blank sandbox, set up for them.", LOAD(stats.blank));
+    ct_metric(out, "gatehouse_container_pool_job_total", "counter",
+              "Calls given to a sandbox the slot's helper made for them.", LOAD(stats.job));
+    ct_metric(out, "gatehouse_container_pool_stale_total", "counter",
+              "Sandboxes set up ahead that were discarded (other tool, changed binds, failed).",
+              LOAD(stats.stale));
+    ct_metric(out, "gatehouse_container_pool_refill_wait_seconds_total", "counter",
+              "Time calls waited for their slot's next sandbox to be made and set up.",
+              LOAD(stats.refill_ns) / 1e9);
+#undef LOAD
 }
