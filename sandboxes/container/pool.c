@@ -257,8 +257,6 @@ static void notify_end(struct ct_slot *s)
     s->taken_mntns = -1, s->taken_img = NULL, s->owes_end = false;
 }
 
-/* Give the call to the announced warm child directly. Returns its pid, or 0 when it cannot
- * take the call (then it is killed and reaped: nothing of the call ran in it). */
 /* Do the binds of a primed child still hold what the host paths name now? */
 static bool binds_current(const struct ct_state *st, const struct ct_ready *r)
 {
@@ -272,6 +270,8 @@ static bool binds_current(const struct ct_state *st, const struct ct_ready *r)
     return true;
 }
 
+/* Give the call to the announced warm child directly. Returns its pid, or 0 when it cannot
+ * take the call (then it is killed and reaped: nothing of the call ran in it). */
 static pid_t take_warm(struct ct_slot *s, const struct ct_state *st, char id[CT_CALL_ID_MAX],
                        const int fds[6])
 {
