@@ -493,6 +493,15 @@ void ct_child_setup(const struct ct_child_args *a)
         if (read(a->sync, &c, 1) != 1) fail_at(r, "waiting for the uid map", NULL, EPIPE);
         close(a->sync);
     }
+    /* A SysV shared memory segment outlives its creator in the IPC namespace, which the
+     * kernel frees some time after the call: its pages would count against the next call in
+     * the same cgroup. With this namespace's shm_rmid_forced, a segment goes when its last
+     * user exits, before the call's init does. Written while we still hold the host uid that
+     * owns the new namespace's sysctls (they answer for the writer's IPC namespace). */
+    int shm = open("/proc/sys/kernel/shm_rmid_forced", O_WRONLY | O_CLOEXEC);
+    if (shm < 0 || write(shm, "1", 1) != 1)
+        fail_at(r, "write", "/proc/sys/kernel/shm_rmid_forced", errno);
+    close(shm);
     /* Become the tool's identity (mapped to the same unprivileged host ids). Raw syscalls:
      * glibc's wrappers would try to signal gateway threads that do not exist here. The
      * capabilities held in the new user namespace survive, since ns uid 0 is not mapped. */

@@ -322,6 +322,18 @@ class ContainerPool(unittest.TestCase):
             shutil.rmtree(pdir, ignore_errors=True)
 
 
+SHM_FILL = """python3 -c '
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+shmid = libc.shmget(0, 56 << 20, 0o1600)
+addr = libc.shmat(shmid, None, 0)
+assert shmid >= 0 and addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+ctypes.memset(addr, 120, 56 << 20)
+print(shmid)
+'"""
+
+
 def slot_memory_usage(gw_pid):
     """A function reading the memory use of the (only) pool slot's cgroup, v1 or v2."""
     helper = gateway_children(gw_pid)[0][0]
@@ -341,26 +353,31 @@ class ContainerScratchPages(unittest.TestCase):
     def test_finished_calls_tmp_does_not_count_against_the_next_call(self):
         """Regression (issue 10 item 8): a pool slot kept the mount namespace of its finished
         call, and with it the pages of that call's /tmp, charged to the slot's memory cgroup:
-        the next call in the slot hit its memory cap early. One slot, so both calls share it."""
+        the next call in the slot hit its memory cap early. The same for a SysV shared memory
+        segment left behind, which lived on with the call's IPC namespace. One slot, so every
+        call shares it."""
         pdir = tempfile.mkdtemp(prefix="gh-ct-pol-")
         limits = "limits: {memory_mb: 96, disk_mb: 64, wall_timeout: 30s}"
         harness.write_policy(pdir, "fill", sh(
             "fill", "dd if=/dev/zero of=/tmp/fill bs=1M count=56 2>&1 | tail -1", limits))
         harness.write_policy(pdir, "alloc", sh(
             "alloc", "python3 -c 'b = b\"x\" * (56 << 20); print(len(b))'", limits))
+        # A SysV shared memory segment, left behind (no IPC_RMID) and touched.
+        harness.write_policy(pdir, "shm", sh("shm", SHM_FILL, limits))
         gw = harness.Gateway(pdir, env={"GATEHOUSE_CONTAINER_POOL": "1"}).start()
         try:
             self.assertEqual(pool_slots(gw), 1)
             usage = slot_memory_usage(gw.proc.pid)
-            for _ in range(3):
+            for filler in ("fill", "shm", "fill", "shm"):
                 before = {p for p, _ in gateway_children(gw.proc.pid)}
-                res = gw.call("fill").json()
+                res = gw.call(filler).json()
                 self.assertEqual(res["status"], "succeeded", res)
                 # The slot's next child exists only once the call's pages are gone.
                 wait_for("the slot's next child", lambda: [
                     p for p, _ in gateway_children(gw.proc.pid) if p not in before],
                     timeout=30, interval=0.001)
-                self.assertLess(usage(), 32 << 20, "the finished call's /tmp is still charged")
+                self.assertLess(usage(), 32 << 20,
+                                "the finished %s call's pages are still charged" % filler)
                 res = gw.call("alloc").json()
                 self.assertEqual(res["status"], "succeeded", res)
                 self.assertEqual(res["stdout"], "%d\n" % (56 << 20))
