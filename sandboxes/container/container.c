@@ -195,6 +195,21 @@ static int container_prepare(struct policy *p, struct gate_error *err)
         return gate_err(err, GATE_E_POLICY, "container: command[0] must be an absolute path");
     struct ct_state *st = calloc(1, sizeof(*st));
     if (!st) return gate_err(err, GATE_E_NOMEM, "out of memory");
+    /* What init and the tool's start do under the filter: a policy denying one of these would
+     * leave init unable to start, wait for or forward signals to the tool (and report it). */
+    static const char *const init_needs[] = {
+        "rt_sigprocmask", "clone", "rt_sigtimedwait", "wait4",  "kill", "write",
+        "exit_group",     "close", "close_range",     "fcntl",  "dup2", "dup3",
+        "setsid",         "chdir", "getcwd",          "execve", NULL};
+    for (size_t j = 0; p->seccomp_deny && p->seccomp_deny[j]; j++)
+        for (size_t i = 0; init_needs[i]; i++)
+            if (strcmp(init_needs[i], p->seccomp_deny[j]) == 0) {
+                ct_state_free(st);
+                return gate_err(err, GATE_E_POLICY,
+                                "seccomp.deny: '%s' cannot be denied in the container tier (the "
+                                "sandbox's init uses it to start and wait for the tool)",
+                                p->seccomp_deny[j]);
+            }
     if (sbx_seccomp_compile(SBX_SECCOMP_ALLOWLIST, p->seccomp_allow, p->seccomp_deny, NULL,
                             &st->seccomp, err) < 0 ||
         ct_plan(p, st, err) < 0) {
@@ -202,15 +217,12 @@ static int container_prepare(struct policy *p, struct gate_error *err)
         return -1;
     }
     /* A pool child is primed (set up before its call arrives) unless the policy's own filter
-     * refuses one of the calls it makes after the filter is in place. */
-    static const char *const after_filter[] = {
-        "recvmsg",      "close", "close_range", "fcntl", "dup2",   "dup3",   "clone",
-        "wait4",        "write", "setsid",      "chdir", "getcwd", "execve", "exit_group",
-        "rt_sigaction", "kill",  "newfstatat",  "read",  NULL};
+     * refuses one of the calls it makes after the filter is in place and before its call. */
+    static const char *const primed_needs[] = {"recvmsg", "newfstatat", "read", NULL};
     st->primable = true;
-    for (size_t i = 0; after_filter[i]; i++)
+    for (size_t i = 0; primed_needs[i]; i++)
         for (size_t j = 0; p->seccomp_deny && p->seccomp_deny[j]; j++)
-            if (strcmp(after_filter[i], p->seccomp_deny[j]) == 0) st->primable = false;
+            if (strcmp(primed_needs[i], p->seccomp_deny[j]) == 0) st->primable = false;
     static uint64_t next_image_id;
     st->image_id = __atomic_add_fetch(&next_image_id, 1, __ATOMIC_RELAXED);
     if (ct_plan_identity(st, ct.uid, ct.gid) < 0 || ct_image_build(p, st, &st->image) < 0) {

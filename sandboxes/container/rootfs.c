@@ -373,7 +373,8 @@ static int tool_main(void *arg)
     if ((rc = RAW(SYS_fcntl, report, F_DUPFD_CLOEXEC, 10, 0)) < 0)
         sbx_child_fail(a->report, "dup", (int)-rc);
     report = (int)rc;
-    if (in < 0 || out < 0 || errfd < 0) sbx_child_fail(report, "dup", EMFILE);
+    if (in < 0 || out < 0 || errfd < 0)
+        sbx_child_fail(report, "dup", (int)-(in < 0 ? in : out < 0 ? out : errfd));
     if ((rc = RAW(SYS_dup2, in, 0, 0, 0)) < 0 || (rc = RAW(SYS_dup2, out, 1, 0, 0)) < 0 ||
         (rc = RAW(SYS_dup2, errfd, 2, 0, 0)) < 0)
         sbx_child_fail(report, "dup2", (int)-rc);
@@ -396,8 +397,9 @@ static int tool_main(void *arg)
 
 /* Everything the tool must not have, removed from init before the tool exists, so the tool
  * inherits it: rlimits, no capabilities, no_new_privs and the seccomp filter. The filter
- * allows what the rest of init and the tool's own setup need (wait4, kill, setsid, dup2,
- * close_range, chdir, getcwd, execve); a policy that denies one of those fails loudly. */
+ * allows what the rest of init and the tool's own setup need (rt_sigtimedwait, wait4, kill,
+ * setsid, dup2, close_range, chdir, getcwd, execve, ...): a policy denying one of those
+ * fails to load (container.c). */
 static void confine(const struct ct_child_args *a)
 {
     const struct ct_spec *sp = a->spec;

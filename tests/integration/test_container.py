@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -347,6 +348,23 @@ def slot_memory_usage(gw_pid):
         with open(path) as f:
             return int(f.read())
     return read
+
+
+class ContainerPolicyLoad(unittest.TestCase):
+    def test_denying_what_init_needs_fails_to_load(self):
+        """init waits for the tool with rt_sigtimedwait and wait4 under the policy's filter: a
+        policy denying one would leave it spinning or reporting a tool still running as done."""
+        pdir = tempfile.mkdtemp(prefix="gh-ct-pol-")
+        try:
+            for name in ("rt_sigtimedwait", "wait4"):
+                harness.write_policy(pdir, "d", sh("d", "true", "seccomp: {deny: [%s]}" % name))
+                r = subprocess.run([harness.GATEHOUSE, "policy", "check", pdir],
+                                   capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 1, r)
+                self.assertIn("'%s' cannot be denied in the container tier" % name,
+                              r.stdout + r.stderr)
+        finally:
+            shutil.rmtree(pdir, ignore_errors=True)
 
 
 class ContainerScratchPages(unittest.TestCase):
