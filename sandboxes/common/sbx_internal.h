@@ -80,6 +80,10 @@ void sbx_close_fds_from(int first);
  * caller frees with sbx_free_strv. */
 char **sbx_tool_env(const struct policy *p, const char *call_id);
 void sbx_free_strv(char **v);
+/* Find a helper program shipped with the gateway: next to the running program, in ../libexec
+ * (the build tree's layout) or in ../libexec/gatehouse (an installed layout). Fills out with
+ * its path; -1 if none is executable. */
+int sbx_find_libexec(const char *name, char *out, size_t len);
 
 /* ---- the tier rows ----------------------------------------------------------- */
 extern const struct sbx_ops sbx_process_ops;
