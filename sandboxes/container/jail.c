@@ -232,6 +232,21 @@ int ct_jail_reap(struct ct_jail *j, struct ct_jail_proc *p, bool reaped)
     return rc;
 }
 
+void ct_jail_cpu_background(struct ct_jail *j, const struct ct_jail_proc *p, bool background)
+{
+    if (!p->have_cg) return;
+    /* v1 cpu.shares (default 1024) or v2 cpu.weight (default 100): one sixteenth in the
+     * background. A failed write only costs latency, never isolation. */
+    bool v2 = j->cg.version == CT_CG_V2;
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/%s", p->cg.path[v2 ? 0 : CT_V1_CPU],
+             v2 ? "cpu.weight" : "cpu.shares");
+    const char *v = v2 ? (background ? "6" : "100") : (background ? "64" : "1024");
+    autoclose int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0 && gate_write_all(fd, v, strlen(v)) < 0)
+        gate_log("warn", "jail.cpu_weight", "write %s: %s", path, strerror(errno));
+}
+
 bool ct_jail_oom(struct ct_jail *j, const struct ct_jail_proc *p)
 {
     uint64_t oom = 0, pids = 0;

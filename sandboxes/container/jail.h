@@ -61,6 +61,9 @@ void ct_jail_kill(struct ct_jail *j, struct ct_jail_proc *p);
 /* Wait for the jail's PID 1 (if not reaped yet: pass reaped=true when the caller already has),
  * then remove its cgroup. Returns -1 if the cgroup could not be removed (leaked). */
 int ct_jail_reap(struct ct_jail *j, struct ct_jail_proc *p, bool reaped);
+/* Weigh the jail's CPU share against its siblings': background work (a pool's guest being
+ * restored) low, so that it never slows a call down; back to normal when it serves one. */
+void ct_jail_cpu_background(struct ct_jail *j, const struct ct_jail_proc *p, bool background);
 /* The jail's cgroup OOM-killed something (the VMM itself hit its memory cap). */
 bool ct_jail_oom(struct ct_jail *j, const struct ct_jail_proc *p);
 
