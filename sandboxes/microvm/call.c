@@ -278,6 +278,15 @@ static void vm_ending(struct mvm_vm *vm, struct sbx_result *res)
         snprintf(res->detail, sizeof(res->detail), "the VM stopped before the tool ended%s%s",
                  line[0] ? ": " : "", line);
     }
+    /* The whole console tail goes to the gateway's log for whoever investigates. */
+    char tail[1024];
+    size_t start = vm->console_len > sizeof(tail) - 1 ? vm->console_len - (sizeof(tail) - 1) : 0;
+    size_t n = 0;
+    for (size_t i = start; i < vm->console_len; i++)
+        tail[n++] =
+            (unsigned char)vm->console[i] >= 0x20 && vm->console[i] != 0x7f ? vm->console[i] : '|';
+    tail[n] = '\0';
+    gate_log("warn", "microvm.guest_stopped", "%s; console: %s", res->detail, tail);
 }
 
 int mvm_call_run(const struct policy *p, struct mvm_vm *vm, const struct gate_buf *frame,

@@ -103,10 +103,10 @@ int mvm_image_build(const struct policy *p, struct gate_buf *out, struct gate_er
 /* vm.c */
 enum mvm_boot { MVM_COLD, MVM_RESTORE };
 /* Start a jailed QEMU for g and wait until its agent answers: READY after a cold boot; after a
- * restore, PONG to ping (a rehearsal frame, or NULL for a bare PING). The caller owns *out
- * (mvm_vm_destroy). */
+ * restore, PONG to ping (a rehearsal frame, or NULL for a bare PING). Gives up early once
+ * *cancel (may be NULL) turns true. The caller owns *out (mvm_vm_destroy). */
 int mvm_vm_start(struct mvm_guest *g, enum mvm_boot how, const struct gate_buf *ping,
-                 struct mvm_vm **out, struct gate_error *err);
+                 const bool *cancel, struct mvm_vm **out, struct gate_error *err);
 /* Kill, reap, remove the cgroup, close. Frees vm. */
 void mvm_vm_destroy(struct mvm_vm *vm);
 /* Whether vm's QEMU has exited (reaped then). */

@@ -48,8 +48,9 @@ static void *refill_main(void *arg)
         pthread_mutex_unlock(&mp->lock);
         struct mvm_vm *vm = NULL;
         struct gate_error err = {0};
-        int rc = mvm_vm_start(mp->guest, MVM_RESTORE, &mp->rehearsal, &vm, &err);
+        int rc = mvm_vm_start(mp->guest, MVM_RESTORE, &mp->rehearsal, &mp->stopping, &vm, &err);
         pthread_mutex_lock(&mp->lock);
+        if (rc < 0 && mp->stopping) break;
         if (rc < 0) {
             mp->failures++;
             gate_log("warn", "microvm.pool_refill_failed", "tool %s: %s", mp->name, err.msg);
@@ -118,7 +119,7 @@ struct mvm_vm *mvm_pool_take(struct mvm_policy *mp)
 void mvm_pool_stop(struct mvm_policy *mp)
 {
     pthread_mutex_lock(&mp->lock);
-    mp->stopping = true;
+    __atomic_store_n(&mp->stopping, true, __ATOMIC_RELAXED); /* read unlocked by a restore */
     pthread_cond_broadcast(&mp->cond);
     bool join = mp->thread_started;
     mp->thread_started = false;

@@ -5,7 +5,9 @@
  * (type, payload length) and the payload. The guest says READY once it has booted;
  * the host may PING (answered by PONG: a guest restored from a snapshot proves it
  * runs) and then sends exactly one CALL. The guest streams OUT and ERR frames and
- * ends with EXIT, or FAIL when the tool could not be started, then powers off.
+ * ends with EXIT, or FAIL when the tool could not be started; the host then stops the
+ * VM (the guest powers itself off only if the host closes the channel instead: a
+ * frame the guest has written may still be queued inside QEMU).
  * A PING may carry a CALL's payload: a rehearsal. The agent walks that call's path
  * (mounts, cgroup, a confined child that runs only the command's ELF interpreter in
  * --list mode, no code of the tool), discards what it prints, undoes it, and then

@@ -143,8 +143,8 @@ static int guest_gone(struct mvm_vm *vm, const char *while_, struct gate_error *
 }
 
 /* Wait for one frame of `type` with no payload (READY, PONG). */
-static int wait_frame(struct mvm_vm *vm, uint32_t type, uint64_t deadline, const char *what,
-                      struct gate_error *err)
+static int wait_frame(struct mvm_vm *vm, uint32_t type, uint64_t deadline, const bool *cancel,
+                      const char *what, struct gate_error *err)
 {
     struct mvm_hdr h;
     size_t got = 0;
@@ -154,7 +154,9 @@ static int wait_frame(struct mvm_vm *vm, uint32_t type, uint64_t deadline, const
         int left = ms_left(deadline);
         if (left == 0)
             return gate_err(err, GATE_E_SANDBOX, "microvm: no answer from the guest %s", what);
-        if (poll(p, 3, left) < 0 && errno != EINTR)
+        if (cancel && __atomic_load_n(cancel, __ATOMIC_RELAXED))
+            return gate_err(err, GATE_E_SHUTTING_DOWN, "microvm: cancelled %s", what);
+        if (poll(p, 3, cancel && left > 50 ? 50 : left) < 0 && errno != EINTR)
             return gate_err_errno(err, GATE_E_SANDBOX, errno, "microvm: poll");
         if (p[1].revents) mvm_console_drain(vm);
         if (p[0].revents) {
@@ -247,7 +249,7 @@ out:
 }
 
 int mvm_vm_start(struct mvm_guest *g, enum mvm_boot how, const struct gate_buf *ping,
-                 struct mvm_vm **out, struct gate_error *err)
+                 const bool *cancel, struct mvm_vm **out, struct gate_error *err)
 {
     static char *const restore_tail[] = {"-incoming", "fd:4", NULL};
     autoclose int snap = -1;
@@ -268,10 +270,10 @@ int mvm_vm_start(struct mvm_guest *g, enum mvm_boot how, const struct gate_buf *
             gate_err_errno(err, GATE_E_SANDBOX, errno, "microvm: write to the guest");
             goto fail;
         }
-        if (wait_frame(vm, MVM_PONG, deadline, "after the restore", err) < 0) goto fail;
+        if (wait_frame(vm, MVM_PONG, deadline, cancel, "after the restore", err) < 0) goto fail;
         __atomic_add_fetch(&mvm.restores, 1, __ATOMIC_RELAXED);
     } else {
-        if (wait_frame(vm, MVM_READY, deadline, "while it booted", err) < 0) goto fail;
+        if (wait_frame(vm, MVM_READY, deadline, cancel, "while it booted", err) < 0) goto fail;
         __atomic_add_fetch(&mvm.cold_boots, 1, __ATOMIC_RELAXED);
     }
     *out = vm;
@@ -412,7 +414,8 @@ int mvm_snapshot(struct mvm_guest *g, struct gate_error *err)
     struct mvm_vm *vm = NULL;
     int rc = launch(g, qmp_tail, sv[1], &vm, err);
     close(sv[1]);
-    if (rc == 0 && (rc = wait_frame(vm, MVM_READY, q.deadline, "while it booted", err)) == 0) {
+    if (rc == 0 &&
+        (rc = wait_frame(vm, MVM_READY, q.deadline, NULL, "while it booted", err)) == 0) {
         /* Booted and idle in read(): stop the vCPUs and write the whole state out once. */
         json_t *greeting = qmp_line(&q, err);
         json_decref(greeting);

@@ -279,6 +279,8 @@ static void boot(void)
     umask(022);
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible") < 0)
         fatal("mount /proc", errno);
+    /* The initramfs root is a tmpfs whose root directory is world-writable (1777). */
+    if (chmod("/", 0755) < 0) fatal("chmod /", errno);
     if (mkdir(PRIVATE_DIR, 0700) < 0 && errno != EEXIST) fatal("mkdir " PRIVATE_DIR, errno);
     chmod(PRIVATE_DIR, 0700);
     open_port();
@@ -578,7 +580,10 @@ static bool run_tool(const struct call *k, bool rehearse, struct mvm_exit *x, ch
     if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
         pipe2(report, O_CLOEXEC) < 0)
         fatal("pipe2", errno);
-    unsigned long long oom_before = read_key(TOOL_CG "/memory.events", "oom_kill");
+    /* OOM kills in the tool's cgroup, and guest-wide ones (the kernel's own needs can make the
+     * whole guest run short before the cgroup's cap is reached: the tool is then the victim). */
+    unsigned long long oom_before =
+        read_key(TOOL_CG "/memory.events", "oom_kill") + read_key("/proc/vmstat", "oom_kill");
     unsigned long long pids_before = read_key(TOOL_CG "/pids.events", "max");
     pid_t tool = fork();
     if (tool < 0) fatal("fork", errno);
@@ -606,7 +611,9 @@ static bool run_tool(const struct call *k, bool rehearse, struct mvm_exit *x, ch
     x->wait_status = relay_until_exit(k, &r, tool);
     x->flags = 0;
     if (r.in >= 0) close(r.in);
-    if (read_key(TOOL_CG "/memory.events", "oom_kill") > oom_before) x->flags |= MVM_EXIT_OOM;
+    if (read_key(TOOL_CG "/memory.events", "oom_kill") + read_key("/proc/vmstat", "oom_kill") >
+        oom_before)
+        x->flags |= MVM_EXIT_OOM;
     if (read_key(TOOL_CG "/pids.events", "max") > pids_before) x->flags |= MVM_EXIT_PIDS;
     if (r.truncated) x->flags |= MVM_EXIT_TRUNCATED;
     return true;
@@ -672,6 +679,13 @@ int main(void)
             continue;
         }
         run_call(buf, h.len);
+        /* A write to the port returns once the data is queued to QEMU, not once QEMU has
+         * passed it on (it holds it while the host's pipe is full): powering off now could
+         * lose the end of the output and the EXIT frame. The host stops the VM once it has
+         * read EXIT; should it close the channel instead, power off then. */
+        char c;
+        while (read(port, &c, 1) > 0)
+            ;
         power_off();
     }
 }
