@@ -5,11 +5,11 @@
  * their host paths (the agent binds them into place; see guest/init.c). Why an image
  * and not a 9p or virtiofs share of the host paths: QEMU refuses to migrate a guest
  * that has a 9p filesystem mounted, so a shared tree and the snapshot-restored pool
- * exclude each other; virtiofs needs a separate virtiofsd per guest (not in QEMU 7.2,
- * another host process to jail); and either one keeps a live path from the guest to
- * a host filesystem through a file server in the VMM. An image is a copy: the guest
- * reads RAM, the jailed QEMU reads one file, and a change on the host reaches guests
- * at the next policy load, the same moment every other policy change does.
+ * exclude each other; virtiofs needs a virtiofsd daemon per guest (a second host
+ * process to jail, which serves the files as root); and either one keeps a live path
+ * from the guest to a host filesystem through a file server. An image is a copy: the
+ * guest reads RAM, the jailed QEMU reads one file, and a change on the host reaches
+ * guests at the next policy load, the same moment every other policy change does.
  *
  * What goes in: the directory of command[0] (only command[0] itself when it lives
  * in a system bin directory), every filesystem.read_only path, and what those

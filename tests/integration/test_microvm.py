@@ -36,7 +36,7 @@ BUILD_SH = os.path.join(harness.SOURCE_DIR, "sandboxes", "microvm", "guest", "bu
 PROBE = os.path.join(harness.BUILD_POLICIES, "tools", "probe")
 # Calls in the leftover check. Each costs a guest restore (a few hundred ms of TCG here) and
 # CI runs the suite twice; GATE_MICROVM_LEAK_CALLS=1000 runs the full count.
-LEAK_CALLS = int(os.environ.get("GATE_MICROVM_LEAK_CALLS", "100"))
+LEAK_CALLS = int(os.environ.get("GATE_MICROVM_LEAK_CALLS", "40"))
 # What the shell policies use, copied into the guest image with the libraries they link.
 UTILS = ["/usr/bin/cat", "/usr/bin/uname", "/usr/bin/sleep", "/usr/bin/yes", "/usr/bin/head",
          "/usr/bin/tr", "/usr/bin/grep", "/usr/bin/id"]
@@ -458,6 +458,19 @@ class MicroVMAccel(unittest.TestCase):
         with self.assertRaises(RuntimeError) as cm:
             g.start()
         self.assertIn("microvm.accel: kvm needs hardware virtualisation", str(cm.exception))
+
+    def test_microvm_settings_only_with_isolation_microvm(self):
+        d = tempfile.mkdtemp(prefix="gh-microvm-pol-")
+        try:
+            harness.write_policy(d, "x", "name: x\ndescription: x\ncommand: [\"/bin/true\"]\n"
+                                 "isolation: container\nmicrovm: {accel: tcg}\n")
+            p = subprocess.run([harness.GATEHOUSE, "policy", "check", d], capture_output=True,
+                               text=True)
+            self.assertNotEqual(p.returncode, 0)
+            self.assertIn("'microvm' settings are only used with isolation: microvm",
+                          p.stdout + p.stderr)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
     def test_guest_under_kvm(self):
         why = kvm_reason()
