@@ -258,8 +258,10 @@ def main():
         ("tier back to back, pool 1", b2b),
         ("tier 2 clients at once, pool 2", conc),
     ]
+    ref = p50(bare_cold)
     for name, xs in rows:
-        print("  %-40s p50 %8.1f ms  p90 %8.1f ms" % (name, p50(xs), pct(xs, 90)))
+        print("  %-40s p50 %8.1f ms  p90 %8.1f ms  %6.3fx bare boot" % (name, p50(xs), pct(xs, 90),
+                                                                     p50(xs) / ref))
     print("  back to back: %.2f calls/s, %d of %d were pool hits" % (N / b2b_s, b2b_hits, N))
     print("  2 clients: %.2f calls/s, %d of %d were pool hits" % (len(conc) / conc_s, conc_hits,
                                                                  len(conc)))
