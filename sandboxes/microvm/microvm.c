@@ -7,8 +7,9 @@
  * used where /dev/kvm works, QEMU's TCG emulation otherwise (policy microvm.accel).
  *
  * When a policy loads, its guest image is built (image.c), one guest is booted cold
- * and saved with QMP `migrate` to a snapshot file, and the pool (pool.c) restores
- * guests from it ahead of demand: a call on a pooled guest pays for the tool only.
+ * and saved with QMP `migrate` to a snapshot file, and a warm pool (sandboxes/common)
+ * restores guests from it ahead of demand: a call on a pooled guest pays for the tool
+ * only.
  * Policies whose guests are identical (same image, memory, vCPUs, accelerator) share
  * one snapshot, found by hash, so a reload that changes nothing boots nothing new.
  * Every guest serves one call and is destroyed.
@@ -304,18 +305,53 @@ static int guest_get(const struct policy *p, bool kvm, struct mvm_guest **out,
 
 /* ---- prepare, run -------------------------------------------------------------------------- */
 
+/* The warm pool's items: guests restored from the snapshot, each rehearsing the call first. */
+static void *pool_spawn(void *ctx, const bool *cancel, struct gate_error *err)
+{
+    struct mvm_policy *mp = ctx;
+    struct mvm_vm *vm = NULL;
+    return mvm_vm_start(mp->guest, MVM_RESTORE, &mp->rehearsal, cancel, &vm, err) == 0 ? vm : NULL;
+}
+
+static void pool_destroy(void *item)
+{
+    mvm_vm_destroy(item);
+}
+
+static bool pool_dead(void *item)
+{
+    return mvm_vm_dead(item);
+}
+
+static void pool_claimed(void *item)
+{
+    struct mvm_vm *vm = item;
+    ct_jail_cpu_background(&mvm.jail, &vm->proc, false); /* it serves a call now */
+}
+
+static const struct sbx_pool_kind pool_kind = {
+    .spawn = pool_spawn,
+    .destroy = pool_destroy,
+    .dead = pool_dead,
+    .claimed = pool_claimed,
+    .family = "gatehouse_microvm_pool",
+    .failures_suffix = "restore_failures_total",
+    .help_size = "Restored microVM guests ready for a call.",
+    .help_hits = "microVM calls served by a pooled guest.",
+    .help_misses = "microVM calls that booted their own guest cold (empty pool).",
+    .help_failures = "Pooled microVM guests that failed to restore.",
+    .refill_failed_event = "microvm.pool_refill_failed",
+    .died_event = "microvm.pool_guest_died",
+};
+
 static void state_free(void *state)
 {
     struct mvm_policy *mp = state;
     if (!mp) return;
-    mvm_pool_unregister(mp);
-    mvm_pool_stop(mp);
-    pthread_cond_destroy(&mp->cond);
-    pthread_mutex_destroy(&mp->lock);
+    sbx_pool_stop(&mp->pool);
     guest_unref(mp->guest);
     gate_buf_free(&mp->rehearsal);
     free(mp->seccomp.filter);
-    free(mp->name);
     free(mp);
 }
 
@@ -352,29 +388,18 @@ static int microvm_prepare(struct policy *p, struct gate_error *err)
     bool kvm = false;
     if (pick_accel(p, &kvm, err) < 0) return -1;
     struct mvm_policy *mp = calloc(1, sizeof(*mp));
-    if (!mp || !(mp->name = strdup(p->name))) {
-        free(mp);
-        return gate_err(err, GATE_E_NOMEM, "out of memory");
-    }
-    mp->pool_size = p->pool_size > MVM_POOL_MAX ? MVM_POOL_MAX : p->pool_size;
+    if (!mp) return gate_err(err, GATE_E_NOMEM, "out of memory");
     /* The tool's filter inside the guest: the container tier's allowlist and the policy's
      * seccomp lists, compiled here and installed by the agent. */
     struct sbx_call rehearsal = {.call_id = "rehearsal", .input = "", .input_len = 0};
     if (sbx_seccomp_compile(SBX_SECCOMP_ALLOWLIST, p->seccomp_allow, p->seccomp_deny, NULL,
                             &mp->seccomp, err) < 0 ||
         mvm_call_frame(p, mp, &rehearsal, MVM_PING, &mp->rehearsal, err) < 0 ||
-        guest_get(p, kvm, &mp->guest, err) < 0) {
-        gate_buf_free(&mp->rehearsal);
-        free(mp->seccomp.filter);
-        free(mp->name);
-        free(mp);
-        return -1;
-    }
-    if (mvm_pool_start(mp, err) < 0) {
+        guest_get(p, kvm, &mp->guest, err) < 0 ||
+        sbx_pool_start(&mp->pool, &pool_kind, mp, p->name, p->pool_size, err) < 0) {
         state_free(mp);
         return -1;
     }
-    mvm_pool_register(mp);
     p->sbx_state = mp;
     p->sbx_state_free = state_free;
     return 0;
@@ -388,7 +413,7 @@ static int microvm_run(const struct policy *p, const struct sbx_call *call, stru
     __atomic_add_fetch(&mvm.calls, 1, __ATOMIC_RELAXED);
     struct gate_buf frame = {0};
     if (mvm_call_frame(p, mp, call, MVM_CALL, &frame, err) < 0) return -1;
-    struct mvm_vm *vm = mvm_pool_take(mp);
+    struct mvm_vm *vm = sbx_pool_take(&mp->pool);
     if (!vm && mvm_vm_start(mp->guest, MVM_COLD, NULL, NULL, &vm, err) < 0) {
         gate_buf_free(&frame);
         return -1;
@@ -400,7 +425,7 @@ static int microvm_run(const struct policy *p, const struct sbx_call *call, stru
 
 static void microvm_shutdown(void)
 {
-    mvm_pool_stop_all();
+    sbx_pool_stop_all(&pool_kind);
     ct_jail_teardown(&mvm.jail); /* fails harmlessly while a call is still running */
 }
 
@@ -430,7 +455,7 @@ static void microvm_metrics(struct gate_buf *out)
                     __atomic_load_n(&mvm.restores, __ATOMIC_RELAXED),
                     __atomic_load_n(&mvm.boot_failures, __ATOMIC_RELAXED),
                     __atomic_load_n(&mvm.leaks, __ATOMIC_RELAXED), mvm.has_kvm ? 1 : 0);
-    mvm_pool_metrics(out);
+    sbx_pool_metrics(out, &pool_kind);
 }
 
 const struct sbx_ops sbx_microvm_ops = {

@@ -5,14 +5,12 @@
  * image.c    the guest's initramfs: the agent, a minimal /etc and the tool's files
  * vm.c       one jailed QEMU: boot cold, restore from the snapshot, make the snapshot
  * call.c     one call's exchange with the guest agent (proto.h), under the deadline
- * pool.c     per policy, guests restored ahead of demand
  * guest/     the kernel config, its build script and the agent (init.c)
  */
 #ifndef GATE_MICROVM_H
 #define GATE_MICROVM_H
 
 #include <limits.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -30,7 +28,6 @@
 #define MVM_TB_MB 64
 #define MVM_VMM_OVERHEAD_MB (MVM_TB_MB + 96)
 #define MVM_VMM_PIDS 64
-#define MVM_POOL_MAX 16
 /* The guest console kept for a call's diagnostics (kernel panic, agent errors). */
 #define MVM_CONSOLE_MAX 4096
 
@@ -79,21 +76,10 @@ struct mvm_vm {
 
 /* A policy's compiled state (p->sbx_state). */
 struct mvm_policy {
-    char *name;
     struct mvm_guest *guest;
     struct sock_fprog seccomp; /* the tool's filter in the guest; owned */
     struct gate_buf rehearsal; /* the PING a restored guest rehearses the call with (proto.h) */
-    uint32_t pool_size;
-
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct mvm_vm *ready[MVM_POOL_MAX];
-    uint32_t n_ready;
-    bool stopping;
-    bool thread_started;
-    pthread_t thread;
-    uint64_t hits, misses, failures;
-    struct mvm_policy *next; /* the tier's live policies (metrics, shutdown) */
+    struct sbx_pool pool;      /* guests restored from the snapshot (sbx_internal.h) */
 };
 
 /* image.c */
@@ -128,15 +114,5 @@ int mvm_call_frame(const struct policy *p, const struct mvm_policy *mp, const st
  * cap); the VM is destroyed. Fills res like every tier. */
 int mvm_call_run(const struct policy *p, struct mvm_vm *vm, const struct gate_buf *frame,
                  struct sbx_result *res, struct gate_error *err);
-
-/* pool.c */
-int mvm_pool_start(struct mvm_policy *mp, struct gate_error *err);
-/* A restored guest ready for a call, or NULL (a miss). Counts the hit or miss. */
-struct mvm_vm *mvm_pool_take(struct mvm_policy *mp);
-void mvm_pool_stop(struct mvm_policy *mp);
-void mvm_pool_register(struct mvm_policy *mp);
-void mvm_pool_unregister(struct mvm_policy *mp);
-void mvm_pool_stop_all(void);
-void mvm_pool_metrics(struct gate_buf *out);
 
 #endif
