@@ -214,10 +214,15 @@ fail:
 
 void ct_jail_kill(struct ct_jail *j, struct ct_jail_proc *p)
 {
-    /* p->pid is our unreaped child, so the number cannot have been reused. PID 1 takes its
-     * namespace with it; the cgroup kill catches anything not (yet) dead. */
-    if (p->pid > 0) kill(p->pid, SIGKILL);
-    if (p->have_cg) ct_cg_kill(&j->cg, &p->cg, 0);
+    /* p->pid is our unreaped child, so the number cannot have been reused. It is PID 1 of the
+     * jail's namespace, which nothing can leave: its death takes every process of the jail
+     * with it (the kernel kills and reaps them before PID 1's exit completes). Without a pid
+     * (a failed start) the cgroup kill takes what may be there; ct_jail_reap falls back to it
+     * too if the cgroup is still busy. */
+    if (p->pid > 0)
+        kill(p->pid, SIGKILL);
+    else if (p->have_cg)
+        ct_cg_kill(&j->cg, &p->cg, 0);
 }
 
 int ct_jail_reap(struct ct_jail *j, struct ct_jail_proc *p, bool reaped)

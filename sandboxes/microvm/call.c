@@ -5,7 +5,7 @@
  * Whatever the guest sends is bounded here too: frame lengths are checked before
  * anything is read into memory, output beyond the cap ends the call, and a guest
  * that speaks out of turn ends it as failed. The VM serves this one call and is
- * destroyed with it, whatever the outcome.
+ * stopped with it, whatever the outcome (and reaped in the background).
  */
 #include <errno.h>
 #include <poll.h>
@@ -329,7 +329,7 @@ int mvm_call_run(const struct policy *p, struct mvm_vm *vm, const struct gate_bu
         snprintf(res->detail, sizeof(res->detail), "the guest broke the protocol: %.200s", x->text);
         break;
     }
-    mvm_vm_destroy(vm);
+    mvm_vm_retire(vm);
     free(x);
     return rc;
 }

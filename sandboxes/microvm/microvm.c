@@ -153,7 +153,8 @@ static int microvm_init(const struct sbx_config *cfg, struct gate_error *err)
         return gate_err_errno(err, GATE_E_SANDBOX, errno, "microvm: mkdir %s", mvm.dir);
     char name[64];
     snprintf(name, sizeof(name), "gatehouse-microvm-%d", (int)getpid());
-    if (ct_jail_init(&mvm.jail, name, mvm.uid, mvm.gid, err) < 0) return -1;
+    if (ct_jail_init(&mvm.jail, name, mvm.uid, mvm.gid, err) < 0 || mvm_reaper_start(err) < 0)
+        return -1;
     tier_ready = true;
     return 0;
 }
@@ -426,6 +427,7 @@ static int microvm_run(const struct policy *p, const struct sbx_call *call, stru
 static void microvm_shutdown(void)
 {
     sbx_pool_stop_all(&pool_kind);
+    mvm_reaper_stop();
     ct_jail_teardown(&mvm.jail); /* fails harmlessly while a call is still running */
 }
 

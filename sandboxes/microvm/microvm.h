@@ -11,6 +11,7 @@
 #define GATE_MICROVM_H
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -70,6 +71,7 @@ struct mvm_vm {
     int err_r; /* QEMU's stderr and the guest console; owned */
     int pidfd; /* readable once QEMU exited; owned */
     bool reaped;
+    struct mvm_vm *next_retired;   /* in the reaper's queue */
     char console[MVM_CONSOLE_MAX]; /* the console's last bytes */
     size_t console_len;
 };
@@ -95,6 +97,12 @@ int mvm_vm_start(struct mvm_guest *g, enum mvm_boot how, const struct gate_buf *
                  const bool *cancel, struct mvm_vm **out, struct gate_error *err);
 /* Kill, reap, remove the cgroup, close. Frees vm. */
 void mvm_vm_destroy(struct mvm_vm *vm);
+/* Kill vm now and leave the rest of mvm_vm_destroy to the reaper thread (off the call's path),
+ * or do it here when the reaper is not running. Frees vm eventually. */
+void mvm_vm_retire(struct mvm_vm *vm);
+int mvm_reaper_start(struct gate_error *err);
+/* Destroy what is queued and stop the thread. */
+void mvm_reaper_stop(void);
 /* Whether vm's QEMU has exited (reaped then). */
 bool mvm_vm_dead(struct mvm_vm *vm);
 /* Boot g cold and save it, booted and idle, to g->snapshot (QMP migrate to a file). */

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,73 @@ void mvm_vm_destroy(struct mvm_vm *vm)
     close_fd(&vm->err_r);
     close_fd(&vm->pidfd);
     free(vm);
+}
+
+/* ---- the reaper: teardown after the call has its result ----------------------------------- */
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct mvm_vm *queue;
+    bool running, stopping;
+    pthread_t thread;
+} reaper = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void *reaper_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&reaper.lock);
+    for (;;) {
+        struct mvm_vm *vm = reaper.queue;
+        if (!vm && reaper.stopping) break;
+        if (!vm) {
+            pthread_cond_wait(&reaper.cond, &reaper.lock);
+            continue;
+        }
+        reaper.queue = vm->next_retired;
+        pthread_mutex_unlock(&reaper.lock);
+        mvm_vm_destroy(vm);
+        pthread_mutex_lock(&reaper.lock);
+    }
+    pthread_mutex_unlock(&reaper.lock);
+    return NULL;
+}
+
+int mvm_reaper_start(struct gate_error *err)
+{
+    pthread_mutex_lock(&reaper.lock);
+    reaper.stopping = false;
+    int e = reaper.running ? 0 : pthread_create(&reaper.thread, NULL, reaper_main, NULL);
+    if (e == 0) reaper.running = true;
+    pthread_mutex_unlock(&reaper.lock);
+    return e ? gate_err_errno(err, GATE_E_INTERNAL, e, "microvm: start the reaper") : 0;
+}
+
+void mvm_reaper_stop(void)
+{
+    pthread_mutex_lock(&reaper.lock);
+    bool join = reaper.running;
+    reaper.stopping = true;
+    reaper.running = false;
+    pthread_cond_signal(&reaper.cond);
+    pthread_mutex_unlock(&reaper.lock);
+    if (join) pthread_join(reaper.thread, NULL);
+}
+
+void mvm_vm_retire(struct mvm_vm *vm)
+{
+    /* Stopped now: a finished guest costs no more CPU. Reaping QEMU and removing its cgroup
+     * (a few ms) need not delay the call's answer. */
+    if (!vm->reaped) ct_jail_kill(&mvm.jail, &vm->proc);
+    pthread_mutex_lock(&reaper.lock);
+    bool queued = reaper.running;
+    if (queued) {
+        vm->next_retired = reaper.queue;
+        reaper.queue = vm;
+        pthread_cond_signal(&reaper.cond);
+    }
+    pthread_mutex_unlock(&reaper.lock);
+    if (!queued) mvm_vm_destroy(vm);
 }
 
 /* Why the guest stopped answering, from the console: a panic line, else the last line. */
