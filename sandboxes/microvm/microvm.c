@@ -232,53 +232,21 @@ static int write_image(const char *path, const struct gate_buf *img, struct gate
     return 0;
 }
 
-/* The guest for p: an existing identical one, or a new one with its image and snapshot. */
-static int guest_get(const struct policy *p, bool kvm, struct mvm_guest **out,
-                     struct gate_error *err)
+/* Give the new guest g (named by key) its directory, image, jail plan and snapshot. Called under
+ * guests_lock, so two loads of one guest never race for its directory. */
+static int guest_create(struct mvm_guest *g, const struct policy *p, bool kvm,
+                        const struct gate_buf *img, struct gate_error *err)
 {
-    struct gate_buf img = {0};
-    if (mvm_image_build(p, &img, err) < 0) return -1;
-    char img_hash[65], key[65];
-    gate_sha256_hex(img.data, img.len, img_hash);
-    struct mvm_guest *g = calloc(1, sizeof(*g));
-    if (!g || !(g->argv = qemu_argv(p, kvm, "@"))) {
-        gate_buf_free(&img);
-        guest_free(g);
-        return gate_err(err, GATE_E_NOMEM, "out of memory");
-    }
-    struct gate_buf id = {0};
-    gate_buf_printf(&id, "%s", img_hash);
-    for (size_t i = 0; g->argv[i]; i++)
-        gate_buf_printf(&id, "\n%s", g->argv[i]);
-    gate_buf_printf(&id, "\ncpu_millis %u", (unsigned)p->limits.cpu_millis); /* the jail's quota */
-    gate_sha256_hex(id.data ? id.data : "", id.len, key);
-    gate_buf_free(&id);
-    int rc = -1;
-    pthread_mutex_lock(&guests_lock);
-    for (struct mvm_guest *q = guests; q; q = q->next)
-        if (strcmp(q->key, key) == 0) {
-            q->refs++;
-            *out = q;
-            rc = 0;
-            break;
-        }
-    if (rc == 0) {
-        pthread_mutex_unlock(&guests_lock);
-        gate_buf_free(&img);
-        guest_free(g);
-        return 0;
-    }
-    /* New: built under the lock, so two loads of one guest never race for its directory. */
-    memcpy(g->key, key, sizeof(key));
     g->kvm = kvm;
-    snprintf(g->dir, sizeof(g->dir), "%.3900s/g-%.16s", mvm.dir, key);
+    snprintf(g->dir, sizeof(g->dir), "%.3900s/g-%.16s", mvm.dir, g->key);
     snprintf(g->initrd, sizeof(g->initrd), "%.3900s/initrd.cpio", g->dir);
     snprintf(g->snapshot, sizeof(g->snapshot), "%.3900s/snapshot", g->dir);
     for (size_t i = 0; g->argv[i]; i++)
         if (strcmp(g->argv[i], "@") == 0) {
+            char *path = strdup(g->initrd);
+            if (!path) return gate_err(err, GATE_E_NOMEM, "out of memory");
             free(g->argv[i]);
-            g->argv[i] = strdup(g->initrd);
-            if (!g->argv[i]) g->argv[i] = strdup("");
+            g->argv[i] = path;
         }
     g->vmm_limits = (struct policy_limits){
         .memory_mb = p->limits.memory_mb + MVM_VMM_OVERHEAD_MB,
@@ -288,20 +256,60 @@ static int guest_get(const struct policy *p, bool kvm, struct mvm_guest **out,
     char *ro[] = {"/usr", mvm.kernel_dir, g->dir, NULL};
     if (mkdir(g->dir, 0755) < 0) {
         gate_err_errno(err, GATE_E_SANDBOX, errno, "microvm: mkdir %s", g->dir);
-        g->dir[0] = '\0';
-    } else if (write_image(g->initrd, &img, err) == 0 &&
-               ct_jail_plan(mvm.qemu, ro, NULL, &g->plan, err) == 0 &&
-               (g->plan.dev_kvm = kvm, mvm_snapshot(g, err) == 0)) {
+        g->dir[0] = '\0'; /* not ours to remove */
+        return -1;
+    }
+    if (write_image(g->initrd, img, err) < 0 || ct_jail_plan(mvm.qemu, ro, NULL, &g->plan, err) < 0)
+        return -1;
+    g->plan.dev_kvm = kvm;
+    return mvm_snapshot(g, err);
+}
+
+/* The guest for p: an existing identical one, or a new one with its image and snapshot. Its
+ * key hashes everything that makes guests differ: the image, QEMU's command line (with the
+ * image's path left out as "@": the path is named by the key) and the jail's CPU quota. */
+static int guest_get(const struct policy *p, bool kvm, struct mvm_guest **out,
+                     struct gate_error *err)
+{
+    struct gate_buf img = {0};
+    if (mvm_image_build(p, &img, err) < 0) return -1;
+    struct mvm_guest *g = calloc(1, sizeof(*g));
+    if (!g || !(g->argv = qemu_argv(p, kvm, "@"))) {
+        gate_buf_free(&img);
+        guest_free(g);
+        return gate_err(err, GATE_E_NOMEM, "out of memory");
+    }
+    struct gate_buf id = {0};
+    char img_hash[65];
+    gate_sha256_hex(img.data, img.len, img_hash);
+    gate_buf_printf(&id, "%s", img_hash);
+    for (size_t i = 0; g->argv[i]; i++)
+        gate_buf_printf(&id, "\n%s", g->argv[i]);
+    gate_buf_printf(&id, "\ncpu_millis %u", (unsigned)p->limits.cpu_millis);
+    gate_sha256_hex(id.data ? id.data : "", id.len, g->key);
+    gate_buf_free(&id);
+    pthread_mutex_lock(&guests_lock);
+    struct mvm_guest *have = guests;
+    while (have && strcmp(have->key, g->key) != 0)
+        have = have->next;
+    int rc = 0;
+    if (have) {
+        have->refs++;
+        guest_free(g);
+        g = have;
+    } else if ((rc = guest_create(g, p, kvm, &img, err)) == 0) {
         g->refs = 1;
         g->next = guests;
         guests = g;
-        *out = g;
-        rc = 0;
     }
     pthread_mutex_unlock(&guests_lock);
     gate_buf_free(&img);
-    if (rc < 0) guest_free(g);
-    return rc;
+    if (rc < 0) {
+        guest_free(g);
+        return -1;
+    }
+    *out = g;
+    return 0;
 }
 
 /* ---- prepare, run -------------------------------------------------------------------------- */

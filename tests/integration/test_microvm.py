@@ -6,8 +6,9 @@
 - QEMU runs jailed: unprivileged uid, its own namespaces, no capabilities, seccomp,
   a root that holds only its own files, a cgroup of its own, -sandbox on.
 - Limits: the deadline kills the VM (timed_out), a memory hog ends as oom, an output
-  flood is truncated at the cap, a fork bomb stops at the pids cap, and a guest whose
-  kernel panics ends the call as failed with the panic in the detail.
+  flood is truncated at the cap, a fork bomb stops at the pids cap, a guest whose
+  kernel panics ends the call as failed with the panic in the detail, and a guest that
+  never answers is killed at the deadline.
 - The warm pool: a claim runs the call on a restored guest (a hit), an empty pool boots
   cold (a miss), SIGHUP replaces every pooled guest.
 - `microvm.accel: kvm` is refused at load on a host without KVM, naming the reason; a
@@ -436,6 +437,28 @@ class MicroVMPanic(unittest.TestCase):
             wait_pool(gw, "panic")
             r = gw.request("POST", "/v1/tools/panic/calls", {"arguments": {}}, timeout=300)
             self.assertIn("processor", r.json()["stdout"])
+        finally:
+            g.stop()
+
+
+class MicroVMUnresponsive(unittest.TestCase):
+    def test_guest_that_never_answers_is_killed(self):
+        """A pooled guest whose QEMU is stopped (SIGSTOP, by the test, as root) takes the call
+        and never answers: the deadline ends the call as timed_out and the VM is killed."""
+        g = Gateway({"hang": sh_policy("hang", "echo never", "wall_timeout: 3s", pool=1)})
+        gw = g.start()
+        try:
+            wait_pool(gw, "hang")
+            pids = qemus(gw.proc.pid)
+            self.assertEqual(len(pids), 1, pids)
+            os.kill(pids[0], signal.SIGSTOP)
+            r = gw.request("POST", "/v1/tools/hang/calls", {"arguments": {}}, timeout=300)
+            self.assertEqual(r.status, 200, r.body)
+            res = r.json()
+            self.assertEqual(res["status"], "timed_out", res)
+            self.assertEqual(res["stdout"], "")
+            wait_for("the stopped QEMU to be killed and reaped",
+                     lambda: pids[0] not in qemus(gw.proc.pid), timeout=30)
         finally:
             g.stop()
 
