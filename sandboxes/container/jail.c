@@ -7,6 +7,7 @@
  * and then, instead of starting a tool under an init, exec the program itself as PID 1
  * with exactly the fds the caller passed. See jail.h.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -23,6 +24,41 @@
 #define NS_FLAGS                                                                                   \
     (CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
 
+/* A gateway that was killed (SIGKILL, a crash) leaves its jails' cgroup parents behind: their
+ * programs died with it (parent-death signal), the directories stay. Next to our own parent,
+ * remove every "<prefix><pid>" whose gateway pid is gone, with its (empty) jail cgroups. */
+static void remove_stale(const struct ct_cg_config *cfg, const char *prefix)
+{
+    size_t plen = strlen(prefix);
+    for (int i = 0; i < CT_V1__COUNT; i++) {
+        if (!cfg->parent[i][0]) continue;
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s", cfg->parent[i]);
+        char *slash = strrchr(dir, '/');
+        if (!slash) continue;
+        *slash = '\0';
+        DIR *d = opendir(dir);
+        for (struct dirent *e; d && (e = readdir(d));) {
+            char proc[64], stale[PATH_MAX];
+            if (strncmp(e->d_name, prefix, plen) != 0) continue;
+            snprintf(proc, sizeof(proc), "/proc/%s", e->d_name + plen);
+            if (e->d_name[plen] == '\0' || access(proc, F_OK) == 0) continue;
+            snprintf(stale, sizeof(stale), "%.3000s/%.255s", dir, e->d_name);
+            DIR *jails = opendir(stale);
+            for (struct dirent *c; jails && (c = readdir(jails));) {
+                char sub[PATH_MAX];
+                snprintf(sub, sizeof(sub), "%.3300s/%.255s", stale, c->d_name);
+                if (c->d_type == DT_DIR && c->d_name[0] != '.') rmdir(sub);
+            }
+            if (jails) closedir(jails);
+            if (rmdir(stale) == 0)
+                gate_log("info", "jail.stale_cgroup", "removed %s, left by a gateway that died",
+                         stale);
+        }
+        if (d) closedir(d);
+    }
+}
+
 int ct_jail_init(struct ct_jail *j, const char *name, uid_t uid, gid_t gid, struct gate_error *err)
 {
     memset(j, 0, sizeof(*j));
@@ -38,6 +74,14 @@ int ct_jail_init(struct ct_jail *j, const char *name, uid_t uid, gid_t gid, stru
     int rc = ct_cg_setup("/sys/fs/cgroup", self, name, &j->cg, err);
     free(self);
     if (rc < 0) return -1;
+    /* name is "<prefix><pid>": the same prefix, other pids. */
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "%.60s", name);
+    char *dash = strrchr(prefix, '-');
+    if (dash) {
+        dash[1] = '\0';
+        remove_stale(&j->cg, prefix);
+    }
     j->ready = true;
     return 0;
 }

@@ -37,7 +37,8 @@ struct ct_jail_proc {
 
 #define CT_JAIL_MAX_FDS 5
 
-/* Set up the cgroup parent `name` below the gateway's cgroup. Call from the main thread as root. */
+/* Set up the cgroup parent `name` ("<prefix><pid>") below the gateway's cgroup, removing the ones
+ * of dead gateways with the same prefix. Call from the main thread as root. */
 int ct_jail_init(struct ct_jail *j, const char *name, uid_t uid, gid_t gid, struct gate_error *err);
 /* Remove the cgroup parent (every jail must be gone). */
 void ct_jail_teardown(struct ct_jail *j);
