@@ -98,6 +98,7 @@ struct ct_child_args {
     uid_t uid; /* the tool's identity, the same number inside and outside */
     gid_t gid;
     int cap_last;
+    bool dev_kvm; /* also bind /dev/kvm (the microVM tier's jailed QEMU with KVM) */
     /* The gateway's argv and environ strings, which the child's copy of memory still holds
      * and /proc/1/{cmdline,environ} would show: wiped in the child. */
     char *arg_start, *arg_end, *env_start, *env_end;

@@ -39,7 +39,13 @@
 
 #include "container.h"
 
-static const char *const devices[] = {"null", "zero", "full", "random", "urandom"};
+/* The last, kvm, only for a jailed VMM that runs its guests with KVM (ct_child_args.dev_kvm). */
+static const char *const devices[] = {"null", "zero", "full", "random", "urandom", "kvm"};
+
+static size_t n_devices(const struct ct_child_args *a)
+{
+    return sizeof(devices) / sizeof(devices[0]) - (a->dev_kvm ? 0 : 1);
+}
 
 /* OCI default masked paths (files get /dev/null, directories an empty read-only tmpfs) and
  * read-only paths. /sys is not mounted at all, so /sys/firmware needs nothing. */
@@ -241,7 +247,7 @@ static void mount_dev(const struct ct_child_args *a, const int *dev_fd)
               "size=64k,nr_inodes=64,mode=0755") < 0)
         fail_at(r, "mount tmpfs", "dev", errno);
     char path[32];
-    for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++) {
+    for (size_t i = 0; i < n_devices(a); i++) {
         memcpy(path, "dev/", 4);
         size_t n = strlen(devices[i]);
         memcpy(path + 4, devices[i], n + 1);
@@ -483,7 +489,7 @@ void ct_child_setup(const struct ct_child_args *a)
                             MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true)) < 0)
             fail_at(r, "open_tree", st->bind_src[i], errno);
     char path[32];
-    for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++) {
+    for (size_t i = 0; i < n_devices(a); i++) {
         memcpy(path, "/dev/", 5);
         memcpy(path + 5, devices[i], strlen(devices[i]) + 1);
         /* Device binds keep their device semantics (no nodev) but nothing else. */
