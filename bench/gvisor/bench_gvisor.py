@@ -266,7 +266,7 @@ def main():
     print("  one isolated call: %.2fx runsc do; cold start: %.2fx"
           % (pct(iso.lat, 50) / do50, pct(cold.lat, 50) / do50))
     if os.environ.get("BENCH_DESIGN"):
-        helper = os.path.join(harness.BUILD_DIR, "sandboxes", "gvisor", "gatehouse-gvisor-helper")
+        helper = os.path.join(harness.BUILD_DIR, "libexec", "gatehouse-gvisor-helper")
         boots, restores, ckpt, launches, execs = design_numbers(helper, max(5, N // 5))
         print("runsc level (median of %d):" % len(boots))
         print("  refill by boot (run --detach):     %7.1f ms" % statistics.median(boots))

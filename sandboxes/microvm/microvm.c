@@ -31,12 +31,6 @@
 #ifndef GATE_MICROVM_KERNEL
 #define GATE_MICROVM_KERNEL "/var/cache/gatehouse/microvm/vmlinux"
 #endif
-#ifndef GATE_MICROVM_INIT_INSTALL
-#define GATE_MICROVM_INIT_INSTALL "/usr/local/libexec/gatehouse/gatehouse-microvm-init"
-#endif
-#ifndef GATE_MICROVM_INIT_BUILD
-#define GATE_MICROVM_INIT_BUILD ""
-#endif
 
 struct mvm_tier mvm;
 static bool tier_ready;
@@ -70,21 +64,11 @@ static int find_files(struct gate_error *err)
     snprintf(mvm.kernel, sizeof(mvm.kernel), "%s", GATE_MICROVM_KERNEL);
     snprintf(mvm.kernel_dir, sizeof(mvm.kernel_dir), "%s", GATE_MICROVM_KERNEL);
     dirname(mvm.kernel_dir);
-    /* The agent sits next to the gatehouse binary once installed, or in the build tree. */
-    char self[PATH_MAX] = "", beside[PATH_MAX + 32] = "";
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    self[n > 0 ? n : 0] = '\0';
-    if (n > 0) snprintf(beside, sizeof(beside), "%s/gatehouse-microvm-init", dirname(self));
-    const char *agents[] = {beside, GATE_MICROVM_INIT_INSTALL, GATE_MICROVM_INIT_BUILD};
-    for (size_t i = 0; i < 3; i++)
-        if (strlen(agents[i]) < sizeof(mvm.agent) && executable(agents[i])) {
-            snprintf(mvm.agent, sizeof(mvm.agent), "%s", agents[i]);
-            return 0;
-        }
-    return gate_err(err, GATE_E_SANDBOX,
-                    "gatehouse-microvm-init not found (looked beside the gatehouse binary, in "
-                    "%s and %s)",
-                    GATE_MICROVM_INIT_INSTALL, GATE_MICROVM_INIT_BUILD);
+    if (sbx_find_libexec("gatehouse-microvm-init", mvm.agent, sizeof(mvm.agent)) < 0)
+        return gate_err(err, GATE_E_SANDBOX,
+                        "gatehouse-microvm-init not found (looked beside the gatehouse binary, "
+                        "in ../libexec and ../libexec/gatehouse)");
+    return 0;
 }
 
 /* Hardware virtualisation: /dev/kvm must open, speak the stable API, and be open to the jailed
