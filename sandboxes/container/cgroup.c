@@ -145,14 +145,18 @@ static void remove_dead_call(const char *dir)
 /* Remove the parents (and their children) left by gateways that are gone: a gateway
  * killed with SIGKILL never runs its teardown. Only directories named <prefix><pid> whose
  * pid no longer exists are touched; rmdir refuses anything still populated. */
-static void remove_stale(const char *dir, const char *prefix)
+static void remove_stale(const char *dir, const char *name)
 {
     DIR *d = opendir(dir);
     if (!d) return;
-    size_t plen = strlen(prefix);
+    /* Our parent is "<prefix><pid>" ("gatehouse-", or "gatehouse-microvm-" for jails): the
+     * same prefix with other pids. */
+    size_t plen = strlen(name);
+    while (plen > 0 && name[plen - 1] >= '0' && name[plen - 1] <= '9')
+        plen--;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (strncmp(e->d_name, prefix, plen) != 0) continue;
+        if (strncmp(e->d_name, name, plen) != 0) continue;
         char *end = NULL;
         long pid = strtol(e->d_name + plen, &end, 10);
         if (pid <= 0 || !end || (*end != '\0' && strcmp(end, "-gateway") != 0) ||
@@ -188,7 +192,7 @@ static int setup_v2(const char *root, const char *self, const char *name, struct
     if (own_path(self, NULL, own, sizeof(own)) < 0)
         return gate_err(err, GATE_E_SANDBOX, "cgroup v2: cannot find the gateway's own cgroup");
     snprintf(base, sizeof(base), "%s%s", root, own);
-    remove_stale(base, "gatehouse-");
+    remove_stale(base, name);
     if (join(cfg->parent[0], sizeof(cfg->parent[0]), base, name) < 0)
         return gate_err_errno(err, GATE_E_SANDBOX, errno, "cgroup path %s", base);
     if (make_dir(cfg->parent[0], err) < 0) return -1;
@@ -230,7 +234,7 @@ static int setup_v1(const char *root, const char *self, const char *name, struct
         }
         char base[PATH_MAX];
         snprintf(base, sizeof(base), "%s%s", dir, own);
-        remove_stale(base, "gatehouse-");
+        remove_stale(base, name);
         if (join(cfg->parent[i], sizeof(cfg->parent[i]), base, name) < 0)
             return gate_err_errno(err, GATE_E_SANDBOX, errno, "cgroup path %s", base);
         if (make_dir(cfg->parent[i], err) < 0) return -1;

@@ -256,37 +256,6 @@ static void kill_call(void *arg)
         ct_cg_kill(&ct.cg, &c->cg, 0);
 }
 
-static int write_proc(pid_t pid, const char *file, const char *text, struct gate_error *err)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return gate_err_errno(err, GATE_E_SANDBOX, errno, "open %s", path);
-    ssize_t w = write(fd, text, strlen(text));
-    int e = errno;
-    close(fd);
-    if (w != (ssize_t)strlen(text))
-        return gate_err_errno(err, GATE_E_SANDBOX, w < 0 ? e : EIO, "write %s", path);
-    return 0;
-}
-
-/* The child's identity in its user namespace: the tool's uid/gid map to the same unprivileged
- * host ids and nothing else is mapped, so no id in the sandbox is host root. setgroups is
- * denied before gid_map is written (the kernel requires that order). */
-static int map_ids(pid_t pid, struct gate_error *err)
-{
-    char map[64];
-    /* And make the sandbox the OOM killer's first choice in its cgroup, ahead of a pool
-     * helper sharing it (raising a score needs no privilege; lowering would). */
-    if (write_proc(pid, "oom_score_adj", "1000", err) < 0 ||
-        write_proc(pid, "setgroups", "deny", err) < 0)
-        return -1;
-    snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)ct.uid, (unsigned)ct.uid);
-    if (write_proc(pid, "uid_map", map, err) < 0) return -1;
-    snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)ct.gid, (unsigned)ct.gid);
-    return write_proc(pid, "gid_map", map, err);
-}
-
 static void close_fd(int *fd)
 {
     if (*fd >= 0) {
@@ -376,29 +345,55 @@ static int child_fds(const struct pipes *pp, int fds[6])
     return 0;
 }
 
+pid_t ct_direct_spawn(struct ct_direct *d, struct ct_child_args *a, struct gate_error *err)
+{
+    if (ct_cg_create(d->cfg, d->cg_name, d->limits, &d->cg, err) < 0) return -1;
+    d->have_cg = true;
+    autofree struct ct_spec *spec = malloc(sizeof(*spec));
+    if (!spec) return gate_err(err, GATE_E_NOMEM, "out of memory");
+    if (ct_image_decode(d->image->data, d->image->len, d->call_id, spec) < 0)
+        return gate_err(err, GATE_E_INTERNAL, "container: bad policy image");
+    a->spec = spec;
+    /* No CLONE_VM: the child runs on its own copy of our memory (spec and the caller's
+     * stack included), so nothing it does can touch the gateway. */
+    pid_t pid = ct_fork_into(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
+                             CLONE_NEWIPC | CLONE_NEWUTS);
+    if (pid == 0) {
+        d->child(a, d->arg);
+        _exit(127); /* not reached: child() never returns */
+    }
+    a->spec = NULL;
+    if (pid < 0) return gate_err_errno(err, GATE_E_SANDBOX, errno, "container: clone");
+    /* Nothing of the child runs before it is inside its cgroup and mapped, so nothing it runs
+     * escapes the limits or holds another identity. */
+    const char *step = "sync with the sandbox child";
+    int rc = ct_cg_attach(d->cfg, &d->cg, pid, err);
+    if (rc == 0 && (ct_map_ids(pid, a->uid, a->gid, &step) < 0 || write(d->sync_w, "g", 1) != 1))
+        rc = gate_err_errno(err, GATE_E_SANDBOX, errno, "container: %s", step);
+    if (rc < 0) {
+        kill(pid, SIGKILL);
+        reap(pid);
+        return -1;
+    }
+    return pid;
+}
+
+static void run_tool(const struct ct_child_args *a, const void *arg)
+{
+    (void)arg;
+    ct_child_main((void *)a);
+}
+
 /* The tool's stack until it execs, in a direct child's own copy of our memory. */
 static char tool_stack[32768] __attribute__((aligned(16)));
 
-/* The direct path: clone from this thread, then move the child into a fresh cgroup. */
+/* The direct path for a call: a cgroup of its own, named c<n>. */
 static pid_t clone_direct(const struct ct_state *st, const char *call_id, const struct pipes *pp,
                           struct call_ctx *cc, const struct policy *p, struct gate_error *err)
 {
     char name[32];
     snprintf(name, sizeof(name), "c%llu", __atomic_add_fetch(&ct.direct, 1, __ATOMIC_RELAXED));
-    if (ct_cg_create(&ct.cg, name, &p->limits, &cc->cg, err) < 0) return -1;
-    cc->have_cg = true;
-    struct ct_spec *spec = malloc(sizeof(*spec));
-    pid_t pid = -1;
-    if (!spec) {
-        gate_err(err, GATE_E_NOMEM, "out of memory");
-        goto out;
-    }
-    if (ct_image_decode(st->image.data, st->image.len, call_id, spec) < 0) {
-        gate_err(err, GATE_E_INTERNAL, "container: bad policy image");
-        goto out;
-    }
     struct ct_child_args a = {
-        .spec = spec,
         .in = pp->in[0],
         .out = pp->out[1],
         .errfd = pp->err[1],
@@ -417,22 +412,16 @@ static pid_t clone_direct(const struct ct_state *st, const char *call_id, const 
         .env_start = ct.env_start,
         .env_end = ct.env_end,
     };
-    /* No CLONE_VM: the child runs on its own copy of our memory (spec and this stack
-     * included), so nothing it does can touch the gateway. */
-    pid = ct_fork_into(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC |
-                       CLONE_NEWUTS);
-    if (pid == 0) ct_child_main(&a);
-    if (pid < 0) {
-        gate_err_errno(err, GATE_E_SANDBOX, errno, "clone");
-        goto out;
-    }
-    if (ct_cg_attach(&ct.cg, &cc->cg, pid, err) < 0) {
-        kill(pid, SIGKILL);
-        reap(pid);
-        pid = -1;
-    }
-out:
-    free(spec);
+    struct ct_direct d = {.cfg = &ct.cg,
+                          .cg_name = name,
+                          .limits = &p->limits,
+                          .image = &st->image,
+                          .call_id = call_id,
+                          .sync_w = pp->sync[1],
+                          .child = run_tool};
+    pid_t pid = ct_direct_spawn(&d, &a, err);
+    cc->cg = d.cg;
+    cc->have_cg = d.have_cg;
     return pid;
 }
 
@@ -466,15 +455,8 @@ static pid_t start_child(const struct policy *p, const char *call_id, struct pip
     close_fd(&pp->report[1]);
     close_fd(&pp->status[1]);
     close_fd(&pp->sync[0]);
-    /* A pooled child was mapped by its helper before it was handed out, and waits on no
-     * sync pipe; a direct child waits until it is mapped and inside its cgroup, so nothing
-     * it runs escapes the limits. */
-    if (!cc->slot && (map_ids(pid, err) < 0 || write(pp->sync[1], "g", 1) != 1)) {
-        if (!err->msg[0]) gate_err_errno(err, GATE_E_SANDBOX, errno, "sync with the sandbox child");
-        kill(pid, SIGKILL);
-        reap(pid);
-        return -1;
-    }
+    /* A pooled child was mapped by its helper before it was handed out and waits on no sync
+     * pipe; a direct child was released by ct_direct_spawn once mapped and in its cgroup. */
     close_fd(&pp->sync[1]);
     phase_end(PH_HANDOFF, t);
     int setup = sbx_child_status(pp->report[0], err);

@@ -8,6 +8,8 @@
  * helper.c      gatehouse-ct-helper, the helper of one slot: starts (and primes) children
  * msg.c         messages with fds on the pool's sockets (both sides)
  * cgroup.c      cgroups v1 and v2: limits, OOM/pids outcome, kill, removal
+ * jail.c        a program of the gateway's own (the microVM tier's QEMU) in a container
+ *               sandbox, through the direct path (ct_direct_spawn); its API is jail.h
  * (the Docker-like seccomp allowlist is sandboxes/common/allowlist.c)
  */
 #ifndef GATE_CONTAINER_H
@@ -108,6 +110,12 @@ int ct_child_main(void *arg);
 /* clone(flags | SIGCHLD) the fork() way: the child continues on a copy of the caller's
  * stack (a stack the sanitizers know, unlike a separate clone stack). Returns like fork(). */
 pid_t ct_fork_into(unsigned long flags);
+/* Give a child cloned with CLONE_NEWUSER its only identity: uid and gid mapped to the same
+ * (unprivileged) host ids, nothing else mapped, so no id in the sandbox is host root; setgroups
+ * denied, so a tool can never drop a group to get past a negative group permission. Called by
+ * every parent of a sandbox (the direct path, a pool helper, a jail). -1 with errno and the
+ * /proc file that failed in *step. */
+int ct_map_ids(pid_t pid, uid_t uid, gid_t gid, const char **step);
 /* Its two halves. Setup: everything up to and including the seccomp filter (a failure is
  * reported on a->report and exits). Start: the tool and init; never returns. A primed pool
  * child runs setup ahead of its call and receives the call's fds in between. */
@@ -176,6 +184,29 @@ void ct_cg_counters(const struct ct_cg_config *cfg, const struct ct_cgroup *cg, 
 int ct_cg_destroy(const struct ct_cg_config *cfg, struct ct_cgroup *cg);
 /* Read an integer field ("oom_kill 3") from a flat-keyed cgroup file; 0 if absent. */
 uint64_t ct_cg_read_key(const char *path, const char *key);
+
+/* ---- the direct path --------------------------------------------------------------------- */
+/* The direct path, the one way a sandbox child is started from the gateway itself (a call
+ * when every pool slot is busy, and jail.c's jailed programs): a fresh cgroup `cg_name` under
+ * cfg with `limits`; a child cloned from this thread into new user, PID, mount, network, IPC
+ * and UTS namespaces, with a->spec decoded here from `image` for `call_id`; the child waits on
+ * a->sync until it is inside the cgroup with its ids mapped (a->uid, a->gid), then runs
+ * child(a, arg), which never returns. Returns the child's pid, released; or -1 with err set and
+ * the child (if any) killed and reaped. Once made, the cgroup is d->cg (d->have_cg): the
+ * caller removes it, after the child is gone. */
+struct ct_direct {
+    const struct ct_cg_config *cfg;
+    const char *cg_name;
+    const struct policy_limits *limits;
+    const struct gate_buf *image;
+    const char *call_id;
+    int sync_w; /* the write end of a->sync's pipe */
+    void (*child)(const struct ct_child_args *a, const void *arg);
+    const void *arg;
+    struct ct_cgroup cg; /* out */
+    bool have_cg;        /* out */
+};
+pid_t ct_direct_spawn(struct ct_direct *d, struct ct_child_args *a, struct gate_error *err);
 
 /* ---- the helper pool ---------------------------------------------------------------------- */
 /* Small helper processes, each resident in its own cgroup, that clone sandbox children on

@@ -173,30 +173,6 @@ static int child_main(void *arg)
     ct_child_start(a);
 }
 
-static int write_proc(pid_t pid, const char *file, const char *text)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    ssize_t w = write(fd, text, strlen(text));
-    close(fd);
-    return w == (ssize_t)strlen(text) ? 0 : -1;
-}
-
-/* The same identity as the direct path (container.c map_ids): only the tool's own
- * unprivileged ids are mapped, setgroups denied, and the OOM killer's first choice. */
-static int map_ids(pid_t pid)
-{
-    char map[64], gmap[64];
-    snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)ids.uid, (unsigned)ids.uid);
-    snprintf(gmap, sizeof(gmap), "%u %u 1\n", (unsigned)ids.gid, (unsigned)ids.gid);
-    if (write_proc(pid, "oom_score_adj", "1000") < 0 || write_proc(pid, "setgroups", "deny") < 0 ||
-        write_proc(pid, "uid_map", map) < 0 || write_proc(pid, "gid_map", gmap) < 0)
-        return -1;
-    return 0;
-}
-
 static void close_pair(int p[2])
 {
     for (int i = 0; i < 2; i++)
@@ -262,7 +238,8 @@ static pid_t spawn_child(const char *jobmsg, size_t len, const int *jobfds, int 
         return -pid;
     }
     ar->pidfd = pidfd;
-    if (pid < 0 || map_ids(pid) < 0 || write(sync[1], "g", 1) != 1) {
+    const char *step = NULL; /* the helper has no log: the call fails as a dead child */
+    if (pid < 0 || ct_map_ids(pid, ids.uid, ids.gid, &step) < 0 || write(sync[1], "g", 1) != 1) {
         if (pid > 0) kill(pid, SIGKILL);
         close(sv[0]), close(setup[0]), close(sync[1]);
         return pid > 0 ? -pid : 0;

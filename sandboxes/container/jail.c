@@ -1,16 +1,14 @@
 /* jail.c: a program of the gateway's own (the microVM tier's QEMU) in a container sandbox.
  *
- * The jail is the container tier's direct path with a different last step: clone into
- * new user, PID, mount, network, IPC and UTS namespaces, wait until the parent has mapped
- * the ids and moved the child into the jail's cgroup, then ct_child_setup (fresh
+ * The jail is the container tier's direct path (ct_direct_spawn, container.c) with a different
+ * last step: clone into new user, PID, mount, network, IPC and UTS namespaces, wait until the
+ * parent has mapped the ids and moved the child into the jail's cgroup, then ct_child_setup (fresh
  * read-only root, unprivileged uid, no capabilities, no_new_privs, container allowlist);
  * and then, instead of starting a tool under an init, exec the program itself as PID 1
  * with exactly the fds the caller passed. See jail.h.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,44 +18,6 @@
 #include <unistd.h>
 
 #include "jail.h"
-
-#define NS_FLAGS                                                                                   \
-    (CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
-
-/* A gateway that was killed (SIGKILL, a crash) leaves its jails' cgroup parents behind: their
- * programs died with it (parent-death signal), the directories stay. Next to our own parent,
- * remove every "<prefix><pid>" whose gateway pid is gone, with its (empty) jail cgroups. */
-static void remove_stale(const struct ct_cg_config *cfg, const char *prefix)
-{
-    size_t plen = strlen(prefix);
-    for (int i = 0; i < CT_V1__COUNT; i++) {
-        if (!cfg->parent[i][0]) continue;
-        char dir[PATH_MAX];
-        snprintf(dir, sizeof(dir), "%s", cfg->parent[i]);
-        char *slash = strrchr(dir, '/');
-        if (!slash) continue;
-        *slash = '\0';
-        DIR *d = opendir(dir);
-        for (struct dirent *e; d && (e = readdir(d));) {
-            char proc[64], stale[PATH_MAX];
-            if (strncmp(e->d_name, prefix, plen) != 0) continue;
-            snprintf(proc, sizeof(proc), "/proc/%s", e->d_name + plen);
-            if (e->d_name[plen] == '\0' || access(proc, F_OK) == 0) continue;
-            snprintf(stale, sizeof(stale), "%.3000s/%.255s", dir, e->d_name);
-            DIR *jails = opendir(stale);
-            for (struct dirent *c; jails && (c = readdir(jails));) {
-                char sub[PATH_MAX];
-                snprintf(sub, sizeof(sub), "%.3300s/%.255s", stale, c->d_name);
-                if (c->d_type == DT_DIR && c->d_name[0] != '.') rmdir(sub);
-            }
-            if (jails) closedir(jails);
-            if (rmdir(stale) == 0)
-                gate_log("info", "jail.stale_cgroup", "removed %s, left by a gateway that died",
-                         stale);
-        }
-        if (d) closedir(d);
-    }
-}
 
 int ct_jail_init(struct ct_jail *j, const char *name, uid_t uid, gid_t gid, struct gate_error *err)
 {
@@ -73,15 +33,7 @@ int ct_jail_init(struct ct_jail *j, const char *name, uid_t uid, gid_t gid, stru
     if (gate_read_file("/proc/self/cgroup", 65536, &self, &len, err) < 0) return -1;
     int rc = ct_cg_setup("/sys/fs/cgroup", self, name, &j->cg, err);
     free(self);
-    if (rc < 0) return -1;
-    /* name is "<prefix><pid>": the same prefix, other pids. */
-    char prefix[64];
-    snprintf(prefix, sizeof(prefix), "%.60s", name);
-    char *dash = strrchr(prefix, '-');
-    if (dash) {
-        dash[1] = '\0';
-        remove_stale(&j->cg, prefix);
-    }
+    if (rc < 0) return -1; /* ct_cg_setup removed the parents of dead gateways' jails */
     j->ready = true;
     return 0;
 }
@@ -154,30 +106,18 @@ __attribute__((noreturn)) static void exec_jailed(char *const *argv, const int *
     sbx_child_fail(report, "execve", errno);
 }
 
-static int write_proc(pid_t pid, const char *file, const char *text, struct gate_error *err)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
-    autoclose int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || gate_write_all(fd, text, strlen(text)) < 0)
-        return gate_err_errno(err, GATE_E_SANDBOX, errno, "jail: write %s", path);
-    return 0;
-}
+struct exec_args {
+    char *const *argv;
+    const int *fds;
+    int nfds;
+};
 
-/* The jailed program's only identity is the unprivileged one, mapped to itself; setgroups is
- * denied first (the kernel requires it before gid_map). Its OOM score makes the host's OOM
- * killer take the VMM before anything of the gateway's. */
-static int map_ids(const struct ct_jail *j, pid_t pid, struct gate_error *err)
+/* The jail's last step, in the child (ct_direct_spawn): the container setup, then the program. */
+static void setup_and_exec(const struct ct_child_args *a, const void *arg)
 {
-    char uid_map[64], gid_map[64];
-    snprintf(uid_map, sizeof(uid_map), "%u %u 1\n", (unsigned)j->ids.uid, (unsigned)j->ids.uid);
-    snprintf(gid_map, sizeof(gid_map), "%u %u 1\n", (unsigned)j->ids.gid, (unsigned)j->ids.gid);
-    if (write_proc(pid, "oom_score_adj", "1000", err) < 0 ||
-        write_proc(pid, "setgroups", "deny", err) < 0 ||
-        write_proc(pid, "uid_map", uid_map, err) < 0 ||
-        write_proc(pid, "gid_map", gid_map, err) < 0)
-        return -1;
-    return 0;
+    const struct exec_args *x = arg;
+    ct_child_setup(a);
+    exec_jailed(x->argv, x->fds, x->nfds, a->report);
 }
 
 int ct_jail_spawn(struct ct_jail *j, const struct ct_jail_plan *plan, char *const *argv,
@@ -192,12 +132,6 @@ int ct_jail_spawn(struct ct_jail *j, const struct ct_jail_plan *plan, char *cons
     char name[48];
     snprintf(name, sizeof(name), "j%d-%llu", (int)getpid(),
              __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
-    if (ct_cg_create(&j->cg, name, l, &p->cg, err) < 0) return -1;
-    p->have_cg = true;
-    autofree struct ct_spec *spec = malloc(sizeof(*spec));
-    if (!spec) return gate_err(err, GATE_E_NOMEM, "out of memory");
-    if (ct_image_decode(plan->st->image.data, plan->st->image.len, "jail", spec) < 0)
-        return gate_err(err, GATE_E_INTERNAL, "jail: bad plan image");
     int report[2] = {-1, -1}, sync[2] = {-1, -1};
     if (pipe2(report, O_CLOEXEC) < 0 || pipe2(sync, O_CLOEXEC) < 0) {
         gate_err_errno(err, GATE_E_SANDBOX, errno, "jail: pipe2");
@@ -206,7 +140,6 @@ int ct_jail_spawn(struct ct_jail *j, const struct ct_jail_plan *plan, char *cons
     /* ct_child_setup keeps in, out, errfd, report, sync, status and extra_fd open through the
      * setup: fds 3 and 4 travel as the last two. */
     struct ct_child_args a = {
-        .spec = spec,
         .in = fds[0],
         .out = fds[1],
         .errfd = fds[2],
@@ -224,28 +157,24 @@ int ct_jail_spawn(struct ct_jail *j, const struct ct_jail_plan *plan, char *cons
         .env_start = j->ids.env_start,
         .env_end = j->ids.env_end,
     };
-    /* No CLONE_VM: the child works on its own copy of our memory (spec, argv, fds). */
-    pid_t pid = ct_fork_into(NS_FLAGS);
-    if (pid == 0) {
-        ct_child_setup(&a);
-        exec_jailed(argv, fds, nfds, report[1]);
-    }
-    if (pid < 0) {
-        gate_err_errno(err, GATE_E_SANDBOX, errno, "jail: clone");
-        goto fail;
-    }
-    p->pid = pid;
+    struct exec_args x = {argv, fds, nfds};
+    struct ct_direct d = {.cfg = &j->cg,
+                          .cg_name = name,
+                          .limits = l,
+                          .image = &plan->st->image,
+                          .call_id = "jail",
+                          .sync_w = sync[1],
+                          .child = setup_and_exec,
+                          .arg = &x};
+    p->pid = ct_direct_spawn(&d, &a, err);
+    p->cg = d.cg;
+    p->have_cg = d.have_cg;
+    if (p->pid < 0) goto fail;
     close(report[1]), report[1] = -1;
-    close(sync[0]), sync[0] = -1;
-    /* Nothing of the program runs before it is mapped and inside its cgroup. */
-    if (ct_cg_attach(&j->cg, &p->cg, pid, err) < 0 || map_ids(j, pid, err) < 0) goto fail;
-    if (write(sync[1], "g", 1) != 1) {
-        gate_err_errno(err, GATE_E_SANDBOX, errno, "jail: sync with the child");
-        goto fail;
-    }
-    close(sync[1]), sync[1] = -1;
     if (sbx_child_status(report[0], err) < 0) goto fail;
     close(report[0]);
+    close(sync[0]);
+    close(sync[1]);
     return 0;
 fail:
     for (int i = 0; i < 2; i++) {

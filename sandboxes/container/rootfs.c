@@ -25,6 +25,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -545,6 +546,38 @@ pid_t ct_fork_into(unsigned long flags)
     /* x86-64 argument order: flags, new stack (0: the caller's, copied), parent tid,
      * child tid, tls. No CLONE_VM: the child has its own copy of everything. */
     return (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0UL, NULL, NULL, 0UL);
+}
+
+static int write_proc(pid_t pid, const char *file, const char *text)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t w = write(fd, text, strlen(text));
+    int e = errno;
+    close(fd);
+    if (w == (ssize_t)strlen(text)) return 0;
+    errno = w < 0 ? e : EIO;
+    return -1;
+}
+
+int ct_map_ids(pid_t pid, uid_t uid, gid_t gid, const char **step)
+{
+    char umap[64], gmap[64];
+    snprintf(umap, sizeof(umap), "%u %u 1\n", (unsigned)uid, (unsigned)uid);
+    snprintf(gmap, sizeof(gmap), "%u %u 1\n", (unsigned)gid, (unsigned)gid);
+    /* The OOM killer's first choice, ahead of anything of the gateway's or a pool helper
+     * sharing the cgroup (raising a score needs no privilege; lowering would). setgroups is
+     * denied before gid_map is written (the kernel requires that order). */
+    const char *const files[] = {"oom_score_adj", "setgroups", "uid_map", "gid_map"};
+    const char *const texts[] = {"1000", "deny", umap, gmap};
+    for (size_t i = 0; i < 4; i++)
+        if (write_proc(pid, files[i], texts[i]) < 0) {
+            *step = files[i];
+            return -1;
+        }
+    return 0;
 }
 
 int ct_child_main(void *arg)
