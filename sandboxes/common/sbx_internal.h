@@ -40,6 +40,11 @@ struct supervise {
  * raw waitpid status. The child is always reaped. Returns 0, or -1 on an internal error. */
 int sbx_supervise(struct supervise *s, struct sbx_result *res, int *wait_status,
                   struct gate_error *err);
+/* A tool's wait status as the call's outcome: exit_code or term_signal; SUCCEEDED, FAILED,
+ * KILLED, or RESOURCE_LIMIT for SIGXCPU/SIGXFSZ with the limit named in detail. Shared by
+ * sbx_supervise and the tiers whose tool is not the supervised process (its init or agent
+ * reports the tool's status). */
+void sbx_result_from_wait(struct sbx_result *res, int status);
 
 /* ---- child error channel ----------------------------------------------------- */
 /* In a child after fork: report that `step` failed with errnum, then _exit(127). */

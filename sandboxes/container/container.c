@@ -298,21 +298,7 @@ static void tool_outcome(int status_fd, struct sbx_result *res)
     if (n != (ssize_t)sizeof(status))
         return; /* init was killed before the tool ended: keep what supervise saw */
     if (res->status == SBX_TIMED_OUT || res->status == SBX_OUTPUT_TRUNCATED) return;
-    if (WIFEXITED(status)) {
-        res->exit_code = WEXITSTATUS(status);
-        res->term_signal = 0;
-        res->status = res->exit_code == 0 ? SBX_SUCCEEDED : SBX_FAILED;
-    } else if (WIFSIGNALED(status)) {
-        res->exit_code = -1;
-        res->term_signal = WTERMSIG(status);
-        res->status = SBX_KILLED;
-        if (res->term_signal == SIGXCPU || res->term_signal == SIGXFSZ) {
-            res->status = SBX_RESOURCE_LIMIT;
-            snprintf(res->detail, sizeof(res->detail), "%s",
-                     res->term_signal == SIGXCPU ? "cpu_time limit reached"
-                                                 : "file_size limit reached");
-        }
-    }
+    sbx_result_from_wait(res, status);
 }
 
 static void cgroup_outcome(struct call_ctx *cc, struct sbx_result *res)

@@ -226,20 +226,7 @@ static void pump(struct exchange *x, uint64_t deadline)
 /* The tool's own end, as the agent reported it (the container tier's rules). */
 static void tool_ending(const struct policy *p, const struct mvm_exit *e, struct sbx_result *res)
 {
-    int st = e->wait_status;
-    if (WIFEXITED(st)) {
-        res->exit_code = WEXITSTATUS(st);
-        res->status = res->exit_code == 0 ? SBX_SUCCEEDED : SBX_FAILED;
-    } else if (WIFSIGNALED(st)) {
-        res->term_signal = WTERMSIG(st);
-        res->status = SBX_KILLED;
-        if (res->term_signal == SIGXCPU || res->term_signal == SIGXFSZ) {
-            res->status = SBX_RESOURCE_LIMIT;
-            snprintf(res->detail, sizeof(res->detail), "%s",
-                     res->term_signal == SIGXCPU ? "cpu_time limit reached"
-                                                 : "file_size limit reached");
-        }
-    }
+    sbx_result_from_wait(res, e->wait_status);
     if (e->flags & MVM_EXIT_PIDS) {
         res->pids_limit_hit = true;
         if (res->status == SBX_FAILED || res->status == SBX_KILLED) {
