@@ -8,6 +8,8 @@ PKGS=(
   clang lld wasi-libc libclang-rt-14-dev libclang-rt-14-dev-wasm32 wabt
   bubblewrap runsc libcap2-bin curl util-linux iproute2 procps
   prometheus
+  # microvm tier: QEMU, and what sandboxes/microvm/guest/build.sh builds the guest kernel from
+  qemu-system-x86 linux-source-6.1 flex bison bc libelf-dev xz-utils binutils
 )
 missing=()
 for p in "${PKGS[@]}"; do

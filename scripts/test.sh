@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 jobs=$(nproc)
+# The microVM guest kernel: built once into /var/cache/gatehouse (keyed by its inputs), reused after.
+sandboxes/microvm/guest/build.sh >/dev/null
 
 echo "== format"
 scripts/check-format.sh

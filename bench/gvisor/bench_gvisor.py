@@ -1,17 +1,22 @@
-"""bench/gvisor: what a gVisor call costs through the gateway, against `runsc do`.
+"""bench/gvisor: what gVisor calls cost through the gateway under sustained load, against
+`runsc do` measured the same way in the same run.
 
-In one run:
-  1. p50/p99 of POST /v1/tools/<t>/calls for a /bin/true tool in the gvisor tier with a
-     warm pool (each call waits until the pool is full again, so every call is a hit),
-  2. the same with pool.size 0 (every call boots its own sandbox: a cold start),
-  3. the median of `runsc --network=none do /bin/true` (the reference),
-  4. design measurements at the runsc level: booting a sandbox (run --detach) against
-     restoring one from a checkpoint (for refilling the pool), and serving a call from a
-     booted sandbox by `runsc exec` against our launcher (write the call header on stdin).
-Target: warm p50 <= 0.3 x the runsc do median.
+In one run, in rounds that alternate gateway blocks and `runsc do` blocks (the machine is
+shared; within a block everything runs back to back):
+  1. back to back: /bin/true tools in the gvisor tier with warm pools of size 1 and 4, called
+     with no pause (a pool is refilled in the background and may be empty when the next call
+     comes), p50/p99, calls/s and the pool's hit and miss counts; `runsc --network=none do
+     /bin/true` back to back: p50/p99, runs/s. Ratios of both.
+  2. one isolated call: each call waits until the pool (size 4) is full again, so every call
+     is a hit: the cost of a call that comes alone, not what back-to-back calls get.
+  3. an empty pool (size 0): every call boots its own sandbox (a cold start).
+  4. design measurements at the runsc level (BENCH_DESIGN=1): booting a sandbox (run --detach)
+     against restoring one from a checkpoint, and serving a call from a booted sandbox by
+     `runsc exec` against our launcher.
+Target (issue 4): warm p50 <= 0.3 x runsc do.
 
-Environment: GATEHOUSE (the binary), GATE_BUILD_DIR (for the helper), optional BENCH_N.
-Needs root and a working runsc.
+Environment: GATEHOUSE (the binary), GATE_BUILD_DIR (for the helper), optional BENCH_N (calls
+per phase), BENCH_ROUNDS, BENCH_DESIGN. Needs root and a working runsc.
 """
 import json
 import os
@@ -56,52 +61,79 @@ def wait_pool(gw, tool, size):
         time.sleep(0.02)
 
 
-def gateway_latencies(n):
+def hits_misses(gw, tool):
+    return (metric(gw, "gatehouse_gvisor_pool_hits_total", tool) or 0,
+            metric(gw, "gatehouse_gvisor_pool_misses_total", tool) or 0)
+
+
+def call_ok(gw, tool):
+    t0 = time.monotonic()
+    r = gw.call(tool, {})
+    took = ms(t0)
+    assert r.status == 200 and r.json()["status"] == "succeeded", r.body
+    return took
+
+
+def runsc_do_once(root):
+    t0 = time.monotonic()
+    subprocess.run([RUNSC, "--root", root, "--network=none", "do", "/bin/true"], check=True,
+                   env={"PATH": "/usr/bin:/bin"}, stdout=subprocess.DEVNULL)
+    return ms(t0)
+
+
+class Phase:
+    def __init__(self):
+        self.lat, self.secs, self.hits, self.misses = [], 0.0, 0, 0
+
+    def row(self, label):
+        n = len(self.lat)
+        rate = "%6.1f /s" % (n / self.secs) if self.secs else ""
+        return "  %-44s p50 %7.1f ms  p99 %7.1f ms  %s" % (
+            label, pct(self.lat, 50), pct(self.lat, 99), rate)
+
+
+def measure(n, rounds):
     pol = tempfile.mkdtemp(prefix="gh-bench-gvisor-")
-    for name, size in (("gtrue_warm", 2), ("gtrue_cold", 0)):
-        harness.write_policy(pol, name, "name: %s\ndescription: bench\ncommand: [\"/bin/true\"]\n"
-                             "isolation: gvisor\npool:\n  size: %d\n" % (name, size))
+    sizes = (1, 4)
+    for size in sizes + (0,):
+        harness.write_policy(pol, "gtrue_%d" % size,
+                             "name: gtrue_%d\ndescription: bench\ncommand: [\"/bin/true\"]\n"
+                             "isolation: gvisor\npool:\n  size: %d\n" % (size, size))
+    root = tempfile.mkdtemp(prefix="gh-bench-runsc-")
     gw = harness.Gateway(pol).start()
+    per = max(1, n // rounds)
+    b2b = {size: Phase() for size in sizes}
+    do = Phase()
+    iso, cold = Phase(), Phase()
     try:
-        warm, cold = [], []
-        for _ in range(n):
-            wait_pool(gw, "gtrue_warm", 2)
-            time.sleep(0.05)  # let the refill's runsc processes finish their exit
+        for size in sizes:
+            wait_pool(gw, "gtrue_%d" % size, size)
+        for _ in range(rounds):
+            for size in sizes:
+                tool = "gtrue_%d" % size
+                wait_pool(gw, tool, size)  # each block starts from a full pool, then no waiting
+                h0, m0 = hits_misses(gw, tool)
+                t0 = time.monotonic()
+                for _ in range(per):
+                    b2b[size].lat.append(call_ok(gw, tool))
+                b2b[size].secs += time.monotonic() - t0
+                h1, m1 = hits_misses(gw, tool)
+                b2b[size].hits += h1 - h0
+                b2b[size].misses += m1 - m0
             t0 = time.monotonic()
-            r = gw.call("gtrue_warm", {})
-            warm.append(ms(t0))
-            assert r.status == 200 and r.json()["status"] == "succeeded", r.body
-        hits = metric(gw, "gatehouse_gvisor_pool_hits_total", "gtrue_warm")
-        for _ in range(max(10, n // 2)):
-            t0 = time.monotonic()
-            r = gw.call("gtrue_cold", {})
-            cold.append(ms(t0))
-            assert r.status == 200 and r.json()["status"] == "succeeded", r.body
-        # Back to back, no waiting: the pool drains when calls outpace refills.
-        t0 = time.monotonic()
-        h0 = metric(gw, "gatehouse_gvisor_pool_hits_total", "gtrue_warm")
-        for _ in range(n):
-            gw.call("gtrue_warm", {})
-        b2b_s = ms(t0) / 1000.0
-        b2b_hits = metric(gw, "gatehouse_gvisor_pool_hits_total", "gtrue_warm") - h0
-        return warm, cold, hits, (n / b2b_s, b2b_hits)
+            for _ in range(per):
+                do.lat.append(runsc_do_once(root))
+            do.secs += time.monotonic() - t0
+        for _ in range(max(5, n // 4)):
+            wait_pool(gw, "gtrue_4", 4)
+            iso.lat.append(call_ok(gw, "gtrue_4"))
+        for _ in range(max(5, n // 4)):
+            cold.lat.append(call_ok(gw, "gtrue_0"))
+        return b2b, do, iso, cold
     finally:
         gw.stop()
         gw.cleanup()
         shutil.rmtree(pol, ignore_errors=True)
-
-
-def runsc_do(n):
-    root = tempfile.mkdtemp(prefix="gh-bench-runsc-")
-    try:
-        out = []
-        for _ in range(n):
-            t0 = time.monotonic()
-            subprocess.run([RUNSC, "--root", root, "--network=none", "do", "/bin/true"], check=True,
-                           env={"PATH": "/usr/bin:/bin"})
-            out.append(ms(t0))
-        return out
-    finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -216,25 +248,32 @@ def main():
     if not harness.GATEHOUSE or not os.path.exists(harness.GATEHOUSE):
         print("bench/gvisor: set GATEHOUSE to the gatehouse binary")
         return 2
-    helper = os.path.join(harness.BUILD_DIR, "sandboxes", "gvisor", "gatehouse-gvisor-helper")
-    do = runsc_do(max(10, N // 2))
-    warm, cold, hits, (b2b_rate, b2b_hits) = gateway_latencies(N)
-    boots, restores, ckpt, launches, execs = design_numbers(helper, max(5, N // 5))
-    do_med = statistics.median(do)
-    print("gvisor tier, /bin/true through POST /v1/tools/<tool>/calls (%d calls each)" % N)
-    print("  warm pool (size 2): p50 %7.1f ms  p99 %7.1f ms  (%d/%d pool hits)"
-          % (pct(warm, 50), pct(warm, 99), hits, N))
-    print("  empty pool (size 0): p50 %7.1f ms  p99 %7.1f ms" % (pct(cold, 50), pct(cold, 99)))
-    print("  runsc --network=none do /bin/true: median %7.1f ms" % do_med)
-    print("  ratio warm p50 / runsc do median: %.2f (target <= 0.30)" % (pct(warm, 50) / do_med))
-    print("  ratio cold p50 / runsc do median: %.2f" % (pct(cold, 50) / do_med))
-    print("  back to back, no waiting for refills: %.1f calls/s, %d/%d pool hits" % (b2b_rate, b2b_hits, N))
-    print("runsc level (median of %d):" % len(boots))
-    print("  refill by boot (run --detach):     %7.1f ms" % statistics.median(boots))
-    print("  refill by restore of a checkpoint: %7.1f ms  (checkpoint once: %.1f ms)"
-          % (statistics.median(restores), ckpt))
-    print("  call by launcher header on stdin:  %7.1f ms" % statistics.median(launches))
-    print("  call by runsc exec:                %7.1f ms" % statistics.median(execs))
+    rounds = int(os.environ.get("BENCH_ROUNDS", "4"))
+    b2b, do, iso, cold = measure(N, rounds)
+    do50 = pct(do.lat, 50)
+    do_rate = len(do.lat) / do.secs
+    print("gvisor tier, /bin/true through POST /v1/tools/<tool>/calls; %d calls per phase in %d "
+          "rounds" % (len(do.lat), rounds))
+    print(do.row("runsc --network=none do, back to back"))
+    for size, ph in sorted(b2b.items()):
+        print(ph.row("gateway, pool size %d, back to back" % size)
+              + "  hits %d, misses %d" % (ph.hits, ph.misses))
+    print(iso.row("one isolated call (pool 4 full before each)"))
+    print(cold.row("empty pool (size 0): a cold start each"))
+    for size, ph in sorted(b2b.items()):
+        print("  back to back, pool %d: p50 %.2fx runsc do (target <= 0.30), rate %.2fx"
+              % (size, pct(ph.lat, 50) / do50, (len(ph.lat) / ph.secs) / do_rate))
+    print("  one isolated call: %.2fx runsc do; cold start: %.2fx"
+          % (pct(iso.lat, 50) / do50, pct(cold.lat, 50) / do50))
+    if os.environ.get("BENCH_DESIGN"):
+        helper = os.path.join(harness.BUILD_DIR, "libexec", "gatehouse-gvisor-helper")
+        boots, restores, ckpt, launches, execs = design_numbers(helper, max(5, N // 5))
+        print("runsc level (median of %d):" % len(boots))
+        print("  refill by boot (run --detach):     %7.1f ms" % statistics.median(boots))
+        print("  refill by restore of a checkpoint: %7.1f ms  (checkpoint once: %.1f ms)"
+              % (statistics.median(restores), ckpt))
+        print("  call by launcher header on stdin:  %7.1f ms" % statistics.median(launches))
+        print("  call by runsc exec:                %7.1f ms" % statistics.median(execs))
     return 0
 
 

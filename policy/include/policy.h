@@ -29,6 +29,9 @@ enum isolation {
 
 enum blast_radius { BLAST_LOW, BLAST_MEDIUM, BLAST_HIGH, BLAST_CRITICAL };
 
+/* microvm.accel: KVM where /dev/kvm works, else QEMU's TCG (auto); or insist on one. */
+enum microvm_accel { MICROVM_ACCEL_AUTO, MICROVM_ACCEL_KVM, MICROVM_ACCEL_TCG };
+
 enum network_mode {
     NETWORK_NONE,    /* empty network namespace: only lo (default) */
     NETWORK_SANDBOX, /* gVisor's own netstack (gvisor tier only) */
@@ -89,10 +92,11 @@ struct policy {
     char **seccomp_allow;  /* NULL-terminated syscall names added to the tier's allowlist */
     char **seccomp_deny;   /* NULL-terminated syscall names removed / refused */
     char *gvisor_platform; /* "ptrace" (default), "systrap", "kvm" */
-    uint32_t pool_size;    /* warm sandboxes kept ready (gvisor), default 2 */
-    char *module;          /* wasm: absolute path of the .wasm file */
-    json_t *arguments;     /* the argument schema as JSON, published by GET /v1/tools */
-    void *schema;          /* compiled argument schema (private to this module) */
+    enum microvm_accel microvm_accel;
+    uint32_t pool_size; /* warm sandboxes kept ready (gvisor, microvm), default 2 */
+    char *module;       /* wasm: absolute path of the .wasm file */
+    json_t *arguments;  /* the argument schema as JSON, published by GET /v1/tools */
+    void *schema;       /* compiled argument schema (private to this module) */
 
     /* Set by the sandbox module's prepare step; freed with the policy. */
     void *sbx_state;

@@ -46,6 +46,7 @@
  * | seccomp.allow, .deny      | lists of syscall names libseccomp      | empty                    |
  * |                           | knows                                  |                          |
  * | gvisor.platform           | ptrace, systrap, kvm (gvisor only)     | ptrace                   |
+ * | microvm.accel             | auto, kvm, tcg (microvm only)          | auto                     |
  * | pool.size                 | integer 0..16                          | 2                        |
  * | arguments                 | JSON Schema subset (schema.c), root    | {type: object,           |
  * |                           | type: object; additionalProperties     | properties: {},          |
@@ -384,6 +385,18 @@ static void key_gvisor(struct loader *l, const struct ynode *v)
     }
 }
 
+static void key_microvm(struct loader *l, const struct ynode *v)
+{
+    static const char *const keys[] = {"accel", NULL};
+    static const char *const accels[] = {"auto", "kvm", "tcg"};
+    struct pctx *c = &l->c;
+    if (pctx_expect_map(c, v, "microvm", keys) < 0 && v->kind != YNODE_MAP) return;
+    const struct ynode *n = ynode_get(v, "accel");
+    int idx = 0;
+    if (n && pick_enum(c, n, "microvm.accel", accels, 3, &idx) == 0)
+        c->p->microvm_accel = (enum microvm_accel)idx;
+}
+
 static void key_pool(struct loader *l, const struct ynode *v)
 {
     static const char *const keys[] = {"size", NULL};
@@ -496,6 +509,7 @@ static const struct {
     {"network", key_network},
     {"seccomp", key_seccomp},
     {"gvisor", key_gvisor},
+    {"microvm", key_microvm},
     {"pool", key_pool},
     {"command", key_command},
     {"module", key_module},
@@ -567,6 +581,9 @@ static void cross_checks(struct loader *l)
     if (p->isolation != ISOLATION_GVISOR && ynode_get(l->root, "gvisor"))
         pctx_err(c, ynode_key_loc(l->root, "gvisor"),
                  "'gvisor' settings are only used with isolation: gvisor");
+    if (p->isolation != ISOLATION_MICROVM && ynode_get(l->root, "microvm"))
+        pctx_err(c, ynode_key_loc(l->root, "microvm"),
+                 "'microvm' settings are only used with isolation: microvm");
     if (!p->reversible && !p->approval.required && (n = ynode_get(l->root, "reversible")))
         pctx_err(c, n->loc,
                  "irreversible tools must require approval "

@@ -1,5 +1,7 @@
 /* child.c: the child error channel and small helpers shared by the tiers. */
 #include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,4 +91,21 @@ void sbx_free_strv(char **v)
     for (size_t i = 0; v[i]; i++)
         free(v[i]);
     free(v);
+}
+
+int sbx_find_libexec(const char *name, char *out, size_t len)
+{
+    static const char *const dirs[] = {"", "../libexec/", "../libexec/gatehouse/"};
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) return -1;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    if (!slash) return -1;
+    slash[1] = '\0';
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        int w = snprintf(out, len, "%s%s%s", self, dirs[i], name);
+        if (w > 0 && (size_t)w < len && access(out, X_OK) == 0) return 0;
+    }
+    return -1;
 }

@@ -6,12 +6,14 @@
  *   step over a CLOEXEC pipe, so "pivot_root: EPERM" reaches the caller.
  * - seccomp: compile a libseccomp profile to BPF once (at policy load) and
  *   install the compiled program in a child.
+ * - warm pools: sandboxes made ready ahead of demand by a refill thread per policy.
  * - the tier table rows, declared here and defined in each tier's directory.
  */
 #ifndef GATE_SBX_INTERNAL_H
 #define GATE_SBX_INTERNAL_H
 
 #include <linux/filter.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -38,6 +40,11 @@ struct supervise {
  * raw waitpid status. The child is always reaped. Returns 0, or -1 on an internal error. */
 int sbx_supervise(struct supervise *s, struct sbx_result *res, int *wait_status,
                   struct gate_error *err);
+/* A tool's wait status as the call's outcome: exit_code or term_signal; SUCCEEDED, FAILED,
+ * KILLED, or RESOURCE_LIMIT for SIGXCPU/SIGXFSZ with the limit named in detail. Shared by
+ * sbx_supervise and the tiers whose tool is not the supervised process (its init or agent
+ * reports the tool's status). */
+void sbx_result_from_wait(struct sbx_result *res, int status);
 
 /* ---- child error channel ----------------------------------------------------- */
 /* In a child after fork: report that `step` failed with errnum, then _exit(127). */
@@ -80,6 +87,54 @@ void sbx_close_fds_from(int first);
  * caller frees with sbx_free_strv. */
 char **sbx_tool_env(const struct policy *p, const char *call_id);
 void sbx_free_strv(char **v);
+/* Find a helper program shipped with the gateway: next to the running program, in ../libexec
+ * (the build tree's layout) or in ../libexec/gatehouse (an installed layout). Fills out with
+ * its path; -1 if none is executable. */
+int sbx_find_libexec(const char *name, char *out, size_t len);
+
+/* ---- warm pools (pool.c) -------------------------------------------------------- */
+/* Sandboxes made ready ahead of demand, one pool per prepared policy: a refill thread keeps
+ * `size` items ready; a call takes one (a hit) or makes its own (a miss); each item serves one
+ * call. What an item is, and the metric names, come from the tier's kind. */
+#define SBX_POOL_MAX 16
+struct sbx_pool_kind {
+    /* Make one ready item (blocking); give up early once *cancel turns true. NULL on failure,
+     * err says why. */
+    void *(*spawn)(void *ctx, const bool *cancel, struct gate_error *err);
+    void (*destroy)(void *item);
+    bool (*dead)(void *item);    /* an idle item that died is destroyed, never handed out */
+    void (*claimed)(void *item); /* as it is handed to a call; may be NULL */
+    const char *family;          /* metric prefix: "gatehouse_microvm_pool" */
+    const char *failures_suffix; /* "restore_failures_total" */
+    const char *help_size, *help_hits, *help_misses, *help_failures;
+    const char *refill_failed_event, *died_event; /* log events */
+};
+struct sbx_pool {
+    const struct sbx_pool_kind *kind;
+    void *ctx;
+    char *name; /* the tool, for metrics and logs */
+    uint32_t size;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    void *ready[SBX_POOL_MAX];
+    uint32_t n_ready;
+    bool stopping, thread_started, initialised, listed;
+    pthread_t thread;
+    uint64_t hits, misses, failures;
+    struct sbx_pool *next;
+};
+/* Start p (size 0: no thread, every take is a miss). The caller owns p; stop it before freeing. */
+int sbx_pool_start(struct sbx_pool *p, const struct sbx_pool_kind *kind, void *ctx,
+                   const char *name, uint32_t size, struct gate_error *err);
+/* A ready item, or NULL (a miss). Counts the hit or miss. The caller owns the item. */
+void *sbx_pool_take(struct sbx_pool *p);
+/* Stop refilling, destroy the idle items, forget p. Idempotent; safe on a never-started pool
+ * that was zeroed. */
+void sbx_pool_stop(struct sbx_pool *p);
+/* Stop refilling and destroy the idle items of every pool of kind (shutdown). */
+void sbx_pool_stop_all(const struct sbx_pool_kind *kind);
+/* Prometheus lines for every pool of kind. */
+void sbx_pool_metrics(struct gate_buf *out, const struct sbx_pool_kind *kind);
 
 /* ---- the tier rows ----------------------------------------------------------- */
 extern const struct sbx_ops sbx_process_ops;

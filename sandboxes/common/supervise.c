@@ -92,29 +92,32 @@ static void feed_stdin(struct sv_state *st)
     if (st->written >= s->input_len) close_fd(&s->stdin_fd);
 }
 
-static void classify(struct sv_state *st, int status)
+void sbx_result_from_wait(struct sbx_result *res, int status)
 {
-    struct sbx_result *res = st->res;
     if (WIFEXITED(status)) {
         res->exit_code = WEXITSTATUS(status);
         res->term_signal = 0;
+        res->status = res->exit_code == 0 ? SBX_SUCCEEDED : SBX_FAILED;
     } else if (WIFSIGNALED(status)) {
         res->exit_code = -1;
         res->term_signal = WTERMSIG(status);
-    }
-    if (st->timed_out) {
-        res->status = SBX_TIMED_OUT;
-    } else if (res->output_truncated) {
-        res->status = SBX_OUTPUT_TRUNCATED;
-    } else if (WIFEXITED(status)) {
-        res->status = res->exit_code == 0 ? SBX_SUCCEEDED : SBX_FAILED;
-    } else if (res->term_signal == SIGXCPU || res->term_signal == SIGXFSZ) {
-        res->status = SBX_RESOURCE_LIMIT;
-        snprintf(res->detail, sizeof(res->detail), "%s",
-                 res->term_signal == SIGXCPU ? "cpu_time limit reached"
-                                             : "file_size limit reached");
-    } else {
         res->status = SBX_KILLED;
+        if (res->term_signal == SIGXCPU || res->term_signal == SIGXFSZ) {
+            res->status = SBX_RESOURCE_LIMIT;
+            snprintf(res->detail, sizeof(res->detail), "%s",
+                     res->term_signal == SIGXCPU ? "cpu_time limit reached"
+                                                 : "file_size limit reached");
+        }
+    }
+}
+
+static void classify(struct sv_state *st, int status)
+{
+    struct sbx_result *res = st->res;
+    sbx_result_from_wait(res, status);
+    if (st->timed_out || res->output_truncated) {
+        res->status = st->timed_out ? SBX_TIMED_OUT : SBX_OUTPUT_TRUNCATED;
+        res->detail[0] = '\0'; /* the deadline or the cap ended it, whatever the signal */
     }
 }
 

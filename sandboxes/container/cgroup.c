@@ -2,7 +2,8 @@
  *
  * The gateway's cgroups live below the gateway's own cgroup (so tools stay inside whatever
  * limits the gateway itself runs under), in a parent named after the gateway's pid:
- *   v1: <root>/<ctrl>/<own path>/<name>/<call>   for ctrl in memory, pids, cpu, freezer
+ *   v1: <root>/<ctrl>/<own path>/<name>/<call>   for ctrl in memory, pids, cpu, freezer, and
+ *       the controller-less cgroup2 tree "unified" of a hybrid host when there is one
  *   v2: <root>/<own path>/<name>/<call>          with +memory +pids +cpu delegated
  * A call's cgroup gets memory (no swap), pids and cpu quota limits, is killed as a whole
  * at the end of the call (v2 cgroup.kill; v1 freeze, SIGKILL every member, thaw) and removed.
@@ -25,7 +26,7 @@
 #define CGROUP2_SUPER_MAGIC 0x63677270
 #endif
 
-static const char *const v1_names[CT_V1__COUNT] = {"memory", "pids", "cpu", "freezer"};
+static const char *const v1_names[CT_V1__COUNT] = {"memory", "pids", "cpu", "freezer", "unified"};
 
 static size_t members(const char *dir, ino_t pidns, pid_t *pids, size_t max);
 
@@ -144,14 +145,18 @@ static void remove_dead_call(const char *dir)
 /* Remove the parents (and their children) left by gateways that are gone: a gateway
  * killed with SIGKILL never runs its teardown. Only directories named <prefix><pid> whose
  * pid no longer exists are touched; rmdir refuses anything still populated. */
-static void remove_stale(const char *dir, const char *prefix)
+static void remove_stale(const char *dir, const char *name)
 {
     DIR *d = opendir(dir);
     if (!d) return;
-    size_t plen = strlen(prefix);
+    /* Our parent is "<prefix><pid>" ("gatehouse-", or "gatehouse-microvm-" for jails): the
+     * same prefix with other pids. */
+    size_t plen = strlen(name);
+    while (plen > 0 && name[plen - 1] >= '0' && name[plen - 1] <= '9')
+        plen--;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (strncmp(e->d_name, prefix, plen) != 0) continue;
+        if (strncmp(e->d_name, name, plen) != 0) continue;
         char *end = NULL;
         long pid = strtol(e->d_name + plen, &end, 10);
         if (pid <= 0 || !end || (*end != '\0' && strcmp(end, "-gateway") != 0) ||
@@ -187,7 +192,7 @@ static int setup_v2(const char *root, const char *self, const char *name, struct
     if (own_path(self, NULL, own, sizeof(own)) < 0)
         return gate_err(err, GATE_E_SANDBOX, "cgroup v2: cannot find the gateway's own cgroup");
     snprintf(base, sizeof(base), "%s%s", root, own);
-    remove_stale(base, "gatehouse-");
+    remove_stale(base, name);
     if (join(cfg->parent[0], sizeof(cfg->parent[0]), base, name) < 0)
         return gate_err_errno(err, GATE_E_SANDBOX, errno, "cgroup path %s", base);
     if (make_dir(cfg->parent[0], err) < 0) return -1;
@@ -218,19 +223,23 @@ static int setup_v1(const char *root, const char *self, const char *name, struct
     for (int i = 0; i < CT_V1__COUNT; i++) {
         char own[PATH_MAX / 2], dir[PATH_MAX / 2];
         snprintf(dir, sizeof(dir), "%s/%s", root, v1_names[i]);
-        if (access(dir, F_OK) < 0 || own_path(self, v1_names[i], own, sizeof(own)) < 0) {
-            if (i == CT_V1_FREEZER)
-                continue; /* optional: without it, ct_cg_kill loops kill until empty */
+        /* The unified tree's own path is the "0::" line. */
+        const char *ctrl = i == CT_V1_UNIFIED ? NULL : v1_names[i];
+        if (access(dir, F_OK) < 0 || own_path(self, ctrl, own, sizeof(own)) < 0) {
+            /* optional: without a freezer, ct_cg_kill loops kill until empty; without the
+             * unified tree, there is no cgroup2 directory to attach BPF programs to. */
+            if (i == CT_V1_FREEZER || i == CT_V1_UNIFIED) continue;
             return gate_err(err, GATE_E_SANDBOX, "cgroup v1: no %s controller at %s", v1_names[i],
                             dir);
         }
         char base[PATH_MAX];
         snprintf(base, sizeof(base), "%s%s", dir, own);
-        remove_stale(base, "gatehouse-");
+        remove_stale(base, name);
         if (join(cfg->parent[i], sizeof(cfg->parent[i]), base, name) < 0)
             return gate_err_errno(err, GATE_E_SANDBOX, errno, "cgroup path %s", base);
         if (make_dir(cfg->parent[i], err) < 0) return -1;
         if (i == CT_V1_FREEZER) cfg->has_freezer = true;
+        if (i == CT_V1_UNIFIED) cfg->has_unified = true;
     }
     cfg->has_memsw = exists(cfg->parent[CT_V1_MEMORY], "memory.memsw.limit_in_bytes");
     cfg->version = CT_CG_V1;

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -40,31 +41,25 @@ static struct {
     unsigned long long setup_errs; /* atomic */
     unsigned long long cg_leaks;   /* atomic */
     unsigned long long direct;     /* atomic: calls that took the direct path */
+    /* atomic: where the gateway's side of calls spent its time, in ns (enum phase) */
+    unsigned long long phase_ns[5];
 } ct;
 
-/* ---- init ---------------------------------------------------------------------------- */
+/* The gateway's side of a call, in order: a pool slot and its limits; the handoff to a
+ * sandbox child (waiting for the slot's next child included); the child's setup until the
+ * tool exec'd; the run until init's exit was reaped; the release of the slot or cgroup. */
+enum phase { PH_ACQUIRE, PH_HANDOFF, PH_SETUP, PH_RUN, PH_RELEASE };
+static const char *const phase_names[] = {"acquire", "handoff", "setup", "run", "release"};
 
-/* /proc/self/stat fields 48-51: where the kernel thinks our argv and environ strings are. */
-void ct_own_strings(struct ct_ids *ids)
+/* Add the time since *t to phase ph and restart *t. */
+static void phase_end(enum phase ph, uint64_t *t)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    if (gate_read_file("/proc/self/stat", 4096, &buf, &len, NULL) < 0) return;
-    char *s = strrchr(buf, ')'); /* the comm field may hold spaces and parentheses */
-    unsigned long long v[52] = {0};
-    int field = 2;
-    char *save = NULL;
-    for (char *tok = s ? strtok_r(s + 1, " ", &save) : NULL; tok && field < 51;
-         tok = strtok_r(NULL, " ", &save))
-        v[++field] = strtoull(tok, NULL, 10);
-    if (field >= 51) {
-        ids->arg_start = (char *)(uintptr_t)v[48];
-        ids->arg_end = (char *)(uintptr_t)v[49];
-        ids->env_start = (char *)(uintptr_t)v[50];
-        ids->env_end = (char *)(uintptr_t)v[51];
-    }
-    free(buf);
+    uint64_t now = gate_monotonic_ns();
+    __atomic_add_fetch(&ct.phase_ns[ph], now - *t, __ATOMIC_RELAXED);
+    *t = now;
 }
+
+/* ---- init ---------------------------------------------------------------------------- */
 
 static int read_cap_last(void)
 {
@@ -140,7 +135,14 @@ static int container_init(const struct sbx_config *cfg, struct gate_error *err)
     const char *env = getenv("GATEHOUSE_CONTAINER_POOL");
     if (env && *env) want = atoi(env);
     if (want < 0 || want > 32) want = POOL_SIZE;
-    int made = ct_pool_init(&ct.cg, &ids, want);
+    char helper[PATH_MAX];
+    if (want > 0 && sbx_find_libexec("gatehouse-ct-helper", helper, sizeof(helper)) < 0) {
+        gate_log("warn", "container.pool",
+                 "gatehouse-ct-helper not found next to the gateway or in ../libexec: no pool, "
+                 "every call takes the direct path");
+        want = 0;
+    }
+    int made = ct_pool_init(&ct.cg, &ids, helper, want);
     if (made < want)
         gate_log("warn", "container.pool", "%d of %d pool slots made; the rest run direct", made,
                  want);
@@ -153,19 +155,35 @@ static void container_shutdown(void)
     ct_cg_teardown(&ct.cg);
 }
 
+void ct_metric(struct gate_buf *out, const char *name, const char *type, const char *help,
+               double value)
+{
+    gate_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name,
+                    value);
+}
+
 static void container_metrics(struct gate_buf *out)
 {
+#define LOAD(x) (double)__atomic_load_n(&(x), __ATOMIC_RELAXED)
+    ct_metric(out, "gatehouse_container_calls_total", "counter", "Container calls started.",
+              LOAD(ct.calls));
+    ct_metric(out, "gatehouse_container_setup_errors_total", "counter",
+              "Container calls whose sandbox could not be set up.", LOAD(ct.setup_errs));
+    ct_metric(out, "gatehouse_container_cgroup_leaks_total", "counter",
+              "Call cgroups that could not be removed.", LOAD(ct.cg_leaks));
+    ct_metric(out, "gatehouse_container_direct_calls_total", "counter",
+              "Container calls that took the direct path (no free pool slot).", LOAD(ct.direct));
+    ct_metric(out, "gatehouse_container_cgroup_version", "gauge",
+              "The cgroup version the container tier uses (1 or 2).",
+              ct.cg.version == CT_CG_V2 ? 2 : 1);
     gate_buf_printf(out,
-                    "gatehouse_container_calls_total %llu\n"
-                    "gatehouse_container_setup_errors_total %llu\n"
-                    "gatehouse_container_cgroup_leaks_total %llu\n"
-                    "gatehouse_container_direct_calls_total %llu\n"
-                    "gatehouse_container_cgroup_version %d\n",
-                    __atomic_load_n(&ct.calls, __ATOMIC_RELAXED),
-                    __atomic_load_n(&ct.setup_errs, __ATOMIC_RELAXED),
-                    __atomic_load_n(&ct.cg_leaks, __ATOMIC_RELAXED),
-                    __atomic_load_n(&ct.direct, __ATOMIC_RELAXED),
-                    ct.cg.version == CT_CG_V2 ? 2 : 1);
+                    "# HELP gatehouse_container_phase_seconds_total Time the gateway's side of "
+                    "container calls spent per phase.\n"
+                    "# TYPE gatehouse_container_phase_seconds_total counter\n");
+    for (int i = 0; i < 5; i++)
+        gate_buf_printf(out, "gatehouse_container_phase_seconds_total{phase=\"%s\"} %.6f\n",
+                        phase_names[i], LOAD(ct.phase_ns[i]) / 1e9);
+#undef LOAD
     ct_pool_metrics(out);
 }
 
@@ -177,6 +195,21 @@ static int container_prepare(struct policy *p, struct gate_error *err)
         return gate_err(err, GATE_E_POLICY, "container: command[0] must be an absolute path");
     struct ct_state *st = calloc(1, sizeof(*st));
     if (!st) return gate_err(err, GATE_E_NOMEM, "out of memory");
+    /* What init and the tool's start do under the filter: a policy denying one of these would
+     * leave init unable to start, wait for or forward signals to the tool (and report it). */
+    static const char *const init_needs[] = {
+        "rt_sigprocmask", "clone", "rt_sigtimedwait", "wait4",  "kill", "write",
+        "exit_group",     "close", "close_range",     "fcntl",  "dup2", "dup3",
+        "setsid",         "chdir", "getcwd",          "execve", NULL};
+    for (size_t j = 0; p->seccomp_deny && p->seccomp_deny[j]; j++)
+        for (size_t i = 0; init_needs[i]; i++)
+            if (strcmp(init_needs[i], p->seccomp_deny[j]) == 0) {
+                ct_state_free(st);
+                return gate_err(err, GATE_E_POLICY,
+                                "seccomp.deny: '%s' cannot be denied in the container tier (the "
+                                "sandbox's init uses it to start and wait for the tool)",
+                                p->seccomp_deny[j]);
+            }
     if (sbx_seccomp_compile(SBX_SECCOMP_ALLOWLIST, p->seccomp_allow, p->seccomp_deny, NULL,
                             &st->seccomp, err) < 0 ||
         ct_plan(p, st, err) < 0) {
@@ -184,15 +217,12 @@ static int container_prepare(struct policy *p, struct gate_error *err)
         return -1;
     }
     /* A pool child is primed (set up before its call arrives) unless the policy's own filter
-     * refuses one of the calls it makes after the filter is in place. */
-    static const char *const after_filter[] = {
-        "recvmsg",      "close", "close_range", "fcntl", "dup2",   "dup3",   "clone",
-        "wait4",        "write", "setsid",      "chdir", "getcwd", "execve", "exit_group",
-        "rt_sigaction", "kill",  "newfstatat",  "read",  NULL};
+     * refuses one of the calls it makes after the filter is in place and before its call. */
+    static const char *const primed_needs[] = {"recvmsg", "newfstatat", "read", NULL};
     st->primable = true;
-    for (size_t i = 0; after_filter[i]; i++)
+    for (size_t i = 0; primed_needs[i]; i++)
         for (size_t j = 0; p->seccomp_deny && p->seccomp_deny[j]; j++)
-            if (strcmp(after_filter[i], p->seccomp_deny[j]) == 0) st->primable = false;
+            if (strcmp(primed_needs[i], p->seccomp_deny[j]) == 0) st->primable = false;
     static uint64_t next_image_id;
     st->image_id = __atomic_add_fetch(&next_image_id, 1, __ATOMIC_RELAXED);
     if (ct_plan_identity(st, ct.uid, ct.gid) < 0 || ct_image_build(p, st, &st->image) < 0) {
@@ -224,37 +254,6 @@ static void kill_call(void *arg)
         ct_pool_kill(c->slot);
     else if (c->have_cg)
         ct_cg_kill(&ct.cg, &c->cg, 0);
-}
-
-static int write_proc(pid_t pid, const char *file, const char *text, struct gate_error *err)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return gate_err_errno(err, GATE_E_SANDBOX, errno, "open %s", path);
-    ssize_t w = write(fd, text, strlen(text));
-    int e = errno;
-    close(fd);
-    if (w != (ssize_t)strlen(text))
-        return gate_err_errno(err, GATE_E_SANDBOX, w < 0 ? e : EIO, "write %s", path);
-    return 0;
-}
-
-/* The child's identity in its user namespace: the tool's uid/gid map to the same unprivileged
- * host ids and nothing else is mapped, so no id in the sandbox is host root. setgroups is
- * denied before gid_map is written (the kernel requires that order). */
-static int map_ids(pid_t pid, struct gate_error *err)
-{
-    char map[64];
-    /* And make the sandbox the OOM killer's first choice in its cgroup, ahead of a pool
-     * helper sharing it (raising a score needs no privilege; lowering would). */
-    if (write_proc(pid, "oom_score_adj", "1000", err) < 0 ||
-        write_proc(pid, "setgroups", "deny", err) < 0)
-        return -1;
-    snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)ct.uid, (unsigned)ct.uid);
-    if (write_proc(pid, "uid_map", map, err) < 0) return -1;
-    snprintf(map, sizeof(map), "%u %u 1\n", (unsigned)ct.gid, (unsigned)ct.gid);
-    return write_proc(pid, "gid_map", map, err);
 }
 
 static void close_fd(int *fd)
@@ -299,21 +298,7 @@ static void tool_outcome(int status_fd, struct sbx_result *res)
     if (n != (ssize_t)sizeof(status))
         return; /* init was killed before the tool ended: keep what supervise saw */
     if (res->status == SBX_TIMED_OUT || res->status == SBX_OUTPUT_TRUNCATED) return;
-    if (WIFEXITED(status)) {
-        res->exit_code = WEXITSTATUS(status);
-        res->term_signal = 0;
-        res->status = res->exit_code == 0 ? SBX_SUCCEEDED : SBX_FAILED;
-    } else if (WIFSIGNALED(status)) {
-        res->exit_code = -1;
-        res->term_signal = WTERMSIG(status);
-        res->status = SBX_KILLED;
-        if (res->term_signal == SIGXCPU || res->term_signal == SIGXFSZ) {
-            res->status = SBX_RESOURCE_LIMIT;
-            snprintf(res->detail, sizeof(res->detail), "%s",
-                     res->term_signal == SIGXCPU ? "cpu_time limit reached"
-                                                 : "file_size limit reached");
-        }
-    }
+    sbx_result_from_wait(res, status);
 }
 
 static void cgroup_outcome(struct call_ctx *cc, struct sbx_result *res)
@@ -346,26 +331,55 @@ static int child_fds(const struct pipes *pp, int fds[6])
     return 0;
 }
 
-/* The direct path: clone from this thread, then move the child into a fresh cgroup. */
+pid_t ct_direct_spawn(struct ct_direct *d, struct ct_child_args *a, struct gate_error *err)
+{
+    if (ct_cg_create(d->cfg, d->cg_name, d->limits, &d->cg, err) < 0) return -1;
+    d->have_cg = true;
+    autofree struct ct_spec *spec = malloc(sizeof(*spec));
+    if (!spec) return gate_err(err, GATE_E_NOMEM, "out of memory");
+    if (ct_image_decode(d->image->data, d->image->len, d->call_id, spec) < 0)
+        return gate_err(err, GATE_E_INTERNAL, "container: bad policy image");
+    a->spec = spec;
+    /* No CLONE_VM: the child runs on its own copy of our memory (spec and the caller's
+     * stack included), so nothing it does can touch the gateway. */
+    pid_t pid = ct_fork_into(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
+                             CLONE_NEWIPC | CLONE_NEWUTS);
+    if (pid == 0) {
+        d->child(a, d->arg);
+        _exit(127); /* not reached: child() never returns */
+    }
+    a->spec = NULL;
+    if (pid < 0) return gate_err_errno(err, GATE_E_SANDBOX, errno, "container: clone");
+    /* Nothing of the child runs before it is inside its cgroup and mapped, so nothing it runs
+     * escapes the limits or holds another identity. */
+    const char *step = "sync with the sandbox child";
+    int rc = ct_cg_attach(d->cfg, &d->cg, pid, err);
+    if (rc == 0 && (ct_map_ids(pid, a->uid, a->gid, &step) < 0 || write(d->sync_w, "g", 1) != 1))
+        rc = gate_err_errno(err, GATE_E_SANDBOX, errno, "container: %s", step);
+    if (rc < 0) {
+        kill(pid, SIGKILL);
+        reap(pid);
+        return -1;
+    }
+    return pid;
+}
+
+static void run_tool(const struct ct_child_args *a, const void *arg)
+{
+    (void)arg;
+    ct_child_main((void *)a);
+}
+
+/* The tool's stack until it execs, in a direct child's own copy of our memory. */
+static char tool_stack[32768] __attribute__((aligned(16)));
+
+/* The direct path for a call: a cgroup of its own, named c<n>. */
 static pid_t clone_direct(const struct ct_state *st, const char *call_id, const struct pipes *pp,
                           struct call_ctx *cc, const struct policy *p, struct gate_error *err)
 {
     char name[32];
     snprintf(name, sizeof(name), "c%llu", __atomic_add_fetch(&ct.direct, 1, __ATOMIC_RELAXED));
-    if (ct_cg_create(&ct.cg, name, &p->limits, &cc->cg, err) < 0) return -1;
-    cc->have_cg = true;
-    struct ct_spec *spec = malloc(sizeof(*spec));
-    pid_t pid = -1;
-    if (!spec) {
-        gate_err(err, GATE_E_NOMEM, "out of memory");
-        goto out;
-    }
-    if (ct_image_decode(st->image.data, st->image.len, call_id, spec) < 0) {
-        gate_err(err, GATE_E_INTERNAL, "container: bad policy image");
-        goto out;
-    }
     struct ct_child_args a = {
-        .spec = spec,
         .in = pp->in[0],
         .out = pp->out[1],
         .errfd = pp->err[1],
@@ -373,6 +387,9 @@ static pid_t clone_direct(const struct ct_state *st, const char *call_id, const 
         .status = pp->status[1],
         .sync = pp->sync[0],
         .extra_fd = -1,
+        .setup_fd = -1,
+        .tool_stack = tool_stack,
+        .tool_stack_size = sizeof(tool_stack),
         .uid = ct.uid,
         .gid = ct.gid,
         .cap_last = ct.cap_last,
@@ -381,29 +398,23 @@ static pid_t clone_direct(const struct ct_state *st, const char *call_id, const 
         .env_start = ct.env_start,
         .env_end = ct.env_end,
     };
-    /* No CLONE_VM: the child runs on its own copy of our memory (spec and this stack
-     * included), so nothing it does can touch the gateway. */
-    pid = ct_fork_into(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC |
-                       CLONE_NEWUTS);
-    if (pid == 0) ct_child_main(&a);
-    if (pid < 0) {
-        gate_err_errno(err, GATE_E_SANDBOX, errno, "clone");
-        goto out;
-    }
-    if (ct_cg_attach(&ct.cg, &cc->cg, pid, err) < 0) {
-        kill(pid, SIGKILL);
-        reap(pid);
-        pid = -1;
-    }
-out:
-    free(spec);
+    struct ct_direct d = {.cfg = &ct.cg,
+                          .cg_name = name,
+                          .limits = &p->limits,
+                          .image = &st->image,
+                          .call_id = call_id,
+                          .sync_w = pp->sync[1],
+                          .child = run_tool};
+    pid_t pid = ct_direct_spawn(&d, &a, err);
+    cc->cg = d.cg;
+    cc->have_cg = d.have_cg;
     return pid;
 }
 
 /* Start the child (pooled when a slot is free) and bring it to the point where the tool has
  * exec'd. Returns the init pid, or -1 (err set; the child, if any, killed and reaped). */
 static pid_t start_child(const struct policy *p, const char *call_id, struct pipes *pp,
-                         struct call_ctx *cc, bool fresh, struct gate_error *err)
+                         struct call_ctx *cc, bool fresh, uint64_t *t, struct gate_error *err)
 {
     const struct ct_state *st = p->sbx_state;
     pid_t pid = -1;
@@ -411,8 +422,9 @@ static pid_t start_child(const struct policy *p, const char *call_id, struct pip
         int fds[6];
         bool sent = false;
         child_fds(pp, fds);
-        if (ct_pool_limits(cc->slot, &p->limits, err) < 0 ||
-            (pid = ct_pool_spawn(cc->slot, st, call_id, fds, fresh, &sent, err)) < 0) {
+        int lim = ct_pool_limits(cc->slot, &p->limits, err);
+        phase_end(PH_ACQUIRE, t);
+        if (lim < 0 || (pid = ct_pool_spawn(cc->slot, st, call_id, fds, fresh, &sent, err)) < 0) {
             if (sent) /* it may be running: fail the call rather than run it twice */
                 return -1;
             ct_pool_release(cc->slot); /* retired if its helper failed; go direct */
@@ -429,17 +441,13 @@ static pid_t start_child(const struct policy *p, const char *call_id, struct pip
     close_fd(&pp->report[1]);
     close_fd(&pp->status[1]);
     close_fd(&pp->sync[0]);
-    /* A pooled child was mapped by its helper before it was handed out, and waits on no
-     * sync pipe; a direct child waits until it is mapped and inside its cgroup, so nothing
-     * it runs escapes the limits. */
-    if (!cc->slot && (map_ids(pid, err) < 0 || write(pp->sync[1], "g", 1) != 1)) {
-        if (!err->msg[0]) gate_err_errno(err, GATE_E_SANDBOX, errno, "sync with the sandbox child");
-        kill(pid, SIGKILL);
-        reap(pid);
-        return -1;
-    }
+    /* A pooled child was mapped by its helper before it was handed out and waits on no sync
+     * pipe; a direct child was released by ct_direct_spawn once mapped and in its cgroup. */
     close_fd(&pp->sync[1]);
-    if (sbx_child_status(pp->report[0], err) < 0) {
+    phase_end(PH_HANDOFF, t);
+    int setup = sbx_child_status(pp->report[0], err);
+    phase_end(PH_SETUP, t);
+    if (setup < 0) {
         kill(pid, SIGKILL);
         reap(pid);
         cc->init = -1;
@@ -460,16 +468,17 @@ static int container_run(const struct policy *p, const struct sbx_call *call,
     memset(&pp, 0xff, sizeof(pp)); /* every fd -1 */
     struct call_ctx cc = {.init = -1};
     int rc = -1;
+    uint64_t t = gate_monotonic_ns();
     if (open_pipes(&pp, err) < 0) goto done;
-    uint64_t start = gate_monotonic_ns();
-    pid_t started = start_child(p, call->call_id, &pp, &cc, false, err);
+    uint64_t start = t;
+    pid_t started = start_child(p, call->call_id, &pp, &cc, false, &t, err);
     if (started == -2) { /* retry once, with fresh pipes and a sandbox set up now */
         ct_pool_release(cc.slot);
         close_pipes(&pp);
         cc = (struct call_ctx){.init = -1};
         memset(err, 0, sizeof(*err));
         if (open_pipes(&pp, err) < 0) goto done;
-        started = start_child(p, call->call_id, &pp, &cc, true, err);
+        started = start_child(p, call->call_id, &pp, &cc, true, &t, err);
     }
     if (started < 0) goto done;
     struct supervise sv = {
@@ -487,6 +496,7 @@ static int container_run(const struct policy *p, const struct sbx_call *call,
     };
     pp.in[1] = pp.out[0] = pp.err[0] = -1; /* owned by sbx_supervise now */
     rc = sbx_supervise(&sv, res, NULL, err);
+    phase_end(PH_RUN, &t);
     if (rc == 0) {
         tool_outcome(pp.status[0], res);
         cgroup_outcome(&cc, res);
@@ -497,6 +507,7 @@ done:
     if (cc.have_cg && ct_cg_destroy(&ct.cg, &cc.cg) < 0)
         __atomic_add_fetch(&ct.cg_leaks, 1, __ATOMIC_RELAXED);
     close_pipes(&pp);
+    phase_end(PH_RELEASE, &t);
     return rc;
 }
 

@@ -25,6 +25,8 @@
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -38,7 +40,13 @@
 
 #include "container.h"
 
-static const char *const devices[] = {"null", "zero", "full", "random", "urandom"};
+/* The last, kvm, only for a jailed VMM that runs its guests with KVM (ct_child_args.dev_kvm). */
+static const char *const devices[] = {"null", "zero", "full", "random", "urandom", "kvm"};
+
+static size_t n_devices(const struct ct_child_args *a)
+{
+    return sizeof(devices) / sizeof(devices[0]) - (a->dev_kvm ? 0 : 1);
+}
 
 /* OCI default masked paths (files get /dev/null, directories an empty read-only tmpfs) and
  * read-only paths. /sys is not mounted at all, so /sys/firmware needs nothing. */
@@ -49,11 +57,30 @@ static const char *const masked_dirs[] = {"proc/acpi", "proc/scsi", NULL};
 static const char *const readonly_paths[] = {
     "proc/asound", "proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger", NULL};
 
-static volatile pid_t tool_pid;
-
 /* The tool starts on init's memory (CLONE_VM|CLONE_VFORK, like posix_spawn) until it execs:
- * no page tables to copy. It runs on this stack; init is suspended meanwhile. */
-static char tool_stack[32768] __attribute__((aligned(16)));
+ * no page tables to copy. It runs on a->tool_stack; init is suspended meanwhile. */
+
+/* ---- system calls that do not touch errno -------------------------------------------- */
+/* A pool helper's children share its memory (helper.c), errno included. Their setup runs
+ * while nothing else in that memory runs, but the tool's start and init's loop can overlap
+ * the next child's setup: there, system calls go through raw_syscall, which returns -errno
+ * and leaves errno alone. */
+#if defined(__x86_64__)
+static long raw_syscall(long nr, long a1, long a2, long a3, long a4)
+{
+    long ret;
+    register long r10 __asm__("r10") = a4;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(nr), "D"(a1), "S"(a2), "d"(a3), "r"(r10)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+#else
+#error "raw_syscall: only x86-64 is supported (the seccomp allowlist is x86-64 too)"
+#endif
+#define KSIGSET 8 /* the kernel's sigset_t: 64 signals, 8 bytes (glibc's is 128) */
+#define RAW(nr, a, b, c, d) raw_syscall((nr), (long)(a), (long)(b), (long)(c), (long)(d))
 
 /* ---- small async-signal-safe helpers ------------------------------------------------ */
 
@@ -85,6 +112,32 @@ static int write_all(int fd, const char *s)
         len -= (size_t)w;
     }
     return 0;
+}
+
+void ct_own_strings(struct ct_ids *ids)
+{
+    /* /proc/self/stat fields 48-51: where the kernel thinks our argv and environ strings are.
+     * Plain reads: the static pool helper calls this too. */
+    char buf[4096];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) return;
+    buf[n] = '\0';
+    char *s = strrchr(buf, ')'); /* the comm field may hold spaces and parentheses */
+    unsigned long long v[52] = {0};
+    int field = 2;
+    char *save = NULL;
+    for (char *tok = s ? strtok_r(s + 1, " ", &save) : NULL; tok && field < 51;
+         tok = strtok_r(NULL, " ", &save))
+        v[++field] = strtoull(tok, NULL, 10);
+    if (field >= 51) {
+        ids->arg_start = (char *)(uintptr_t)v[48];
+        ids->arg_end = (char *)(uintptr_t)v[49];
+        ids->env_start = (char *)(uintptr_t)v[50];
+        ids->env_end = (char *)(uintptr_t)v[51];
+    }
 }
 
 /* Close every fd except the n listed (n <= 8), with close_range over the gaps. */
@@ -195,7 +248,7 @@ static void mount_dev(const struct ct_child_args *a, const int *dev_fd)
               "size=64k,nr_inodes=64,mode=0755") < 0)
         fail_at(r, "mount tmpfs", "dev", errno);
     char path[32];
-    for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++) {
+    for (size_t i = 0; i < n_devices(a); i++) {
         memcpy(path, "dev/", 4);
         size_t n = strlen(devices[i]);
         memcpy(path + 4, devices[i], n + 1);
@@ -306,45 +359,54 @@ static void set_limit(const struct ct_child_args *a, int resource, rlim_t value,
     if (setrlimit(resource, &rl) < 0) fail_at(a->report, "setrlimit", name, errno);
 }
 
-/* The tool, on init's memory until execve (CLONE_VM|CLONE_VFORK): system calls only. */
+/* The tool, on init's memory until execve (CLONE_VM|CLONE_VFORK): raw system calls only. */
 static int tool_main(void *arg)
 {
     const struct ct_child_args *a = arg;
     int report = a->report;
+    long rc;
+    /* init blocks the signals it waits for; the tool starts with none blocked. */
+    sigset_t none;
+    sigemptyset(&none);
+    if ((rc = RAW(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, KSIGSET)) < 0)
+        sbx_child_fail(report, "sigprocmask", (int)-rc);
     /* A new session: no controlling terminal, so TIOCSTI has nothing to inject into. */
-    if (setsid() < 0) sbx_child_fail(report, "setsid", errno);
+    if ((rc = RAW(SYS_setsid, 0, 0, 0, 0)) < 0) sbx_child_fail(report, "setsid", (int)-rc);
     /* Lift the ends above 2 first, so no dup2 below clobbers another end, and so each dup2
      * makes a fresh fd without FD_CLOEXEC (dup2 onto itself would keep the flag). */
-    int in = fcntl(a->in, F_DUPFD_CLOEXEC, 10), out = fcntl(a->out, F_DUPFD_CLOEXEC, 10),
-        errfd = fcntl(a->errfd, F_DUPFD_CLOEXEC, 10);
-    if ((report = fcntl(report, F_DUPFD_CLOEXEC, 10)) < 0) sbx_child_fail(a->report, "dup", errno);
-    if (in < 0 || out < 0 || errfd < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0)
-        sbx_child_fail(report, "dup2", errno);
+    long in = RAW(SYS_fcntl, a->in, F_DUPFD_CLOEXEC, 10, 0);
+    long out = RAW(SYS_fcntl, a->out, F_DUPFD_CLOEXEC, 10, 0);
+    long errfd = RAW(SYS_fcntl, a->errfd, F_DUPFD_CLOEXEC, 10, 0);
+    if ((rc = RAW(SYS_fcntl, report, F_DUPFD_CLOEXEC, 10, 0)) < 0)
+        sbx_child_fail(a->report, "dup", (int)-rc);
+    report = (int)rc;
+    if (in < 0 || out < 0 || errfd < 0)
+        sbx_child_fail(report, "dup", (int)-(in < 0 ? in : out < 0 ? out : errfd));
+    if ((rc = RAW(SYS_dup2, in, 0, 0, 0)) < 0 || (rc = RAW(SYS_dup2, out, 1, 0, 0)) < 0 ||
+        (rc = RAW(SYS_dup2, errfd, 2, 0, 0)) < 0)
+        sbx_child_fail(report, "dup2", (int)-rc);
     if (report != 3) {
-        if (dup3(report, 3, O_CLOEXEC) < 0) sbx_child_fail(report, "dup3", errno);
+        if ((rc = RAW(SYS_dup3, report, 3, O_CLOEXEC, 0)) < 0)
+            sbx_child_fail(report, "dup3", (int)-rc);
         report = 3;
     }
     /* Only stdio and the report pipe (CLOEXEC: it closes on execve) are left. */
-    syscall(SYS_close_range, 4U, ~0U, 0U);
+    RAW(SYS_close_range, 4U, ~0U, 0U, 0);
     /* CVE-2024-21626: the cwd must be a directory inside the new root, not an inherited
      * handle to the host's tree. getcwd reports "(unreachable)" for anything outside. */
     char cwd[64];
-    if (chdir(a->spec->cwd) < 0) sbx_child_fail(report, "chdir", errno);
-    if (syscall(SYS_getcwd, cwd, sizeof(cwd)) < 0 || strcmp(cwd, a->spec->cwd) != 0)
+    if ((rc = RAW(SYS_chdir, a->spec->cwd, 0, 0, 0)) < 0) sbx_child_fail(report, "chdir", (int)-rc);
+    if (RAW(SYS_getcwd, cwd, sizeof(cwd), 0, 0) < 0 || strcmp(cwd, a->spec->cwd) != 0)
         sbx_child_fail(report, "cwd outside the sandbox root", EACCES);
-    execve(a->spec->argv[0], a->spec->argv, a->spec->env);
-    fail_at(report, "execve", a->spec->argv[0], errno);
-}
-
-static void forward_signal(int sig)
-{
-    if (tool_pid > 0) kill(tool_pid, sig);
+    rc = RAW(SYS_execve, a->spec->argv[0], a->spec->argv, a->spec->env, 0);
+    fail_at(report, "execve", a->spec->argv[0], (int)-rc);
 }
 
 /* Everything the tool must not have, removed from init before the tool exists, so the tool
  * inherits it: rlimits, no capabilities, no_new_privs and the seccomp filter. The filter
- * allows what the rest of init and the tool's own setup need (wait4, kill, setsid, dup2,
- * close_range, chdir, getcwd, execve); a policy that denies one of those fails loudly. */
+ * allows what the rest of init and the tool's own setup need (rt_sigtimedwait, wait4, kill,
+ * setsid, dup2, close_range, chdir, getcwd, execve, ...): a policy denying one of those
+ * fails to load (container.c). */
 static void confine(const struct ct_child_args *a)
 {
     const struct ct_spec *sp = a->spec;
@@ -360,32 +422,43 @@ static void confine(const struct ct_child_args *a)
 void ct_child_start(const struct ct_child_args *a)
 {
     if (a->extra_fd >= 0) close(a->extra_fd);
-    pid_t pid = clone(tool_main, tool_stack + sizeof(tool_stack), CLONE_VM | CLONE_VFORK | SIGCHLD,
-                      (void *)a);
+    if (a->setup_fd >= 0) close(a->setup_fd);
+    /* init waits for these instead of handling them: no handler, no state outside this
+     * stack. Blocked before the tool exists, so its SIGCHLD cannot be lost (a blocked
+     * signal stays pending even with the default, ignoring, disposition). */
+    sigset_t waited;
+    sigemptyset(&waited);
+    sigaddset(&waited, SIGCHLD);
+    sigaddset(&waited, SIGTERM);
+    sigaddset(&waited, SIGINT);
+    long rc = RAW(SYS_rt_sigprocmask, SIG_BLOCK, &waited, NULL, KSIGSET);
+    if (rc < 0) fail_at(a->report, "sigprocmask", NULL, (int)-rc);
+    pid_t pid = clone(tool_main, a->tool_stack + a->tool_stack_size,
+                      CLONE_VM | CLONE_VFORK | SIGCHLD, (void *)a);
     if (pid < 0) fail_at(a->report, "start the tool", NULL, errno);
-    tool_pid = pid;
     int status_fd = a->status;
     int keep[] = {status_fd};
     /* init keeps only the status pipe: the report pipe closed when the tool exec'd. */
     ct_close_all_but(keep, 1);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = forward_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    int status = 0, st = 0;
-    for (;;) {
-        pid_t w = (pid_t)syscall(SYS_wait4, -1, &st, 0, NULL);
-        if (w == pid) {
-            status = st;
-            break;
+    /* Reap everything, forward SIGTERM and SIGINT to the tool, until the tool has ended. */
+    int status = 0;
+    for (bool done = false; !done;) {
+        siginfo_t info;
+        long sig = RAW(SYS_rt_sigtimedwait, &waited, &info, NULL, KSIGSET);
+        if (sig == SIGTERM || sig == SIGINT) {
+            RAW(SYS_kill, pid, sig, 0, 0);
+            continue;
         }
-        if (w < 0 && errno != EINTR) break;
+        int st = 0;
+        long w;
+        while ((w = RAW(SYS_wait4, -1, &st, WNOHANG, NULL)) > 0)
+            if (w == pid) status = st, done = true;
+        if (w < 0 && w != -EINTR) break; /* -ECHILD: nothing left to wait for */
     }
-    ssize_t wr = write(status_fd, &status, sizeof(status));
-    (void)wr;
+    RAW(SYS_write, status_fd, &status, sizeof(status), 0);
     /* Leaving PID 1 kills every other process of the namespace. */
-    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    RAW(SYS_exit_group, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), 0, 0, 0);
+    __builtin_unreachable();
 }
 
 /* The gateway's signal mask and handlers are not the tool's: start from the defaults. */
@@ -405,8 +478,8 @@ void ct_child_setup(const struct ct_child_args *a)
 {
     const struct ct_spec *st = a->spec;
     int r = a->report;
-    int keep[] = {a->in, a->out, a->errfd, a->report, a->status, a->sync, a->extra_fd};
-    ct_close_all_but(keep, 7);
+    int keep[] = {a->in, a->out, a->errfd, a->report, a->status, a->sync, a->extra_fd, a->setup_fd};
+    ct_close_all_but(keep, 8);
     wipe_gateway_strings(a);
     reset_signals();
     int bind_fd[CT_MAX_BINDS];
@@ -417,7 +490,7 @@ void ct_child_setup(const struct ct_child_args *a)
                             MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, true)) < 0)
             fail_at(r, "open_tree", st->bind_src[i], errno);
     char path[32];
-    for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++) {
+    for (size_t i = 0; i < n_devices(a); i++) {
         memcpy(path, "/dev/", 5);
         memcpy(path + 5, devices[i], strlen(devices[i]) + 1);
         /* Device binds keep their device semantics (no nodev) but nothing else. */
@@ -429,6 +502,15 @@ void ct_child_setup(const struct ct_child_args *a)
         if (read(a->sync, &c, 1) != 1) fail_at(r, "waiting for the uid map", NULL, EPIPE);
         close(a->sync);
     }
+    /* A SysV shared memory segment outlives its creator in the IPC namespace, which the
+     * kernel frees some time after the call: its pages would count against the next call in
+     * the same cgroup. With this namespace's shm_rmid_forced, a segment goes when its last
+     * user exits, before the call's init does. Written while we still hold the host uid that
+     * owns the new namespace's sysctls (they answer for the writer's IPC namespace). */
+    int shm = open("/proc/sys/kernel/shm_rmid_forced", O_WRONLY | O_CLOEXEC);
+    if (shm < 0 || write(shm, "1", 1) != 1)
+        fail_at(r, "write", "/proc/sys/kernel/shm_rmid_forced", errno);
+    close(shm);
     /* Become the tool's identity (mapped to the same unprivileged host ids). Raw syscalls:
      * glibc's wrappers would try to signal gateway threads that do not exist here. The
      * capabilities held in the new user namespace survive, since ns uid 0 is not mapped. */
@@ -464,6 +546,38 @@ pid_t ct_fork_into(unsigned long flags)
     /* x86-64 argument order: flags, new stack (0: the caller's, copied), parent tid,
      * child tid, tls. No CLONE_VM: the child has its own copy of everything. */
     return (pid_t)syscall(SYS_clone, flags | SIGCHLD, 0UL, NULL, NULL, 0UL);
+}
+
+static int write_proc(pid_t pid, const char *file, const char *text)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t w = write(fd, text, strlen(text));
+    int e = errno;
+    close(fd);
+    if (w == (ssize_t)strlen(text)) return 0;
+    errno = w < 0 ? e : EIO;
+    return -1;
+}
+
+int ct_map_ids(pid_t pid, uid_t uid, gid_t gid, const char **step)
+{
+    char umap[64], gmap[64];
+    snprintf(umap, sizeof(umap), "%u %u 1\n", (unsigned)uid, (unsigned)uid);
+    snprintf(gmap, sizeof(gmap), "%u %u 1\n", (unsigned)gid, (unsigned)gid);
+    /* The OOM killer's first choice, ahead of anything of the gateway's or a pool helper
+     * sharing the cgroup (raising a score needs no privilege; lowering would). setgroups is
+     * denied before gid_map is written (the kernel requires that order). */
+    const char *const files[] = {"oom_score_adj", "setgroups", "uid_map", "gid_map"};
+    const char *const texts[] = {"1000", "deny", umap, gmap};
+    for (size_t i = 0; i < 4; i++)
+        if (write_proc(pid, files[i], texts[i]) < 0) {
+            *step = files[i];
+            return -1;
+        }
+    return 0;
 }
 
 int ct_child_main(void *arg)

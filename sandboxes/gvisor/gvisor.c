@@ -3,7 +3,7 @@
  * gVisor's user-space kernel stands between the tool and the host: the tier
  * for untrusted code that needs a real Linux userland. Every call gets a fresh
  * sandbox (OCI bundle from bundle.c, booted by box.c), used once and destroyed;
- * warm pools (pool.c) boot them ahead of demand so a call pays only for the
+ * warm pools (sandboxes/common/pool.c) boot them ahead of demand so a call pays only for the
  * tool itself. The tier keeps its own runsc state root under the gateway's
  * state directory, so it never touches anyone else's containers, and at start
  * removes whatever a crashed gateway left there.
@@ -18,7 +18,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,13 +29,6 @@
 #include <unistd.h>
 
 #include "gvisor_internal.h"
-
-#ifndef GATE_GVISOR_HELPER_INSTALL
-#define GATE_GVISOR_HELPER_INSTALL "/usr/local/libexec/gatehouse/gatehouse-gvisor-helper"
-#endif
-#ifndef GATE_GVISOR_HELPER_BUILD
-#define GATE_GVISOR_HELPER_BUILD ""
-#endif
 
 struct gv_tier gv = {.lifeline_r = -1, .lifeline_w = -1};
 static bool tier_ready;
@@ -58,22 +50,11 @@ static int find_binaries(struct gate_error *err)
         return gate_err(err, GATE_E_SANDBOX,
                         "runsc not installed (looked in /usr/bin, /usr/sbin, "
                         "/usr/local/bin; Debian package: runsc)");
-    /* The helper sits next to the gatehouse binary once installed, or in the build tree. */
-    char self[PATH_MAX] = "";
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    self[n > 0 ? n : 0] = '\0';
-    char beside[PATH_MAX + 32] = "";
-    if (n > 0) GV_PATH(beside, "%s/gatehouse-gvisor-helper", dirname(self));
-    const char *helpers[] = {beside, GATE_GVISOR_HELPER_INSTALL, GATE_GVISOR_HELPER_BUILD};
-    for (size_t i = 0; i < 3; i++)
-        if (strlen(helpers[i]) < sizeof(gv.helper) && executable(helpers[i])) {
-            snprintf(gv.helper, sizeof(gv.helper), "%s", helpers[i]);
-            return 0;
-        }
-    return gate_err(err, GATE_E_SANDBOX,
-                    "gatehouse-gvisor-helper not found (looked beside the "
-                    "gatehouse binary, in %s and %s)",
-                    GATE_GVISOR_HELPER_INSTALL, GATE_GVISOR_HELPER_BUILD);
+    if (sbx_find_libexec("gatehouse-gvisor-helper", gv.helper, sizeof(gv.helper)) < 0)
+        return gate_err(err, GATE_E_SANDBOX,
+                        "gatehouse-gvisor-helper not found (looked beside the gatehouse binary, "
+                        "in ../libexec and ../libexec/gatehouse)");
+    return 0;
 }
 
 static int mkdir_p(const char *path, struct gate_error *err)
@@ -192,19 +173,52 @@ static void policy_state_free(struct gv_policy *gp)
     free(gp->seccomp.filter);
     free(gp->seccomp_dev.filter);
     free(gp->config_json);
-    free(gp->name);
     free(gp);
 }
+
+/* ---- the warm pool: booted sandboxes, each for one call -------------------------------- */
+
+static void *pool_spawn(void *ctx, const bool *cancel, struct gate_error *err)
+{
+    (void)cancel; /* a boot is bounded by GV_BOOT_TIMEOUT_MS */
+    struct gv_box *box = NULL;
+    return gv_box_spawn(ctx, GV_BOOT_TIMEOUT_MS, &box, err) < 0 ? NULL : box;
+}
+
+static void pool_destroy(void *item)
+{
+    gv_box_destroy(item);
+}
+
+/* A sandbox whose keeper exited while it waited cannot serve a call. */
+static bool pool_dead(void *item)
+{
+    struct gv_box *box = item;
+    int st = 0;
+    if (waitpid(box->keeper, &st, WNOHANG) != box->keeper) return false;
+    box->keeper = -1; /* reaped */
+    return true;
+}
+
+static const struct sbx_pool_kind pool_kind = {
+    .spawn = pool_spawn,
+    .destroy = pool_destroy,
+    .dead = pool_dead,
+    .family = "gatehouse_gvisor_pool",
+    .failures_suffix = "boot_failures_total",
+    .help_size = "Warm gVisor sandboxes ready for a call.",
+    .help_hits = "gVisor calls served by a warm sandbox.",
+    .help_misses = "gVisor calls that booted their own sandbox (empty pool).",
+    .help_failures = "Warm gVisor sandboxes that failed to boot.",
+    .refill_failed_event = "gvisor.pool_refill_failed",
+    .died_event = "gvisor.pool_sandbox_died",
+};
 
 static void state_free(void *state)
 {
     struct gv_policy *gp = state;
     if (!gp) return;
-    gv_pool_unregister(gp);
-    gv_pool_stop(gp);
-    pthread_cond_destroy(&gp->cond);
-    pthread_mutex_destroy(&gp->lock);
-    free(gp->ready);
+    sbx_pool_stop(&gp->pool);
     policy_state_free(gp);
 }
 
@@ -278,12 +292,8 @@ static int compile_seccomp(const struct policy *p, struct gv_policy *gp, struct 
 static int gvisor_prepare(struct policy *p, struct gate_error *err)
 {
     struct gv_policy *gp = calloc(1, sizeof(*gp));
-    if (!gp || !(gp->name = strdup(p->name))) {
-        free(gp);
-        return gate_err(err, GATE_E_NOMEM, "out of memory");
-    }
+    if (!gp) return gate_err(err, GATE_E_NOMEM, "out of memory");
     gp->network = p->network == NETWORK_SANDBOX ? "sandbox" : "none";
-    gp->pool_size = p->pool_size > 16 ? 16 : p->pool_size;
     if (check_platform(p, &gp->platform, err) < 0 || compile_seccomp(p, gp, err) < 0 ||
         gv_config_template(p, gp, &gp->config_json, err) < 0) {
         policy_state_free(gp);
@@ -303,11 +313,10 @@ static int gvisor_prepare(struct policy *p, struct gate_error *err)
         }
         gv_box_destroy(trial);
     }
-    if (gv_pool_start(gp, err) < 0) {
+    if (sbx_pool_start(&gp->pool, &pool_kind, gp, p->name, p->pool_size, err) < 0) {
         state_free(gp);
         return -1;
     }
-    gv_pool_register(gp);
     p->sbx_state = gp;
     p->sbx_state_free = state_free;
     return 0;
@@ -357,7 +366,7 @@ static int gvisor_run(const struct policy *p, const struct sbx_call *call, struc
     if (!tier_ready || !gp) return gate_err(err, GATE_E_SANDBOX, "gvisor: tier not initialised");
     struct gate_buf input = {0};
     if (gv_call_input(p, call, &input) < 0) return gate_err(err, GATE_E_NOMEM, "out of memory");
-    struct gv_box *box = gv_pool_take(gp);
+    struct gv_box *box = sbx_pool_take(&gp->pool);
     if (!box && gv_box_spawn(gp, GV_BOOT_TIMEOUT_MS, &box, err) < 0) {
         gate_buf_free(&input);
         return -1;
@@ -401,9 +410,14 @@ static int gvisor_run(const struct policy *p, const struct sbx_call *call, struc
     return rc;
 }
 
+static void gvisor_metrics(struct gate_buf *out)
+{
+    sbx_pool_metrics(out, &pool_kind);
+}
+
 static void gvisor_shutdown(void)
 {
-    gv_pool_stop_all();
+    sbx_pool_stop_all(&pool_kind);
     gv_cleaner_stop();
     gv_remove_cgroup_parent(); /* fails harmlessly while a call is still running */
 }
@@ -415,5 +429,5 @@ const struct sbx_ops sbx_gvisor_ops = {
     .prepare = gvisor_prepare,
     .run = gvisor_run,
     .shutdown = gvisor_shutdown,
-    .metrics = gv_pool_metrics,
+    .metrics = gvisor_metrics,
 };

@@ -2,7 +2,8 @@
  *
  * bundle.c writes the tier's shared files (rootfs template, /etc) and the per-policy OCI
  * config template; box.c starts one sandbox through gatehouse-gvisor-helper (`keep`) and
- * cleans up after it; pool.c keeps warm sandboxes per policy; gvisor.c is the ops row.
+ * cleans up after it; gvisor.c is the ops row, with a warm pool per policy
+ * (sandboxes/common/pool.c).
  */
 #ifndef GATE_GVISOR_INTERNAL_H
 #define GATE_GVISOR_INTERNAL_H
@@ -59,24 +60,12 @@ struct gv_box {
 
 /* A policy's compiled gVisor state (policy->sbx_state). */
 struct gv_policy {
-    char *name;        /* tool name, for metrics and logs */
     char *config_json; /* OCI config.json without linux.cgroupsPath */
     const char *platform;
     const char *network;           /* "none" or "sandbox" */
     struct sock_fprog seccomp;     /* the tier's profile, installed by the launcher; owned */
     struct sock_fprog seccomp_dev; /* refuses mknod of devices (gVisor allows it); owned */
-    uint32_t pool_size;
-
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct gv_box **ready; /* pool_size slots */
-    uint32_t n_ready;
-    uint32_t spawning;
-    bool stopping;
-    bool thread_started;
-    pthread_t thread;
-    uint64_t hits, misses, spawn_failures;
-    struct gv_policy *next; /* in the tier's list of live policies (metrics, shutdown) */
+    struct sbx_pool pool;          /* warm sandboxes, booted ahead of demand (sbx_internal.h) */
 };
 
 /* bundle.c */
@@ -107,16 +96,5 @@ int gv_cleaner_start(void);
 void gv_cleaner_stop(void);
 /* Run runsc with the tier's --root and the given arguments; returns its wait status or -1. */
 int gv_runsc(const char *const *args, char *out, size_t out_len);
-
-/* pool.c */
-int gv_pool_start(struct gv_policy *gp, struct gate_error *err);
-/* A warm sandbox, or NULL (a miss). Counts the hit or miss. */
-struct gv_box *gv_pool_take(struct gv_policy *gp);
-/* Stop refilling and destroy every idle sandbox. Idempotent. */
-void gv_pool_stop(struct gv_policy *gp);
-void gv_pool_register(struct gv_policy *gp);
-void gv_pool_unregister(struct gv_policy *gp);
-void gv_pool_stop_all(void);
-void gv_pool_metrics(struct gate_buf *out);
 
 #endif

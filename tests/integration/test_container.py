@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -107,9 +108,59 @@ def call_cgroups(gw_pid):
     return sorted(out)
 
 
-def mount_count():
+def host_mounts():
+    """The host's mount table: {mount id: mount point}."""
     with open("/proc/self/mountinfo") as f:
-        return len(f.readlines())
+        return {int(line.split()[0]): line.split()[4] for line in f}
+
+
+# Where a sandbox's mounts would land if one ever escaped its mount namespace: its root is a
+# tmpfs mounted on /tmp before pivot_root, with its /usr, /proc, /dev, /tmp ... below that.
+SANDBOX_TOP = {"usr", "bin", "lib", "lib64", "sbin", "etc", "proc", "dev", "tmp", "workspace"}
+
+
+def sandbox_shaped(mount_point):
+    parts = mount_point.split("/")
+    return mount_point == "/tmp" or (parts[1] == "tmp" and parts[2] in SANDBOX_TOP)
+
+
+def wait_for(what, cond, timeout=10.0, interval=0.02):
+    """Poll cond() until it is true; fail naming what was awaited when the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out waiting for: %s" % what)
+        time.sleep(interval)
+
+
+def primed_children(gw_pid):
+    """The gateway's children (pool sandboxes are its children) whose setup has ended: their
+    seccomp filter is installed, which is the last step before they wait for their call."""
+    out = []
+    for pid, _ in gateway_children(gw_pid):
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                if "\nSeccomp:\t2\n" in f.read():
+                    out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
+def pool_slots(gw):
+    for line in gw.request("GET", "/metrics").body.decode().splitlines():
+        if line.startswith("gatehouse_container_pool_slots "):
+            return int(line.split()[1])
+    return 0
+
+
+def pool_settled(gw):
+    """Every pool slot has its helper and its next child (2 processes a slot)."""
+    n = pool_slots(gw)
+    return n > 0 and len(gateway_children(gw.proc.pid)) == 2 * n
 
 
 class ContainerTier(unittest.TestCase):
@@ -214,7 +265,7 @@ filesystem:
                 # One good call first: the pool then holds a sandbox set up for this policy
                 # ahead of time, which must notice the path is gone too.
                 self.assertEqual(gw.call("ro").json()["status"], "succeeded")
-                time.sleep(0.2)
+                wait_for("a sandbox primed for the policy", lambda: primed_children(gw.proc.pid))
                 os.rmdir(gone)
                 r = gw.call("ro")
                 self.assertEqual(r.status, 500, r.body)
@@ -247,7 +298,7 @@ class ContainerPool(unittest.TestCase):
         try:
             with harness.Gateway(pdir) as gw:
                 gw.call("ok")
-                time.sleep(0.3)
+                wait_for("a primed sandbox", lambda: primed_children(gw.proc.pid))
                 kids = gateway_children(gw.proc.pid)
                 self.assertTrue(kids, "no pool processes")
                 for pid, _ in kids:
@@ -265,18 +316,102 @@ class ContainerPool(unittest.TestCase):
         try:
             gw.start()
             gw.call("ok")
-            time.sleep(0.3)
+            wait_for("a primed sandbox", lambda: primed_children(gw.proc.pid))
             kids = [pid for pid, _ in gateway_children(gw.proc.pid)]
             self.assertTrue(kids)
             gw.kill9()
-            deadline = time.monotonic() + 5
-            alive = kids
-            while alive and time.monotonic() < deadline:
-                time.sleep(0.05)
-                alive = [p for p in kids if os.path.exists("/proc/%d" % p)
-                         and open("/proc/%d/stat" % p).read().rsplit(")", 1)[1].split()[0] != "Z"]
-            self.assertEqual(alive, [], "pool processes outlived a SIGKILLed gateway")
+
+            def running(p):
+                try:
+                    with open("/proc/%d/stat" % p) as f:
+                        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+                except OSError:
+                    return False
+            wait_for("the pool processes to die with the gateway",
+                     lambda: not [p for p in kids if running(p)])
         finally:
+            gw.cleanup()
+            shutil.rmtree(pdir, ignore_errors=True)
+
+
+SHM_FILL = """python3 -c '
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+shmid = libc.shmget(0, 56 << 20, 0o1600)
+addr = libc.shmat(shmid, None, 0)
+assert shmid >= 0 and addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+ctypes.memset(addr, 120, 56 << 20)
+print(shmid)
+'"""
+
+
+def slot_memory_usage(gw_pid):
+    """A function reading the memory use of the (only) pool slot's cgroup, v1 or v2."""
+    helper = gateway_children(gw_pid)[0][0]
+    v1 = cgroup_of(helper, "memory")
+    if v1 is not None:
+        path = "/sys/fs/cgroup/memory%s/memory.usage_in_bytes" % v1
+    else:
+        path = "/sys/fs/cgroup%s/memory.current" % cgroup_of(helper, "")
+
+    def read():
+        with open(path) as f:
+            return int(f.read())
+    return read
+
+
+class ContainerPolicyLoad(unittest.TestCase):
+    def test_denying_what_init_needs_fails_to_load(self):
+        """init waits for the tool with rt_sigtimedwait and wait4 under the policy's filter: a
+        policy denying one would leave it spinning or reporting a tool still running as done."""
+        pdir = tempfile.mkdtemp(prefix="gh-ct-pol-")
+        try:
+            for name in ("rt_sigtimedwait", "wait4"):
+                harness.write_policy(pdir, "d", sh("d", "true", "seccomp: {deny: [%s]}" % name))
+                r = subprocess.run([harness.GATEHOUSE, "policy", "check", pdir],
+                                   capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 1, r)
+                self.assertIn("'%s' cannot be denied in the container tier" % name,
+                              r.stdout + r.stderr)
+        finally:
+            shutil.rmtree(pdir, ignore_errors=True)
+
+
+class ContainerScratchPages(unittest.TestCase):
+    def test_finished_calls_tmp_does_not_count_against_the_next_call(self):
+        """Regression (issue 10 item 8): a pool slot kept the mount namespace of its finished
+        call, and with it the pages of that call's /tmp, charged to the slot's memory cgroup:
+        the next call in the slot hit its memory cap early. The same for a SysV shared memory
+        segment left behind, which lived on with the call's IPC namespace. One slot, so every
+        call shares it."""
+        pdir = tempfile.mkdtemp(prefix="gh-ct-pol-")
+        limits = "limits: {memory_mb: 96, disk_mb: 64, wall_timeout: 30s}"
+        harness.write_policy(pdir, "fill", sh(
+            "fill", "dd if=/dev/zero of=/tmp/fill bs=1M count=56 2>&1 | tail -1", limits))
+        harness.write_policy(pdir, "alloc", sh(
+            "alloc", "python3 -c 'b = b\"x\" * (56 << 20); print(len(b))'", limits))
+        # A SysV shared memory segment, left behind (no IPC_RMID) and touched.
+        harness.write_policy(pdir, "shm", sh("shm", SHM_FILL, limits))
+        gw = harness.Gateway(pdir, env={"GATEHOUSE_CONTAINER_POOL": "1"}).start()
+        try:
+            self.assertEqual(pool_slots(gw), 1)
+            usage = slot_memory_usage(gw.proc.pid)
+            for filler in ("fill", "shm", "fill", "shm"):
+                before = {p for p, _ in gateway_children(gw.proc.pid)}
+                res = gw.call(filler).json()
+                self.assertEqual(res["status"], "succeeded", res)
+                # The slot's next child exists only once the call's pages are gone.
+                wait_for("the slot's next child", lambda: [
+                    p for p, _ in gateway_children(gw.proc.pid) if p not in before],
+                    timeout=30, interval=0.001)
+                self.assertLess(usage(), 32 << 20,
+                                "the finished %s call's pages are still charged" % filler)
+                res = gw.call("alloc").json()
+                self.assertEqual(res["status"], "succeeded", res)
+                self.assertEqual(res["stdout"], "%d\n" % (56 << 20))
+        finally:
+            gw.stop()
             gw.cleanup()
             shutil.rmtree(pdir, ignore_errors=True)
 
@@ -307,9 +442,9 @@ isolation: container
 """ % tool)
         try:
             with harness.Gateway(pdir) as gw:
-                for _ in range(3):  # every slot the calls land on primes a sandbox for "one"
+                for _ in range(3):  # the slot the calls land on primes a sandbox for "one"
                     self.assertEqual(gw.call("rel").json()["stdout"], "one\n")
-                time.sleep(0.3)
+                wait_for("a primed sandbox", lambda: primed_children(gw.proc.pid))
                 os.rename(tool, tool + ".old")
                 os.rename(release("two"), tool)
                 for _ in range(10):
@@ -330,10 +465,14 @@ class ContainerPoolReload(unittest.TestCase):
         def write(word):
             harness.write_policy(d, "t", """
 name: t
-description: prints a word fixed by the policy
+description: prints %s
 command: ["/bin/sh", "-c", "echo %s"]
 isolation: container
-""" % word)
+""" % (word, word))
+
+        def serving(word):
+            tools = json.loads(gw.request("GET", "/v1/tools").body)["tools"]
+            return any(t["description"] == "prints " + word for t in tools)
 
         write("W000")
         gw = harness.Gateway(d, env={"GATEHOUSE_CONTAINER_POOL": "1"}).start()
@@ -346,13 +485,7 @@ isolation: container
                     write(expected)
                     n += 1
                     gw.send_signal(signal.SIGHUP)
-                    deadline = time.monotonic() + 10
-                    while time.monotonic() < deadline:
-                        recs = harness.audit_records(gw.state_dir)
-                        if sum(1 for r in recs if r["event"] == "policy.loaded") >= n:
-                            break
-                        time.sleep(0.02)
-                    time.sleep(0.1)  # the set is swapped in right after its record is durable
+                    wait_for("the policy set with %s" % expected, lambda: serving(expected))
                 out = gw.call("t", {}).json()["stdout"].strip()
                 self.assertEqual(out, expected, "round %d ran a stale policy" % it)
         finally:
@@ -369,26 +502,31 @@ class ContainerLeaks(unittest.TestCase):
             with harness.Gateway(pdir) as gw:
                 pid = gw.proc.pid
                 self.assertEqual(gw.call("ok").json()["status"], "succeeded")
-                time.sleep(0.3)
+                wait_for("every pool slot with its next child", lambda: pool_settled(gw))
                 fds = len(os.listdir("/proc/%d/fd" % pid))
                 kids = gateway_children(pid)
                 cgroups = call_cgroups(pid)
-                mounts = mount_count()
+                mounts = host_mounts()
                 state = sorted(os.listdir(gw.state_dir))
                 for i in range(1000):
                     r = gw.call("ok")
                     self.assertEqual(r.status, 200, r.body)
                     self.assertEqual(r.json()["status"], "succeeded", r.body)
-                time.sleep(0.3)  # the pool helpers let go of finished calls when idle
-                # A connection still closing holds fds for a moment: wait until no more are
-                # open than before; a leak stays.
+                # The slot of the last call makes its next child once the call has ended.
+                wait_for("every pool slot with its next child", lambda: pool_settled(gw))
+                # A connection still closing holds an fd for a moment (either snapshot may see
+                # one): wait until no more are open than before; a leak stays.
                 nfds = lambda: len(os.listdir("/proc/%d/fd" % pid))  # noqa: E731
-                self.assertTrue(harness.wait_until(lambda: nfds() <= fds, 10), "gateway fds leaked")
+                wait_for("no more gateway fds than before (%d)" % fds, lambda: nfds() <= fds)
                 # Pool helpers and their warm children stay (a warm child is replaced by a new
                 # one with each call), so the count is what must not grow.
                 self.assertEqual(len(gateway_children(pid)), len(kids), "processes left over")
                 self.assertEqual(call_cgroups(pid), cgroups, "cgroups left over")
-                self.assertEqual(mount_count(), mounts, "mounts left over")
+                # The host's table is shared with everything else running on the machine (other
+                # tests mount and unmount too): what counts is a new mount where a sandbox's
+                # would be.
+                new = [mp for mid, mp in host_mounts().items() if mid not in mounts]
+                self.assertEqual([mp for mp in new if sandbox_shaped(mp)], [], "mounts left over")
                 self.assertEqual(sorted(os.listdir(gw.state_dir)), state, "state files left over")
             # After a clean stop, not even the gateway's parent cgroups remain.
             self.assertEqual(call_cgroups(pid), [])

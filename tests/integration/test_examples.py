@@ -18,6 +18,7 @@ EXAMPLES = {
     "echo": ({"text": "hi"}, "succeeded", "hi"),
     "container-echo": ({"text": "from a container"}, "succeeded", "from a container"),
     "gvisor-echo": ({"text": "from gVisor"}, "succeeded", "from gVisor"),
+    "microvm-echo": ({"text": "from a microVM"}, "succeeded", "from a microVM"),
     "wasm-jsonq": ({"json": {"items": [{"name": "gatehouse"}]}, "path": "$.items[0].name"},
                    "succeeded", "gatehouse"),
     "wasm-textstats": ({"text": "one two three\nfour"}, "succeeded", "4"),

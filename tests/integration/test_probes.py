@@ -72,7 +72,7 @@ arguments:
 
 def policy_text(name, tier, tool, wall, output_bytes):
     fs = ""
-    if tier in ("container", "gvisor"):
+    if tier in ("container", "gvisor", "microvm"):
         fs = "filesystem:\n  workspace: {size_mb: 16}\n"
     return ("name: %s\ndescription: Escape probes (%s tier).\ncommand: [\"%s\"]\nisolation: %s\n"
             "limits: {wall_timeout: %s, cpu_time: 60s, memory_mb: %d, pids: 64, disk_mb: %d,"
@@ -391,8 +391,9 @@ class TierRun:
         bounded = (r.status == 200 and body.get("output_truncated") is True
                    and size <= 2 * FLOOD_CAP and after - before < 128 * 1024)
         self.add("P38", "blocked" if bounded else "exposed", "",
-                 "HTTP %d status %s truncated=%s output=%d bytes (cap %d) gateway RSS %d->%d kB"
-                 % (r.status, status, body.get("output_truncated"), size, FLOOD_CAP, before, after),
+                 "HTTP %d status %s truncated=%s output=%d bytes (cap %d) gateway RSS %d->%d kB %s"
+                 % (r.status, status, body.get("output_truncated"), size, FLOOD_CAP, before, after,
+                    body.get("detail", "")),
                  expected="blocked")
 
     def run_p40(self):

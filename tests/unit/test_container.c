@@ -11,6 +11,7 @@
 #include <linux/sched.h>
 #include <sched.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -139,20 +140,28 @@ static void test_cgroup_v1_paths_and_memsw_order(void **state)
     }
     put("memory/cgroup.procs", "");
     mkdirs("memory/gw/gatehouse-7");
+    mkdirs("unified/gwu"); /* a hybrid host's controller-less cgroup2 tree */
     put("memory/gw/gatehouse-7/memory.memsw.limit_in_bytes", "9223372036854771712");
     struct ct_cg_config cfg;
     struct gate_error err = {0};
-    const char *self = "8:pids:/gw\n6:freezer:/gw\n4:memory:/gw\n1:cpu,cpuacct:/gw\n0::/\n";
+    const char *self = "8:pids:/gw\n6:freezer:/gw\n4:memory:/gw\n1:cpu,cpuacct:/gw\n0::/gwu\n";
     assert_int_equal(ct_cg_setup(root, self, "gatehouse-7", &cfg, &err), 0);
     assert_int_equal(cfg.version, CT_CG_V1);
     assert_true(cfg.has_memsw);
     assert_true(cfg.has_freezer);
+    assert_true(cfg.has_unified);
     char want[512], path[600];
     snprintf(want, sizeof(want), "%s/cpu/gw/gatehouse-7", root);
     assert_string_equal(cfg.parent[CT_V1_CPU], want);
+    snprintf(want, sizeof(want), "%s/unified/gwu/gatehouse-7", root);
+    assert_string_equal(cfg.parent[CT_V1_UNIFIED], want);
 
     struct ct_cgroup cg;
     assert_int_equal(ct_cg_create(&cfg, "c9", &limits, &cg, &err), 0);
+    /* Every sandbox is born in a cgroup2 directory too: attached with the others. */
+    assert_int_equal(ct_cg_attach(&cfg, &cg, 4321, &err), 0);
+    snprintf(path, sizeof(path), "%s/unified/gwu/gatehouse-7/c9/cgroup.procs", root);
+    expect_file(path, "4321");
     snprintf(path, sizeof(path), "%s/memory/gw/gatehouse-7/c9/memory.limit_in_bytes", root);
     expect_file(path, "33554432");
     snprintf(path, sizeof(path), "%s/memory/gw/gatehouse-7/c9/memory.memsw.limit_in_bytes", root);
@@ -180,6 +189,60 @@ static void test_cgroup_setup_without_hierarchy_fails(void **state)
     struct gate_error err = {0};
     assert_int_equal(ct_cg_setup(root, "0::/\n", "gatehouse-1", &cfg, &err), -1);
     assert_non_null(strstr(err.msg, "no usable cgroup hierarchy"));
+}
+
+/* The v2 code paths that need no controller, on the host's real cgroup2 tree: a pure v2
+ * host's, or a hybrid host's controller-less /sys/fs/cgroup/unified. Limits (memory.max,
+ * pids.max, cpu.max) need controllers and are only covered by the fake tree above. */
+static void test_cgroup_v2_attach_kill_remove_on_the_hosts_tree(void **state)
+{
+    (void)state;
+    const char *mnt = access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0
+                          ? "/sys/fs/cgroup"
+                          : "/sys/fs/cgroup/unified";
+    char self[1024] = "", *own = NULL;
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    while (f && fgets(self, sizeof(self), f))
+        if (strncmp(self, "0::", 3) == 0) {
+            own = self + 3;
+            own[strcspn(own, "\n")] = '\0';
+            break;
+        }
+    if (f) fclose(f);
+    char procs[4200];
+    snprintf(procs, sizeof(procs), "%s/cgroup.procs", mnt);
+    if (geteuid() != 0 || !own || access(procs, W_OK) != 0) {
+        print_message("no writable cgroup2 tree here (root needed)\n");
+        skip();
+    }
+    struct ct_cg_config cfg = {.version = CT_CG_V2};
+    snprintf(cfg.parent[0], sizeof(cfg.parent[0]), "%s%s/gatehouse-unit-%d", mnt,
+             strcmp(own, "/") == 0 ? "" : own, (int)getpid());
+    assert_int_equal(mkdir(cfg.parent[0], 0755), 0);
+    struct ct_cgroup cg = {.made = {true}};
+    int n = snprintf(cg.path[0], sizeof(cg.path[0]), "%.1024s/c1", cfg.parent[0]);
+    assert_true(n > 0 && (size_t)n < sizeof(cg.path[0]));
+    assert_int_equal(mkdir(cg.path[0], 0755), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (;;)
+            pause();
+    }
+    assert_true(pid > 0);
+    struct gate_error err = {0};
+    assert_int_equal(ct_cg_attach(&cfg, &cg, pid, &err), 0);
+    assert_int_equal(ct_cg_members(&cfg, &cg, 0), 1);
+    pid_t listed = 0;
+    assert_int_equal(ct_cg_list(&cfg, &cg, &listed, 1), 1);
+    assert_int_equal(listed, pid);
+    ct_cg_kill(&cfg, &cg, 0); /* cgroup.kill */
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    assert_int_equal(ct_cg_destroy(&cfg, &cg), 0);
+    assert_int_equal(access(cg.path[0], F_OK), -1);
+    ct_cg_teardown(&cfg);
+    assert_int_equal(access(cfg.parent[0], F_OK), -1);
 }
 
 static void test_image_round_trip(void **state)
@@ -330,6 +393,7 @@ int main(void)
                                         teardown_tree),
         cmocka_unit_test_setup_teardown(test_cgroup_setup_without_hierarchy_fails, setup_tree,
                                         teardown_tree),
+        cmocka_unit_test(test_cgroup_v2_attach_kill_remove_on_the_hosts_tree),
         cmocka_unit_test(test_image_round_trip),
         cmocka_unit_test(test_plan_refuses_root_read_only),
         cmocka_unit_test(test_allowlist_refuses_and_masks_ioctl),
