@@ -7,7 +7,10 @@ PKGS=(
   libsqlite3-dev libpcre2-dev libbpf-dev libcap-dev
   clang lld wasi-libc libclang-rt-14-dev libclang-rt-14-dev-wasm32 wabt
   bubblewrap runsc libcap2-bin curl util-linux iproute2 procps
+  nodejs # the MCP, provider-format and OpenAPI tests (tests/mcp/) run node clients
 )
+# npm: Debian's package, unless the installed nodejs already brings its own (nodesource).
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
