@@ -19,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -138,9 +139,13 @@ class McpTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.gw.stop()
+        rc = cls.gw.stop()
+        log = cls.gw.read_log()
         cls.gw.cleanup()
         shutil.rmtree(cls.root, ignore_errors=True)
+        # Streams and sessions torn down cleanly: exit 0 (under ASan: no error, no leak).
+        if rc != 0:
+            raise AssertionError("gatehouse exited %s:\n%s" % (rc, log[-5000:]))
 
     def node(self, script, *args, mode="http"):
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MODE": mode, "GW_URL": self.url,
@@ -285,6 +290,58 @@ class McpTest(unittest.TestCase):
             self.assertTrue(match and method.lower() in doc["paths"][match[0]], (method, pattern))
         bad = self.gw.request("GET", "/v1/tools?format=nope", headers=bearer(T_ALPHA))
         self.assertEqual((bad.status, bad.json()["error"]["code"]), (400, "bad_request"))
+
+
+class McpShutdownTest(unittest.TestCase):
+    def test_sigterm_answers_a_client_waiting_for_a_held_call(self):
+        """SIGTERM while an MCP client waits on a held call's stream: the stream ends with a
+        tool error naming the call (still held), and the gateway exits 0."""
+        root = tempfile.mkdtemp(prefix="gh-mcp-stop-")
+        pdir = os.path.join(root, "policies")
+        harness.write_policy(pdir, "ledger", POLICIES["ledger"])
+        config = os.path.join(root, "gatehouse.yaml")
+        with open(config, "w") as f:
+            f.write(CONFIG)
+        gw = harness.Gateway(pdir, extra_args=["--config", config],
+                             env={"T_ALPHA": T_ALPHA, "T_BETA": T_BETA, "T_CAROL": T_CAROL}).start()
+        try:
+            h = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+            h.update(bearer(T_ALPHA))
+            r = gw.request("POST", "/mcp", {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                                            "params": {"protocolVersion": "2025-06-18"}}, headers=h)
+            h["Mcp-Session-Id"] = r.headers["mcp-session-id"]
+            conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=60)
+            conn.request("POST", "/mcp", json.dumps({
+                "jsonrpc": "2.0", "id": "held-1", "method": "tools/call",
+                "params": {"name": "ledger", "arguments": {"account": "a", "amount": 1},
+                           "_meta": {"progressToken": "p"}}}), headers=h)
+            resp = conn.getresponse()
+            self.assertEqual(resp.status, 200)
+            events = []
+
+            def next_event():
+                while True:
+                    line = resp.readline()
+                    if not line:
+                        return None
+                    if line.startswith(b"data: "):
+                        return json.loads(line[6:])
+
+            events.append(next_event())
+            self.assertEqual(events[0]["method"], "notifications/progress")
+            call_id = events[0]["params"]["_meta"]["gatehouse/call_id"]
+            gw.send_signal(signal.SIGTERM)
+            last = next_event()
+            self.assertEqual(last["id"], "held-1", last)
+            self.assertTrue(last["result"]["isError"])
+            self.assertIn(call_id, last["result"]["content"][0]["text"])
+            resp.close()
+            conn.close()
+            self.assertEqual(gw.stop(), 0, gw.read_log()[-3000:])
+        finally:
+            gw.stop()
+            gw.cleanup()
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
