@@ -18,6 +18,7 @@
 
 #define LATEST_VERSION "2025-06-18"
 #define MAX_SESSIONS 4096
+#define MAX_SESSIONS_PER_AGENT 256
 #define SESSION_IDLE_NS (24ull * 3600 * 1000000000ull) /* an idle session is forgotten after */
 #define HEARTBEAT_NS (10ull * 1000000000ull)           /* progress while a call waits */
 #define MAX_HELD 256                                   /* held calls remembered per session */
@@ -71,11 +72,14 @@ static struct session *find_locked(const char *id, const char *agent)
     return NULL;
 }
 
-/* Forget idle sessions, and the least recently used one if the table is still full. */
-static void evict_locked(void)
+/* Before agent opens a session: forget idle sessions, then agent's least recently used one if
+ * it has MAX_SESSIONS_PER_AGENT (so one agent cannot push the others' sessions out), else the
+ * least recently used of all if the table is full. */
+static void evict_locked(const char *agent)
 {
     uint64_t now = gate_monotonic_ns();
-    struct session **oldest = NULL;
+    struct session **oldest = NULL, **own_oldest = NULL;
+    size_t own = 0;
     for (struct session **pp = &sessions.list; *pp;) {
         struct session *se = *pp;
         if (now - se->used_ns > SESSION_IDLE_NS) {
@@ -85,11 +89,17 @@ static void evict_locked(void)
             continue;
         }
         if (!oldest || se->used_ns < (*oldest)->used_ns) oldest = pp;
+        if (strcmp(se->agent, agent) == 0 && ++own &&
+            (!own_oldest || se->used_ns < (*own_oldest)->used_ns))
+            own_oldest = pp;
         pp = &se->next;
     }
-    if (sessions.n >= MAX_SESSIONS && oldest) {
-        struct session *se = *oldest;
-        *oldest = se->next;
+    struct session **victim = own >= MAX_SESSIONS_PER_AGENT ? own_oldest
+                              : sessions.n >= MAX_SESSIONS  ? oldest
+                                                            : NULL;
+    if (victim) {
+        struct session *se = *victim;
+        *victim = se->next;
         session_free(se);
         sessions.n--;
     }
@@ -111,7 +121,7 @@ static int session_new(const char *agent, char id[80], struct gate_error *err)
     }
     se->used_ns = gate_monotonic_ns();
     pthread_mutex_lock(&sessions.lock);
-    evict_locked();
+    evict_locked(agent);
     se->next = sessions.list;
     sessions.list = se;
     sessions.n++;

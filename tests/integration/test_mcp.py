@@ -250,6 +250,15 @@ class McpTest(unittest.TestCase):
         self.assertEqual(r.status, 204)
         self.assertEqual(self.post(ping, {"Mcp-Session-Id": sid}).status, 404)
 
+    def test_one_agent_cannot_push_out_anothers_sessions(self):
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        beta = self.initialize(token=T_BETA).headers["mcp-session-id"]
+        first = self.initialize().headers["mcp-session-id"]
+        for _ in range(256):  # MAX_SESSIONS_PER_AGENT: alpha's oldest goes
+            self.initialize()
+        self.assertEqual(self.post(ping, {"Mcp-Session-Id": first}).status, 404)
+        self.assertEqual(self.post(ping, {"Mcp-Session-Id": beta}, token=T_BETA).status, 200)
+
     def test_event_stream_of_get_opens(self):
         sid = self.initialize().headers["mcp-session-id"]
         conn = http.client.HTTPConnection("127.0.0.1", self.gw.port, timeout=30)
