@@ -87,6 +87,7 @@ static struct {
     struct conn_state *waits[WAIT_BUCKETS];
     size_t nwaits;
     atomic_uint_fast64_t changes; /* bumped by every call change */
+    atomic_uint nstreams;         /* streamed requests not yet ended */
 } s;
 
 /* ---- small helpers for handlers ------------------------------------------------------- */
@@ -473,7 +474,8 @@ static void free_state(struct conn_state *cs);
 static void stream_run_done(struct conn_state *cs)
 {
     bool first = !cs->stream, wait = cs->resp.wait_call[0] != '\0';
-    if (first && !(cs->stream = stream_new(&cs->resp, cs->conn))) {
+    if (first && (cs->stream = stream_new(&cs->resp, cs->conn))) atomic_fetch_add(&s.nstreams, 1);
+    if (first && !cs->stream) {
         http_error(&cs->resp, GATE_E_NOMEM, NULL); /* sent as an ordinary response */
         cs->resp.stream = wait = false;
     }
@@ -646,7 +648,10 @@ static void free_state(struct conn_state *cs)
     json_decref(cs->resp.json);
     gate_buf_free(&cs->resp.text);
     if (cs->resp.ctx_free) cs->resp.ctx_free(cs->resp.ctx);
-    if (cs->stream) stream_unref(cs->stream);
+    if (cs->stream) {
+        stream_unref(cs->stream);
+        atomic_fetch_sub(&s.nstreams, 1);
+    }
     free(cs);
 }
 
@@ -822,6 +827,10 @@ void gw_http_stop_accepting(struct gw *gw)
 void gw_http_stop(struct gw *gw)
 {
     gw_http_stop_accepting(gw);
+    /* Streams got their last run at stop_accepting (their handlers see gw->stopping); let
+     * their last bytes leave, for at most 2 s, before the guard closes every connection. */
+    for (int i = 0; i < 400 && atomic_load(&s.nstreams); i++)
+        nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
     http_guard_stop();
     if (s.timer_started) pthread_join(s.timer_thread, NULL);
     s.timer_started = false;

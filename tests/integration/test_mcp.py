@@ -301,56 +301,80 @@ class McpTest(unittest.TestCase):
         self.assertEqual((bad.status, bad.json()["error"]["code"]), (400, "bad_request"))
 
 
-class McpShutdownTest(unittest.TestCase):
-    def test_sigterm_answers_a_client_waiting_for_a_held_call(self):
-        """SIGTERM while an MCP client waits on a held call's stream: the stream ends with a
-        tool error naming the call (still held), and the gateway exits 0."""
-        root = tempfile.mkdtemp(prefix="gh-mcp-stop-")
-        pdir = os.path.join(root, "policies")
+class McpRawStreamTest(unittest.TestCase):
+    """A held call's event stream read by hand: one gateway per test."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="gh-mcp-raw-")
+        pdir = os.path.join(self.root, "policies")
         harness.write_policy(pdir, "ledger", POLICIES["ledger"])
-        config = os.path.join(root, "gatehouse.yaml")
+        config = os.path.join(self.root, "gatehouse.yaml")
         with open(config, "w") as f:
             f.write(CONFIG)
-        gw = harness.Gateway(pdir, extra_args=["--config", config],
-                             env={"T_ALPHA": T_ALPHA, "T_BETA": T_BETA, "T_CAROL": T_CAROL}).start()
-        try:
-            h = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-            h.update(bearer(T_ALPHA))
-            r = gw.request("POST", "/mcp", {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-                                            "params": {"protocolVersion": "2025-06-18"}}, headers=h)
-            h["Mcp-Session-Id"] = r.headers["mcp-session-id"]
-            conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=60)
-            conn.request("POST", "/mcp", json.dumps({
-                "jsonrpc": "2.0", "id": "held-1", "method": "tools/call",
-                "params": {"name": "ledger", "arguments": {"account": "a", "amount": 1},
-                           "_meta": {"progressToken": "p"}}}), headers=h)
-            resp = conn.getresponse()
-            self.assertEqual(resp.status, 200)
-            events = []
+        self.gw = harness.Gateway(pdir, extra_args=["--config", config], env={
+            "T_ALPHA": T_ALPHA, "T_BETA": T_BETA, "T_CAROL": T_CAROL}).start()
 
-            def next_event():
-                while True:
-                    line = resp.readline()
-                    if not line:
-                        return None
-                    if line.startswith(b"data: "):
-                        return json.loads(line[6:])
+    def tearDown(self):
+        self.gw.stop()
+        self.gw.cleanup()
+        shutil.rmtree(self.root, ignore_errors=True)
 
-            events.append(next_event())
-            self.assertEqual(events[0]["method"], "notifications/progress")
-            call_id = events[0]["params"]["_meta"]["gatehouse/call_id"]
-            gw.send_signal(signal.SIGTERM)
-            last = next_event()
-            self.assertEqual(last["id"], "held-1", last)
-            self.assertTrue(last["result"]["isError"])
-            self.assertIn(call_id, last["result"]["content"][0]["text"])
-            resp.close()
-            conn.close()
-            self.assertEqual(gw.stop(), 0, gw.read_log()[-3000:])
-        finally:
-            gw.stop()
-            gw.cleanup()
-            shutil.rmtree(root, ignore_errors=True)
+    def held_stream(self):
+        """POST a held tools/call; returns (response, next_event, call id from the first)."""
+        h = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        h.update(bearer(T_ALPHA))
+        r = self.gw.request("POST", "/mcp", {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                                             "params": {"protocolVersion": "2025-06-18"}}, headers=h)
+        h["Mcp-Session-Id"] = r.headers["mcp-session-id"]
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.gw.port, timeout=60)
+        self.addCleanup(self.conn.close)
+        self.conn.request("POST", "/mcp", json.dumps({
+            "jsonrpc": "2.0", "id": "held-1", "method": "tools/call",
+            "params": {"name": "ledger", "arguments": {"account": "a", "amount": 1},
+                       "_meta": {"progressToken": "p"}}}), headers=h)
+        resp = self.conn.getresponse()
+        self.addCleanup(resp.close)
+        self.assertEqual(resp.status, 200)
+        self.assertTrue(resp.getheader("content-type").startswith("text/event-stream"))
+
+        def next_event():
+            while True:
+                line = resp.readline()
+                if not line:
+                    return None
+                if line.startswith(b"data: "):
+                    return json.loads(line[6:])
+
+        first = next_event()
+        self.assertEqual(first["method"], "notifications/progress")
+        self.assertEqual(first["params"]["progressToken"], "p")
+        call_id = first["params"]["_meta"]["gatehouse/call_id"]
+        self.assertIn(call_id, first["params"]["message"])
+        return resp, next_event, call_id
+
+    def test_denied_call_answers_with_the_reason(self):
+        resp, next_event, call_id = self.held_stream()
+        rec = self.gw.request("GET", "/v1/calls/" + call_id, headers=bearer(T_ALPHA)).json()
+        r = self.gw.request("POST", "/v1/approvals/" + call_id, {
+            "decision": "deny", "reason": "not this quarter",
+            "args_sha256": rec["approval"]["args_sha256"]}, headers=bearer(T_CAROL))
+        self.assertEqual(r.status, 200, r.body)
+        last = next_event()
+        self.assertEqual(last["id"], "held-1", last)
+        self.assertTrue(last["result"]["isError"])
+        self.assertRegex(last["result"]["content"][0]["text"], "denied.*not this quarter")
+        self.assertIsNone(next_event())  # and the stream ends
+
+    def test_sigterm_answers_a_client_waiting_for_a_held_call(self):
+        """SIGTERM while a client waits: the stream ends with a tool error naming the call
+        (still held), and the gateway exits 0."""
+        resp, next_event, call_id = self.held_stream()
+        self.gw.send_signal(signal.SIGTERM)
+        last = next_event()
+        self.assertEqual(last["id"], "held-1", last)
+        self.assertTrue(last["result"]["isError"])
+        self.assertIn(call_id, last["result"]["content"][0]["text"])
+        self.assertEqual(self.gw.stop(), 0, self.gw.read_log()[-3000:])
 
 
 if __name__ == "__main__":
