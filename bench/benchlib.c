@@ -50,7 +50,7 @@ int bench_connect(int port)
     return fd;
 }
 
-static int read_response(int fd, char *out, size_t out_len)
+static int read_response(int fd, char *out, size_t out_len, char *head, size_t head_len)
 {
     char buf[65536];
     size_t have = 0;
@@ -65,6 +65,7 @@ static int read_response(int fd, char *out, size_t out_len)
     }
     int status = 0;
     if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) return -1;
+    if (head && head_len) snprintf(head, head_len, "%.*s", (int)(hdr_end + 4 - buf), buf);
     const char *cl = strcasestr(buf, "\r\nContent-Length:");
     size_t body_len = cl ? strtoul(cl + 17, NULL, 10) : 0;
     size_t body_have = have - (size_t)(hdr_end + 4 - buf);
@@ -81,15 +82,21 @@ static int read_response(int fd, char *out, size_t out_len)
     return status;
 }
 
-int bench_post(int fd, const char *path, const char *body, char *out, size_t out_len)
+int bench_post_headers(int fd, const char *path, const char *headers, const char *body, char *out,
+                       size_t out_len, char *head, size_t head_len)
 {
     char req[4096];
     int n = snprintf(req, sizeof(req),
                      "POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\n\r\n%s",
-                     path, strlen(body), body);
+                     "%sContent-Length: %zu\r\n\r\n%s",
+                     path, headers ? headers : "", strlen(body), body);
     if (n < 0 || (size_t)n >= sizeof(req) || write(fd, req, (size_t)n) != n) return -1;
-    return read_response(fd, out, out_len);
+    return read_response(fd, out, out_len, head, head_len);
+}
+
+int bench_post(int fd, const char *path, const char *body, char *out, size_t out_len)
+{
+    return bench_post_headers(fd, path, NULL, body, out, out_len, NULL, 0);
 }
 
 struct client_job {

@@ -24,6 +24,10 @@ int bench_connect(int port);
 /* POST body to path over fd; returns the HTTP status, or -1. The response body is discarded,
  * or copied into out (up to out_len) when out is not NULL. */
 int bench_post(int fd, const char *path, const char *body, char *out, size_t out_len);
+/* bench_post with extra header lines ("Name: value\r\n"..., may be NULL); the response head
+ * is copied into head (up to head_len) when head is not NULL. */
+int bench_post_headers(int fd, const char *path, const char *headers, const char *body, char *out,
+                       size_t out_len, char *head, size_t head_len);
 /* POST body to path from `clients` threads, each with its own keep-alive connection, `total`
  * calls in all. samples[total] receives each call's latency in ns. Returns the elapsed wall
  * time in ns; *failures counts answers other than 200. */

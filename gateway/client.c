@@ -9,7 +9,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-static int connect_to(const char *base_url, struct gate_error *err)
+int gw_client_connect(const char *base_url, struct gate_error *err)
 {
     const char *hp = base_url;
     if (strncmp(hp, "http://", 7) != 0)
@@ -49,7 +49,7 @@ int gw_client_request(const char *base_url, const char *method, const char *path
                       const char *authorization, const char *body, int *status,
                       struct gate_buf *resp, struct gate_error *err)
 {
-    autoclose int fd = connect_to(base_url, err);
+    autoclose int fd = gw_client_connect(base_url, err);
     if (fd < 0) return -1;
     struct gate_buf req = {0};
     gate_buf_printf(&req, "%s %s HTTP/1.1\r\nHost: gatehouse\r\nConnection: close\r\n", method,

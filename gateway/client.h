@@ -4,6 +4,10 @@
 
 #include "gate.h"
 
+/* A connected socket to base_url ("http://HOST[:PORT][/...]"), with a 150 s read timeout;
+ * owned by the caller. -1 with err set on failure. */
+int gw_client_connect(const char *base_url, struct gate_error *err);
+
 /* Send one request to base_url ("http://HOST:PORT") + path with Connection: close.
  * body may be NULL; authorization is the full header value or NULL. On success *status is
  * the HTTP status and resp holds the body (owned by the caller). */

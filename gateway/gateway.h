@@ -92,9 +92,27 @@ struct http_resp {
      * wait_deadline_ns passes, then run the handler again. See http_wait. */
     char wait_call[40];
     uint64_t wait_deadline_ns;
+    /* One extra response header (e.g. "Mcp-Session-Id"), when header_name is set. */
+    const char *header_name;
+    char header_value[96];
+    /* Kept across the runs of one request (waits and streams); everything above is reset
+     * before each run. ctx is the handler's own state, freed by ctx_free when the request
+     * ends; run counts earlier runs; streaming see http_stream. */
+    void *ctx;
+    void (*ctx_free)(void *ctx);
+    unsigned run;
+    bool stream;
 };
 /* Ask to be called again once call_id changes or at deadline_ns (gate_monotonic_ns). */
 void http_wait(struct http_resp *resp, const char *call_id, uint64_t deadline_ns);
+/* Streamed responses (Server-Sent Events): the first run calls http_stream, which sends the
+ * status and content type at once; every run (the first included) appends bytes to resp->text,
+ * which are sent as soon as the run returns, and asks with http_wait to run again when a call
+ * changes or a deadline passes. The stream ends after the first run that does not wait. No
+ * thread is held between runs: the connection is suspended (libmicrohttpd's content reader
+ * returns 0 only after suspending it). If the client goes away, the request ends at the next
+ * write and its ctx is freed; the handler is not told. */
+void http_stream(struct http_resp *resp, int status, const char *content_type);
 /* Set an error response from the one error table: {"error":{"code","message"}}. */
 void http_error(struct http_resp *resp, enum gate_code code, const char *message);
 void http_error_from(struct http_resp *resp, const struct gate_error *err);
@@ -130,6 +148,25 @@ void route_metrics(struct gw *gw, const struct http_req *req, struct http_resp *
 void route_tools_list(struct gw *gw, const struct http_req *req, struct http_resp *resp);
 void route_call_create(struct gw *gw, const struct http_req *req, struct http_resp *resp);
 void route_call_get(struct gw *gw, const struct http_req *req, struct http_resp *resp);
+/* GET /v1/tools?format=openai|anthropic|mcp (mcp_tools.c, called by route_tools_list) */
+int mcp_tools_format(const struct policy_set *set, const struct principal *who, const char *format,
+                     json_t **out, struct gate_error *err);
+/* An MCP tool (tools/list), and a call record or a refusal as an MCP tool result. */
+json_t *mcp_tool_json(const struct policy *p);
+json_t *mcp_call_result(const json_t *record);
+json_t *mcp_error_result(const struct gate_error *err);
+/* routes.c: the steps of POST /v1/tools/{name}/calls that every door shares: the caller's grant
+ * on creq->tool (an ungranted tool answers as unknown, audited), then its quota and the call. */
+int gw_call_grant(struct gw *gw, const struct http_req *req, struct call_request *creq,
+                  struct gate_error *err);
+int gw_call_submit(struct gw *gw, const struct http_req *req, const struct call_request *creq,
+                   struct call_outcome *out, struct gate_error *err);
+/* mcp.c: the MCP server (streamable HTTP transport) */
+void route_mcp_post(struct gw *gw, const struct http_req *req, struct http_resp *resp);
+void route_mcp_get(struct gw *gw, const struct http_req *req, struct http_resp *resp);
+void route_mcp_delete(struct gw *gw, const struct http_req *req, struct http_resp *resp);
+/* openapi.c: GET /v1/openapi.json (docs/openapi.json, embedded at build time) */
+void route_openapi(struct gw *gw, const struct http_req *req, struct http_resp *resp);
 /* routes_approval.c */
 void route_approvals_list(struct gw *gw, const struct http_req *req, struct http_resp *resp);
 void route_approval_decide(struct gw *gw, const struct http_req *req, struct http_resp *resp);
@@ -210,5 +247,6 @@ int cmd_audit(int argc, char **argv);
 int cmd_call(int argc, char **argv);
 int cmd_approvals(int argc, char **argv); /* cli_approvals.c */
 int cmd_agents(int argc, char **argv);    /* cli_agents.c */
+int cmd_mcp(int argc, char **argv);       /* cli_mcp.c */
 
 #endif

@@ -19,6 +19,7 @@ static const struct command commands[] = {
     {"call", cmd_call, "call TOOL [ARGUMENTS-JSON] [--wait S]: call a tool on a running gateway"},
     {"approvals", cmd_approvals, "approvals list|show|approve|deny: decide held calls"},
     {"agents", cmd_agents, "agents add NAME: make an agent's token (printed once)"},
+    {"mcp", cmd_mcp, "mcp [--url URL] [--token-env VAR]: MCP over stdio, to a running gateway"},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

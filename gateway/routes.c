@@ -41,8 +41,18 @@ static json_t *tool_json(const struct policy *p)
 
 void route_tools_list(struct gw *gw, const struct http_req *req, struct http_resp *resp)
 {
-    (void)gw;
     struct policy_set *set = call_engine_policies(gw->engine);
+    const char *format = http_query(req, "format");
+    if (format) { /* a provider's tool format (mcp_tools.c) */
+        struct gate_error err = {0};
+        json_t *out = NULL;
+        if (mcp_tools_format(set, &req->who, format, &out, &err) < 0)
+            http_error_from(resp, &err);
+        else
+            http_json(resp, 200, out);
+        policy_set_unref(set);
+        return;
+    }
     json_t *tools = json_array();
     for (size_t i = 0; set && i < set->n; i++)
         if (agents_tool_granted(&req->who, set->items[i]->name))
@@ -89,8 +99,8 @@ static int call_request_from(json_t *body, const char *tool, const struct princi
 /* The caller's grant on the tool. An ungranted tool is answered exactly like an unknown one
  * (404 tool_not_found), so that an agent cannot learn which tools exist; the audit log records
  * tool_not_granted. */
-static int check_grant(struct gw *gw, const struct http_req *req, struct call_request *creq,
-                       struct gate_error *err)
+int gw_call_grant(struct gw *gw, const struct http_req *req, struct call_request *creq,
+                  struct gate_error *err)
 {
     struct policy_set *set = call_engine_policies(gw->engine);
     bool exists = set && policy_set_find(set, creq->tool);
@@ -107,8 +117,8 @@ static int check_grant(struct gw *gw, const struct http_req *req, struct call_re
     return gate_err(err, GATE_E_TOOL_NOT_FOUND, "no tool named '%s'", creq->tool);
 }
 
-static int submit_call(struct gw *gw, const struct http_req *req, const struct call_request *creq,
-                       struct call_outcome *out, struct gate_error *err)
+int gw_call_submit(struct gw *gw, const struct http_req *req, const struct call_request *creq,
+                   struct call_outcome *out, struct gate_error *err)
 {
     if (agents_call_begin(gw->agents, &req->who, &out->retry_after, err) < 0)
         return call_reject(gw->engine, creq->tool, creq->agent, err);
@@ -127,9 +137,9 @@ void route_call_create(struct gw *gw, const struct http_req *req, struct http_re
         call_request_from(body, req->params[0], &req->who, &creq, &err) < 0) {
         call_reject(gw->engine, req->params[0], req->who.name, &err);
         http_error_from(resp, &err);
-    } else if (check_grant(gw, req, &creq, &err) < 0) {
+    } else if (gw_call_grant(gw, req, &creq, &err) < 0) {
         http_error_from(resp, &err);
-    } else if (submit_call(gw, req, &creq, &out, &err) < 0) {
+    } else if (gw_call_submit(gw, req, &creq, &out, &err) < 0) {
         http_error_from(resp, &err);
         resp->retry_after = out.retry_after;
         const char *id = json_string_value(json_object_get(out.record, "call_id"));

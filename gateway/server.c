@@ -7,6 +7,11 @@
  * http_wait and returns; the connection stays suspended, parked under the call's id, until the
  * call engine reports a change or the deadline passes, and then the handler runs again. So
  * thousands of long polls cost memory, not threads.
+ *
+ * Streamed responses (http_stream, for MCP's Server-Sent Events) use the same parking: each
+ * run of the handler appends bytes to a struct stream that libmicrohttpd's content reader
+ * drains; with nothing to send, the reader suspends the connection and returns 0, and the
+ * next append resumes it.
  */
 #include <microhttpd.h>
 #include <stdlib.h>
@@ -24,6 +29,10 @@ static const struct route routes[] = {
     {"GET", "/v1/calls/*", AUTH_READER, route_call_get},
     {"GET", "/v1/approvals", AUTH_APPROVER, route_approvals_list},
     {"POST", "/v1/approvals/*", AUTH_DECISION, route_approval_decide},
+    {"GET", "/v1/openapi.json", AUTH_PUBLIC, route_openapi},
+    {"POST", "/mcp", AUTH_AGENT, route_mcp_post},
+    {"GET", "/mcp", AUTH_AGENT, route_mcp_get},
+    {"DELETE", "/mcp", AUTH_AGENT, route_mcp_delete},
 };
 
 #define IDLE_TIMEOUT_S 60 /* an idle keep-alive connection is closed after this */
@@ -44,6 +53,25 @@ struct conn_state {
     bool resp_ready;
     uint64_t change_seen;    /* the change counter when the handler last looked */
     struct conn_state *next; /* in the work queue, or a wait bucket */
+    /* Under s.lock: queued or running (busy), in a wait bucket (parked), or the connection
+     * ended while it was either (gone: whoever holds it frees it). Only a streamed request
+     * can end while busy or parked; any other is suspended until its response is ready. */
+    bool busy, parked, gone;
+    struct stream *stream; /* set once a streamed response started */
+};
+
+/* The bytes of a streamed response between the handler's runs and libmicrohttpd's reader. */
+struct stream {
+    pthread_mutex_t lock;
+    struct MHD_Connection *conn; /* NULL once the connection ended */
+    struct gate_buf buf;         /* appended by runs */
+    size_t sent;                 /* bytes of buf handed to libmicrohttpd */
+    bool ended, suspended;
+    int refs; /* the request and the libmicrohttpd response */
+    int status;
+    const char *content_type; /* a string constant */
+    const char *header_name;  /* a string constant, or NULL */
+    char header_value[96];
 };
 
 static struct {
@@ -59,6 +87,7 @@ static struct {
     struct conn_state *waits[WAIT_BUCKETS];
     size_t nwaits;
     atomic_uint_fast64_t changes; /* bumped by every call change */
+    atomic_uint nstreams;         /* streamed requests not yet ended */
 } s;
 
 /* ---- small helpers for handlers ------------------------------------------------------- */
@@ -265,6 +294,8 @@ static unsigned bucket_of(const char *call_id)
 static void enqueue_locked(struct conn_state *cs)
 {
     cs->next = NULL;
+    cs->busy = true;
+    cs->parked = false;
     if (s.queue_tail)
         s.queue_tail->next = cs;
     else
@@ -287,6 +318,7 @@ static void release_waits_locked(const char *call_id, uint64_t now)
             }
             *pp = cs->next;
             s.nwaits--;
+            cs->parked = false;
             enqueue_locked(cs);
             pthread_cond_signal(&s.work);
         }
@@ -305,9 +337,8 @@ void gw_http_call_changed(const char *call_id)
 /* Park a suspended request until its call changes or its deadline passes. If a change came
  * after the handler looked, run it again at once instead: that change may be the one it
  * waits for. */
-static void park(struct conn_state *cs)
+static void park_locked(struct conn_state *cs)
 {
-    pthread_mutex_lock(&s.lock);
     if (s.stopping || atomic_load(&s.changes) != cs->change_seen) {
         enqueue_locked(cs);
         pthread_cond_signal(&s.work);
@@ -316,9 +347,22 @@ static void park(struct conn_state *cs)
         cs->next = s.waits[b];
         s.waits[b] = cs;
         s.nwaits++;
+        cs->busy = false;
+        cs->parked = true;
         pthread_cond_signal(&s.timer);
     }
-    pthread_mutex_unlock(&s.lock);
+}
+
+/* Take a parked request out of its wait bucket. */
+static void unpark_locked(struct conn_state *cs)
+{
+    for (struct conn_state **pp = &s.waits[bucket_of(cs->resp.wait_call)]; *pp; pp = &(*pp)->next)
+        if (*pp == cs) {
+            *pp = cs->next;
+            s.nwaits--;
+            cs->parked = false;
+            return;
+        }
 }
 
 /* Wake waits whose deadline passed. The earliest deadline is found by a scan: a few
@@ -345,6 +389,115 @@ static void *timer_main(void *arg)
     return NULL;
 }
 
+/* ---- streamed responses -------------------------------------------------------------------- */
+void http_stream(struct http_resp *resp, int status, const char *content_type)
+{
+    resp->stream = true;
+    resp->status = status;
+    resp->content_type = content_type;
+}
+
+static void stream_unref(struct stream *st)
+{
+    pthread_mutex_lock(&st->lock);
+    bool last = --st->refs == 0;
+    pthread_mutex_unlock(&st->lock);
+    if (!last) return;
+    gate_buf_free(&st->buf);
+    pthread_mutex_destroy(&st->lock);
+    free(st);
+}
+
+/* libmicrohttpd's content reader (its own thread). Returning 0 without suspending would make
+ * it call again at once (a busy loop), so it suspends first; stream_push resumes. */
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct stream *st = cls;
+    ssize_t n = 0;
+    pthread_mutex_lock(&st->lock);
+    if (st->sent < st->buf.len) {
+        size_t left = st->buf.len - st->sent;
+        n = (ssize_t)(left < max ? left : max);
+        memcpy(buf, st->buf.data + st->sent, (size_t)n);
+        st->sent += (size_t)n;
+        if (st->sent == st->buf.len) st->buf.len = st->sent = 0; /* reuse the buffer */
+    } else if (st->ended) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else if (st->conn) {
+        st->suspended = true;
+        MHD_suspend_connection(st->conn);
+    }
+    pthread_mutex_unlock(&st->lock);
+    return n;
+}
+
+static void stream_response_free(void *cls)
+{
+    struct stream *st = cls;
+    pthread_mutex_lock(&st->lock);
+    st->conn = NULL;
+    pthread_mutex_unlock(&st->lock);
+    stream_unref(st);
+}
+
+/* Hand a run's bytes to the reader (and the end, if this was the last run). */
+static void stream_push(struct stream *st, struct gate_buf *bytes, bool end)
+{
+    pthread_mutex_lock(&st->lock);
+    if (bytes->len) gate_buf_append(&st->buf, bytes->data, bytes->len);
+    st->ended = st->ended || end;
+    if (st->suspended && st->conn) {
+        st->suspended = false;
+        MHD_resume_connection(st->conn);
+    }
+    pthread_mutex_unlock(&st->lock);
+}
+
+static struct stream *stream_new(const struct http_resp *resp, struct MHD_Connection *conn)
+{
+    struct stream *st = calloc(1, sizeof(*st));
+    if (!st) return NULL;
+    pthread_mutex_init(&st->lock, NULL);
+    st->conn = conn;
+    st->refs = 1;
+    st->status = resp->status;
+    st->content_type = resp->content_type;
+    st->header_name = resp->header_name;
+    memcpy(st->header_value, resp->header_value, sizeof(st->header_value));
+    return st;
+}
+
+static void free_state(struct conn_state *cs);
+
+/* After a run of a streamed handler: send its bytes, then park it or end the stream. */
+static void stream_run_done(struct conn_state *cs)
+{
+    bool first = !cs->stream, wait = cs->resp.wait_call[0] != '\0';
+    if (first && (cs->stream = stream_new(&cs->resp, cs->conn))) atomic_fetch_add(&s.nstreams, 1);
+    if (first && !cs->stream) {
+        http_error(&cs->resp, GATE_E_NOMEM, NULL); /* sent as an ordinary response */
+        cs->resp.stream = wait = false;
+    }
+    if (cs->stream) stream_push(cs->stream, &cs->resp.text, !wait);
+    gate_buf_free(&cs->resp.text);
+    pthread_mutex_lock(&s.lock);
+    if (cs->gone) {
+        pthread_mutex_unlock(&s.lock);
+        free_state(cs);
+        return;
+    }
+    if (wait)
+        park_locked(cs);
+    else
+        cs->busy = false;
+    pthread_mutex_unlock(&s.lock);
+    if (first) {
+        cs->resp_ready = true;
+        MHD_resume_connection(cs->conn); /* on_request sends the head and starts the reader */
+    }
+}
+
 /* ---- workers ------------------------------------------------------------------------------ */
 static void run_handler(struct conn_state *cs)
 {
@@ -363,17 +516,31 @@ static void run_handler(struct conn_state *cs)
     req.authorization = http_header(&req, "Authorization");
     json_decref(cs->resp.json);
     gate_buf_free(&cs->resp.text);
+    struct http_resp kept = cs->resp;
     memset(&cs->resp, 0, sizeof(cs->resp));
     cs->resp.status = 500;
+    cs->resp.ctx = kept.ctx;
+    cs->resp.ctx_free = kept.ctx_free;
+    cs->resp.run = kept.run;
+    cs->resp.stream = kept.stream;
     cs->change_seen = atomic_load(&s.changes);
     if (cs->too_large)
         http_error(&cs->resp, GATE_E_BODY_TOO_LARGE, NULL);
     else
         dispatch(s.gw, &req, &cs->resp);
-    if (cs->resp.wait_call[0] && !cs->resp.json && !cs->resp.text.data) {
-        park(cs);
+    cs->resp.run++;
+    if (cs->resp.stream) {
+        stream_run_done(cs);
         return;
     }
+    pthread_mutex_lock(&s.lock);
+    if (cs->resp.wait_call[0] && !cs->resp.json && !cs->resp.text.data) {
+        park_locked(cs);
+        pthread_mutex_unlock(&s.lock);
+        return;
+    }
+    cs->busy = false;
+    pthread_mutex_unlock(&s.lock);
     cs->resp_ready = true;
     MHD_resume_connection(cs->conn); /* libmicrohttpd calls on_request again to send it */
 }
@@ -480,6 +647,11 @@ static void free_state(struct conn_state *cs)
     gate_buf_free(&cs->body);
     json_decref(cs->resp.json);
     gate_buf_free(&cs->resp.text);
+    if (cs->resp.ctx_free) cs->resp.ctx_free(cs->resp.ctx);
+    if (cs->stream) {
+        stream_unref(cs->stream);
+        atomic_fetch_sub(&s.nstreams, 1);
+    }
     free(cs);
 }
 
@@ -504,6 +676,7 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct http_resp *
         return MHD_NO;
     }
     if (ctype) MHD_add_response_header(r, "Content-Type", ctype);
+    if (resp->header_name) MHD_add_response_header(r, resp->header_name, resp->header_value);
     if (resp->retry_after) {
         char ra[16];
         snprintf(ra, sizeof(ra), "%u", resp->retry_after);
@@ -515,6 +688,24 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct http_resp *
         if (code) gw_metrics_rejected(s.gw->metrics, code);
     }
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)resp->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* The head of a streamed response; the body comes from stream_read. */
+static enum MHD_Result send_stream(struct MHD_Connection *conn, struct conn_state *cs)
+{
+    struct stream *st = cs->stream;
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read,
+                                                               st, stream_response_free);
+    if (!r) return MHD_NO;
+    pthread_mutex_lock(&st->lock);
+    st->refs++; /* the response's, dropped by stream_response_free */
+    pthread_mutex_unlock(&st->lock);
+    MHD_add_response_header(r, "Content-Type", st->content_type);
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    if (st->header_name) MHD_add_response_header(r, st->header_name, st->header_value);
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)st->status, r);
     MHD_destroy_response(r);
     return ret;
 }
@@ -540,6 +731,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (cs->resp_ready && cs->stream) return send_stream(conn, cs);
     if (cs->resp_ready) return send_resp(conn, &cs->resp);
     /* Suspend before handing over: the worker resumes the connection when its response is
      * ready, and libmicrohttpd calls us again. */
@@ -553,8 +745,20 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     (void)cls, (void)toe;
     struct conn_state *cs = *con_cls;
-    if (cs) free_state(cs);
     *con_cls = NULL;
+    if (cs && cs->stream) {
+        /* A streamed request may be queued, running or parked right now (see conn_state). */
+        pthread_mutex_lock(&cs->stream->lock);
+        cs->stream->conn = NULL;
+        pthread_mutex_unlock(&cs->stream->lock);
+        pthread_mutex_lock(&s.lock);
+        if (cs->parked) unpark_locked(cs);
+        bool busy = cs->busy;
+        cs->gone = busy;
+        pthread_mutex_unlock(&s.lock);
+        if (busy) cs = NULL; /* the worker frees it */
+    }
+    if (cs) free_state(cs);
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if (ci) http_guard_request_done((uint64_t)(uintptr_t)ci->socket_context);
@@ -623,6 +827,10 @@ void gw_http_stop_accepting(struct gw *gw)
 void gw_http_stop(struct gw *gw)
 {
     gw_http_stop_accepting(gw);
+    /* Streams got their last run at stop_accepting (their handlers see gw->stopping); let
+     * their last bytes leave, for at most 2 s, before the guard closes every connection. */
+    for (int i = 0; i < 400 && atomic_load(&s.nstreams); i++)
+        nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
     http_guard_stop();
     if (s.timer_started) pthread_join(s.timer_thread, NULL);
     s.timer_started = false;

@@ -10,7 +10,10 @@ PKGS=(
   prometheus
   # microvm tier: QEMU, and what sandboxes/microvm/guest/build.sh builds the guest kernel from
   qemu-system-x86 linux-source-6.1 flex bison bc libelf-dev xz-utils binutils
+  nodejs # the MCP, provider-format and OpenAPI tests (tests/mcp/) run node clients
 )
+# npm: Debian's package, unless the installed nodejs already brings its own (nodesource).
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -119,6 +119,13 @@ void approval_shutdown(struct approval *a);
  * a call still running at exit is found `started` at the next start and marked interrupted). */
 unsigned approval_running(struct approval *a);
 
+/* Withdraw a held call at its caller's request (MCP notifications/cancelled): compare-and-set
+ * pending_approval -> withdrawn (final) with a call.withdrawn audit record. agent (NULL: any)
+ * must be the agent that made the call. Errors: CALL_NOT_FOUND, ALREADY_DECIDED (no longer
+ * pending: a decision or expiry came first). */
+int approval_withdraw(struct approval *a, const char *call_id, const char *agent,
+                      struct gate_error *err);
+
 /* Standard Webhooks signature of one message: out = "v1,<base64(HMAC-SHA256(key,
  * msg_id.timestamp.body))>" where key is the base64 part of secret ("whsec_..."), decoded.
  * out must hold at least 64 bytes. */
