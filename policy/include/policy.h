@@ -147,7 +147,8 @@ struct ynode {
     struct ynode **items;        /* YNODE_MAP values, YNODE_SEQ elements */
     size_t n;
 };
-/* Parse a YAML file (one document, at most 1 MiB, bounded aliases, no duplicate keys). */
+/* Parse a YAML file (a regular file, one document, at most 1 MiB, bounded aliases, no
+ * duplicate keys). */
 int ynode_load_file(const char *path, struct ynode **out, struct gate_error *err);
 int ynode_load_buf(const char *name, const char *buf, size_t len, struct ynode **out,
                    struct gate_error *err);

@@ -6,8 +6,13 @@
 
 #define POLICY_YAML_MAX_BYTES (1024u * 1024u)
 
-/* Read a YAML file of at most 1 MiB; errors are "FILE:1:1: ..." so they read like the rest. */
+/* Read a policy file of at most 1 MiB; errors are "FILE:1:1: ..." so they read like the rest.
+ * Only a regular file is read: a FIFO, socket, device or directory is refused without blocking,
+ * and a symbolic link is followed only while it stays inside the file's own directory. */
 int policy_read_yaml_file(const char *path, char **buf, size_t *len, struct gate_error *err);
+/* The same for name inside the directory dirfd; display names the file in errors. */
+int policy_read_yaml_at(int dirfd, const char *name, const char *display, char **buf, size_t *len,
+                        struct gate_error *err);
 
 /* Validation context for one policy file: every problem becomes a diag, and `errors`
  * counts them so the loader can fail the file after reporting all of them. */

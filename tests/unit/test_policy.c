@@ -8,11 +8,13 @@
 
 #include <cmocka.h>
 #include <dirent.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "policy.h"
@@ -33,19 +35,16 @@ static int tmp_setup(void **state)
     return 0;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
 static int tmp_teardown(void **state)
 {
     struct tmp *t = *state;
-    DIR *d = opendir(t->dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char path[512];
-        snprintf(path, sizeof(path), "%s/%s", t->dir, e->d_name);
-        unlink(path);
-    }
-    if (d) closedir(d);
-    rmdir(t->dir);
+    nftw(t->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     free(t);
     return 0;
 }
@@ -741,6 +740,118 @@ static void test_policy_set_empty_dir_is_empty_set(void **state)
     policy_diags_free(&d);
 }
 
+/* ---- what a policy directory may contain ------------------------------------------------ */
+
+/* A FIFO, device or directory named *.yaml would block the loader (a FIFO's open waits for a
+ * writer) or never end (a device): each is an error, found without reading it. The alarm turns
+ * a hang (the bug this guards against) into a failure instead of a stuck test run. */
+static void test_policy_set_refuses_special_files_without_blocking(void **state)
+{
+    struct tmp *t = *state;
+    write_file(t, "a.yaml", HEAD, 0644);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/zz.yaml", t->dir);
+    assert_int_equal(mkfifo(path, 0644), 0);
+    snprintf(path, sizeof(path), "%s/d.yaml", t->dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/dev.yaml", t->dir);
+    bool have_dev = mknod(path, S_IFCHR | 0644, makedev(1, 5)) == 0; /* /dev/zero; needs root */
+    alarm(60);
+    struct policy_set *s = NULL;
+    struct policy_diags d = {0};
+    assert_int_equal(policy_set_load(t->dir, &s, &d), -1);
+    print_diags(&d);
+    char want[700];
+    snprintf(want, sizeof(want), "%s/zz.yaml:1:1: a FIFO, not a regular file: not read", t->dir);
+    assert_true(diags_have(&d, want, ""));
+    snprintf(want, sizeof(want), "%s/d.yaml:1:1: a directory, not a regular file", t->dir);
+    assert_true(diags_have(&d, want, ""));
+    snprintf(want, sizeof(want), "%s/dev.yaml:1:1: a character device, not a regular file", t->dir);
+    assert_true(!have_dev || diags_have(&d, want, ""));
+    assert_int_equal(d.n, have_dev ? 3 : 2);
+    policy_diags_free(&d);
+    /* One file by name, and the gateway's config reader, refuse a FIFO the same way. */
+    snprintf(path, sizeof(path), "%s/zz.yaml", t->dir);
+    struct policy *p = NULL;
+    assert_int_equal(policy_load_file(path, &p, &d), -1);
+    assert_int_equal(d.n, 1);
+    assert_non_null(strstr(d.msgs[0], "a FIFO, not a regular file"));
+    policy_diags_free(&d);
+    struct ynode *root = NULL;
+    struct gate_error err = {0};
+    assert_int_equal(ynode_load_file(path, &root, &err), -1);
+    assert_non_null(strstr(err.msg, "a FIFO, not a regular file"));
+    alarm(0);
+}
+
+/* A symlink leaving the directory is refused before anything is read, so nothing of the file
+ * it points at (here a stand-in for /etc/shadow) can reach an error message or the audit log. */
+static void test_policy_set_refuses_symlinks_leaving_the_directory(void **state)
+{
+    struct tmp *t = *state;
+    char secret[600], link[600];
+    snprintf(secret, sizeof(secret), "%s-secret.yaml", t->dir);
+    FILE *f = fopen(secret, "w");
+    assert_non_null(f);
+    fputs("root-secret-hash-1234: x\n", f);
+    fclose(f);
+    snprintf(link, sizeof(link), "%s/abs.yaml", t->dir);
+    assert_int_equal(symlink(secret, link), 0);
+    snprintf(link, sizeof(link), "%s/rel.yml", t->dir);
+    char rel[600];
+    snprintf(rel, sizeof(rel), "../%s", strrchr(secret, '/') + 1);
+    assert_int_equal(symlink(rel, link), 0);
+    snprintf(link, sizeof(link), "%s/proc.yaml", t->dir);
+    assert_int_equal(symlink("/proc/self/environ", link), 0);
+    struct policy_set *s = NULL;
+    struct policy_diags d = {0};
+    assert_int_equal(policy_set_load(t->dir, &s, &d), -1);
+    print_diags(&d);
+    assert_int_equal(d.n, 3);
+    for (size_t i = 0; i < d.n; i++) {
+        assert_non_null(strstr(d.msgs[i], ":1:1: symbolic link leading outside its directory"));
+        assert_null(strstr(d.msgs[i], "root-secret"));
+    }
+    policy_diags_free(&d);
+    /* Named directly, the file is read under the same rule. */
+    struct policy *p = NULL;
+    snprintf(link, sizeof(link), "%s/abs.yaml", t->dir);
+    assert_int_equal(policy_load_file(link, &p, &d), -1);
+    assert_int_equal(d.n, 1);
+    assert_null(strstr(d.msgs[0], "root-secret"));
+    policy_diags_free(&d);
+    unlink(secret);
+}
+
+/* A link that stays inside the directory is followed (the layout of a Kubernetes ConfigMap
+ * volume: name.yaml -> ..data/name.yaml, ..data -> ..2024_01_01/); a dangling one is an error. */
+static void test_policy_set_follows_symlinks_inside_the_directory(void **state)
+{
+    struct tmp *t = *state;
+    char path[600], link[600];
+    snprintf(path, sizeof(path), "%s/..v1", t->dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    write_file(t, "..v1/t.yaml", HEAD, 0644);
+    snprintf(link, sizeof(link), "%s/..data", t->dir);
+    assert_int_equal(symlink("..v1", link), 0);
+    snprintf(link, sizeof(link), "%s/t.yaml", t->dir);
+    assert_int_equal(symlink("..data/t.yaml", link), 0);
+    struct policy_set *s = NULL;
+    struct policy_diags d = {0};
+    int rc = policy_set_load(t->dir, &s, &d);
+    print_diags(&d);
+    assert_int_equal(rc, 0);
+    assert_int_equal(s->n, 1);
+    assert_non_null(policy_set_find(s, "t"));
+    policy_set_unref(s);
+    snprintf(link, sizeof(link), "%s/gone.yaml", t->dir);
+    assert_int_equal(symlink("..data/nothing.yaml", link), 0);
+    assert_int_equal(policy_set_load(t->dir, &s, &d), -1);
+    assert_int_equal(d.n, 1);
+    assert_non_null(strstr(d.msgs[0], "gone.yaml:1:1: cannot read: No such file"));
+    policy_diags_free(&d);
+}
+
 /* ---- ynode API (also used for the gateway's config file) --------------------------------- */
 
 static void test_ynode_api(void **state)
@@ -873,6 +984,12 @@ int main(void)
                                         tmp_teardown),
         cmocka_unit_test_setup_teardown(test_policy_str_tag_makes_a_string, tmp_setup,
                                         tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_policy_set_refuses_special_files_without_blocking,
+                                        tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_policy_set_refuses_symlinks_leaving_the_directory,
+                                        tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_policy_set_follows_symlinks_inside_the_directory,
+                                        tmp_setup, tmp_teardown),
         cmocka_unit_test(test_ynode_api),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
