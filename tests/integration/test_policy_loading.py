@@ -1,0 +1,130 @@
+"""What the real gateway does with a policy directory holding entries that are not plain
+policy files (issue 10.5): a FIFO named *.yaml must fail start-up, `policy check` and a
+SIGHUP reload promptly (it used to hang each of them, and a wedged reload left later SIGHUPs
+and SIGTERM unanswered), and a symlink leading out of the directory must be refused without
+anything of its target reaching the log or the audit record."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+
+ECHO = os.path.join(harness.BUILD_POLICIES, "tools", "echo")
+SECRET = "root:$6$not-a-policy-secret-7f3a"
+
+
+def echo_policy(name):
+    return ("name: %s\ndescription: Print the given text back.\ncommand: [\"%s\"]\n"
+            "isolation: process\narguments:\n  type: object\n  properties:\n"
+            "    text: {type: string}\n" % (name, ECHO))
+
+
+def wait_for(predicate, what, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def reload_failures(gw):
+    for line in gw.request("GET", "/metrics").body.decode().splitlines():
+        if line.startswith("gatehouse_policy_reload_failures_total "):
+            return int(float(line.split()[1]))
+    return 0
+
+
+def tool_names(gw):
+    return sorted(t["name"] for t in gw.request("GET", "/v1/tools").json()["tools"])
+
+
+class PolicyDirectoryTest(unittest.TestCase):
+    def setUp(self):
+        if not os.path.exists(ECHO):
+            harness.skip("the example tools are not built (%s)" % ECHO)
+        self.dir = tempfile.mkdtemp(prefix="gh-pol-")
+        harness.write_policy(self.dir, "echo", echo_policy("echo"))
+        self.outside = tempfile.mkdtemp(prefix="gh-outside-")
+        self.secret = os.path.join(self.outside, "shadow")
+        with open(self.secret, "w") as f:
+            f.write(SECRET + ":19000:0:99999:7:::\n")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.outside, ignore_errors=True)
+
+    def assert_stops_on_sigterm(self, gw):
+        gw.send_signal(signal.SIGTERM)
+        try:
+            rc = gw.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.fail("SIGTERM did not stop the gateway:\n" + gw.read_log())
+        self.assertEqual(rc, 0, gw.read_log())
+
+    def test_policy_check_refuses_a_fifo_without_hanging(self):
+        os.mkfifo(os.path.join(self.dir, "zz.yaml"))
+        try:
+            p = subprocess.run([harness.GATEHOUSE, "policy", "check", self.dir],
+                               capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            self.fail("gatehouse policy check hung on a FIFO")
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("zz.yaml:1:1: a FIFO, not a regular file", p.stderr)
+
+    def test_fifo_at_start_up_fails_the_start_promptly(self):
+        os.mkfifo(os.path.join(self.dir, "zz.yaml"))
+        gw = harness.Gateway(self.dir)
+        try:
+            with self.assertRaises(RuntimeError):
+                gw.start(timeout=30)
+            self.assertIsNotNone(gw.proc.poll(), "the gateway hung at start-up:\n" + gw.read_log())
+            self.assertNotEqual(gw.proc.returncode, 0)
+            self.assertIn("zz.yaml:1:1: a FIFO, not a regular file", gw.read_log())
+            rejected = [r for r in harness.audit_records(gw.state_dir)
+                        if r["event"] == "policy.rejected"]
+            self.assertEqual(len(rejected), 1)
+        finally:
+            gw.stop()
+            gw.cleanup()
+
+    def test_fifo_at_sighup_is_rejected_and_the_gateway_stays_responsive(self):
+        with harness.Gateway(self.dir) as gw:
+            fifo = os.path.join(self.dir, "zz.yaml")
+            os.mkfifo(fifo)
+            gw.send_signal(signal.SIGHUP)
+            wait_for(lambda: reload_failures(gw) == 1, "the reload with a FIFO to be rejected")
+            self.assertIn("zz.yaml:1:1: a FIFO, not a regular file", gw.read_log())
+            self.assertEqual(gw.call("echo", {"text": "still"}).json()["stdout"], "still\n")
+            # The signal thread is free: the next SIGHUP loads the fixed directory ...
+            os.unlink(fifo)
+            harness.write_policy(self.dir, "echo2", echo_policy("echo2"))
+            gw.send_signal(signal.SIGHUP)
+            wait_for(lambda: tool_names(gw) == ["echo", "echo2"], "the fixed set to load")
+            # ... and SIGTERM still stops it.
+            self.assert_stops_on_sigterm(gw)
+
+    def test_symlink_out_of_the_directory_is_refused_unread(self):
+        with harness.Gateway(self.dir) as gw:
+            os.symlink(self.secret, os.path.join(self.dir, "shadow.yaml"))
+            gw.send_signal(signal.SIGHUP)
+            wait_for(lambda: reload_failures(gw) == 1, "the reload with the symlink to be rejected")
+            log = gw.read_log()
+            self.assertIn("shadow.yaml:1:1: symbolic link leading outside its directory", log)
+            self.assertNotIn("not-a-policy-secret", log)
+            rejected = [r for r in harness.audit_records(gw.state_dir)
+                        if r["event"] == "policy.rejected"]
+            self.assertEqual(len(rejected), 1)
+            self.assertNotIn("not-a-policy-secret", str(rejected[0]))
+            self.assertEqual(tool_names(gw), ["echo"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
