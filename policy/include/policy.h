@@ -86,17 +86,22 @@ struct policy {
     struct policy_limits limits;
     struct policy_filesystem filesystem;
     enum network_mode network;
-    char **seccomp_allow;  /* NULL-terminated syscall names added to the tier's allowlist */
-    char **seccomp_deny;   /* NULL-terminated syscall names removed / refused */
-    char *gvisor_platform; /* "ptrace" (default), "systrap", "kvm" */
-    uint32_t pool_size;    /* warm sandboxes kept ready (gvisor), default 2 */
-    char *module;          /* wasm: absolute path of the .wasm file */
-    json_t *arguments;     /* the argument schema as JSON, published by GET /v1/tools */
-    void *schema;          /* compiled argument schema (private to this module) */
+    char **seccomp_allow; /* NULL-terminated syscall names added to the tier's allowlist */
+    char **seccomp_deny;  /* NULL-terminated syscall names removed / refused */
+    struct policy_loc *seccomp_allow_locs; /* where seccomp_allow[i] is written */
+    struct policy_loc *seccomp_deny_locs;  /* where seccomp_deny[i] is written */
+    char *gvisor_platform;                 /* "ptrace" (default), "systrap", "kvm" */
+    uint32_t pool_size;                    /* warm sandboxes kept ready (gvisor), default 2 */
+    char *module;                          /* wasm: absolute path of the .wasm file */
+    json_t *arguments; /* the argument schema as JSON, published by GET /v1/tools */
+    void *schema;      /* compiled argument schema (private to this module) */
 
     /* Set by the sandbox module's prepare step; freed with the policy. */
     void *sbx_state;
     void (*sbx_state_free)(void *state);
+    /* Set by a prepare step that fails because of one entry of the policy (a seccomp name the
+     * tier cannot honour): sbx_prepare reports the error there. {0, 0}: at `isolation:`. */
+    struct policy_loc sbx_error_loc;
 };
 
 /* Every problem found while loading, as "file:line:col: message" strings. */

@@ -359,10 +359,14 @@ static void key_seccomp(struct loader *l, const struct ynode *v)
     struct pctx *c = &l->c;
     if (pctx_expect_map(c, v, "seccomp", keys) < 0 && v->kind != YNODE_MAP) return;
     const struct ynode *n;
-    if ((n = ynode_get(v, "allow")))
-        policy_check_syscalls(c, n, "seccomp.allow", &c->p->seccomp_allow);
-    if ((n = ynode_get(v, "deny")))
-        policy_check_syscalls(c, n, "seccomp.deny", &c->p->seccomp_deny);
+    if ((n = ynode_get(v, "allow")) &&
+        policy_check_syscalls(c, n, "seccomp.allow", &c->p->seccomp_allow) == 0 &&
+        !(c->p->seccomp_allow_locs = ynode_item_locs(n)))
+        pctx_err(c, n->loc, "out of memory");
+    if ((n = ynode_get(v, "deny")) &&
+        policy_check_syscalls(c, n, "seccomp.deny", &c->p->seccomp_deny) == 0 &&
+        !(c->p->seccomp_deny_locs = ynode_item_locs(n)))
+        pctx_err(c, n->loc, "out of memory");
 }
 
 static void key_gvisor(struct loader *l, const struct ynode *v)
@@ -659,6 +663,8 @@ void policy_free(struct policy *p)
     strv_free(p->filesystem.read_only);
     strv_free(p->seccomp_allow);
     strv_free(p->seccomp_deny);
+    free(p->seccomp_allow_locs);
+    free(p->seccomp_deny_locs);
     free(p->gvisor_platform);
     free(p->module);
     json_decref(p->arguments);

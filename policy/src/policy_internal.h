@@ -31,6 +31,8 @@ void pctx_err(struct pctx *c, struct policy_loc loc, const char *fmt, ...)
 int pctx_expect_map(struct pctx *c, const struct ynode *n, const char *what,
                     const char *const *allowed);
 const char *ynode_kind_name(const struct ynode *n);
+/* The locations of a list's items, n->n of them (malloc'd; NULL if n is not a list). */
+struct policy_loc *ynode_item_locs(const struct ynode *n);
 /* The location of key's key in map (falls back to the map's own location). */
 struct policy_loc ynode_key_loc(const struct ynode *map, const char *key);
 

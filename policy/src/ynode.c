@@ -82,6 +82,15 @@ void ynode_free(struct ynode *n)
     free(n);
 }
 
+struct policy_loc *ynode_item_locs(const struct ynode *n)
+{
+    if (n->kind != YNODE_SEQ) return NULL;
+    struct policy_loc *locs = calloc(n->n ? n->n : 1, sizeof(*locs));
+    for (size_t i = 0; locs && i < n->n; i++)
+        locs[i] = n->items[i]->loc;
+    return locs;
+}
+
 const struct ynode *ynode_get(const struct ynode *map, const char *key)
 {
     if (!map || map->kind != YNODE_MAP || !key) return NULL;

@@ -126,5 +126,38 @@ class PolicyDirectoryTest(unittest.TestCase):
             self.assertEqual(tool_names(gw), ["echo"])
 
 
+class PrepareErrorLocationTest(unittest.TestCase):
+    """Errors found when a tier prepares a policy (issue 10.6) carry FILE:LINE:COL like every
+    other policy error: the seccomp entry the process tier refuses, not just the file."""
+
+    def check(self, seccomp_lines, want):
+        d = tempfile.mkdtemp(prefix="gh-pol-")
+        try:
+            path = harness.write_policy(d, "t", "name: t\ndescription: d\nisolation: process\n"
+                                        "command: [/bin/true]\nseccomp:\n" + seccomp_lines)
+            p = subprocess.run([harness.GATEHOUSE, "policy", "check", d],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+            self.assertIn(path + ":" + want, p.stderr)
+            gw = harness.Gateway(d)
+            try:
+                with self.assertRaises(RuntimeError):
+                    gw.start()
+                self.assertIn(path + ":" + want, gw.read_log())
+            finally:
+                gw.stop()
+                gw.cleanup()
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def test_allowed_setpgid_is_located(self):
+        self.check("  allow: [read,\n          setpgid]\n",
+                   "7:11: seccomp.allow: 'setpgid' cannot be allowed in the process tier")
+
+    def test_denied_chdir_is_located(self):
+        self.check("  deny:\n    - read\n    - chdir\n",
+                   "8:7: seccomp.deny: 'chdir' cannot be denied in the process tier")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

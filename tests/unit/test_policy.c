@@ -181,6 +181,11 @@ static void test_policy_full_valid_reads_every_key(void **state)
     assert_string_equal(p->seccomp_allow[1], "write");
     assert_null(p->seccomp_allow[2]);
     assert_string_equal(p->seccomp_deny[0], "ptrace");
+    /* Kept so that the sandbox's prepare step can name the entry it refuses. */
+    assert_int_equal(p->seccomp_allow_locs[1].line, 31);
+    assert_int_equal(p->seccomp_allow_locs[1].col, 17);
+    assert_int_equal(p->seccomp_deny_locs[0].line, 32);
+    assert_int_equal(p->seccomp_deny_locs[0].col, 10);
     assert_string_equal(p->gvisor_platform, "systrap");
     assert_int_equal(p->pool_size, 4);
     assert_null(p->module);
