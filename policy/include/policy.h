@@ -86,15 +86,18 @@ struct policy {
     struct policy_limits limits;
     struct policy_filesystem filesystem;
     enum network_mode network;
-    char **seccomp_allow; /* NULL-terminated syscall names added to the tier's allowlist */
-    char **seccomp_deny;  /* NULL-terminated syscall names removed / refused */
-    struct policy_loc *seccomp_allow_locs; /* where seccomp_allow[i] is written */
-    struct policy_loc *seccomp_deny_locs;  /* where seccomp_deny[i] is written */
-    char *gvisor_platform;                 /* "ptrace" (default), "systrap", "kvm" */
-    uint32_t pool_size;                    /* warm sandboxes kept ready (gvisor), default 2 */
-    char *module;                          /* wasm: absolute path of the .wasm file */
-    json_t *arguments; /* the argument schema as JSON, published by GET /v1/tools */
-    void *schema;      /* compiled argument schema (private to this module) */
+    char **seccomp_allow;  /* NULL-terminated syscall names added to the tier's allowlist */
+    char **seccomp_deny;   /* NULL-terminated syscall names removed / refused */
+    char *gvisor_platform; /* "ptrace" (default), "systrap", "kvm" */
+    uint32_t pool_size;    /* warm sandboxes kept ready (gvisor), default 2 */
+    char *module;          /* wasm: absolute path of the .wasm file */
+    json_t *arguments;     /* the argument schema as JSON, published by GET /v1/tools */
+    void *schema;          /* compiled argument schema (private to this module) */
+
+    /* Where seccomp_allow[i] and seccomp_deny[i] are written, so that errors found later (by
+     * a tier's prepare step) can name the entry. */
+    struct policy_loc *seccomp_allow_locs;
+    struct policy_loc *seccomp_deny_locs;
 
     /* Set by the sandbox module's prepare step; freed with the policy. */
     void *sbx_state;
