@@ -470,17 +470,13 @@ static void key_module(struct loader *l, const struct ynode *v)
 
 static void key_arguments(struct loader *l, const struct ynode *v)
 {
-    struct pctx *c = &l->c;
-    json_t *j = policy_ynode_to_json(c, v);
-    if (j) {
-        json_decref(c->p->arguments);
-        c->p->arguments = j;
-    }
-    void *schema = policy_schema_compile(c, v);
-    if (schema) {
-        policy_schema_free(c->p->schema);
-        c->p->schema = schema;
-    }
+    struct policy *p = l->c.p;
+    struct policy_schema *schema = policy_schema_compile_in(&l->c, v, POLICY_SCHEMA_OBJECT_ROOT);
+    if (!schema) return;
+    policy_schema_free(p->schema);
+    p->schema = schema;
+    json_decref(p->arguments);
+    p->arguments = json_incref((json_t *)policy_schema_json(schema)); /* published as enforced */
 }
 
 static const struct {
@@ -531,9 +527,8 @@ static int set_defaults(struct policy *p)
     p->seccomp_allow = calloc(1, sizeof(char *));
     p->seccomp_deny = calloc(1, sizeof(char *));
     p->gvisor_platform = strdup("ptrace");
-    p->schema = policy_schema_compile(NULL, NULL);
-    p->arguments =
-        json_pack("{s:s, s:{}, s:b}", "type", "object", "properties", "additionalProperties", 0);
+    p->schema = policy_schema_compile_in(NULL, NULL, POLICY_SCHEMA_OBJECT_ROOT);
+    p->arguments = p->schema ? json_incref((json_t *)policy_schema_json(p->schema)) : NULL;
     if (!p->env || !p->seccomp_allow || !p->seccomp_deny || !p->gvisor_platform || !p->schema ||
         !p->arguments)
         return -1;

@@ -52,8 +52,8 @@ int policy_check_syscalls(struct pctx *c, const struct ynode *n, const char *wha
 /* Convert a YAML value to JSON: plain integers and decimals become numbers, plain
  * true/false booleans, plain null/~/empty null, everything else a string. */
 json_t *policy_ynode_to_json(struct pctx *c, const struct ynode *n);
-/* Compile the `arguments` schema (NULL = the empty strict object schema). */
-void *policy_schema_compile(struct pctx *c, const struct ynode *n);
-void policy_schema_free(void *schema);
+/* policy_schema_compile, reporting into c (n NULL: the empty strict object schema). */
+struct policy_schema *policy_schema_compile_in(struct pctx *c, const struct ynode *n,
+                                               unsigned flags);
 
 #endif
