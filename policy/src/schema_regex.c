@@ -5,8 +5,8 @@
  *   - `$` matches only at the very end (PCRE2_DOLLAR_ENDONLY: PCRE2's `$` also matches before a
  *     final newline, so ^[a-z]+$ accepted "acme\n"); `^` only at the start (no multiline);
  *   - `.` excludes exactly ECMA's line terminators (\n, \r, U+2028, U+2029);
- *   - `\s` / `\S` are ECMA's Unicode white space, spelled out; `\d`, `\w`, `\b` stay ASCII
- *     (PCRE2_NEVER_UCP), as in ECMA-262 without the i flag;
+ *   - `\s` / `\S` are ECMA's Unicode white space, `\d` / `\w` ASCII as in ECMA-262 without
+ *     the i flag, all spelled out as ranges; `\b` is ASCII too (PCRE2_NEVER_UCP);
  *   - matching is by code point (PCRE2_UTF), as ECMA-262 with the u flag (ajv's default);
  *   - every character of a class is re-emitted as \x{...}, so PCRE2-only class syntax
  *     ([:alpha:], a `[` or `]` taken literally) cannot change its meaning; `[]` and `[^]` mean
@@ -14,8 +14,9 @@
  *     points, \v and \0 the characters they name.
  * What ECMA-262 (Unicode mode) refuses, or what PCRE2 would read differently, is refused at
  * load with the reason: PCRE2-only syntax ((?i), (?>...), possessive quantifiers, \A, \z, \h,
- * \Q, (*VERB), a lone { } or ]), quantified assertions, \S inside a class, property escapes
- * other than General_Category, and backreferences (whose capture-reset rules differ).
+ * \Q, (*VERB), a lone { } or ]), quantified assertions, property escapes other than
+ * General_Category, and backreferences (whose capture-reset rules differ). PCRE2 10.42 itself
+ * refuses lookbehinds of variable length, which ECMA-262 allows.
  */
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +27,14 @@
 #define ECMA_SPACE                                                                                 \
     "\\x{9}-\\x{d}\\x{20}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}"  \
     "\\x{3000}\\x{feff}"
+/* \d and \w (ASCII, as in ECMA-262 without the i flag) and their complements, as class content.
+ * Spelled out because PCRE2 10.42, in UTF mode without UCP, gets a negated class that mixes \D
+ * or \W with a property wrong: [^\D\p{L}] matches U+1680, which \D contains (found by the
+ * differential test). */
+#define ASCII_DIGIT "\\x{30}-\\x{39}"
+#define NOT_DIGIT "\\x{0}-\\x{2f}\\x{3a}-\\x{10ffff}"
+#define ASCII_WORD "\\x{30}-\\x{39}\\x{41}-\\x{5a}\\x{5f}\\x{61}-\\x{7a}"
+#define NOT_WORD "\\x{0}-\\x{2f}\\x{3a}-\\x{40}\\x{5b}-\\x{5e}\\x{60}\\x{7b}-\\x{10ffff}"
 #define MAX_GROUP_DEPTH 200
 
 enum last { L_NONE, L_ATOM, L_ASSERT, L_QUANT };
@@ -38,6 +47,7 @@ struct rx {
     size_t whylen;
     bool failed;
     enum last last;
+    bool class_nonspace; /* the class being read contains \S */
     bool lookaround[MAX_GROUP_DEPTH];
     int depth;
 };
@@ -181,16 +191,16 @@ static bool class_atom(struct rx *r, uint32_t *cp, bool emit_set)
     const char *set = NULL;
     switch (c) {
     case 'd':
-        set = "\\d";
+        set = ASCII_DIGIT;
         break;
     case 'D':
-        set = "\\D";
+        set = NOT_DIGIT;
         break;
     case 'w':
-        set = "\\w";
+        set = ASCII_WORD;
         break;
     case 'W':
-        set = "\\W";
+        set = NOT_WORD;
         break;
     case 's':
         set = ECMA_SPACE;
@@ -244,8 +254,11 @@ static bool class_atom(struct rx *r, uint32_t *cp, bool emit_set)
             fail(r, "octal escapes are not ECMA-262 (Unicode mode)");
         *cp = 0;
         return true;
-    case 'S':
-        fail(r, "\\S inside a character class is not supported (use [^\\s...] instead)");
+    case 'S': /* no PCRE2 class item is "not ECMA space": char_class rewrites the class */
+        if (emit_set)
+            r->class_nonspace = true;
+        else
+            fail(r, "a class escape cannot be the end of a range");
         return false;
     default:
         if (syntax_char(c)) {
@@ -262,6 +275,27 @@ static bool class_atom(struct rx *r, uint32_t *cp, bool emit_set)
     return false;
 }
 
+/* A class with \S in it, whose other items were emitted after "[" or "[^" at mark:
+ * [items\S] is (?:[items]|[^SPACE]), [^items\S] is (?:(?![items])[SPACE]). */
+static void nonspace_class(struct rx *r, size_t mark, bool neg)
+{
+    size_t start = mark + (neg ? 2 : 1);
+    char *items = strndup(r->out.data + start, r->out.len - start);
+    if (!items) {
+        fail(r, "out of memory");
+        return;
+    }
+    r->out.len = mark;
+    emit(r, "(?:");
+    if (items[0]) {
+        emit(r, neg ? "(?![" : "[");
+        emit(r, items);
+        emit(r, neg ? "])" : "]|");
+    }
+    emit(r, neg ? "[" ECMA_SPACE "])" : "[^" ECMA_SPACE "])");
+    free(items);
+}
+
 static void char_class(struct rx *r)
 {
     r->i++; /* '[' */
@@ -270,6 +304,7 @@ static void char_class(struct rx *r)
     size_t mark = r->out.len;
     emit(r, neg ? "[^" : "[");
     bool empty = true;
+    r->class_nonspace = false;
     while (!r->failed && r->i < r->n && r->s[r->i] != ']') {
         empty = false;
         uint32_t lo = 0, hi = 0;
@@ -298,6 +333,8 @@ static void char_class(struct rx *r)
     if (empty) { /* ECMA-262: [] matches nothing, [^] any character */
         r->out.len = mark;
         emit(r, neg ? "[\\x{0}-\\x{10ffff}]" : "[^\\x{0}-\\x{10ffff}]");
+    } else if (r->class_nonspace) {
+        nonspace_class(r, mark, neg);
     } else {
         emit(r, "]");
     }
@@ -316,8 +353,13 @@ static void escape(struct rx *r)
         emit(r, c == 'b' ? "\\b" : "\\B");
         r->i += 2;
         r->last = L_ASSERT;
-    } else if (c == 's' || c == 'S') {
-        emit(r, c == 's' ? "[" ECMA_SPACE "]" : "[^" ECMA_SPACE "]");
+    } else if (c == 's' || c == 'S' || c == 'd' || c == 'D' || c == 'w' || c == 'W') {
+        const char *set = c == 's' || c == 'S'   ? ECMA_SPACE
+                          : c == 'd' || c == 'D' ? ASCII_DIGIT
+                                                 : ASCII_WORD;
+        emit(r, c >= 'a' ? "[" : "[^");
+        emit(r, set);
+        emit(r, "]");
         r->i += 2;
     } else if ((c >= '1' && c <= '9') || c == 'k') {
         fail(r, "backreferences are not supported");
@@ -326,7 +368,7 @@ static void escape(struct rx *r)
         property_escape(r, c);
     } else {
         uint32_t cp = 0;
-        if (!class_atom(r, &cp, true)) return; /* \d \D \w \W: emitted as they are */
+        class_atom(r, &cp, true);
         if (cp == '-') fail(r, "'\\-' is only an escape inside a character class");
         emit_cp(r, cp);
     }

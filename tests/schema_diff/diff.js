@@ -22,6 +22,7 @@ const FORMATS = ["date-time", "date", "email", "uri", "uuid", "ipv4", "ipv6"];
 const driverPath = process.argv[2];
 let seed = Number(process.env.SCHEMA_DIFF_SEED || 20261202) >>> 0;
 const NSCHEMAS = Number(process.env.SCHEMA_DIFF_SCHEMAS || 1500);
+const NPATTERNS = Number(process.env.SCHEMA_DIFF_PATTERNS || 1500);
 
 // ---- seeded randomness (mulberry32) -----------------------------------------------------------
 function rand() {
@@ -311,12 +312,95 @@ function formatsIn(s, out = []) {
   return out;
 }
 
+// ---- random patterns ----------------------------------------------------------------------------
+// Patterns built from the pieces where ECMA-262 and PCRE2 could part ways. JavaScript's own
+// RegExp (with the u flag, as ajv compiles patterns) is the reference: a pattern it refuses must
+// be refused by gatehouse too; one both accept must match the same strings.
+const ATOMS = ["a", "b", "z", "A", "0", "\u00e9", "\u4e2d", "\ud83d\ude00", " ", ".", "\\d", "\\D",
+  "\\w", "\\W", "\\s", "\\S", "\\n", "\\r", "\\t", "\\v", "\\f", "\\0", "\\x41", "\\u00e9",
+  "\\u{1F600}", "\\uD83D\\uDE00", "\\cJ", "\\p{L}", "\\P{L}", "\\p{Nd}", "\\p{Lu}", "\\.", "\\$",
+  "\\/", "\\[", "\\]", "\\(", "\\{", "\\b", "\\B", "^", "$", "-", "_", "\u2028", "\n"];
+const BAD_ATOMS = ["{", "}", "]", "\\-", "\\e", "\\A", "\\1", "\\k<n1>", "\\p{Greek}", "\\z"];
+const CLASS_ITEMS = ["a", "z", "0", "9", "-", "^", "\\d", "\\w", "\\s", "\\S", "\\D", "\\W", "\\b",
+  "\\-", "\\]", "[", ":", ".", "\u00e9", "\\u00e9", "\\u{1F600}", "\\n", "\\p{L}", "a-z", "0-9", "\\x00-\\x1f",
+  "\u00e0-\u00ff", " "];
+const QUANTS = ["*", "+", "?", "{2}", "{1,2}", "{0,}", "*?", "+?", "??", "{1,3}?"];
+const BAD_QUANTS = ["{2,1}", "*+", "{", "++", "{,2}"];
+
+// JSON text with every non-ASCII character escaped, so that a disagreement can be read.
+function ascii(v) {
+  return JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+}
+
+function randPattern(depth) {
+  let p = "";
+  for (let n = int(1, 4); n > 0; n--) {
+    const k = int(0, 9);
+    let assertion = false;
+    if (k <= 4) {
+      const a = chance(0.05) ? pick(BAD_ATOMS) : pick(ATOMS);
+      assertion = ["^", "$", "\\b", "\\B"].includes(a);
+      p += a;
+    }
+    else if (k <= 6) {
+      let items = "";
+      for (let i = int(0, 3); i > 0; i--) items += pick(CLASS_ITEMS);
+      p += "[" + (chance(0.3) ? "^" : "") + items + "]";
+    } else if (k <= 8 && depth > 0) {
+      const open = chance(0.05) ? pick(["(?i)", "(*", "(?>", "(?P<n>"]) :
+        pick(["(", "(", "(?:", "(?=", "(?!", "(?<=", "(?<!", "(?<n" + int(0, 9) + ">"]);
+      p += open + randPattern(depth - 1) + (chance(0.5) ? "|" + randPattern(depth - 1) : "") + (chance(0.95) ? ")" : "");
+    } else p += "|";
+    if (chance(assertion ? 0.03 : 0.3)) p += chance(0.05) ? pick(BAD_QUANTS) : pick(QUANTS);
+  }
+  return p;
+}
+
+async function patterns(ask, count) {
+  let pairs = 0, bothRefused = 0, onlyOursRefused = 0, failures = 0;
+  for (let n = 0; n < count; n++) {
+    const pat = randPattern(2);
+    let re = null;
+    try { re = new RegExp(pat, "u"); } catch (e) { re = null; }
+    const subjects = [];
+    for (let i = 0; i < 6; i++) subjects.push(chance(0.6) ? pick(PROBES) + (chance(0.2) ? "\n" : "") : randString(4));
+    const out = await ask({ type: "string", pattern: pat }, subjects);
+    if (out.compile_errors) {
+      if (re) onlyOursRefused++; else bothRefused++;
+      if (re && process.env.SCHEMA_DIFF_VERBOSE) console.log("refused: /" + pat + "/: " + out.compile_errors[0]);
+      continue;
+    }
+    if (!re || out.published.pattern !== pat) {
+      failures++;
+      console.log("FAIL: gatehouse " + (re ? "published " + ascii(out.published.pattern) + " for " :
+        "accepted a pattern ECMA-262 refuses: ") + ascii(pat));
+      continue;
+    }
+    subjects.forEach((str, i) => {
+      pairs++;
+      if (re.test(str) !== out.valid[i]) {
+        failures++;
+        console.log("DISAGREE: pattern " + ascii(pat) + " (u) on " + ascii(str) + ": gatehouse " + out.valid[i] +
+          ", ECMA-262 " + !out.valid[i] + (out.errors[i] ? " (" + out.errors[i] + ")" : ""));
+      }
+    });
+  }
+  console.log(`${pairs} (pattern, string) pairs from ${count} random patterns: ${failures} disagreement(s); ` +
+    `${bothRefused} patterns refused by both, ${onlyOursRefused} accepted by ECMA-262 but refused by ` +
+    "gatehouse (backreferences, variable-length lookbehind, ...: refused at load, never misread)");
+  return failures;
+}
+
 // ---- run ---------------------------------------------------------------------------------------
 async function main() {
   const ajv = new Ajv2020({ strict: false, allErrors: false, multipleOfPrecision: 9 });
   addFormats(ajv, FORMATS);
   const driver = spawn(driverPath, [], { stdio: ["pipe", "pipe", "inherit"] });
   const lines = readline.createInterface({ input: driver.stdout })[Symbol.asyncIterator]();
+  const ask = async (schema, instances) => {
+    driver.stdin.write('{"schema": ' + JSON.stringify(schema) + ', "instances": ' + JSON.stringify(instances) + "}\n");
+    return JSON.parse((await lines.next()).value);
+  };
   let pairs = 0, valid = 0, stricter = 0, inexact = 0, failures = 0;
   for (let n = 0; n < NSCHEMAS; n++) {
     const s = rootSchema();
@@ -362,6 +446,7 @@ async function main() {
       }
     });
   }
+  failures += await patterns(ask, NPATTERNS);
   driver.stdin.end();
   console.log(`${pairs} (schema, instance) pairs from ${NSCHEMAS} schemas: ${valid} valid, ` +
     `${pairs - valid} invalid by ajv; ${failures} disagreement(s) or refusal(s); ` +

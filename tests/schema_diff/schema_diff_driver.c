@@ -13,13 +13,35 @@
 
 #include "policy.h"
 
+/* S as YAML flow text. YAML 1.1 reads a raw NEL, LS or PS inside a quoted scalar as a line
+ * break (folded away), so those are written as escapes, as a policy author would have to. */
+static char *yaml_text(const json_t *schema)
+{
+    char *json = json_dumps(schema, JSON_ENCODE_ANY);
+    struct gate_buf out = {0};
+    for (const char *p = json; p && *p; p++) {
+        const unsigned char *u = (const unsigned char *)p;
+        if (u[0] == 0xc2 && u[1] == 0x85) {
+            gate_buf_append(&out, "\\u0085", 6);
+            p++;
+        } else if (u[0] == 0xe2 && u[1] == 0x80 && (u[2] == 0xa8 || u[2] == 0xa9)) {
+            gate_buf_append(&out, u[2] == 0xa8 ? "\\u2028" : "\\u2029", 6);
+            p += 2;
+        } else {
+            gate_buf_append(&out, p, 1);
+        }
+    }
+    free(json);
+    return out.data;
+}
+
 static json_t *judge(const json_t *line)
 {
     json_t *schema = json_object_get(line, "schema"),
            *instances = json_object_get(line, "instances");
     if (!schema || !json_is_array(instances))
         return json_pack("{s:[s]}", "compile_errors", "bad input line");
-    char *text = json_dumps(schema, JSON_ENCODE_ANY);
+    char *text = yaml_text(schema);
     struct ynode *root = NULL;
     struct gate_error err = {0};
     int rc = text ? ynode_load_buf("schema.json", text, strlen(text), &root, &err) : -1;

@@ -488,8 +488,11 @@ static const struct rx_case rx_cases[] = {
     {"^.$", "\0", 1, true},
     /* \d, \w, \b are ASCII */
     {"^\\d$", "7", 0, true},
-    {"^\\d$", "\xd9\xa3", 0, false}, /* ARABIC-INDIC DIGIT THREE */
-    {"^\\d$", "\xc2\xb2", 0, false}, /* SUPERSCRIPT TWO */
+    {"^\\d$", "\xd9\xa3", 0, false},              /* ARABIC-INDIC DIGIT THREE */
+    {"^\\d$", "\xc2\xb2", 0, false},              /* SUPERSCRIPT TWO */
+    {"^[^\\D\\p{L}]$", "\xe1\x9a\x80", 0, false}, /* U+1680: PCRE2's own [^\\D\\p{L}] matched */
+    {"^[^\\W\\p{L}]$", "\xd9\xa3", 0, false},
+    {"^[^\\D\\p{L}]$", "7", 0, true},
     {"^\\w+$", "a_Z9", 0, true},
     {"^\\w$", "\xc3\xa9", 0, false},
     {"\\bcaf\\b", "caf\xc3\xa9", 0, true}, /* é is not a word character: a boundary before it */
@@ -561,12 +564,12 @@ static void test_schema_patterns_are_ecma262(void **state)
 
 /* What PCRE2 would accept but read differently from ECMA-262 (or not ECMA-262 at all). */
 static const char *const rx_refused[] = {
-    "(?i)a",  "(?>a)",  "a++",      "a*+",           "\\Aa",        "a\\z",
-    "a\\Z",   "\\h",    "\\Qa\\E",  "(*UTF)a",       "a{",          "a}",
-    "]",      "\\1(a)", "(a)\\1",   "\\k<n>(?<n>a)", "\\e",         "\\a",
-    "\\-",    "[\\S]",  "[\\d-z]",  "\\p{Greek}",    "\\uD800",     "^*",
-    "(?=a)*", "\\b+",   "(?P<n>a)", "[z-a]",         "(a",          "a)",
-    "\\",     "\\c1",   "\\01",     "\\x4",          "\\u{110000}", "[[:alpha:]]",
+    "(?i)a",  "(?>a)",   "a++",      "a*+",           "\\Aa",        "a\\z",
+    "a\\Z",   "\\h",     "\\Qa\\E",  "(*UTF)a",       "a{",          "a}",
+    "]",      "\\1(a)",  "(a)\\1",   "\\k<n>(?<n>a)", "\\e",         "\\a",
+    "\\-",    "[a-\\S]", "[\\d-z]",  "\\p{Greek}",    "\\uD800",     "^*",
+    "(?=a)*", "\\b+",    "(?P<n>a)", "[z-a]",         "(a",          "a)",
+    "\\",     "\\c1",    "\\01",     "\\x4",          "\\u{110000}", "[[:alpha:]]",
 };
 
 static void test_schema_patterns_refused(void **state)
