@@ -447,7 +447,13 @@ async function main() {
     });
   }
   failures += await patterns(ask, NPATTERNS);
+  const exited = new Promise((resolve) => driver.on("exit", (code, signal) => resolve(signal || code)));
   driver.stdin.end();
+  const status = await exited; // under ASan, a leak or an error report makes this non-zero
+  if (status !== 0) {
+    console.log("FAIL: the driver exited with " + status);
+    failures++;
+  }
   console.log(`${pairs} (schema, instance) pairs from ${NSCHEMAS} schemas: ${valid} valid, ` +
     `${pairs - valid} invalid by ajv; ${failures} disagreement(s) or refusal(s); ` +
     `not compared: ${stricter} pair(s) where gatehouse is deliberately stricter than ajv-formats, ` +
