@@ -83,29 +83,34 @@ static bool path_push(struct vctx *v, const char *key, size_t idx)
     return true;
 }
 
+/* "PATH: message" into v->err. */
+static int report(struct vctx *v, const char *fmt, va_list ap)
+{
+    char msg[768], path[PATH_MAX_LEN + 8];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    format_path(v, path, sizeof(path));
+    return gate_err(v->err, GATE_E_INVALID_ARGUMENTS, "%s: %s", path, msg);
+}
+
 __attribute__((format(printf, 2, 3))) static int verr(struct vctx *v, const char *fmt, ...)
 {
     if (v->quiet) return -1;
-    char msg[768], path[PATH_MAX_LEN + 8];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int rc = report(v, fmt, ap);
     va_end(ap);
-    format_path(v, path, sizeof(path));
-    return gate_err(v->err, GATE_E_INVALID_ARGUMENTS, "%s: %s", path, msg);
+    return rc;
 }
 
 /* A limit was reached: the call is refused, and no combinator may turn that into a pass. */
 __attribute__((format(printf, 2, 3))) static int hard_err(struct vctx *v, const char *fmt, ...)
 {
-    char msg[256], path[PATH_MAX_LEN + 8];
+    v->hard = true;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int rc = report(v, fmt, ap);
     va_end(ap);
-    format_path(v, path, sizeof(path));
-    v->hard = true;
-    return gate_err(v->err, GATE_E_INVALID_ARGUMENTS, "%s: %s", path, msg);
+    return rc;
 }
 
 const char *schema_json_type_name(const json_t *j)

@@ -28,8 +28,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct ynode *items[] = {&value};
     char *keys[] = {"pattern"};
     struct policy_loc key_locs[] = {{1, 1}};
-    struct ynode map = {.kind = YNODE_MAP, .loc = {1, 1}, .keys = keys, .key_locs = key_locs,
-                        .items = items, .n = 1};
+    struct ynode map = {.kind = YNODE_MAP,
+                        .loc = {1, 1},
+                        .keys = keys,
+                        .key_locs = key_locs,
+                        .items = items,
+                        .n = 1};
     struct policy_diags diags = {0};
     struct policy_schema *s = policy_schema_compile("fuzz.yaml", &map, 0, &diags);
     if (s) {

@@ -1,8 +1,13 @@
-"""What the real gateway does with a policy directory holding entries that are not plain
-policy files (issue 10.5): a FIFO named *.yaml must fail start-up, `policy check` and a
-SIGHUP reload promptly (it used to hang each of them, and a wedged reload left later SIGHUPs
-and SIGTERM unanswered), and a symlink leading out of the directory must be refused without
-anything of its target reaching the log or the audit record."""
+"""Policies through the real gateway.
+
+- A policy directory holding entries that are not plain policy files (issue 10.5): a FIFO
+  named *.yaml must fail start-up, `policy check` and a SIGHUP reload promptly (it used to hang
+  each of them, and a wedged reload left later SIGHUPs and SIGTERM unanswered), and a symlink
+  leading out of the directory must be refused without anything of its target reaching the log
+  or the audit record.
+- Errors found when a tier prepares a policy carry FILE:LINE:COL (issue 10.6).
+- Argument schemas over HTTP (issue 11, issue 10.4): GET /v1/tools publishes the enforced
+  (normalised) schema, a trailing newline no longer slips through `$`, 5.0 is an integer."""
 import os
 import shutil
 import signal
@@ -157,6 +162,76 @@ class PrepareErrorLocationTest(unittest.TestCase):
     def test_denied_chdir_is_located(self):
         self.check("  deny:\n    - read\n    - chdir\n",
                    "8:7: seccomp.deny: 'chdir' cannot be denied in the process tier")
+
+
+LEDGER_LIKE = """
+name: acct
+description: Account names as the example ledger policy writes them.
+command: ["%s"]
+isolation: process
+arguments:
+  type: object
+  properties:
+    account: {type: string, pattern: "^[A-Za-z0-9_-]{1,64}$"}
+    amount: {type: integer, minimum: 1, maximum: 1000000}
+    when: {type: string, format: date-time}
+    memo: {anyOf: [{type: string, maxLength: 8}, {type: "null"}]}
+  required: [account, amount]
+"""
+
+
+class SchemaOverHttpTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(ECHO):
+            harness.skip("the example tools are not built (%s)" % ECHO)
+        cls.dir = tempfile.mkdtemp(prefix="gh-pol-")
+        harness.write_policy(cls.dir, "acct", LEDGER_LIKE % ECHO)
+        cls.gw = harness.Gateway(cls.dir).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.stop()
+        cls.gw.cleanup()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_published_schema_states_the_strict_default(self):
+        tools = {t["name"]: t for t in self.gw.request("GET", "/v1/tools").json()["tools"]}
+        schema = tools["acct"]["input_schema"]
+        self.assertIs(schema["additionalProperties"], False)
+        self.assertEqual(schema["properties"]["when"], {"type": "string", "format": "date-time"})
+        self.assertEqual(schema["required"], ["account", "amount"])
+
+    def rejected(self, arguments):
+        r = self.gw.call("acct", arguments)
+        self.assertEqual(r.status, 422, r.body)
+        self.assertEqual(r.json()["error"]["code"], "invalid_arguments")
+        return r.json()["error"]["message"]
+
+    def test_trailing_newline_does_not_pass_dollar(self):
+        self.assertEqual(self.rejected({"account": "acme\n", "amount": 5}),
+                         "$.account: does not match pattern '^[A-Za-z0-9_-]{1,64}$'")
+        r = self.gw.call("acct", {"account": "acme", "amount": 5})
+        self.assertEqual(r.json()["status"], "succeeded", r.body)
+        rejected = [x for x in harness.audit_records(self.gw.state_dir) if x["event"] == "call.rejected"]
+        self.assertIn("$.account: does not match pattern", rejected[-1]["message"])
+
+    def test_integral_number_is_an_integer(self):
+        r = self.gw.request("POST", "/v1/tools/acct/calls",
+                            b'{"arguments": {"account": "acme", "amount": 5.0}}', raw=True)
+        self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(r.json()["status"], "succeeded", r.body)
+        self.assertIn("$.amount: expected integer, got number",
+                      self.rejected({"account": "acme", "amount": 5.5}))
+
+    def test_format_and_any_of(self):
+        self.assertEqual(self.rejected({"account": "a", "amount": 1, "when": "2026-12-02 10:00:00Z"}),
+                         "$.when: not a valid date-time (format)")
+        self.assertIn("$.memo: matches none of the 2 anyOf schemas",
+                      self.rejected({"account": "a", "amount": 1, "memo": "far too long"}))
+        r = self.gw.call("acct", {"account": "a", "amount": 1, "when": "2026-12-02T10:00:00Z",
+                                  "memo": None})
+        self.assertEqual(r.json()["status"], "succeeded", r.body)
 
 
 if __name__ == "__main__":
