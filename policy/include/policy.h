@@ -70,6 +70,8 @@ struct policy_approval {
     char *webhook;       /* per-policy approver endpoint; NULL = gateway default */
 };
 
+struct policy_schema;
+
 struct policy {
     char *path;                 /* file the policy came from */
     struct policy_loc name_loc; /* where `name:` was given (duplicate-name diagnostics) */
@@ -86,17 +88,25 @@ struct policy {
     struct policy_limits limits;
     struct policy_filesystem filesystem;
     enum network_mode network;
-    char **seccomp_allow;  /* NULL-terminated syscall names added to the tier's allowlist */
-    char **seccomp_deny;   /* NULL-terminated syscall names removed / refused */
-    char *gvisor_platform; /* "ptrace" (default), "systrap", "kvm" */
-    uint32_t pool_size;    /* warm sandboxes kept ready (gvisor), default 2 */
-    char *module;          /* wasm: absolute path of the .wasm file */
-    json_t *arguments;     /* the argument schema as JSON, published by GET /v1/tools */
-    void *schema;          /* compiled argument schema (private to this module) */
+    char **seccomp_allow;         /* NULL-terminated syscall names added to the tier's allowlist */
+    char **seccomp_deny;          /* NULL-terminated syscall names removed / refused */
+    char *gvisor_platform;        /* "ptrace" (default), "systrap", "kvm" */
+    uint32_t pool_size;           /* warm sandboxes kept ready (gvisor), default 2 */
+    char *module;                 /* wasm: absolute path of the .wasm file */
+    json_t *arguments;            /* the argument schema as JSON, published by GET /v1/tools */
+    struct policy_schema *schema; /* the compiled argument schema, whose JSON is `arguments` */
+
+    /* Where seccomp_allow[i] and seccomp_deny[i] are written, so that errors found later (by
+     * a tier's prepare step) can name the entry. */
+    struct policy_loc *seccomp_allow_locs;
+    struct policy_loc *seccomp_deny_locs;
 
     /* Set by the sandbox module's prepare step; freed with the policy. */
     void *sbx_state;
     void (*sbx_state_free)(void *state);
+    /* Set by a prepare step that fails because of one entry of the policy (a seccomp name the
+     * tier cannot honour): sbx_prepare reports the error there. {0, 0}: at `isolation:`. */
+    struct policy_loc sbx_error_loc;
 };
 
 /* Every problem found while loading, as "file:line:col: message" strings. */
@@ -135,17 +145,25 @@ const struct policy *policy_set_find(const struct policy_set *s, const char *nam
  * GATE_E_INVALID_ARGUMENTS and a message naming the JSON path ("$.text: longer than 64"). */
 int policy_check_args(const struct policy *p, const json_t *args, struct gate_error *err);
 
-/* ---- argument schemas outside a policy file (agents' grants in the gateway config) -------- */
-struct policy_schema;
+/* ---- argument schemas ------------------------------------------------------------------------
+ * JSON Schema 2020-12 (the keywords are listed in policy/src/schema.c and the README), written
+ * in YAML, compiled once and checked many times. A policy's `arguments` is one; any other
+ * schema in the same language (an agent's argument grants) is compiled and checked the same
+ * way. Checking is bounded for any input: a step budget, a pattern-matching budget and a
+ * nesting cap per call turn hostile arguments into a refusal, never unbounded work. */
+#define POLICY_SCHEMA_OBJECT_ROOT 1u /* the root must say type: object */
 struct ynode;
-/* Compile n (a YAML mapping written in `file`) as an argument schema, in the same schema language
- * as a policy's `arguments`. Problems are appended to diags as "file:line:col: ..." and NULL is
- * returned. The caller owns the result (policy_schema_destroy). */
-struct policy_schema *policy_schema_load(const struct ynode *n, const char *file,
-                                         struct policy_diags *diags);
-/* Like policy_check_args, against s. */
-int policy_schema_check(const struct policy_schema *s, const json_t *args, struct gate_error *err);
-void policy_schema_destroy(struct policy_schema *s);
+/* Compile the schema n, read from the YAML file `file` (named in errors). Every problem is
+ * added to diags as "file:line:col: message" and NULL is returned. Caller owns the result. */
+struct policy_schema *policy_schema_compile(const char *file, const struct ynode *n, unsigned flags,
+                                            struct policy_diags *diags);
+/* The schema as published: JSON Schema 2020-12 meaning exactly what is enforced (every default
+ * the validator applies is written out). Borrowed; lives as long as s. */
+const json_t *policy_schema_json(const struct policy_schema *s);
+/* Check a JSON value. -1 with GATE_E_INVALID_ARGUMENTS and the first problem, naming its JSON
+ * path ("$.items[2].name: longer than maxLength 64"). Safe to call from many threads. */
+int policy_schema_check(const struct policy_schema *s, const json_t *value, struct gate_error *err);
+void policy_schema_free(struct policy_schema *s);
 
 /* ---- safe YAML, shared with the gateway's config file ------------------------------------- */
 enum ynode_kind { YNODE_SCALAR, YNODE_MAP, YNODE_SEQ };
@@ -159,7 +177,8 @@ struct ynode {
     struct ynode **items;        /* YNODE_MAP values, YNODE_SEQ elements */
     size_t n;
 };
-/* Parse a YAML file (one document, at most 1 MiB, bounded aliases, no duplicate keys). */
+/* Parse a YAML file (a regular file, one document, at most 1 MiB, bounded aliases, no
+ * duplicate keys). */
 int ynode_load_file(const char *path, struct ynode **out, struct gate_error *err);
 int ynode_load_buf(const char *name, const char *buf, size_t len, struct ynode **out,
                    struct gate_error *err);

@@ -359,10 +359,14 @@ static void key_seccomp(struct loader *l, const struct ynode *v)
     struct pctx *c = &l->c;
     if (pctx_expect_map(c, v, "seccomp", keys) < 0 && v->kind != YNODE_MAP) return;
     const struct ynode *n;
-    if ((n = ynode_get(v, "allow")))
-        policy_check_syscalls(c, n, "seccomp.allow", &c->p->seccomp_allow);
-    if ((n = ynode_get(v, "deny")))
-        policy_check_syscalls(c, n, "seccomp.deny", &c->p->seccomp_deny);
+    if ((n = ynode_get(v, "allow")) &&
+        policy_check_syscalls(c, n, "seccomp.allow", &c->p->seccomp_allow) == 0 &&
+        !(c->p->seccomp_allow_locs = ynode_item_locs(n)))
+        pctx_err(c, n->loc, "out of memory");
+    if ((n = ynode_get(v, "deny")) &&
+        policy_check_syscalls(c, n, "seccomp.deny", &c->p->seccomp_deny) == 0 &&
+        !(c->p->seccomp_deny_locs = ynode_item_locs(n)))
+        pctx_err(c, n->loc, "out of memory");
 }
 
 static void key_gvisor(struct loader *l, const struct ynode *v)
@@ -466,17 +470,13 @@ static void key_module(struct loader *l, const struct ynode *v)
 
 static void key_arguments(struct loader *l, const struct ynode *v)
 {
-    struct pctx *c = &l->c;
-    json_t *j = policy_ynode_to_json(c, v);
-    if (j) {
-        json_decref(c->p->arguments);
-        c->p->arguments = j;
-    }
-    void *schema = policy_schema_compile(c, v);
-    if (schema) {
-        policy_schema_free(c->p->schema);
-        c->p->schema = schema;
-    }
+    struct policy *p = l->c.p;
+    struct policy_schema *schema = policy_schema_compile_in(&l->c, v, POLICY_SCHEMA_OBJECT_ROOT);
+    if (!schema) return;
+    policy_schema_free(p->schema);
+    p->schema = schema;
+    json_decref(p->arguments);
+    p->arguments = json_incref((json_t *)policy_schema_json(schema)); /* published as enforced */
 }
 
 static const struct {
@@ -527,9 +527,8 @@ static int set_defaults(struct policy *p)
     p->seccomp_allow = calloc(1, sizeof(char *));
     p->seccomp_deny = calloc(1, sizeof(char *));
     p->gvisor_platform = strdup("ptrace");
-    p->schema = policy_schema_compile(NULL, NULL);
-    p->arguments =
-        json_pack("{s:s, s:{}, s:b}", "type", "object", "properties", "additionalProperties", 0);
+    p->schema = policy_schema_compile_in(NULL, NULL, POLICY_SCHEMA_OBJECT_ROOT);
+    p->arguments = p->schema ? json_incref((json_t *)policy_schema_json(p->schema)) : NULL;
     if (!p->env || !p->seccomp_allow || !p->seccomp_deny || !p->gvisor_platform || !p->schema ||
         !p->arguments)
         return -1;
@@ -659,6 +658,8 @@ void policy_free(struct policy *p)
     strv_free(p->filesystem.read_only);
     strv_free(p->seccomp_allow);
     strv_free(p->seccomp_deny);
+    free(p->seccomp_allow_locs);
+    free(p->seccomp_deny_locs);
     free(p->gvisor_platform);
     free(p->module);
     json_decref(p->arguments);
