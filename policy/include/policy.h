@@ -103,6 +103,7 @@ struct policy {
 struct policy_diags {
     char **msgs;
     size_t n;
+    const char **rules; /* parallel to msgs: the lint rule id a message is (GH101), or NULL */
 };
 void policy_diags_add(struct policy_diags *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
