@@ -177,18 +177,34 @@ static int parse_allow(struct lint_ctx *c, const struct review_comment *cm, stru
     return 1;
 }
 
+/* The reason may go on in the comment lines right below, at the same column. */
+static char *full_reason(const struct review_file *f, size_t k, const char *first)
+{
+    struct gate_buf b = {0};
+    gate_buf_printf(&b, "%s", first);
+    for (size_t i = k + 1; i < f->ncomments; i++) {
+        const struct review_comment *prev = &f->comments[i - 1], *cm = &f->comments[i];
+        if (cm->loc.line != prev->loc.line + 1 || cm->loc.col != prev->loc.col || !*cm->text ||
+            !strncmp(cm->text, "gatehouse:", 10))
+            break;
+        gate_buf_printf(&b, " %s", cm->text);
+    }
+    return b.data;
+}
+
 static void apply_allows(struct lint_ctx *c, size_t first)
 {
     for (size_t k = 0; k < c->f->ncomments; k++) {
         struct allow a;
         if (parse_allow(c, &c->f->comments[k], &a) != 1) continue;
+        autofree char *reason = full_reason(c->f, k, a.reason);
         for (size_t i = first; i < c->rep->n; i++) {
             struct lint_finding *f = &c->rep->items[i];
             for (size_t j = 0; j < a.nids; j++) {
                 if (strcmp(f->rule->id, a.ids[j]) != 0) continue;
                 a.used[j] = true;
                 if (f->suppressed) continue;
-                f->suppressed = strdup(a.reason);
+                f->suppressed = strdup(reason ? reason : a.reason);
                 f->in_source = true;
             }
         }

@@ -312,6 +312,16 @@ static void test_lint_suppression_needs_a_reason(void **state)
     assert_null(finding(r, "GH104", false));
     assert_int_equal(status, 0);
     json_decref(r);
+    /* The reason may go on in the comment lines right below. */
+    r = lint_one(
+        put(t->dir, "s.yaml",
+            "# gatehouse: allow GH104 -- a fixed-size tool,\n#   defaults fit\n" NO_LIMITS),
+        &status);
+    f = finding(r, "GH104", true);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(f, "suppressed"), "reason")),
+        "a fixed-size tool, defaults fit");
+    json_decref(r);
     /* Without a reason: nothing suppressed, and the comment is an error of its own. */
     const char *bad[] = {"# gatehouse: allow GH104\n", "# gatehouse: allow GH104 --   \n",
                          "# gatehouse: allow GH999 -- no such rule\n",
