@@ -129,13 +129,13 @@ static json_t *section_schema(const struct policy_key *parent)
     return s;
 }
 
-/* {"properties": {"a": {"properties": {"b": inner}}}} for path "a.b"; with `require`, each
- * level also lists its key as required. Steals inner. */
+/* {"type": "object", "properties": {"a": {"type": "object", "properties": {"b": inner}}}}
+ * for path "a.b"; with `require`, each level also lists its key as required. Steals inner. */
 static json_t *nest(const char *path, json_t *inner, bool require)
 {
     const char *dot = strrchr(path, '.');
     const char *leaf = dot ? dot + 1 : path;
-    json_t *level = json_pack("{s:{s:o}}", "properties", leaf, inner);
+    json_t *level = json_pack("{s:s, s:{s:o}}", "type", "object", "properties", leaf, inner);
     if (level && require) json_object_set_new(level, "required", json_pack("[s]", leaf));
     if (!dot || !level) return level;
     autofree char *parent = strndup(path, (size_t)(dot - path));
@@ -168,7 +168,8 @@ static json_t *cross_rule_schema(const struct policy_cross_rule *r)
         break;
     case PCROSS_ABSENT: {
         const char *dot = strrchr(r->then_key, '.');
-        json_t *absent = json_pack("{s:{s:[s]}}", "not", "required", dot ? dot + 1 : r->then_key);
+        json_t *absent = json_pack("{s:s, s:{s:s, s:[s]}}", "type", "object", "not", "type",
+                                   "object", "required", dot ? dot + 1 : r->then_key);
         if (!dot) {
             then = absent;
         } else {
@@ -212,11 +213,11 @@ static json_t *argument_defs(void)
         json_pack("{s:s, s:i, s:i}", "type", "integer", "minimum", 0, "maximum", 2147483647));
     /* The root must be an object: `type: object` or `type: [object]`. */
     json_object_set_new(defs, "arguments",
-                        json_pack("{s:s, s:[{s:s}], s:[s], s:{s:{s:[{s:s}, {s:[s]}]}}}",
+                        json_pack("{s:s, s:s, s:[{s:s}], s:[s], s:{s:{s:[{s:s}, {s:[s]}]}}}",
                                   "description", "an argument schema; its root is an object",
-                                  "allOf", "$ref", "#/$defs/argument_schema", "required", "type",
-                                  "properties", "type", "anyOf", "const", "object", "const",
-                                  "object"));
+                                  "type", "object", "allOf", "$ref", "#/$defs/argument_schema",
+                                  "required", "type", "properties", "type", "anyOf", "const",
+                                  "object", "const", "object"));
     return defs;
 }
 
