@@ -105,11 +105,12 @@ static void compare_entries(const struct pair *pr, const struct policy_key *k)
 static void compare_scalar(const struct pair *pr, const struct policy_key *k)
 {
     const struct policy *a = pr->base->p, *b = pr->head->p;
+    uint64_t x = pkey_number(k, a), y = pkey_number(k, b);
+    if (k->type != PKEY_STRING && x == y) return; /* the common case, without printing */
     struct gate_buf before = {0}, after = {0};
     pkey_format(k, a, &before);
     pkey_format(k, b, &after);
     if (!strcmp(before.data, after.data)) goto out;
-    uint64_t x = pkey_number(k, a), y = pkey_number(k, b);
     enum diff_class cls = DIFF_NEUTRAL;
     if (k->change == PCHANGE_MORE_WEAKENS) cls = y > x ? DIFF_WEAKENS : DIFF_STRENGTHENS;
     if (k->change == PCHANGE_LESS_WEAKENS) cls = y < x ? DIFF_WEAKENS : DIFF_STRENGTHENS;

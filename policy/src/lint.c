@@ -194,6 +194,10 @@ static char *full_reason(const struct review_file *f, size_t k, const char *firs
 
 static void apply_allows(struct lint_ctx *c, size_t first)
 {
+    /* Only a comment holding "gatehouse:" can be a directive: skip the second pass without. */
+    if (!memmem(c->f->text, c->f->len, "gatehouse:", 10)) return;
+    if (!c->f->comments)
+        review_scan_comments(c->f->text, c->f->len, &c->f->comments, &c->f->ncomments);
     for (size_t k = 0; k < c->f->ncomments; k++) {
         struct allow a;
         if (parse_allow(c, &c->f->comments[k], &a) != 1) continue;

@@ -25,13 +25,14 @@ struct review_file {
     struct ynode *root; /* NULL when the YAML did not parse */
     struct policy *p;   /* NULL when the policy did not load */
     struct policy_diags diags;
-    struct review_comment *comments; /* every YAML comment, in file order */
+    struct review_comment *comments; /* every YAML comment, in file order, once scanned */
     size_t ncomments;
 };
 
 /* path as printed: relative to the current directory when beneath it, without "./". */
 char *review_display_path(const char *path);
-/* Load path (bytes already read into text, taken over) with its tree, diags and comments. */
+/* Load path (bytes already read into text, taken over) with its tree and diags. Comments are
+ * scanned by whoever needs them (review_scan_comments): a second pass over the YAML. */
 int review_file_load(struct review_file *f, const char *path, char *text, size_t len, bool offline);
 void review_file_free(struct review_file *f);
 /* Every YAML comment of buf, found between libyaml's tokens (so '#' inside scalars, block

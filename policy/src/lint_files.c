@@ -36,9 +36,7 @@ int review_file_load(struct review_file *f, const char *path, char *text, size_t
     f->source = strdup(path);
     if (!f->path || !f->source) return -1;
     struct policy_load_opts opts = {.offline = offline, .tree = &f->root};
-    int rc = policy_load_ex(path, text, len, &opts, &f->p, &f->diags);
-    review_scan_comments(text, len, &f->comments, &f->ncomments);
-    return rc;
+    return policy_load_ex(path, text, len, &opts, &f->p, &f->diags);
 }
 
 void review_file_free(struct review_file *f)

@@ -16,6 +16,7 @@
  */
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -509,13 +510,29 @@ static size_t key_index(const struct policy_key *k)
 
 static void read_key(struct loader *l, const struct policy_key *k, const struct ynode *v);
 
-/* The keys of one mapping (parent NULL: the top level), in table order. */
+/* The keys of each mapping, in table order: [0] the top level, [1 + i] those of key i. Worked
+ * out once: every policy load walks them. */
+static struct {
+    const struct policy_key *keys[POLICY_MAX_KEYS];
+    size_t n;
+} mappings[POLICY_MAX_KEYS + 1];
+static pthread_once_t mappings_once = PTHREAD_ONCE_INIT;
+
+static void index_mappings(void)
+{
+    for (size_t i = 0; i < policy_nkeys; i++) {
+        const struct policy_key *parent = policy_key_parent(&policy_keys[i]);
+        size_t m = parent ? 1 + key_index(parent) : 0;
+        mappings[m].keys[mappings[m].n++] = &policy_keys[i];
+    }
+}
+
 static size_t children(const struct policy_key *parent, const struct policy_key **out)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < policy_nkeys; i++)
-        if (policy_key_parent(&policy_keys[i]) == parent) out[n++] = &policy_keys[i];
-    return n;
+    pthread_once(&mappings_once, index_mappings);
+    size_t m = parent ? 1 + key_index(parent) : 0;
+    memcpy(out, mappings[m].keys, mappings[m].n * sizeof(*out));
+    return mappings[m].n;
 }
 
 static void read_mapping(struct loader *l, const struct policy_key *parent, const struct ynode *v)
