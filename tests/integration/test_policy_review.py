@@ -417,6 +417,46 @@ class PolicyReviewTest(unittest.TestCase):
             for name, v in verdicts.items():
                 self.assertTrue(v["valid"], "%s: %s" % (name, v["errors"]))
 
+    # ---- docs/ci ---------------------------------------------------------------------------
+
+    def test_ci_examples(self):
+        ci = os.path.join(SRC, "docs", "ci")
+        # The example lint.yaml is a valid configuration.
+        clean = self.write("clean.yaml", CLEAN)
+        p = gh("policy", "lint", clean, "--config", os.path.join(ci, "lint.yaml"))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        # The pre-commit hook lints what is staged and stops a weakening commit unless allowed.
+        repo = os.path.join(self.tmp, "repo")
+        os.makedirs(repo)
+        self.git(repo, "init", "-q")
+        self.write("policies/t.yaml", CLEAN, d=repo)
+        self.git(repo, "add", "-A")
+        self.git(repo, "commit", "-qm", "base")
+        hook = os.path.join(ci, "pre-commit")
+        env = dict(os.environ, GATEHOUSE=GH)
+
+        def run_hook(extra=None):
+            return subprocess.run(["sh", hook], cwd=repo, capture_output=True, text=True,
+                                  env=dict(env, **(extra or {})), timeout=120)
+        self.write("policies/t.yaml", CLEAN.replace("container", "process"), d=repo)
+        self.git(repo, "add", "-A")
+        self.write("policies/t.yaml", CLEAN, d=repo)  # the working tree is not what is judged
+        p = run_hook()
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("weakens     isolation: container -> process", p.stdout)
+        self.assertEqual(run_hook({"GATEHOUSE_ALLOW_WEAKENING": "1"}).returncode, 0)
+        self.write("policies/t.yaml", CLEAN + "env: {API_TOKEN: x}\n", d=repo)
+        self.git(repo, "add", "-A")
+        p = run_hook({"GATEHOUSE_ALLOW_WEAKENING": "1"})
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("GH110", p.stdout)
+        # The workflow is YAML with the jobs the README describes.
+        parsed = node_validate("yaml", os.path.join(ci, "policy-review.yml"))
+        if parsed is not None:
+            wf = parsed["policy-review.yml"]
+            self.assertTrue(wf["valid"], wf["errors"])
+            self.assertEqual(sorted(wf["data"]["jobs"]), ["build", "diff", "lint"])
+
     # ---- explain --------------------------------------------------------------------------
 
     def test_explain_marks_defaults_and_shows_schema_and_findings(self):

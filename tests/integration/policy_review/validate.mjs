@@ -4,6 +4,8 @@
 //                                             (ajv, JSON Schema 2020-12, with ajv-formats)
 //   node validate.mjs sarif FILE...           SARIF logs against the SARIF 2.1.0 schema that
 //                                             Microsoft's SARIF SDK ships (ajv, draft-04)
+//   node validate.mjs yaml FILE...            plain YAML 1.2 files (the CI workflow): parsed
+//                                             back as JSON in "data"
 //
 // Prints one JSON array: [{"file", "valid", "errors"}]. YAML is read with the scalar rules the
 // policy loader applies (YAML 1.2's JSON schema, plus ~ as null): only unquoted true/false
@@ -72,8 +74,16 @@ if (mode === 'policy') {
   addFormats(ajv);
   const validate = ajv.compile(schema);
   results = check(validate, args, (f) => JSON.parse(fs.readFileSync(f, 'utf8')));
+} else if (mode === 'yaml') {
+  results = args.map((file) => {
+    try {
+      return { file, valid: true, errors: [], data: YAML.parse(fs.readFileSync(file, 'utf8')) };
+    } catch (e) {
+      return { file, valid: false, errors: [e.message] };
+    }
+  });
 } else {
-  console.error('usage: node validate.mjs policy SCHEMA FILE... | sarif FILE...');
+  console.error('usage: node validate.mjs policy SCHEMA FILE... | sarif FILE... | yaml FILE...');
   process.exit(64);
 }
 console.log(JSON.stringify(results));
