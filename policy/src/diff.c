@@ -86,20 +86,26 @@ static void compare_entries(const struct pair *pr, const struct policy_key *k)
     bool map = k->type == PKEY_STRING_MAP;
     bool added_weakens = k->change != PCHANGE_REMOVED_WEAKENS;
     struct policy_loc loc = head_loc(pr, k->path);
+    /* A map's entries are shown by name: values (env) may be secrets, and the report ends up
+     * in pull-request comments and code-scanning alerts. */
+    char name[256];
     for (size_t i = 0; b && b[i]; i++) {
         const char *old = find_entry(a, b[i], map);
+        snprintf(name, sizeof(name), "%.*s", (int)(map ? strcspn(b[i], "=") : strlen(b[i])), b[i]);
         if (!old)
-            diff_add(pr->tool, added_weakens ? DIFF_WEAKENS : DIFF_STRENGTHENS, k->path, "", b[i],
-                     loc, "%s added: %s", b[i],
+            diff_add(pr->tool, added_weakens ? DIFF_WEAKENS : DIFF_STRENGTHENS, k->path, "", name,
+                     loc, "%s added: %s", name,
                      added_weakens ? k->weaker : "the tool can make fewer system calls");
         else if (map && strcmp(old, b[i]))
-            diff_add(pr->tool, DIFF_NEUTRAL, k->path, old, b[i], loc, "value changed");
+            diff_add(pr->tool, DIFF_NEUTRAL, k->path, name, name, loc, "%s: value changed", name);
     }
-    for (size_t i = 0; a && a[i]; i++)
+    for (size_t i = 0; a && a[i]; i++) {
+        snprintf(name, sizeof(name), "%.*s", (int)(map ? strcspn(a[i], "=") : strlen(a[i])), a[i]);
         if (!find_entry(b, a[i], map))
-            diff_add(pr->tool, added_weakens ? DIFF_STRENGTHENS : DIFF_WEAKENS, k->path, a[i], "",
-                     loc, "%s removed%s%s", a[i], added_weakens ? "" : ": ",
+            diff_add(pr->tool, added_weakens ? DIFF_STRENGTHENS : DIFF_WEAKENS, k->path, name, "",
+                     loc, "%s removed%s%s", name, added_weakens ? "" : ": ",
                      added_weakens ? "" : k->weaker);
+    }
 }
 
 static void compare_scalar(const struct pair *pr, const struct policy_key *k)
@@ -124,8 +130,9 @@ out:
     gate_buf_free(&after);
 }
 
-static void compare_isolation(const struct pair *pr)
+static void compare_isolation(const struct pair *pr, const struct policy_key *k)
 {
+    (void)k;
     enum isolation a = pr->base->p->isolation, b = pr->head->p->isolation;
     if (a == b) return;
     bool weaker = review_isolation_rank(b) < review_isolation_rank(a);
@@ -134,8 +141,9 @@ static void compare_isolation(const struct pair *pr)
              "%s isolation (%s)", weaker ? "weaker" : "stronger", review_isolation_order);
 }
 
-static void compare_webhook(const struct pair *pr)
+static void compare_webhook(const struct pair *pr, const struct policy_key *k)
 {
+    (void)k;
     const char *a = pr->base->p->approval.webhook, *b = pr->head->p->approval.webhook;
     if ((!a && !b) || (a && b && !strcmp(a, b))) return;
     struct policy_loc loc = head_loc(pr, "approval.webhook");
@@ -175,8 +183,10 @@ static void join_argv(char *const *argv, struct gate_buf *out)
         gate_buf_printf(out, "%s%s", i ? " " : "", argv[i]);
 }
 
-static void compare_program(const struct pair *pr)
+/* command and module: the program, and its file's content. */
+static void compare_program(const struct pair *pr, const struct policy_key *k)
 {
+    (void)k;
     const struct policy *a = pr->base->p, *b = pr->head->p;
     const char *key = b->isolation == ISOLATION_WASM ? "module" : "command";
     struct policy_loc loc = head_loc(pr, key);
@@ -206,25 +216,49 @@ static void compare_program(const struct pair *pr)
     gate_buf_free(&y);
 }
 
+static void compare_arguments(const struct pair *pr, const struct policy_key *k)
+{
+    diff_arguments(pr->tool, pr->base->p->arguments, pr->head->p->arguments,
+                   policy_key_node(pr->head->root, k->path));
+}
+
+/* The comparison of each PCHANGE_CUSTOM key (NULL: compared elsewhere). */
+static const struct {
+    const char *key;
+    void (*compare)(const struct pair *pr, const struct policy_key *k);
+} custom[] = {
+    {"name", NULL}, /* a rename: diff_sides */
+    {"isolation", compare_isolation},
+    {"command", compare_program},
+    {"module", NULL}, /* with command */
+    {"approval.webhook", compare_webhook},
+    {"limits.fuel", compare_fuel},
+    {"filesystem.read_only", compare_entries},
+    {"arguments", compare_arguments},
+};
+
 static void compare_tool(const struct pair *pr)
 {
-    compare_isolation(pr);
-    compare_program(pr);
     for (size_t i = 0; i < policy_nkeys; i++) {
         const struct policy_key *k = &policy_keys[i];
         if (k->change == PCHANGE_IGNORED) continue;
         if (k->type == PKEY_SECTION && !(k->flags & PKEY_OR_BOOL)) continue;
-        if (!strcmp(k->path, "approval.webhook"))
-            compare_webhook(pr);
-        else if (!strcmp(k->path, "limits.fuel"))
-            compare_fuel(pr, k);
-        else if (!strcmp(k->path, "arguments"))
-            diff_arguments(pr->tool, pr->base->p->arguments, pr->head->p->arguments,
-                           policy_key_node(pr->head->root, "arguments"));
-        else if (k->type == PKEY_STRING_LIST || k->type == PKEY_STRING_MAP)
+        if (k->change == PCHANGE_CUSTOM) {
+            size_t c = 0;
+            while (c < sizeof(custom) / sizeof(custom[0]) && strcmp(custom[c].key, k->path))
+                c++;
+            /* A custom key without a comparison here is still reported, as neutral. */
+            struct policy_key neutral = *k;
+            neutral.change = PCHANGE_NEUTRAL;
+            if (c == sizeof(custom) / sizeof(custom[0]))
+                compare_scalar(pr, &neutral);
+            else if (custom[c].compare)
+                custom[c].compare(pr, k);
+        } else if (k->type == PKEY_STRING_LIST || k->type == PKEY_STRING_MAP) {
             compare_entries(pr, k);
-        else if (k->change != PCHANGE_CUSTOM)
+        } else {
             compare_scalar(pr, k);
+        }
     }
 }
 

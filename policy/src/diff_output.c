@@ -162,9 +162,7 @@ static void print_json(const struct diff_report *r, FILE *out)
         (json_int_t)c.status[DIFF_ADDED], "removed", (json_int_t)c.status[DIFF_REMOVED], "renamed",
         (json_int_t)c.status[DIFF_RENAMED], "broken", (json_int_t)c.status[DIFF_BROKEN], "notes",
         notes, "tools", tools);
-    if (j) json_dumpf(j, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    fputc('\n', out);
-    json_decref(j);
+    review_print_json(j, out);
 }
 
 // clang-format off
@@ -221,10 +219,7 @@ static void print_sarif(const struct diff_report *r, FILE *out)
     }
     gate_buf_free(&msg);
     gate_buf_free(&fp);
-    json_t *log = review_sarif_log(rules, results);
-    if (log) json_dumpf(log, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    fputc('\n', out);
-    json_decref(log);
+    review_print_json(review_sarif_log(rules, results), out);
 }
 
 static void print_github(const struct diff_report *r, FILE *out)

@@ -135,9 +135,7 @@ int policy_explain(const char *target, const struct policy_explain_opts *o, FILE
             json_pack("{s:s?, s:s, s:o, s:O?, s:o}", "tool", f.p ? f.p->name : NULL, "file", f.path,
                       "policy", f.p ? effective_json(&f) : json_null(), "input_schema",
                       f.p ? f.p->arguments : NULL, "lint", lint_report_json(&rep));
-        json_dumpf(j, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        fprintf(out, "\n");
-        json_decref(j);
+        review_print_json(j, out);
     } else {
         if (f.p) print_text(&f, out);
         lint_print(&rep, POLICY_REPORT_TEXT, out);

@@ -124,6 +124,8 @@ void lint_file(struct lint_ctx *c);
 /* Report output, and the exit status the findings give (0, 1 or 2). */
 void lint_print(const struct lint_report *r, enum policy_report_format fmt, FILE *out);
 json_t *lint_report_json(const struct lint_report *r); /* the JSON format's document */
+/* Print j indented (key order kept) and release it; NULL prints an out-of-memory error. */
+void review_print_json(json_t *j, FILE *out);
 int lint_exit_status(const struct lint_report *r, enum lint_level fail_on);
 /* Where a rule is documented: a README anchor under GATEHOUSE_HELP_URI (or the repository
  * GitHub Actions names in GITHUB_SERVER_URL / GITHUB_REPOSITORY). */

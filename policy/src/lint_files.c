@@ -299,6 +299,18 @@ static bool inline_code_flag(enum interp_family fam, const char *arg)
     }
 }
 
+/* Options whose value is the next argument (so that value is not taken for the script). */
+static bool takes_value(enum interp_family fam, const char *arg)
+{
+    static const char *const shell[] = {"-o", "+o", NULL};
+    static const char *const python[] = {"-W", "-X", "--check-hash-based-pycs", NULL};
+    static const char *const js[] = {"-r", "--require", "--import", "--loader", NULL};
+    const char *const *list = fam == SHELL ? shell : fam == PYTHON ? python : fam == JS ? js : NULL;
+    for (size_t i = 0; list && list[i]; i++)
+        if (!strcmp(arg, list[i])) return true;
+    return false;
+}
+
 bool review_runs_received_code(char *const *argv, char *why, size_t whylen)
 {
     size_t i = 0;
@@ -335,6 +347,8 @@ bool review_runs_received_code(char *const *argv, char *why, size_t whylen)
             snprintf(why, whylen, "'%s %s' runs inline code", prog, a);
             return true;
         }
+        if (fam == PYTHON && !strcmp(a, "-m")) return false; /* runs an installed module */
+        if (takes_value((enum interp_family)fam, a) && argv[i + 1]) i++;
     }
     if (!argv[i] || !strcmp(argv[i], "-") || !strcmp(argv[i], "/dev/stdin")) {
         snprintf(why, whylen,

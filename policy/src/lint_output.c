@@ -55,7 +55,7 @@ json_t *review_sarif_log(json_t *rules, json_t *results)
                      "results", results);
 }
 
-static void print_json(json_t *j, FILE *out)
+void review_print_json(json_t *j, FILE *out)
 {
     if (!j) {
         fprintf(out, "{\"error\":\"out of memory\"}\n");
@@ -86,7 +86,7 @@ static void print_sarif(const struct lint_report *r, FILE *out)
         if (res) json_object_set_new(res, "properties", json_pack("{s:s}", "fix", f->rule->fix));
         json_array_append_new(results, res);
     }
-    print_json(review_sarif_log(rules, results), out);
+    review_print_json(review_sarif_log(rules, results), out);
 }
 
 json_t *lint_report_json(const struct lint_report *r)
@@ -171,7 +171,7 @@ void lint_print(const struct lint_report *r, enum policy_report_format fmt, FILE
 {
     switch (fmt) {
     case POLICY_REPORT_JSON:
-        print_json(lint_report_json(r), out);
+        review_print_json(lint_report_json(r), out);
         break;
     case POLICY_REPORT_SARIF:
         print_sarif(r, out);
