@@ -442,17 +442,18 @@ uint64_t pkey_number(const struct policy_key *k, const struct policy *p)
     }
 }
 
-/* A plain YAML scalar cannot start with an indicator, contain ": " or " #", have edge
- * spaces, or read as another type: such strings are printed JSON-quoted (valid YAML). */
-static bool needs_quotes(const char *s)
+/* A plain YAML scalar cannot start with an indicator, contain ": " or " #" (nor, inside a
+ * flow collection, ",[]{}"), have edge spaces, or read as another type: such strings are
+ * printed JSON-quoted (valid YAML). */
+static bool needs_quotes(const char *s, bool flow)
 {
     if (!*s || isspace((unsigned char)s[0]) || isspace((unsigned char)s[strlen(s) - 1]))
         return true;
     if (strchr("-?:,[]{}#&*!|>'\"%@`~", s[0])) return true;
     for (const char *q = s; *q; q++)
         if ((unsigned char)*q < 0x20 || (q[0] == ':' && (q[1] == ' ' || !q[1])) ||
-            (q[0] == ' ' && q[1] == '#') || *q == ',' || *q == '[' || *q == ']' || *q == '{' ||
-            *q == '}')
+            (q[0] == ' ' && q[1] == '#') ||
+            (flow && (*q == ',' || *q == '[' || *q == ']' || *q == '{' || *q == '}')))
             return true;
     static const char *const words[] = {"true", "false", "null", "yes", "no",
                                         "on",   "off",   "y",    "n"};
@@ -461,9 +462,9 @@ static bool needs_quotes(const char *s)
     return strspn(s, "0123456789.+-eE") == strlen(s);
 }
 
-static void yaml_scalar(struct gate_buf *out, const char *s)
+static void yaml_scalar(struct gate_buf *out, const char *s, bool flow)
 {
-    if (!needs_quotes(s)) {
+    if (!needs_quotes(s, flow)) {
         gate_buf_append(out, s, strlen(s));
         return;
     }
@@ -483,7 +484,7 @@ void pkey_format(const struct policy_key *k, const struct policy *p, struct gate
     uint64_t v = pkey_number(k, p);
     switch (k->type) {
     case PKEY_STRING:
-        if (*(char *const *)f) yaml_scalar(out, *(char *const *)f);
+        if (*(char *const *)f) yaml_scalar(out, *(char *const *)f, false);
         break;
     case PKEY_BOOL:
         gate_buf_printf(out, "%s", v ? "true" : "false");
@@ -520,11 +521,11 @@ void pkey_format(const struct policy_key *k, const struct policy *p, struct gate
             const char *eq = map ? strchr(list[i], '=') : NULL;
             if (eq) {
                 autofree char *name = strndup(list[i], (size_t)(eq - list[i]));
-                yaml_scalar(out, name ? name : "");
+                yaml_scalar(out, name ? name : "", true);
                 gate_buf_append(out, ": ", 2);
-                yaml_scalar(out, eq + 1);
+                yaml_scalar(out, eq + 1, true);
             } else {
-                yaml_scalar(out, list[i]);
+                yaml_scalar(out, list[i], true);
             }
         }
         gate_buf_append(out, map ? "}" : "]", 1);
