@@ -258,19 +258,17 @@ static void check_network(struct lint_ctx *c)
 
 /* ---- GH108, GH109: the tool's program file ------------------------------------------------ */
 
-/* The first component of path (the file or a directory above it) a non-root user can write
- * or replace; "" when there is none. A sticky directory (/tmp) counts only when the entry in
- * it is not root's, since then only its owner can replace it. */
-static bool writable_by_others(const char *path, char *who, size_t wholen)
+/* The first entry on the way from path up to / (the file, then each directory) that a
+ * non-root user can write or replace, described in who. A sticky directory (/tmp) counts only
+ * when the entry in it is not root's, since then only that entry's owner can replace it. */
+static bool writable_on_the_way(const char *path, char *who, size_t wholen)
 {
-    autofree char *real = realpath(path, NULL);
-    if (!real) return false;
     char cur[4096];
-    snprintf(cur, sizeof(cur), "%s", real);
+    snprintf(cur, sizeof(cur), "%s", path);
     uid_t child_uid = 0;
     for (bool first = true;; first = false) {
         struct stat st;
-        if (lstat(cur[0] ? cur : "/", &st) < 0) return false;
+        if (stat(cur[0] ? cur : "/", &st) < 0) return false;
         const char *shown = cur[0] ? cur : "/";
         const char *why = NULL;
         if (st.st_uid != 0)
@@ -285,9 +283,17 @@ static bool writable_by_others(const char *path, char *who, size_t wholen)
         }
         if (!cur[0] || !strcmp(cur, "/")) return false;
         child_uid = st.st_uid;
-        char *slash = strrchr(cur, '/');
-        *slash = '\0';
+        *strrchr(cur, '/') = '\0';
     }
+}
+
+/* Both the path as resolved and the path as written: a symbolic link on the way can be
+ * re-pointed by whoever can write the directory holding it. */
+static bool writable_by_others(const char *given, const char *resolved, char *who, size_t wholen)
+{
+    autofree char *real = realpath(resolved, NULL);
+    if (real && writable_on_the_way(real, who, wholen)) return true;
+    return given[0] == '/' && writable_on_the_way(given, who, wholen);
 }
 
 static void check_program_file(struct lint_ctx *c)
@@ -305,7 +311,7 @@ static void check_program_file(struct lint_ctx *c)
     const char *file =
         p->isolation == ISOLATION_WASM ? p->module : (p->command ? p->command[0] : NULL);
     char who[4200];
-    if (!c->offline && file && writable_by_others(file, who, sizeof(who)))
+    if (!c->offline && file && writable_by_others(n->scalar, file, who, sizeof(who)))
         lint_emit(c, "GH109", LINT_OFF, n->loc, key, "%s '%s' can be swapped after review: %s", key,
                   n->scalar, who);
 }

@@ -290,6 +290,16 @@ static void test_lint_program_path_and_owner(void **state)
     assert_non_null(
         strstr(json_string_value(json_object_get(f, "message")), "writable by everyone"));
     json_decref(r);
+    /* A symbolic link in that directory to the root-owned tool: the link can be re-pointed. */
+    char link[300];
+    snprintf(link, sizeof(link), "%s/link.sh", dir777);
+    assert_int_equal(symlink(tool, link), 0);
+    snprintf(policy, sizeof(policy), BASE "isolation: process\ncommand: [%s]\n", link);
+    r = lint_one(put(t->dir, "p.yaml", policy), &status);
+    f = finding(r, "GH109", false);
+    assert_non_null(f);
+    assert_non_null(strstr(json_string_value(json_object_get(f, "message")), "/open is writable"));
+    json_decref(r);
 }
 
 /* ---- suppression -------------------------------------------------------------------------- */
