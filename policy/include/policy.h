@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "gate.h"
 
@@ -113,6 +114,7 @@ struct policy {
 struct policy_diags {
     char **msgs;
     size_t n;
+    const char **rules; /* parallel to msgs: the lint rule id a message is (GH101), or NULL */
 };
 void policy_diags_add(struct policy_diags *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -164,6 +166,57 @@ const json_t *policy_schema_json(const struct policy_schema *s);
  * path ("$.items[2].name: longer than maxLength 64"). Safe to call from many threads. */
 int policy_schema_check(const struct policy_schema *s, const json_t *value, struct gate_error *err);
 void policy_schema_free(struct policy_schema *s);
+
+/* The JSON Schema (2020-12) of policy files, generated from the key table: the content of
+ * policy/policy.schema.json. New reference, NULL if out of memory. */
+json_t *policy_file_schema(void);
+
+/* ---- review for security teams: lint, diff, explain (lint*.c, diff*.c, explain*.c) -------- */
+enum policy_report_format {
+    POLICY_REPORT_TEXT,
+    POLICY_REPORT_JSON,
+    POLICY_REPORT_SARIF,    /* SARIF 2.1.0 */
+    POLICY_REPORT_GITHUB,   /* GitHub Actions workflow commands (annotations) */
+    POLICY_REPORT_MARKDOWN, /* diff only: a pull-request comment */
+};
+/* "text", "json", "sarif", "github", "markdown"; -1 for anything else. */
+int policy_report_format_parse(const char *name);
+
+struct policy_lint_opts {
+    enum policy_report_format format;
+    const char *config;  /* lint.yaml: rules disabled or re-levelled, limits; NULL: none */
+    const char *fail_on; /* error | warning | note | none; NULL: the config's, else warning */
+    bool offline;        /* do not look at the host (tools not built, another machine) */
+};
+/* Lint policy files and directories; the report goes to out. Returns the exit status: 0
+ * clean, 1 an error (a policy that does not load, an error-level finding), 2 a warning at or
+ * above fail_on; -1 with err on bad options or an unreadable path. */
+int policy_lint(char *const *paths, size_t npaths, const struct policy_lint_opts *o, FILE *out,
+                struct gate_error *err);
+
+struct policy_diff_opts {
+    enum policy_report_format format;
+    bool git;         /* base and head are git revisions, read without a checkout */
+    const char *repo; /* with git: the repository (NULL: the current directory) */
+    const char *dir;  /* with git: the policy directory in it (NULL: "policies") */
+};
+/* Compare two policy directories (or revisions): tools added, removed, renamed, and every
+ * security-relevant change classified weakens / strengthens / neutral with its reason.
+ * Returns 0 when nothing weakens, 3 when something does, 1 when a policy does not load;
+ * -1 with err when a directory or revision cannot be read. */
+int policy_diff(const char *base, const char *head, const struct policy_diff_opts *o, FILE *out,
+                struct gate_error *err);
+
+struct policy_explain_opts {
+    enum policy_report_format format; /* text or json */
+    const char *policies;             /* where TOOL is looked up (NULL: "policies") */
+    const char *config;               /* lint.yaml for the findings, or NULL */
+};
+/* The effective policy of TOOL or FILE with every default filled in and marked, the JSON
+ * Schema agents are given, and the lint findings. Returns 0, or 1 when the policy does not
+ * load; -1 with err when it cannot be found. */
+int policy_explain(const char *target, const struct policy_explain_opts *o, FILE *out,
+                   struct gate_error *err);
 
 /* ---- safe YAML, shared with the gateway's config file ------------------------------------- */
 enum ynode_kind { YNODE_SCALAR, YNODE_MAP, YNODE_SEQ };
