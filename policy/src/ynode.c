@@ -514,12 +514,21 @@ static int read_regular(int fd, const char *display, char **buf, size_t *len,
                         file_kind(st.st_mode));
     if ((uint64_t)st.st_size > POLICY_YAML_MAX_BYTES)
         return gate_err(err, GATE_E_CONFIG, "%s:1:1: document larger than 1 MiB", display);
-    /* Room for one byte past the cap: the file may have grown since fstat. */
-    autofree char *data = malloc(POLICY_YAML_MAX_BYTES + 2);
+    /* Sized by fstat, with a byte to spare (review tools read thousands of files: a buffer of
+     * the cap each time is an mmap and munmap per file). A file that grew since fstat gets room
+     * up to one byte past the cap, enough to tell that it is too large. */
+    size_t room = (size_t)st.st_size + 1;
+    autofree char *data = malloc(room + 1);
     if (!data) return gate_err(err, GATE_E_NOMEM, "%s:1:1: out of memory", display);
     size_t n = 0;
     while (n <= POLICY_YAML_MAX_BYTES) {
-        ssize_t r = read(fd, data + n, POLICY_YAML_MAX_BYTES + 1 - n);
+        if (n == room) {
+            room = POLICY_YAML_MAX_BYTES + 1;
+            char *grown = realloc(data, room + 1);
+            if (!grown) return gate_err(err, GATE_E_NOMEM, "%s:1:1: out of memory", display);
+            data = grown;
+        }
+        ssize_t r = read(fd, data + n, room - n);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) return gate_err_errno(err, GATE_E_IO, errno, "%s:1:1: cannot read", display);
         if (r == 0) break;
