@@ -118,8 +118,8 @@ static bool has_type(const struct ynode *schema, const char *type)
 /* Keywords that bound a string (formats whose values have a bounded length count too). */
 static bool bounds_string(const struct ynode *s)
 {
-    static const char *const bounded_formats[] = {"date-time", "date", "time", "uuid",
-                                                  "ipv4",      "ipv6", NULL};
+    /* Not date-time: the fraction of a second may have any number of digits. */
+    static const char *const bounded_formats[] = {"date", "uuid", "ipv4", "ipv6", NULL};
     if (ynode_get(s, "maxLength") || ynode_get(s, "enum") || ynode_get(s, "pattern") ||
         ynode_get(s, "const"))
         return true;

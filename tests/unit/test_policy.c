@@ -1,6 +1,7 @@
-/* test_policy.c: the policy module: safe YAML, every policy key, the argument schema and
- * policy sets. Fixtures are written into a fresh temporary directory by each test so the
- * expected line:column of every error sits next to the YAML that causes it. */
+/* test_policy.c: the policy module: safe YAML, every policy key (and no key outside the key
+ * table), the argument schema and policy sets. Fixtures are written into a fresh temporary
+ * directory by each test so the expected line:column of every error sits next to the YAML that
+ * causes it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -791,6 +792,121 @@ static void test_policy_str_tag_makes_a_string(void **state)
     expect_error(t, yaml, strlen(yaml), "5:13", "unquoted true or false", "!!str true");
 }
 
+/* ---- the key table is the loader's whole vocabulary -------------------------------------- */
+
+/* The properties of a mapping's schema (a section written true/false is an anyOf), or NULL. */
+static const json_t *section_props(const json_t *s)
+{
+    const json_t *props = json_object_get(s, "properties");
+    const json_t *alts = json_object_get(s, "anyOf");
+    for (size_t i = 0; !props && i < json_array_size(alts); i++)
+        props = json_object_get(json_array_get(alts, i), "properties");
+    return props;
+}
+
+/* Every key written in map (at path) is a row of the table: one reported per miss. */
+static int keys_in_table(const char *file, const struct ynode *map, const json_t *props,
+                         const char *path)
+{
+    int missing = 0;
+    for (size_t i = 0; i < map->n; i++) {
+        const json_t *k = json_object_get(props, map->keys[i]);
+        if (!k) {
+            print_message(
+                "%s: key '%s%s' is written in an example policy but not in the key table\n", file,
+                path, map->keys[i]);
+            missing++;
+            continue;
+        }
+        const json_t *sub = section_props(k);
+        if (sub && map->items[i]->kind == YNODE_MAP) {
+            char deeper[256];
+            snprintf(deeper, sizeof(deeper), "%s%s.", path, map->keys[i]);
+            missing += keys_in_table(file, map->items[i], sub, deeper);
+        }
+    }
+    return missing;
+}
+
+/* Every mapping the table declares refuses a key it does not list (the loader reads nothing
+ * beside the table); section is "" for the policy's top level. */
+static int section_refuses_unknown(const char *section, const json_t *props)
+{
+    char yaml[1024], open[256] = "", close[64] = "";
+    const char *seg = section;
+    while (*seg) {
+        const char *dot = strchr(seg, '.');
+        size_t len = dot ? (size_t)(dot - seg) : strlen(seg);
+        snprintf(open + strlen(open), sizeof(open) - strlen(open), "%.*s: {", (int)len, seg);
+        snprintf(close + strlen(close), sizeof(close) - strlen(close), "}");
+        seg += len + (dot ? 1 : 0);
+    }
+    snprintf(yaml, sizeof(yaml),
+             "name: t\ndescription: d\nisolation: process\ncommand: [/bin/true]\n%szz_unknown: "
+             "1%s\n",
+             open, close);
+    struct policy *p = NULL;
+    struct policy_diags d = {0};
+    int bad = 0;
+    if (policy_load_buf("k.yaml", yaml, strlen(yaml), &p, &d) == 0 || d.n == 0 ||
+        !strstr(d.msgs[0], "unknown key 'zz_unknown'")) {
+        print_message("section '%s' does not refuse an unknown key: %s\n", section,
+                      d.n ? d.msgs[0] : "loaded");
+        bad = 1;
+    }
+    policy_free(p);
+    policy_diags_free(&d);
+    const char *name;
+    const json_t *k;
+    json_object_foreach((json_t *)props, name, k)
+    {
+        const json_t *sub = section_props(k);
+        if (!sub) continue;
+        char deeper[256];
+        snprintf(deeper, sizeof(deeper), "%s%s%s", section, *section ? "." : "", name);
+        bad += section_refuses_unknown(deeper, sub);
+    }
+    return bad;
+}
+
+static void test_loader_keys_are_the_key_table(void **state)
+{
+    (void)state;
+    const char *src = getenv("GATE_SOURCE_DIR");
+    if (!src) {
+        print_message("GATE_SOURCE_DIR not set (ctest sets it)\n");
+        fail();
+    }
+    json_t *gen = policy_file_schema();
+    assert_non_null(gen);
+    const json_t *top = json_object_get(gen, "properties");
+    assert_non_null(top);
+    /* The example policies load (test_examples): every key they write must be a row. */
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/policies", src);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int missing = 0, files = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".yaml") != 0) continue;
+        char path[2048];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        struct ynode *root = NULL;
+        struct gate_error err = {0};
+        assert_int_equal(ynode_load_file(path, &root, &err), 0);
+        missing += keys_in_table(path, root, top, "");
+        files++;
+        ynode_free(root);
+    }
+    closedir(d);
+    assert_true(files > 0);
+    assert_int_equal(missing, 0);
+    assert_int_equal(section_refuses_unknown("", top), 0);
+    json_decref(gen);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -825,6 +941,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_policy_set_follows_symlinks_inside_the_directory,
                                         tmp_setup, tmp_teardown),
         cmocka_unit_test(test_ynode_api),
+        cmocka_unit_test(test_loader_keys_are_the_key_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
