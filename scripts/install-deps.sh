@@ -8,14 +8,12 @@ PKGS=(
   clang lld wasi-libc libclang-rt-14-dev libclang-rt-14-dev-wasm32 wabt
   bubblewrap runsc libcap2-bin curl util-linux iproute2 procps
 )
-# Node.js with npm: the policy-review test installs its independent validators (ajv) from npm.
-# An image that already has Node.js with npm (e.g. NodeSource's nodejs) keeps it.
-command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# Node.js and npm run the independent validators of the tests (ajv, in tests/schema_diff/).
+# Node.js and npm run the independent validators of the tests (ajv, in tests/schema_diff/ and
+# tests/integration/policy_review/).
 # A machine may already have them from elsewhere (a nodejs build that bundles npm): then they
 # are left alone, since Debian's npm package would conflict with it.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
