@@ -14,7 +14,7 @@ struct command {
 
 static const struct command commands[] = {
     {"serve", cmd_serve, "run the gateway"},
-    {"policy", cmd_policy, "policy check DIR: validate every policy, print every error"},
+    {"policy", cmd_policy, "policy check|lint|diff|explain|schema: validate and review policies"},
     {"audit", cmd_audit, "audit verify DIR: check the audit log's hash chain"},
     {"call", cmd_call, "call TOOL [ARGUMENTS-JSON] [--wait S]: call a tool on a running gateway"},
     {"approvals", cmd_approvals, "approvals list|show|approve|deny: decide held calls"},
@@ -67,63 +67,6 @@ static int cmd_help(int argc, char **argv)
     }
     fprintf(stderr, "gatehouse help: no topic '%s' (try: gatehouse help)\n", argv[1]);
     return 2;
-}
-
-int cmd_policy(int argc, char **argv)
-{
-    if (argc == 2 && !strcmp(argv[1], "--help")) {
-        printf("usage: gatehouse policy check DIR\n\nLoad every policy of DIR as `serve` would "
-               "and print every error (FILE:LINE:COL: message). Exit 1 if any.\n");
-        return 0;
-    }
-    if (argc != 3 || strcmp(argv[1], "check") != 0) {
-        fprintf(stderr, "usage: gatehouse policy check DIR\n");
-        return 2;
-    }
-    /* The same load and per-tier preparation as `serve`, so what passes here loads there. */
-    char tmp[] = "/tmp/gatehouse-check-XXXXXX";
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
-        return 2;
-    }
-    struct sbx_config sc = {.state_dir = tmp,
-                            .tool_uid = 65534,
-                            .tool_gid = 65534,
-                            .call_uid_base = 1900000000,
-                            .call_uid_count = 1};
-    sbx_init(&sc);
-    struct policy_diags diags = {0};
-    struct policy_set *set = NULL;
-    int bad = 0;
-    if (policy_set_load(argv[2], &set, &diags) == 0) {
-        for (size_t i = 0; i < set->n; i++) {
-            struct policy *p = set->items[i];
-            const char *why = sbx_unavailable_reason(p->isolation);
-            /* A tier this host cannot run is checked where it can; one this build lacks is
-             * an error everywhere. */
-            if (*why && !strstr(why, "not built")) {
-                printf("%s: note: isolation '%s' not checked on this host: %s\n", p->path,
-                       policy_isolation_name(p->isolation), why);
-                continue;
-            }
-            struct gate_error err = {0};
-            if (sbx_prepare(p, &err) < 0) policy_diags_add(&diags, "%s", err.msg);
-        }
-    }
-    for (size_t i = 0; i < diags.n; i++)
-        fprintf(stderr, "%s\n", diags.msgs[i]);
-    bad = diags.n > 0;
-    if (!bad)
-        printf("%zu policies OK in %s\n", set ? set->n : 0, argv[2]);
-    else
-        fprintf(stderr, "%zu error(s)\n", diags.n);
-    policy_diags_free(&diags);
-    policy_set_unref(set);
-    sbx_shutdown();
-    char rm[128];
-    snprintf(rm, sizeof(rm), "rm -rf '%s'", tmp);
-    if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", tmp);
-    return bad ? 1 : 0;
 }
 
 int cmd_audit(int argc, char **argv)

@@ -78,7 +78,13 @@ int sbx_prepare(struct policy *p, struct gate_error *err)
         return gate_err(err, GATE_E_POLICY, "%s:%d:%d: isolation '%s' is not available: %s",
                         p->path, p->isolation_loc.line, p->isolation_loc.col,
                         policy_isolation_name(p->isolation), sbx_unavailable_reason(p->isolation));
-    if (ops->prepare && ops->prepare(p, err) < 0) return gate_err_wrap(err, "%s", p->path);
+    /* Every policy error has FILE:LINE:COL: the entry the tier refused, else `isolation:`. */
+    struct policy_loc at = p->isolation_loc;
+    p->sbx_error_loc = (struct policy_loc){0, 0};
+    if (ops->prepare && ops->prepare(p, err) < 0) {
+        if (p->sbx_error_loc.line) at = p->sbx_error_loc;
+        return gate_err_wrap(err, "%s:%d:%d", p->path, at.line, at.col);
+    }
     return 0;
 }
 

@@ -187,7 +187,7 @@ static int read_grants(const struct ynode *n, struct agent *ag, const char *file
         struct grant *g = &ag->grants[ag->ngrants++];
         struct policy_diags diags = {0};
         g->glob = strdup(n->keys[i]);
-        g->schema = policy_schema_load(n->items[i], file, &diags);
+        g->schema = policy_schema_compile(file, n->items[i], POLICY_SCHEMA_OBJECT_ROOT, &diags);
         if (!g->schema) {
             gate_err(err, GATE_E_CONFIG, "%s", diags.n ? diags.msgs[0] : "invalid schema");
             policy_diags_free(&diags);
@@ -353,7 +353,7 @@ void agents_free(struct agents *a)
         free_strv(ag->tools);
         for (size_t k = 0; k < ag->ngrants; k++) {
             free(ag->grants[k].glob);
-            policy_schema_destroy(ag->grants[k].schema);
+            policy_schema_free(ag->grants[k].schema);
         }
         free(ag->grants);
         pthread_mutex_destroy(&ag->lock);
@@ -362,7 +362,8 @@ void agents_free(struct agents *a)
         free(a->approvers[i].name);
         free_strv(a->approvers[i].tools);
     }
-    explicit_bzero(a->agents, a->nagents * sizeof(*a->agents));
+    if (a->agents) /* none configured: NULL, which explicit_bzero must not be given */
+        explicit_bzero(a->agents, a->nagents * sizeof(*a->agents));
     free(a->agents);
     free(a->approvers);
     pthread_mutex_destroy(&a->anonymous.lock);

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "gate.h"
 
@@ -73,6 +74,8 @@ struct policy_approval {
     char *webhook;       /* per-policy approver endpoint; NULL = gateway default */
 };
 
+struct policy_schema;
+
 struct policy {
     char *path;                 /* file the policy came from */
     struct policy_loc name_loc; /* where `name:` was given (duplicate-name diagnostics) */
@@ -93,20 +96,29 @@ struct policy {
     char **seccomp_deny;   /* NULL-terminated syscall names removed / refused */
     char *gvisor_platform; /* "ptrace" (default), "systrap", "kvm" */
     enum microvm_accel microvm_accel;
-    uint32_t pool_size; /* warm sandboxes kept ready (gvisor, microvm), default 2 */
-    char *module;       /* wasm: absolute path of the .wasm file */
-    json_t *arguments;  /* the argument schema as JSON, published by GET /v1/tools */
-    void *schema;       /* compiled argument schema (private to this module) */
+    uint32_t pool_size;           /* warm sandboxes kept ready (gvisor, microvm), default 2 */
+    char *module;                 /* wasm: absolute path of the .wasm file */
+    json_t *arguments;            /* the argument schema as JSON, published by GET /v1/tools */
+    struct policy_schema *schema; /* the compiled argument schema, whose JSON is `arguments` */
+
+    /* Where seccomp_allow[i] and seccomp_deny[i] are written, so that errors found later (by
+     * a tier's prepare step) can name the entry. */
+    struct policy_loc *seccomp_allow_locs;
+    struct policy_loc *seccomp_deny_locs;
 
     /* Set by the sandbox module's prepare step; freed with the policy. */
     void *sbx_state;
     void (*sbx_state_free)(void *state);
+    /* Set by a prepare step that fails because of one entry of the policy (a seccomp name the
+     * tier cannot honour): sbx_prepare reports the error there. {0, 0}: at `isolation:`. */
+    struct policy_loc sbx_error_loc;
 };
 
 /* Every problem found while loading, as "file:line:col: message" strings. */
 struct policy_diags {
     char **msgs;
     size_t n;
+    const char **rules; /* parallel to msgs: the lint rule id a message is (GH101), or NULL */
 };
 void policy_diags_add(struct policy_diags *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -139,17 +151,76 @@ const struct policy *policy_set_find(const struct policy_set *s, const char *nam
  * GATE_E_INVALID_ARGUMENTS and a message naming the JSON path ("$.text: longer than 64"). */
 int policy_check_args(const struct policy *p, const json_t *args, struct gate_error *err);
 
-/* ---- argument schemas outside a policy file (agents' grants in the gateway config) -------- */
-struct policy_schema;
+/* ---- argument schemas ------------------------------------------------------------------------
+ * JSON Schema 2020-12 (the keywords are listed in policy/src/schema.c and the README), written
+ * in YAML, compiled once and checked many times. A policy's `arguments` is one; any other
+ * schema in the same language (an agent's argument grants) is compiled and checked the same
+ * way. Checking is bounded for any input: a step budget, a pattern-matching budget and a
+ * nesting cap per call turn hostile arguments into a refusal, never unbounded work. */
+#define POLICY_SCHEMA_OBJECT_ROOT 1u /* the root must say type: object */
 struct ynode;
-/* Compile n (a YAML mapping written in `file`) as an argument schema, in the same schema language
- * as a policy's `arguments`. Problems are appended to diags as "file:line:col: ..." and NULL is
- * returned. The caller owns the result (policy_schema_destroy). */
-struct policy_schema *policy_schema_load(const struct ynode *n, const char *file,
-                                         struct policy_diags *diags);
-/* Like policy_check_args, against s. */
-int policy_schema_check(const struct policy_schema *s, const json_t *args, struct gate_error *err);
-void policy_schema_destroy(struct policy_schema *s);
+/* Compile the schema n, read from the YAML file `file` (named in errors). Every problem is
+ * added to diags as "file:line:col: message" and NULL is returned. Caller owns the result. */
+struct policy_schema *policy_schema_compile(const char *file, const struct ynode *n, unsigned flags,
+                                            struct policy_diags *diags);
+/* The schema as published: JSON Schema 2020-12 meaning exactly what is enforced (every default
+ * the validator applies is written out). Borrowed; lives as long as s. */
+const json_t *policy_schema_json(const struct policy_schema *s);
+/* Check a JSON value. -1 with GATE_E_INVALID_ARGUMENTS and the first problem, naming its JSON
+ * path ("$.items[2].name: longer than maxLength 64"). Safe to call from many threads. */
+int policy_schema_check(const struct policy_schema *s, const json_t *value, struct gate_error *err);
+void policy_schema_free(struct policy_schema *s);
+
+/* The JSON Schema (2020-12) of policy files, generated from the key table: the content of
+ * policy/policy.schema.json. New reference, NULL if out of memory. */
+json_t *policy_file_schema(void);
+
+/* ---- review for security teams: lint, diff, explain (lint*.c, diff*.c, explain*.c) -------- */
+enum policy_report_format {
+    POLICY_REPORT_TEXT,
+    POLICY_REPORT_JSON,
+    POLICY_REPORT_SARIF,    /* SARIF 2.1.0 */
+    POLICY_REPORT_GITHUB,   /* GitHub Actions workflow commands (annotations) */
+    POLICY_REPORT_MARKDOWN, /* diff only: a pull-request comment */
+};
+/* "text", "json", "sarif", "github", "markdown"; -1 for anything else. */
+int policy_report_format_parse(const char *name);
+
+struct policy_lint_opts {
+    enum policy_report_format format;
+    const char *config;  /* lint.yaml: rules disabled or re-levelled, limits; NULL: none */
+    const char *fail_on; /* error | warning | note | none; NULL: the config's, else warning */
+    bool offline;        /* do not look at the host (tools not built, another machine) */
+};
+/* Lint policy files and directories; the report goes to out. Returns the exit status: 0
+ * clean, 1 an error (a policy that does not load, an error-level finding), 2 a warning at or
+ * above fail_on; -1 with err on bad options or an unreadable path. */
+int policy_lint(char *const *paths, size_t npaths, const struct policy_lint_opts *o, FILE *out,
+                struct gate_error *err);
+
+struct policy_diff_opts {
+    enum policy_report_format format;
+    bool git;         /* base and head are git revisions, read without a checkout */
+    const char *repo; /* with git: the repository (NULL: the current directory) */
+    const char *dir;  /* with git: the policy directory in it (NULL: "policies") */
+};
+/* Compare two policy directories (or revisions): tools added, removed, renamed, and every
+ * security-relevant change classified weakens / strengthens / neutral with its reason.
+ * Returns 0 when nothing weakens, 3 when something does, 1 when a policy does not load;
+ * -1 with err when a directory or revision cannot be read. */
+int policy_diff(const char *base, const char *head, const struct policy_diff_opts *o, FILE *out,
+                struct gate_error *err);
+
+struct policy_explain_opts {
+    enum policy_report_format format; /* text or json */
+    const char *policies;             /* where TOOL is looked up (NULL: "policies") */
+    const char *config;               /* lint.yaml for the findings, or NULL */
+};
+/* The effective policy of TOOL or FILE with every default filled in and marked, the JSON
+ * Schema agents are given, and the lint findings. Returns 0, or 1 when the policy does not
+ * load; -1 with err when it cannot be found. */
+int policy_explain(const char *target, const struct policy_explain_opts *o, FILE *out,
+                   struct gate_error *err);
 
 /* ---- safe YAML, shared with the gateway's config file ------------------------------------- */
 enum ynode_kind { YNODE_SCALAR, YNODE_MAP, YNODE_SEQ };
@@ -163,7 +234,8 @@ struct ynode {
     struct ynode **items;        /* YNODE_MAP values, YNODE_SEQ elements */
     size_t n;
 };
-/* Parse a YAML file (one document, at most 1 MiB, bounded aliases, no duplicate keys). */
+/* Parse a YAML file (a regular file, one document, at most 1 MiB, bounded aliases, no
+ * duplicate keys). */
 int ynode_load_file(const char *path, struct ynode **out, struct gate_error *err);
 int ynode_load_buf(const char *name, const char *buf, size_t len, struct ynode **out,
                    struct gate_error *err);

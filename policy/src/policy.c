@@ -1,70 +1,36 @@
-// clang-format off
 /* policy.c: one policy file -> struct policy, with every problem reported as FILE:LINE:COL.
  *
- * Policy keys (unknown keys at any level are errors; booleans are exactly unquoted
- * true/false; integers are decimal; durations are "250ms", "5s", "2m", "1h"):
+ * Every key is a row of policy_keys[] below (see policy_keys.h): the loader walks the table,
+ * reads each key with the generic reader of its type (or the row's reader hook), applies the
+ * rows' defaults first, then checks the rows of policy_cross_rules[]. Unknown keys at any level
+ * are errors; booleans are exactly unquoted true/false; integers are decimal; durations are
+ * "250ms", "5s", "2m", "1h". The same rows give `policy explain` its defaults, lint (GH104)
+ * the limits reviewers want written, `policy diff` its classification and policy.schema.json
+ * its shape, so they cannot drift from what loads.
  *
- * | key                       | type / values                          | default / rule           |
- * |---------------------------|----------------------------------------|--------------------------|
- * | name                      | ^[a-z0-9][a-z0-9_-]{0,63}$             | required; unique in the  |
- * |                           |                                        | set                      |
- * | description               | string                                 | required                 |
- * | isolation                 | process, container, gvisor, microvm,   | required                 |
- * |                           | wasm                                   |                          |
- * | command                   | list of strings (argv, never           | required; refused for    |
- * |                           | expanded); [0] absolute or relative to | wasm                     |
- * |                           | the policy's directory, an existing    |                          |
- * |                           | executable regular file                |                          |
- * | module                    | path of a .wasm file, relative to the  | required for wasm,       |
- * |                           | policy's directory, at most            | refused otherwise        |
- * |                           | limits.module_mb                       |                          |
- * | blast_radius              | low, medium, high, critical            | medium                   |
- * | reversible                | bool                                   | true; false needs        |
- * |                           |                                        | approval.required: true  |
- * | approval.required         | bool                                   | false                    |
- * | approval.timeout          | duration 1s..168h                      | 1h                       |
- * | approval.webhook          | http:// or https:// URL                | none (gateway default)   |
- * | limits.wall_timeout       | duration 1ms..24h                      | 10s                      |
- * | limits.cpu_time           | duration 1ms..24h                      | 10s                      |
- * | limits.memory_mb          | integer 4..1048576                     | 256                      |
- * | limits.pids               | integer 1..65536                       | 64                       |
- * | limits.output_bytes       | integer 1..67108864                    | 1048576                  |
- * | limits.file_size_mb       | integer 0..1048576                     | 64                       |
- * | limits.disk_mb            | integer 1..1048576                     | 64                       |
- * | limits.cpu                | cores 0.01..64, at most 3 decimals     | 1 (cpu_millis 1000)      |
- * | limits.fuel               | integer (wasm instructions)            | 0 = derived from         |
- * |                           |                                        | cpu_time                 |
- * | limits.module_mb          | integer 1..256                         | 16                       |
- * | env                       | map NAME: string; NAME matches         | empty environment        |
- * |                           | ^[A-Za-z_][A-Za-z0-9_]*$; GATEHOUSE_*  |                          |
- * |                           | reserved                               |                          |
- * | filesystem.read_only      | list of absolute paths existing on the | tier default             |
- * |                           | host                                   |                          |
- * | filesystem.workspace      | {size_mb: 1..1048576} or true/false    | none; size_mb 64         |
- * | filesystem.exec_workspace | bool                                   | false                    |
- * | network                   | none, sandbox (sandbox: gvisor only)   | none                     |
- * | seccomp.allow, .deny      | lists of syscall names libseccomp      | empty                    |
- * |                           | knows                                  |                          |
- * | gvisor.platform           | ptrace, systrap, kvm (gvisor only)     | ptrace                   |
- * | microvm.accel             | auto, kvm, tcg (microvm only)          | auto                     |
- * | pool.size                 | integer 0..16                          | 2                        |
- * | arguments                 | JSON Schema subset (schema.c), root    | {type: object,           |
- * |                           | type: object; additionalProperties     | properties: {},          |
- * |                           | defaults to FALSE (strict)             | additionalProperties:    |
- * |                           |                                        | false}                   |
+ * Adding a key: add a field to struct policy, add one row (a section row first if the key
+ * lives in a new section; order matters only where a reader needs another key's value, e.g.
+ * command and module come after isolation and limits), and a cross rule if it only applies to
+ * one tier. Then regenerate policy/policy.schema.json (`gatehouse policy schema`); the unit
+ * test fails until it matches.
  */
-// clang-format on
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "policy_internal.h"
+#include "policy_keys.h"
 
-static const char *const isolation_names[] = {"process", "container", "gvisor", "microvm", "wasm"};
-static const char *const blast_names[] = {"low", "medium", "high", "critical"};
+static const char *const isolation_names[] = {"process", "container", "gvisor",
+                                              "microvm", "wasm",      NULL};
+static const char *const blast_names[] = {"low", "medium", "high", "critical", NULL};
+static const char *const network_names[] = {"none", "sandbox", NULL};
+static const char *const gvisor_platforms[] = {"ptrace", "systrap", "kvm", NULL};
+static const char *const microvm_accels[] = {"auto", "kvm", "tcg", NULL};
 
 const char *policy_isolation_name(enum isolation iso)
 {
@@ -76,33 +42,15 @@ const char *policy_blast_name(enum blast_radius b)
     return (unsigned)b <= BLAST_CRITICAL ? blast_names[b] : "unknown";
 }
 
-/* Load-time state beyond the policy itself: which keys were present, and where. */
+/* Load-time state beyond the policy itself. */
 struct loader {
     struct pctx c;
     const struct ynode *root;
-    bool have_isolation;
+    bool offline;
+    bool failed[POLICY_MAX_KEYS]; /* the key's value had an error: cross rules skip it */
 };
 
-static int pick_enum(struct pctx *c, const struct ynode *n, const char *what,
-                     const char *const *names, size_t count, int *out)
-{
-    if (n->kind != YNODE_SCALAR) {
-        pctx_err(c, n->loc, "'%s' must be a scalar, got %s", what, ynode_kind_name(n));
-        return -1;
-    }
-    for (size_t i = 0; i < count; i++)
-        if (strcmp(n->scalar, names[i]) == 0) {
-            *out = (int)i;
-            return 0;
-        }
-    char list[256] = "";
-    for (size_t i = 0; i < count; i++) {
-        strncat(list, names[i], sizeof(list) - strlen(list) - 1);
-        if (i + 1 < count) strncat(list, ", ", sizeof(list) - strlen(list) - 1);
-    }
-    pctx_err(c, n->loc, "'%s' must be one of %s; got '%s'", what, list, n->scalar);
-    return -1;
-}
+/* ---- reader hooks: validation beyond type and range --------------------------------------- */
 
 static bool matches_name(const char *s)
 {
@@ -117,40 +65,19 @@ static bool matches_name(const char *s)
     return true;
 }
 
-static void key_name(struct loader *l, const struct ynode *v)
+static void read_name(struct loader *l, const struct policy_key *k, const struct ynode *v)
 {
     struct pctx *c = &l->c;
-    if (pctx_string(c, v, "name", &c->p->name) < 0) return;
+    if (pctx_string(c, v, k->path, &c->p->name) < 0) return;
     c->p->name_loc = v->loc;
     if (!matches_name(c->p->name))
         pctx_err(c, v->loc, "'name' must match ^[a-z0-9][a-z0-9_-]{0,63}$; got '%s'", c->p->name);
 }
 
-static void key_description(struct loader *l, const struct ynode *v)
+static void read_isolation(struct loader *l, const struct policy_key *k, const struct ynode *v)
 {
-    pctx_string(&l->c, v, "description", &l->c.p->description);
-}
-
-static void key_isolation(struct loader *l, const struct ynode *v)
-{
-    int iso = 0;
     l->c.p->isolation_loc = v->loc;
-    if (pick_enum(&l->c, v, "isolation", isolation_names, ISOLATION__COUNT, &iso) == 0) {
-        l->c.p->isolation = (enum isolation)iso;
-        l->have_isolation = true;
-    }
-}
-
-static void key_blast_radius(struct loader *l, const struct ynode *v)
-{
-    int b = 0;
-    if (pick_enum(&l->c, v, "blast_radius", blast_names, 4, &b) == 0)
-        l->c.p->blast_radius = (enum blast_radius)b;
-}
-
-static void key_reversible(struct loader *l, const struct ynode *v)
-{
-    pctx_bool(&l->c, v, "reversible", &l->c.p->reversible);
+    pkey_read(&l->c, k, v);
 }
 
 /* What the webhook sender can deliver to: http://HOST[:PORT][/PATH], HOST a name or IPv4
@@ -177,87 +104,24 @@ static bool is_http_url(const char *s)
     return true;
 }
 
-static void key_approval(struct loader *l, const struct ynode *v)
+static void read_webhook(struct loader *l, const struct policy_key *k, const struct ynode *v)
 {
-    static const char *const keys[] = {"required", "timeout", "webhook", NULL};
     struct pctx *c = &l->c;
-    struct policy_approval *a = &c->p->approval;
-    if (pctx_expect_map(c, v, "approval", keys) < 0 && v->kind != YNODE_MAP) return;
-    const struct ynode *n;
-    if ((n = ynode_get(v, "required"))) pctx_bool(c, n, "approval.required", &a->required);
-    if ((n = ynode_get(v, "timeout")))
-        pctx_duration(c, n, "approval.timeout", 1000, 7ull * 24 * 3600 * 1000, &a->timeout_ms);
-    if ((n = ynode_get(v, "webhook")) && pctx_string(c, n, "approval.webhook", &a->webhook) == 0 &&
-        !is_http_url(a->webhook))
-        pctx_err(c, n->loc,
+    if (pctx_string(c, v, k->path, &c->p->approval.webhook) == 0 &&
+        !is_http_url(c->p->approval.webhook))
+        pctx_err(c, v->loc,
                  "'approval.webhook' must be an http://HOST[:PORT]/PATH URL "
                  "(https is not supported yet)");
 }
 
-/* "0.5" -> 500 millicores; at most three decimals, no exponent, no sign. */
-static void limit_cpu(struct pctx *c, const struct ynode *n)
+static void read_memory_mb(struct loader *l, const struct policy_key *k, const struct ynode *v)
 {
-    if (n->kind != YNODE_SCALAR || n->quoted) {
-        pctx_err(c, n->loc, "'limits.cpu' must be a number of cores like 0.5");
-        return;
-    }
-    const char *s = n->scalar;
-    uint64_t whole = 0, frac = 0;
-    int ndigits = 0, nfrac = 0;
-    for (; *s >= '0' && *s <= '9' && ndigits < 6; s++, ndigits++)
-        whole = whole * 10 + (uint64_t)(*s - '0');
-    if (*s == '.')
-        for (s++; *s >= '0' && *s <= '9' && nfrac < 4; s++, nfrac++)
-            frac = frac * 10 + (uint64_t)(*s - '0');
-    if (ndigits == 0 || *s != '\0' || nfrac > 3 || (n->scalar[ndigits] == '.' && nfrac == 0)) {
-        pctx_err(c, n->loc,
-                 "'limits.cpu' must be a number of cores like 0.5 (at most 3 decimals); got '%s'",
-                 n->scalar);
-        return;
-    }
-    for (int i = nfrac; i < 3; i++)
-        frac *= 10;
-    uint64_t millis = whole * 1000 + frac;
-    if (millis < 10 || millis > 64000) {
-        pctx_err(c, n->loc, "'limits.cpu' must be between 0.01 and 64");
-        return;
-    }
-    c->p->limits.cpu_millis = (uint32_t)millis;
-}
-
-static void key_limits(struct loader *l, const struct ynode *v)
-{
-    static const char *const keys[] = {"wall_timeout", "cpu_time",     "memory_mb", "pids",
-                                       "output_bytes", "file_size_mb", "disk_mb",   "cpu",
-                                       "fuel",         "module_mb",    NULL};
-    struct pctx *c = &l->c;
-    struct policy_limits *lim = &c->p->limits;
-    if (pctx_expect_map(c, v, "limits", keys) < 0 && v->kind != YNODE_MAP) return;
-    const uint64_t day_ms = 24ull * 3600 * 1000, max_mb = 1048576;
-    const struct ynode *n;
-    if ((n = ynode_get(v, "wall_timeout")))
-        pctx_duration(c, n, "limits.wall_timeout", 1, day_ms, &lim->wall_timeout_ms);
-    if ((n = ynode_get(v, "cpu_time")))
-        pctx_duration(c, n, "limits.cpu_time", 1, day_ms, &lim->cpu_time_ms);
-    if ((n = ynode_get(v, "memory_mb"))) {
-        uint64_t mb = 0;
-        if (pctx_uint(c, n, "limits.memory_mb", 0, max_mb, &mb) == 0) {
-            if (mb < 4)
-                pctx_err(c, n->loc, "'limits.memory_mb': memory cap under 4 MiB");
-            else
-                lim->memory_mb = mb;
-        }
-    }
-    if ((n = ynode_get(v, "pids"))) pctx_uint(c, n, "limits.pids", 1, 65536, &lim->pids);
-    if ((n = ynode_get(v, "output_bytes")))
-        pctx_uint(c, n, "limits.output_bytes", 1, 64ull << 20, &lim->output_bytes);
-    if ((n = ynode_get(v, "file_size_mb")))
-        pctx_uint(c, n, "limits.file_size_mb", 0, max_mb, &lim->file_size_mb);
-    if ((n = ynode_get(v, "disk_mb"))) pctx_uint(c, n, "limits.disk_mb", 1, max_mb, &lim->disk_mb);
-    if ((n = ynode_get(v, "cpu"))) limit_cpu(c, n);
-    if ((n = ynode_get(v, "fuel"))) pctx_uint(c, n, "limits.fuel", 0, UINT64_MAX, &lim->fuel);
-    if ((n = ynode_get(v, "module_mb")))
-        pctx_uint(c, n, "limits.module_mb", 1, 256, &lim->module_mb);
+    uint64_t mb = 0;
+    if (pctx_uint(&l->c, v, k->path, 0, k->max, &mb) < 0) return;
+    if (mb < k->min)
+        pctx_err(&l->c, v->loc, "'limits.memory_mb': memory cap under 4 MiB");
+    else
+        l->c.p->limits.memory_mb = mb;
 }
 
 static bool is_env_name(const char *s)
@@ -270,11 +134,11 @@ static bool is_env_name(const char *s)
     return true;
 }
 
-static void key_env(struct loader *l, const struct ynode *v)
+static void read_env(struct loader *l, const struct policy_key *k, const struct ynode *v)
 {
     struct pctx *c = &l->c;
     if (v->kind != YNODE_MAP) {
-        pctx_err(c, v->loc, "'env' must be a mapping, got %s", ynode_kind_name(v));
+        pctx_err(c, v->loc, "'%s' must be a mapping, got %s", k->path, ynode_kind_name(v));
         return;
     }
     char **env = calloc(v->n + 1, sizeof(*env));
@@ -282,7 +146,7 @@ static void key_env(struct loader *l, const struct ynode *v)
         pctx_err(c, v->loc, "out of memory");
         return;
     }
-    size_t k = 0;
+    size_t n = 0;
     for (size_t i = 0; i < v->n; i++) {
         const char *name = v->keys[i];
         if (!is_env_name(name)) {
@@ -297,121 +161,66 @@ static void key_env(struct loader *l, const struct ynode *v)
         char what[128];
         snprintf(what, sizeof(what), "env.%s", name);
         if (pctx_string(c, v->items[i], what, &val) < 0) continue;
-        if (asprintf(&env[k], "%s=%s", name, val) < 0) {
-            env[k] = NULL;
+        if (asprintf(&env[n], "%s=%s", name, val) < 0) {
+            env[n] = NULL;
             pctx_err(c, v->loc, "out of memory");
             break;
         }
-        k++;
+        n++;
     }
     strv_free(c->p->env);
     c->p->env = env;
 }
 
-static void fs_read_only(struct pctx *c, const struct ynode *n)
+static void read_read_only(struct loader *l, const struct policy_key *k, const struct ynode *v)
 {
+    struct pctx *c = &l->c;
     char **paths = NULL;
-    if (pctx_string_list(c, n, "filesystem.read_only", &paths) < 0) return;
+    if (pctx_string_list(c, v, k->path, &paths) < 0) return;
     for (size_t i = 0; paths[i]; i++) {
         struct stat st;
         if (paths[i][0] != '/')
-            pctx_err(c, n->items[i]->loc, "read_only path '%s' must be absolute", paths[i]);
-        else if (stat(paths[i], &st) < 0)
-            pctx_err(c, n->items[i]->loc, "read_only path '%s' does not exist on the host",
+            pctx_err(c, v->items[i]->loc, "read_only path '%s' must be absolute", paths[i]);
+        else if (!l->offline && stat(paths[i], &st) < 0)
+            pctx_err(c, v->items[i]->loc, "read_only path '%s' does not exist on the host",
                      paths[i]);
     }
     strv_free(c->p->filesystem.read_only);
     c->p->filesystem.read_only = paths;
 }
 
-static void key_filesystem(struct loader *l, const struct ynode *v)
+/* The names, and where each is written, so that a tier's prepare step can name the entry it
+ * cannot honour. */
+static void read_syscalls(struct loader *l, const struct policy_key *k, const struct ynode *v,
+                          struct policy_loc **locs)
 {
-    static const char *const keys[] = {"read_only", "workspace", "exec_workspace", NULL};
-    static const char *const ws_keys[] = {"size_mb", NULL};
-    struct pctx *c = &l->c;
-    struct policy_filesystem *fs = &c->p->filesystem;
-    if (pctx_expect_map(c, v, "filesystem", keys) < 0 && v->kind != YNODE_MAP) return;
-    const struct ynode *n;
-    if ((n = ynode_get(v, "read_only"))) fs_read_only(c, n);
-    if ((n = ynode_get(v, "workspace"))) {
-        if (n->kind == YNODE_SCALAR) {
-            pctx_bool(c, n, "filesystem.workspace", &fs->workspace);
-        } else if (pctx_expect_map(c, n, "filesystem.workspace", ws_keys) == 0) {
-            fs->workspace = true;
-            const struct ynode *sz = ynode_get(n, "size_mb");
-            if (sz) pctx_uint(c, sz, "filesystem.workspace.size_mb", 1, 1048576, &fs->workspace_mb);
-        }
-    }
-    if ((n = ynode_get(v, "exec_workspace")))
-        pctx_bool(c, n, "filesystem.exec_workspace", &fs->exec_workspace);
+    if (policy_check_syscalls(&l->c, v, k->path, pkey_field(k, l->c.p)) < 0) return;
+    free(*locs);
+    if (!(*locs = ynode_item_locs(v))) pctx_err(&l->c, v->loc, "out of memory");
 }
 
-static void key_network(struct loader *l, const struct ynode *v)
+static void read_seccomp_allow(struct loader *l, const struct policy_key *k, const struct ynode *v)
 {
-    static const char *const names[] = {"none", "sandbox"};
-    int mode = 0;
-    if (pick_enum(&l->c, v, "network", names, 2, &mode) == 0)
-        l->c.p->network = (enum network_mode)mode;
+    read_syscalls(l, k, v, &l->c.p->seccomp_allow_locs);
 }
 
-static void key_seccomp(struct loader *l, const struct ynode *v)
+static void read_seccomp_deny(struct loader *l, const struct policy_key *k, const struct ynode *v)
 {
-    static const char *const keys[] = {"allow", "deny", NULL};
-    struct pctx *c = &l->c;
-    if (pctx_expect_map(c, v, "seccomp", keys) < 0 && v->kind != YNODE_MAP) return;
-    const struct ynode *n;
-    if ((n = ynode_get(v, "allow")))
-        policy_check_syscalls(c, n, "seccomp.allow", &c->p->seccomp_allow);
-    if ((n = ynode_get(v, "deny")))
-        policy_check_syscalls(c, n, "seccomp.deny", &c->p->seccomp_deny);
-}
-
-static void key_gvisor(struct loader *l, const struct ynode *v)
-{
-    static const char *const keys[] = {"platform", NULL};
-    static const char *const platforms[] = {"ptrace", "systrap", "kvm"};
-    struct pctx *c = &l->c;
-    if (pctx_expect_map(c, v, "gvisor", keys) < 0 && v->kind != YNODE_MAP) return;
-    const struct ynode *n = ynode_get(v, "platform");
-    int idx = 0;
-    if (n && pick_enum(c, n, "gvisor.platform", platforms, 3, &idx) == 0) {
-        char *s = strdup(platforms[idx]);
-        if (!s) {
-            pctx_err(c, n->loc, "out of memory");
-            return;
-        }
-        free(c->p->gvisor_platform);
-        c->p->gvisor_platform = s;
-    }
-}
-
-static void key_microvm(struct loader *l, const struct ynode *v)
-{
-    static const char *const keys[] = {"accel", NULL};
-    static const char *const accels[] = {"auto", "kvm", "tcg"};
-    struct pctx *c = &l->c;
-    if (pctx_expect_map(c, v, "microvm", keys) < 0 && v->kind != YNODE_MAP) return;
-    const struct ynode *n = ynode_get(v, "accel");
-    int idx = 0;
-    if (n && pick_enum(c, n, "microvm.accel", accels, 3, &idx) == 0)
-        c->p->microvm_accel = (enum microvm_accel)idx;
-}
-
-static void key_pool(struct loader *l, const struct ynode *v)
-{
-    static const char *const keys[] = {"size", NULL};
-    struct pctx *c = &l->c;
-    if (pctx_expect_map(c, v, "pool", keys) < 0 && v->kind != YNODE_MAP) return;
-    const struct ynode *n = ynode_get(v, "size");
-    uint64_t size = 0;
-    if (n && pctx_uint(c, n, "pool.size", 0, 16, &size) == 0) c->p->pool_size = (uint32_t)size;
+    read_syscalls(l, k, v, &l->c.p->seccomp_deny_locs);
 }
 
 /* Resolve a path given in the policy: absolute as written, relative against the policy's
- * directory (then canonicalised). Returns an owned absolute path or NULL after reporting. */
-static char *resolve_path(struct pctx *c, const struct ynode *n, const char *given,
+ * directory (then canonicalised). Returns an owned absolute path or NULL after reporting.
+ * Offline, the path is kept as written and not looked up. */
+static char *resolve_path(struct loader *l, const struct ynode *n, const char *given,
                           const char *what, struct stat *st)
 {
+    struct pctx *c = &l->c;
+    if (l->offline) {
+        char *copy = strdup(given);
+        if (!copy) pctx_err(c, n->loc, "out of memory");
+        return copy;
+    }
     char *path = NULL;
     if (given[0] == '/') {
         path = strdup(given);
@@ -441,11 +250,11 @@ static char *resolve_path(struct pctx *c, const struct ynode *n, const char *giv
     return path;
 }
 
-static void key_command(struct loader *l, const struct ynode *v)
+static void read_command(struct loader *l, const struct policy_key *k, const struct ynode *v)
 {
     struct pctx *c = &l->c;
     char **argv = NULL;
-    if (pctx_string_list(c, v, "command", &argv) < 0) return;
+    if (pctx_string_list(c, v, k->path, &argv) < 0) return;
     strv_free(c->p->command);
     c->p->command = argv;
     if (!argv[0]) {
@@ -454,140 +263,375 @@ static void key_command(struct loader *l, const struct ynode *v)
     }
     struct stat st;
     /* Arguments are passed to execve as they are: no shell, no interpolation. */
-    char *exe = resolve_path(c, v->items[0], argv[0], "command", &st);
+    char *exe = resolve_path(l, v->items[0], argv[0], "command", &st);
     if (!exe) return;
-    if (!(st.st_mode & 0111))
+    if (!l->offline && !(st.st_mode & 0111))
         pctx_err(c, v->items[0]->loc, "command '%s' is not executable", argv[0]);
     free(argv[0]);
     argv[0] = exe;
 }
 
-static void key_module(struct loader *l, const struct ynode *v)
+static void read_module(struct loader *l, const struct policy_key *k, const struct ynode *v)
 {
     struct pctx *c = &l->c;
     autofree char *given = NULL;
-    if (pctx_string(c, v, "module", &given) < 0) return;
+    if (pctx_string(c, v, k->path, &given) < 0) return;
     struct stat st;
-    char *path = resolve_path(c, v, given, "module", &st);
+    char *path = resolve_path(l, v, given, "module", &st);
     if (!path) return;
-    if ((uint64_t)st.st_size > c->p->limits.module_mb * 1024 * 1024)
+    if (!l->offline && (uint64_t)st.st_size > c->p->limits.module_mb * 1024 * 1024)
         pctx_err(c, v->loc, "module '%s' is larger than limits.module_mb (%llu MiB)", given,
                  (unsigned long long)c->p->limits.module_mb);
     free(c->p->module);
     c->p->module = path;
 }
 
-static void key_arguments(struct loader *l, const struct ynode *v)
+static void read_arguments(struct loader *l, const struct policy_key *k, const struct ynode *v)
 {
-    struct pctx *c = &l->c;
-    json_t *j = policy_ynode_to_json(c, v);
-    if (j) {
-        json_decref(c->p->arguments);
-        c->p->arguments = j;
+    (void)k;
+    struct policy *p = l->c.p;
+    struct policy_schema *schema = policy_schema_compile_in(&l->c, v, POLICY_SCHEMA_OBJECT_ROOT);
+    if (!schema) return;
+    policy_schema_free(p->schema);
+    p->schema = schema;
+    json_decref(p->arguments);
+    p->arguments = json_incref((json_t *)policy_schema_json(schema)); /* published as enforced */
+}
+
+/* ---- the key table ------------------------------------------------------------------------ */
+
+#define FIELD(member)                                                                              \
+    .offset = offsetof(struct policy, member), .size = sizeof(((struct policy *)0)->member)
+#define DAY_MS (24ull * 3600 * 1000)
+#define MAX_MB 1048576ull
+#define STRINGISH "{\"type\":[\"string\",\"number\",\"boolean\"]}"
+
+// clang-format off
+const struct policy_key policy_keys[] = {
+    /* Order matters: isolation and limits are known before command, module and network. */
+    {.path = "name", .type = PKEY_STRING, .flags = PKEY_REQUIRED, FIELD(name),
+     .change = PCHANGE_CUSTOM, .read = read_name,
+     .doc = "the tool's name, unique in the policy directory",
+     .schema = "{\"type\":\"string\",\"pattern\":\"^[a-z0-9][a-z0-9_-]{0,63}$\"}"},
+    {.path = "description", .type = PKEY_STRING, .flags = PKEY_REQUIRED, FIELD(description),
+     .change = PCHANGE_NEUTRAL, .weaker = "agents read a different description",
+     .doc = "what the tool does, shown to agents"},
+    {.path = "isolation", .type = PKEY_ENUM, .flags = PKEY_REQUIRED, FIELD(isolation),
+     .names = isolation_names, .change = PCHANGE_CUSTOM, .read = read_isolation,
+     .doc = "the sandbox every call runs in"},
+    {.path = "blast_radius", .type = PKEY_ENUM, FIELD(blast_radius), .names = blast_names,
+     .def = "medium", .change = PCHANGE_LESS_WEAKENS,
+     .weaker = "the tool is declared less dangerous to approvers and rules",
+     .doc = "how much damage a misused call can do"},
+    {.path = "reversible", .type = PKEY_BOOL, FIELD(reversible), .def = "true",
+     .change = PCHANGE_MORE_WEAKENS,
+     .weaker = "the tool no longer needs approval by declaration",
+     .doc = "whether a call's effect can be undone; false requires approval.required: true"},
+    {.path = "approval", .type = PKEY_SECTION, .doc = "a human approves each call"},
+    {.path = "approval.required", .type = PKEY_BOOL, FIELD(approval.required), .def = "false",
+     .change = PCHANGE_LESS_WEAKENS, .weaker = "calls run without a human's approval",
+     .doc = "hold every call until an approver approves it"},
+    {.path = "approval.timeout", .type = PKEY_DURATION, FIELD(approval.timeout_ms),
+     .min = 1000, .max = 7 * DAY_MS, .def = "1h", .change = PCHANGE_MORE_WEAKENS,
+     .weaker = "an approval can come longer after the call was made",
+     .doc = "how long a held call waits for a decision"},
+    {.path = "approval.webhook", .type = PKEY_STRING, FIELD(approval.webhook),
+     .def_doc = "the gateway config's approval.webhook_url", .change = PCHANGE_CUSTOM,
+     .read = read_webhook, .doc = "where held calls are announced (http://HOST[:PORT]/PATH)",
+     .schema = "{\"type\":\"string\",\"pattern\":\"^http://[A-Za-z0-9.-]+\"}"},
+    {.path = "limits", .type = PKEY_SECTION, .doc = "resource caps of one call"},
+    {.path = "limits.wall_timeout", .type = PKEY_DURATION, .flags = PKEY_EXPLICIT,
+     FIELD(limits.wall_timeout_ms), .min = 1, .max = DAY_MS, .def = "10s",
+     .change = PCHANGE_MORE_WEAKENS, .weaker = "a call may run longer",
+     .doc = "wall-clock time before everything the call started is killed"},
+    {.path = "limits.cpu_time", .type = PKEY_DURATION, FIELD(limits.cpu_time_ms), .min = 1,
+     .max = DAY_MS, .def = "10s", .change = PCHANGE_MORE_WEAKENS,
+     .weaker = "a call may use more CPU time", .doc = "CPU time (RLIMIT_CPU)"},
+    {.path = "limits.memory_mb", .type = PKEY_UINT, .flags = PKEY_EXPLICIT,
+     FIELD(limits.memory_mb), .min = 4, .max = MAX_MB, .def = "256",
+     .change = PCHANGE_MORE_WEAKENS, .weaker = "a call may use more memory",
+     .read = read_memory_mb, .doc = "memory cap in MiB (address space or cgroup memory)"},
+    {.path = "limits.pids", .type = PKEY_UINT, .flags = PKEY_EXPLICIT, FIELD(limits.pids),
+     .min = 1, .max = 65536, .def = "64", .change = PCHANGE_MORE_WEAKENS,
+     .weaker = "a call may start more processes", .doc = "processes and threads of one call"},
+    {.path = "limits.output_bytes", .type = PKEY_UINT, .flags = PKEY_EXPLICIT,
+     FIELD(limits.output_bytes), .min = 1, .max = 64ull << 20, .def = "1048576",
+     .change = PCHANGE_MORE_WEAKENS, .weaker = "a call may return more output",
+     .doc = "stdout + stderr cap in bytes"},
+    {.path = "limits.file_size_mb", .type = PKEY_UINT, FIELD(limits.file_size_mb), .max = MAX_MB,
+     .def = "64", .change = PCHANGE_MORE_WEAKENS, .weaker = "a call may write larger files",
+     .doc = "largest file a call may write (RLIMIT_FSIZE), MiB"},
+    {.path = "limits.disk_mb", .type = PKEY_UINT, FIELD(limits.disk_mb), .min = 1, .max = MAX_MB,
+     .def = "64", .change = PCHANGE_MORE_WEAKENS, .weaker = "a call may fill more of /tmp",
+     .doc = "size of /tmp in MiB (container, gvisor)"},
+    {.path = "limits.cpu", .type = PKEY_CPU, FIELD(limits.cpu_millis), .min = 10, .max = 64000,
+     .def = "1", .change = PCHANGE_MORE_WEAKENS, .weaker = "a call may use more CPU",
+     .doc = "CPU share in cores, at most 3 decimals (container, gvisor)",
+     .schema = "{\"type\":\"number\",\"minimum\":0.01,\"maximum\":64}"},
+    {.path = "limits.fuel", .type = PKEY_UINT, FIELD(limits.fuel), .max = UINT64_MAX,
+     .def = "0", .def_doc = "0: derived from cpu_time", .change = PCHANGE_CUSTOM,
+     .doc = "WebAssembly instruction budget (0: derived from cpu_time)"},
+    {.path = "limits.module_mb", .type = PKEY_UINT, FIELD(limits.module_mb), .min = 1,
+     .max = 256, .def = "16", .change = PCHANGE_MORE_WEAKENS,
+     .weaker = "a larger WebAssembly module is accepted",
+     .doc = "WebAssembly module size cap, MiB"},
+    {.path = "env", .type = PKEY_STRING_MAP, FIELD(env), .def_doc = "empty",
+     .change = PCHANGE_ADDED_WEAKENS, .weaker = "the tool gets more environment",
+     .read = read_env,
+     .doc = "the tool's whole environment (plus GATEHOUSE_CALL_ID and GATEHOUSE_TOOL)",
+     .schema = "{\"type\":\"object\",\"propertyNames\":{\"pattern\":\"^[A-Za-z_][A-Za-z0-9_]*$\","
+               "\"not\":{\"pattern\":\"^GATEHOUSE_\"}},\"additionalProperties\":" STRINGISH "}"},
+    {.path = "filesystem", .type = PKEY_SECTION, .doc = "what the tool sees of the file system"},
+    {.path = "filesystem.read_only", .type = PKEY_STRING_LIST, .flags = PKEY_HOST,
+     FIELD(filesystem.read_only), .def_doc = "tier default (/usr, with /bin, /lib, /lib64, "
+     "/sbin as links)", .change = PCHANGE_CUSTOM, .weaker = "the tool sees more of the host",
+     .read = read_read_only, .doc = "existing absolute host paths bound read-only",
+     .schema = "{\"type\":\"array\",\"items\":{\"type\":\"string\",\"pattern\":\"^/\"}}"},
+    {.path = "filesystem.workspace", .type = PKEY_SECTION, .flags = PKEY_OR_BOOL,
+     FIELD(filesystem.workspace), .def = "false", .change = PCHANGE_MORE_WEAKENS,
+     .weaker = "the tool gets a writable workspace",
+     .doc = "a writable, size-capped workspace: true, or {size_mb: N}"},
+    {.path = "filesystem.workspace.size_mb", .type = PKEY_UINT,
+     FIELD(filesystem.workspace_mb), .min = 1, .max = MAX_MB, .def = "64",
+     .change = PCHANGE_MORE_WEAKENS, .weaker = "the tool may write more",
+     .doc = "size of the workspace, MiB"},
+    {.path = "filesystem.exec_workspace", .type = PKEY_BOOL, FIELD(filesystem.exec_workspace),
+     .def = "false", .change = PCHANGE_MORE_WEAKENS,
+     .weaker = "the tool can run programs it wrote", .doc = "allow exec from writable mounts"},
+    {.path = "network", .type = PKEY_ENUM, FIELD(network), .names = network_names,
+     .def = "none", .change = PCHANGE_MORE_WEAKENS, .weaker = "the tool can reach a network",
+     .doc = "none (only lo), or sandbox (gVisor's own netstack; gvisor only)"},
+    {.path = "seccomp", .type = PKEY_SECTION, .doc = "changes to the tier's syscall filter"},
+    {.path = "seccomp.allow", .type = PKEY_STRING_LIST, FIELD(seccomp_allow), .def_doc = "empty",
+     .change = PCHANGE_ADDED_WEAKENS, .weaker = "the tool can make more system calls",
+     .read = read_seccomp_allow, .doc = "syscalls added to the tier's allowlist"},
+    {.path = "seccomp.deny", .type = PKEY_STRING_LIST, FIELD(seccomp_deny), .def_doc = "empty",
+     .change = PCHANGE_REMOVED_WEAKENS, .weaker = "the tool can make more system calls",
+     .read = read_seccomp_deny, .doc = "syscalls refused in addition"},
+    {.path = "gvisor", .type = PKEY_SECTION, .doc = "gVisor settings (gvisor only)"},
+    {.path = "gvisor.platform", .type = PKEY_ENUM, .flags = PKEY_AS_STRING,
+     FIELD(gvisor_platform), .names = gvisor_platforms, .def = "ptrace",
+     .change = PCHANGE_NEUTRAL, .weaker = "gVisor intercepts system calls differently",
+     .doc = "how gVisor intercepts system calls"},
+    {.path = "microvm", .type = PKEY_SECTION, .doc = "microVM settings (microvm only)"},
+    {.path = "microvm.accel", .type = PKEY_ENUM, FIELD(microvm_accel), .names = microvm_accels,
+     .def = "auto", .change = PCHANGE_NEUTRAL, .weaker = "the guest runs under another accelerator",
+     .doc = "KVM where /dev/kvm works, else QEMU's TCG (auto); or insist on kvm or tcg"},
+    {.path = "pool", .type = PKEY_SECTION, .doc = "warm sandboxes"},
+    {.path = "pool.size", .type = PKEY_UINT, FIELD(pool_size), .max = 16, .def = "2",
+     .change = PCHANGE_NEUTRAL, .weaker = "more or fewer sandboxes are kept ready",
+     .doc = "sandboxes kept booted ahead of demand"},
+    {.path = "command", .type = PKEY_STRING_LIST, FIELD(command), .change = PCHANGE_CUSTOM,
+     .read = read_command, .flags = PKEY_HOST,
+     .doc = "argv, never expanded; [0] an executable, absolute or relative to the policy file",
+     .schema = "{\"type\":\"array\",\"items\":" STRINGISH ",\"minItems\":1}"},
+    {.path = "module", .type = PKEY_STRING, FIELD(module), .change = PCHANGE_CUSTOM,
+     .read = read_module, .flags = PKEY_HOST,
+     .doc = "the .wasm file (wasm only), relative to the policy file"},
+    {.path = "arguments", .type = PKEY_SCHEMA, FIELD(arguments),
+     .def_doc = "an object with no properties", .change = PCHANGE_CUSTOM, .read = read_arguments,
+     .doc = "JSON Schema of the call's arguments (additionalProperties defaults to false)",
+     .schema = "{\"$ref\":\"#/$defs/arguments\"}"},
+};
+// clang-format on
+const size_t policy_nkeys = sizeof(policy_keys) / sizeof(policy_keys[0]);
+_Static_assert(sizeof(policy_keys) / sizeof(policy_keys[0]) <= POLICY_MAX_KEYS,
+               "raise POLICY_MAX_KEYS");
+
+// clang-format off
+const struct policy_cross_rule policy_cross_rules[] = {
+    {"isolation", PCROSS_IF_IS, "wasm", "command", PCROSS_ABSENT, NULL, PCROSS_AT_THEN_KEY, NULL,
+     "'command' is not used with isolation: wasm (give 'module')"},
+    {"isolation", PCROSS_IF_IS_NOT, "wasm", "command", PCROSS_PRESENT, NULL, PCROSS_AT_ROOT, NULL,
+     "missing required key 'command'"},
+    {"isolation", PCROSS_IF_IS, "wasm", "module", PCROSS_PRESENT, NULL, PCROSS_AT_IF_VALUE, NULL,
+     "isolation: wasm requires 'module'"},
+    {"isolation", PCROSS_IF_IS_NOT, "wasm", "module", PCROSS_ABSENT, NULL, PCROSS_AT_THEN_KEY,
+     NULL, "'module' is only used with isolation: wasm"},
+    {"isolation", PCROSS_IF_IS_NOT, "gvisor", "network", PCROSS_IS_NOT, "sandbox",
+     PCROSS_AT_THEN_VALUE, NULL, "network: sandbox is only available with isolation: gvisor"},
+    {"isolation", PCROSS_IF_IS_NOT, "gvisor", "gvisor", PCROSS_ABSENT, NULL, PCROSS_AT_THEN_KEY,
+     NULL, "'gvisor' settings are only used with isolation: gvisor"},
+    {"isolation", PCROSS_IF_IS_NOT, "microvm", "microvm", PCROSS_ABSENT, NULL, PCROSS_AT_THEN_KEY,
+     NULL, "'microvm' settings are only used with isolation: microvm"},
+    {"reversible", PCROSS_IF_IS, "false", "approval.required", PCROSS_IS, "true",
+     PCROSS_AT_IF_VALUE, "GH101",
+     "irreversible tools must require approval (set approval.required: true)"},
+};
+// clang-format on
+const size_t policy_ncross_rules = sizeof(policy_cross_rules) / sizeof(policy_cross_rules[0]);
+
+/* ---- walking the table -------------------------------------------------------------------- */
+
+const struct policy_key *policy_key_find(const char *path)
+{
+    for (size_t i = 0; i < policy_nkeys; i++)
+        if (strcmp(policy_keys[i].path, path) == 0) return &policy_keys[i];
+    return NULL;
+}
+
+const char *policy_key_leaf(const struct policy_key *k)
+{
+    const char *dot = strrchr(k->path, '.');
+    return dot ? dot + 1 : k->path;
+}
+
+const struct policy_key *policy_key_parent(const struct policy_key *k)
+{
+    const char *dot = strrchr(k->path, '.');
+    if (!dot) return NULL;
+    for (size_t i = 0; i < policy_nkeys; i++) {
+        const char *p = policy_keys[i].path;
+        if (strlen(p) == (size_t)(dot - k->path) && strncmp(p, k->path, strlen(p)) == 0)
+            return &policy_keys[i];
     }
-    void *schema = policy_schema_compile(c, v);
-    if (schema) {
-        policy_schema_free(c->p->schema);
-        c->p->schema = schema;
+    return NULL;
+}
+
+const struct ynode *policy_key_node(const struct ynode *root, const char *path)
+{
+    const struct ynode *n = root;
+    char part[64];
+    while (n && *path) {
+        size_t len = strcspn(path, ".");
+        if (len >= sizeof(part)) return NULL;
+        memcpy(part, path, len);
+        part[len] = '\0';
+        n = ynode_get(n, part);
+        path += len + (path[len] == '.');
+    }
+    return n;
+}
+
+struct policy_loc policy_key_loc(const struct ynode *root, const char *path)
+{
+    struct policy_loc loc = root ? root->loc : (struct policy_loc){1, 1};
+    const struct ynode *n = root;
+    char part[64];
+    while (n && *path) {
+        size_t len = strcspn(path, ".");
+        if (len >= sizeof(part)) break;
+        memcpy(part, path, len);
+        part[len] = '\0';
+        if (!ynode_get(n, part)) break;
+        loc = ynode_key_loc(n, part);
+        n = ynode_get(n, part);
+        path += len + (path[len] == '.');
+    }
+    return loc;
+}
+
+static size_t key_index(const struct policy_key *k)
+{
+    return (size_t)(k - policy_keys);
+}
+
+static void read_key(struct loader *l, const struct policy_key *k, const struct ynode *v);
+
+/* The keys of each mapping, in table order: [0] the top level, [1 + i] those of key i. Worked
+ * out once: every policy load walks them. */
+static struct {
+    const struct policy_key *keys[POLICY_MAX_KEYS];
+    size_t n;
+} mappings[POLICY_MAX_KEYS + 1];
+static pthread_once_t mappings_once = PTHREAD_ONCE_INIT;
+
+static void index_mappings(void)
+{
+    for (size_t i = 0; i < policy_nkeys; i++) {
+        const struct policy_key *parent = policy_key_parent(&policy_keys[i]);
+        size_t m = parent ? 1 + key_index(parent) : 0;
+        mappings[m].keys[mappings[m].n++] = &policy_keys[i];
     }
 }
 
-static const struct {
-    const char *key;
-    void (*read)(struct loader *l, const struct ynode *v);
-} top_keys[] = {
-    /* Order matters: isolation and limits are known before command, module and network. */
-    {"name", key_name},
-    {"description", key_description},
-    {"isolation", key_isolation},
-    {"blast_radius", key_blast_radius},
-    {"reversible", key_reversible},
-    {"approval", key_approval},
-    {"limits", key_limits},
-    {"env", key_env},
-    {"filesystem", key_filesystem},
-    {"network", key_network},
-    {"seccomp", key_seccomp},
-    {"gvisor", key_gvisor},
-    {"microvm", key_microvm},
-    {"pool", key_pool},
-    {"command", key_command},
-    {"module", key_module},
-    {"arguments", key_arguments},
-};
-#define N_TOP_KEYS (sizeof(top_keys) / sizeof(top_keys[0]))
+static size_t children(const struct policy_key *parent, const struct policy_key **out)
+{
+    pthread_once(&mappings_once, index_mappings);
+    size_t m = parent ? 1 + key_index(parent) : 0;
+    memcpy(out, mappings[m].keys, mappings[m].n * sizeof(*out));
+    return mappings[m].n;
+}
 
+static void read_mapping(struct loader *l, const struct policy_key *parent, const struct ynode *v)
+{
+    const struct policy_key *keys[POLICY_MAX_KEYS];
+    const char *allowed[POLICY_MAX_KEYS + 1];
+    size_t n = children(parent, keys);
+    for (size_t i = 0; i < n; i++)
+        allowed[i] = policy_key_leaf(keys[i]);
+    allowed[n] = NULL;
+    if (pctx_expect_map(&l->c, v, parent ? parent->path : "policy", allowed) < 0 &&
+        (v->kind != YNODE_MAP || (parent && (parent->flags & PKEY_OR_BOOL))))
+        return;
+    if (parent && (parent->flags & PKEY_OR_BOOL)) *(bool *)pkey_field(parent, l->c.p) = true;
+    for (size_t i = 0; i < n; i++) {
+        const struct ynode *child = ynode_get(v, allowed[i]);
+        if (child) read_key(l, keys[i], child);
+    }
+}
+
+static void read_key(struct loader *l, const struct policy_key *k, const struct ynode *v)
+{
+    int before = l->c.errors;
+    if (k->read)
+        k->read(l, k, v);
+    else if (k->type == PKEY_SECTION && (v->kind != YNODE_SCALAR || !(k->flags & PKEY_OR_BOOL)))
+        read_mapping(l, k, v);
+    else
+        pkey_read(&l->c, k, v);
+    if (l->c.errors != before) l->failed[key_index(k)] = true;
+}
+
+/* Defaults come from the rows, read by the same readers as the file. */
 static int set_defaults(struct policy *p)
 {
-    p->blast_radius = BLAST_MEDIUM;
-    p->reversible = true;
-    p->approval.timeout_ms = 3600ull * 1000;
-    p->limits = (struct policy_limits){
-        .wall_timeout_ms = 10000,
-        .cpu_time_ms = 10000,
-        .memory_mb = 256,
-        .pids = 64,
-        .output_bytes = 1048576,
-        .file_size_mb = 64,
-        .disk_mb = 64,
-        .cpu_millis = 1000,
-        .fuel = 0,
-        .module_mb = 16,
-    };
-    p->filesystem.workspace_mb = 64;
-    p->network = NETWORK_NONE;
-    p->pool_size = 2;
+    struct pctx c = {.path = "(defaults)", .p = p};
+    for (size_t i = 0; i < policy_nkeys; i++) {
+        const struct policy_key *k = &policy_keys[i];
+        if (!k->def) continue;
+        struct ynode n = {.kind = YNODE_SCALAR, .scalar = (char *)k->def, .loc = {1, 1}};
+        pkey_read(&c, k, &n);
+    }
     p->env = calloc(1, sizeof(char *));
     p->seccomp_allow = calloc(1, sizeof(char *));
     p->seccomp_deny = calloc(1, sizeof(char *));
-    p->gvisor_platform = strdup("ptrace");
-    p->schema = policy_schema_compile(NULL, NULL);
-    p->arguments =
-        json_pack("{s:s, s:{}, s:b}", "type", "object", "properties", "additionalProperties", 0);
-    if (!p->env || !p->seccomp_allow || !p->seccomp_deny || !p->gvisor_platform || !p->schema ||
-        !p->arguments)
+    p->schema = policy_schema_compile_in(NULL, NULL, POLICY_SCHEMA_OBJECT_ROOT);
+    p->arguments = p->schema ? json_incref((json_t *)policy_schema_json(p->schema)) : NULL;
+    if (c.errors || !p->env || !p->seccomp_allow || !p->seccomp_deny || !p->gvisor_platform ||
+        !p->schema || !p->arguments)
         return -1;
     return 0;
 }
 
-static void require_key(struct loader *l, const char *key)
+/* ---- rules that tie keys together --------------------------------------------------------- */
+
+static bool key_is(const struct policy_key *k, const struct policy *p, const char *value)
 {
-    if (!ynode_get(l->root, key)) pctx_err(&l->c, l->root->loc, "missing required key '%s'", key);
+    struct gate_buf b = {0};
+    pkey_format(k, p, &b);
+    bool eq = b.data && strcmp(b.data, value) == 0;
+    gate_buf_free(&b);
+    return eq;
 }
 
-/* Rules that tie several keys together, checked once every key has been read. */
-static void cross_checks(struct loader *l)
+static void check_cross_rule(struct loader *l, const struct policy_cross_rule *r)
 {
-    struct pctx *c = &l->c;
-    struct policy *p = c->p;
-    const struct ynode *n;
-    require_key(l, "name");
-    require_key(l, "description");
-    require_key(l, "isolation");
-    if (!l->have_isolation) return;
-    bool wasm = p->isolation == ISOLATION_WASM;
-    if (wasm && (n = ynode_get(l->root, "command")))
-        pctx_err(c, ynode_key_loc(l->root, "command"),
-                 "'command' is not used with isolation: wasm (give 'module')");
-    if (!wasm && !ynode_get(l->root, "command"))
-        pctx_err(c, l->root->loc, "missing required key 'command'");
-    if (wasm && !ynode_get(l->root, "module"))
-        pctx_err(c, p->isolation_loc, "isolation: wasm requires 'module'");
-    if (!wasm && ynode_get(l->root, "module"))
-        pctx_err(c, ynode_key_loc(l->root, "module"), "'module' is only used with isolation: wasm");
-    if (p->isolation != ISOLATION_GVISOR && (n = ynode_get(l->root, "network")) &&
-        p->network == NETWORK_SANDBOX)
-        pctx_err(c, n->loc, "network: sandbox is only available with isolation: gvisor");
-    if (p->isolation != ISOLATION_GVISOR && ynode_get(l->root, "gvisor"))
-        pctx_err(c, ynode_key_loc(l->root, "gvisor"),
-                 "'gvisor' settings are only used with isolation: gvisor");
-    if (p->isolation != ISOLATION_MICROVM && ynode_get(l->root, "microvm"))
-        pctx_err(c, ynode_key_loc(l->root, "microvm"),
-                 "'microvm' settings are only used with isolation: microvm");
-    if (!p->reversible && !p->approval.required && (n = ynode_get(l->root, "reversible")))
-        pctx_err(c, n->loc,
-                 "irreversible tools must require approval "
-                 "(set approval.required: true)");
+    const struct policy_key *ik = policy_key_find(r->if_key), *tk = policy_key_find(r->then_key);
+    const struct ynode *iv = policy_key_node(l->root, r->if_key);
+    if (!ik || !tk || l->failed[key_index(ik)] || (!iv && !ik->def)) return;
+    if (key_is(ik, l->c.p, r->if_value) != (r->op == PCROSS_IF_IS)) return;
+    const struct ynode *tv = policy_key_node(l->root, r->then_key);
+    bool ok = r->then == PCROSS_PRESENT  ? tv != NULL
+              : r->then == PCROSS_ABSENT ? tv == NULL
+              : r->then == PCROSS_IS     ? key_is(tk, l->c.p, r->then_value)
+                                         : !key_is(tk, l->c.p, r->then_value);
+    if (ok) return;
+    struct policy_loc loc = l->root->loc;
+    if (r->at == PCROSS_AT_IF_VALUE && iv) loc = iv->loc;
+    if (r->at == PCROSS_AT_THEN_KEY) loc = policy_key_loc(l->root, r->then_key);
+    if (r->at == PCROSS_AT_THEN_VALUE) loc = tv ? tv->loc : policy_key_loc(l->root, r->then_key);
+    pctx_err_rule(&l->c, r->rule, loc, "%s", r->msg);
 }
 
 static void validate(struct loader *l)
@@ -598,17 +642,15 @@ static void validate(struct loader *l)
         pctx_err(c, root->loc, "a policy must be a mapping, got %s", ynode_kind_name(root));
         return;
     }
-    const char *allowed[N_TOP_KEYS + 1];
-    for (size_t i = 0; i < N_TOP_KEYS; i++)
-        allowed[i] = top_keys[i].key;
-    allowed[N_TOP_KEYS] = NULL;
-    pctx_expect_map(c, root, "policy", allowed);
-    for (size_t i = 0; i < N_TOP_KEYS; i++) {
-        const struct ynode *v = ynode_get(root, top_keys[i].key);
-        if (v) top_keys[i].read(l, v);
-    }
-    cross_checks(l);
+    read_mapping(l, NULL, root);
+    for (size_t i = 0; i < policy_nkeys; i++)
+        if ((policy_keys[i].flags & PKEY_REQUIRED) && !ynode_get(root, policy_keys[i].path))
+            pctx_err(c, root->loc, "missing required key '%s'", policy_keys[i].path);
+    for (size_t i = 0; i < policy_ncross_rules; i++)
+        check_cross_rule(l, &policy_cross_rules[i]);
 }
+
+/* ---- loading ------------------------------------------------------------------------------ */
 
 static char *policy_dir(const char *path)
 {
@@ -618,8 +660,9 @@ static char *policy_dir(const char *path)
     return abs ? abs : strdup("/nonexistent");
 }
 
-int policy_load_buf(const char *path, const char *buf, size_t len, struct policy **out,
-                    struct policy_diags *diags)
+int policy_load_ex(const char *path, const char *buf, size_t len,
+                   const struct policy_load_opts *opts, struct policy **out,
+                   struct policy_diags *diags)
 {
     struct policy *p = calloc(1, sizeof(*p));
     if (!p || !(p->path = strdup(path)) || set_defaults(p) < 0) {
@@ -635,20 +678,31 @@ int policy_load_buf(const char *path, const char *buf, size_t len, struct policy
         policy_free(p);
         return -1;
     }
-    struct loader l = {.c = {.path = path, .p = p, .diags = diags}, .root = root};
+    struct loader l = {.c = {.path = path, .p = p, .diags = diags},
+                       .root = root,
+                       .offline = opts && opts->offline};
     l.c.dir = policy_dir(path);
     if (!l.c.dir)
         pctx_err(&l.c, root->loc, "out of memory");
     else
         validate(&l);
     free(l.c.dir);
-    ynode_free(root);
+    if (opts && opts->tree)
+        *opts->tree = root;
+    else
+        ynode_free(root);
     if (l.c.errors > 0) {
         policy_free(p);
         return -1;
     }
     *out = p;
     return 0;
+}
+
+int policy_load_buf(const char *path, const char *buf, size_t len, struct policy **out,
+                    struct policy_diags *diags)
+{
+    return policy_load_ex(path, buf, len, NULL, out, diags);
 }
 
 int policy_load_file(const char *path, struct policy **out, struct policy_diags *diags)
@@ -676,6 +730,8 @@ void policy_free(struct policy *p)
     strv_free(p->filesystem.read_only);
     strv_free(p->seccomp_allow);
     strv_free(p->seccomp_deny);
+    free(p->seccomp_allow_locs);
+    free(p->seccomp_deny_locs);
     free(p->gvisor_platform);
     free(p->module);
     json_decref(p->arguments);

@@ -6,8 +6,13 @@
 
 #define POLICY_YAML_MAX_BYTES (1024u * 1024u)
 
-/* Read a YAML file of at most 1 MiB; errors are "FILE:1:1: ..." so they read like the rest. */
+/* Read a policy file of at most 1 MiB; errors are "FILE:1:1: ..." so they read like the rest.
+ * Only a regular file is read: a FIFO, socket, device or directory is refused without blocking,
+ * and a symbolic link is followed only while it stays inside the file's own directory. */
 int policy_read_yaml_file(const char *path, char **buf, size_t *len, struct gate_error *err);
+/* The same for name inside the directory dirfd; display names the file in errors. */
+int policy_read_yaml_at(int dirfd, const char *name, const char *display, char **buf, size_t *len,
+                        struct gate_error *err);
 
 /* Validation context for one policy file: every problem becomes a diag, and `errors`
  * counts them so the loader can fail the file after reporting all of them. */
@@ -26,6 +31,8 @@ void pctx_err(struct pctx *c, struct policy_loc loc, const char *fmt, ...)
 int pctx_expect_map(struct pctx *c, const struct ynode *n, const char *what,
                     const char *const *allowed);
 const char *ynode_kind_name(const struct ynode *n);
+/* The locations of a list's items, n->n of them (malloc'd; NULL if n is not a list). */
+struct policy_loc *ynode_item_locs(const struct ynode *n);
 /* The location of key's key in map (falls back to the map's own location). */
 struct policy_loc ynode_key_loc(const struct ynode *map, const char *key);
 
@@ -45,8 +52,8 @@ int policy_check_syscalls(struct pctx *c, const struct ynode *n, const char *wha
 /* Convert a YAML value to JSON: plain integers and decimals become numbers, plain
  * true/false booleans, plain null/~/empty null, everything else a string. */
 json_t *policy_ynode_to_json(struct pctx *c, const struct ynode *n);
-/* Compile the `arguments` schema (NULL = the empty strict object schema). */
-void *policy_schema_compile(struct pctx *c, const struct ynode *n);
-void policy_schema_free(void *schema);
+/* policy_schema_compile, reporting into c (n NULL: the empty strict object schema). */
+struct policy_schema *policy_schema_compile_in(struct pctx *c, const struct ynode *n,
+                                               unsigned flags);
 
 #endif

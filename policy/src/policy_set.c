@@ -4,11 +4,17 @@
  * diagnostics are stable), every error of every file is collected, tool names must be
  * unique, and any error means no set. The gateway swaps sets on SIGHUP; calls in flight
  * keep their reference to the old one until they finish.
+ *
+ * The directory is opened once and every file is read relative to it: only regular files
+ * are read (a FIFO named zz.yaml is an error, never a hang), and a symbolic link is followed
+ * only while it stays inside the directory (a link to /etc/shadow is refused unread).
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "policy_internal.h"
 
@@ -34,12 +40,15 @@ static int cmp_policy(const void *a, const void *b)
     return c ? c : strcmp(x->path, y->path);
 }
 
-/* The sorted names of the policy files in dir. */
-static int list_files(const char *dir, char ***out, size_t *count, struct policy_diags *diags)
+/* The sorted names of the policy files in the directory dirfd (dir names it in errors). */
+static int list_files(int dirfd, const char *dir, char ***out, size_t *count,
+                      struct policy_diags *diags)
 {
-    DIR *d = opendir(dir);
+    int fd = dup(dirfd);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
     if (!d) {
-        policy_diags_add(diags, "%s: cannot open policy directory: %s", dir, strerror(errno));
+        policy_diags_add(diags, "%s: cannot list policy directory: %s", dir, strerror(errno));
+        if (fd >= 0) close(fd);
         return -1;
     }
     char **names = NULL;
@@ -54,13 +63,12 @@ static int list_files(const char *dir, char ***out, size_t *count, struct policy
             break;
         }
         char **grown = realloc(names, (n + 1) * sizeof(*names));
-        if (!grown || asprintf(&grown[n], "%s/%s", dir, e->d_name) < 0) {
-            names = grown ? grown : names;
+        if (grown) names = grown;
+        if (!grown || !(names[n] = strdup(e->d_name))) {
             policy_diags_add(diags, "%s: out of memory", dir);
             rc = -1;
             break;
         }
-        names = grown;
         n++;
     }
     closedir(d);
@@ -74,6 +82,25 @@ static int list_files(const char *dir, char ***out, size_t *count, struct policy
     *out = names;
     *count = n;
     return 0;
+}
+
+/* Read and load dir/name through dirfd. */
+static int load_one(int dirfd, const char *dir, const char *name, struct policy **out,
+                    struct policy_diags *diags)
+{
+    autofree char *path = NULL;
+    if (asprintf(&path, "%s/%s", dir, name) < 0) {
+        policy_diags_add(diags, "%s: out of memory", dir);
+        return -1;
+    }
+    autofree char *buf = NULL;
+    size_t len = 0;
+    struct gate_error err = {0};
+    if (policy_read_yaml_at(dirfd, name, path, &buf, &len, &err) < 0) {
+        policy_diags_add(diags, "%s", err.msg);
+        return -1;
+    }
+    return policy_load_buf(path, buf, len, out, diags);
 }
 
 static void set_free(struct policy_set *s)
@@ -101,9 +128,14 @@ static int check_unique(struct policy_set *s, struct policy_diags *diags)
 
 int policy_set_load(const char *dir, struct policy_set **out, struct policy_diags *diags)
 {
+    autoclose int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0) {
+        policy_diags_add(diags, "%s: cannot open policy directory: %s", dir, strerror(errno));
+        return -1;
+    }
     char **files = NULL;
     size_t nfiles = 0;
-    if (list_files(dir, &files, &nfiles, diags) < 0) return -1;
+    if (list_files(dirfd, dir, &files, &nfiles, diags) < 0) return -1;
     struct policy_set *s = calloc(1, sizeof(*s));
     if (s && !(s->items = calloc(nfiles ? nfiles : 1, sizeof(*s->items)))) {
         free(s);
@@ -116,7 +148,7 @@ int policy_set_load(const char *dir, struct policy_set **out, struct policy_diag
     }
     for (size_t i = 0; i < nfiles; i++) {
         struct policy *p = NULL;
-        if (s && policy_load_file(files[i], &p, diags) == 0)
+        if (s && load_one(dirfd, dir, files[i], &p, diags) == 0)
             s->items[s->n++] = p;
         else
             rc = -1;

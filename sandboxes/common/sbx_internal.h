@@ -75,6 +75,10 @@ int sbx_seccomp_compile(enum sbx_seccomp_profile profile, char *const *allow, ch
  * for it; libseccomp refuses two actions for one syscall). The compiler adds the shared rules
  * (clone, clone3, ABIs) and the policy's seccomp.allow names after it. */
 int sbx_container_allowlist(void *scmp_ctx, char *const *deny, struct gate_error *err);
+/* Refuse a policy whose seccomp.deny (deny) or seccomp.allow names one of names (NULL-
+ * terminated): "seccomp.deny: 'NAME' <why>", located at that entry for sbx_prepare. */
+int sbx_seccomp_refuse(struct policy *p, bool deny, const char *const *names, const char *why,
+                       struct gate_error *err);
 /* Whether the allowlist allows name (unconditionally or with argument rules). */
 bool sbx_allowlist_has(const char *name);
 /* In a child: set no_new_privs and install prog. Returns -1 with errno set on failure. */

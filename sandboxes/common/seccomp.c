@@ -223,6 +223,21 @@ out:
     return rc;
 }
 
+int sbx_seccomp_refuse(struct policy *p, bool deny, const char *const *names, const char *why,
+                       struct gate_error *err)
+{
+    char *const *list = deny ? p->seccomp_deny : p->seccomp_allow;
+    const struct policy_loc *locs = deny ? p->seccomp_deny_locs : p->seccomp_allow_locs;
+    for (size_t i = 0; list && list[i]; i++)
+        for (size_t k = 0; names[k]; k++)
+            if (strcmp(list[i], names[k]) == 0) {
+                if (locs) p->sbx_error_loc = locs[i];
+                return gate_err(err, GATE_E_POLICY, "seccomp.%s: '%s' %s", deny ? "deny" : "allow",
+                                list[i], why);
+            }
+    return 0;
+}
+
 int sbx_seccomp_install(const struct sock_fprog *prog)
 {
     /* no_new_privs first: it is what allows an unprivileged process to load a filter, and it

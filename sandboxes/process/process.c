@@ -261,23 +261,18 @@ static int process_prepare(struct policy *p, struct gate_error *err)
     struct process_state *st = calloc(1, sizeof(*st));
     if (!st) return gate_err(err, GATE_E_NOMEM, "out of memory");
     /* The guarantee that nothing outlives a call rests on the tool staying in its group. */
-    for (size_t i = 0; p->seccomp_allow && p->seccomp_allow[i]; i++)
-        if (!strcmp(p->seccomp_allow[i], "setsid") || !strcmp(p->seccomp_allow[i], "setpgid")) {
-            free(st);
-            return gate_err(err, GATE_E_POLICY,
-                            "seccomp.allow: '%s' cannot be allowed in the process tier (a tool "
-                            "leaving its process group could outlive its call)",
-                            p->seccomp_allow[i]);
-        }
-    for (size_t i = 0; p->seccomp_deny && p->seccomp_deny[i]; i++)
-        for (size_t k = 0; spawn_path[k]; k++)
-            if (!strcmp(p->seccomp_deny[i], spawn_path[k])) {
-                free(st);
-                return gate_err(err, GATE_E_POLICY,
-                                "seccomp.deny: '%s' cannot be denied in the process tier (it "
-                                "is used to start the tool, before execve)",
-                                p->seccomp_deny[i]);
-            }
+    static const char *const leave_group[] = {"setsid", "setpgid", NULL};
+    if (sbx_seccomp_refuse(p, false, leave_group,
+                           "cannot be allowed in the process tier (a tool leaving its process "
+                           "group could outlive its call)",
+                           err) < 0 ||
+        sbx_seccomp_refuse(p, true, spawn_path,
+                           "cannot be denied in the process tier (it is used to start the tool, "
+                           "before execve)",
+                           err) < 0) {
+        free(st);
+        return -1;
+    }
     if (getrandom(st->setsid_cookie, sizeof(st->setsid_cookie), 0) !=
         (ssize_t)sizeof(st->setsid_cookie)) {
         free(st);

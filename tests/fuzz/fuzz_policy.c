@@ -1,7 +1,8 @@
 /* fuzz_policy.c: libFuzzer target for the policy loader: safe YAML, every policy key and
- * the argument-schema compiler, then one validation of a fixed argument object against
- * whatever schema compiled. Any input must give a clean error or a policy, never a crash,
- * a leak or unbounded work. Seeds: tests/fuzz/corpus/policy/. */
+ * the argument-schema compiler (patterns translated from ECMA-262, $ref graphs), then the
+ * validation of a few fixed argument objects against whatever schema compiled, and of the
+ * published schema against itself. Any input must give a clean error or a policy, never a
+ * crash, a leak or unbounded work. Seeds: tests/fuzz/corpus/policy/. */
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -9,6 +10,12 @@
 #include "policy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const char *const instances[] = {
+    "{\"text\": \"h\\u00e9llo\", \"n\": 3, \"list\": [\"a\", 1], \"obj\": {\"k\": null}}",
+    "{\"text\": \"acme\\n\", \"n\": 3.0, \"list\": [[1, 1.0], {\"b\": 2, \"a\": 1}], \"x\": 1e300}",
+    "{\"a\": {\"a\": {\"a\": [{\"a\": [0.1, -0, \"2026-12-02T10:20:30Z\", \"::1\"]}]}}}",
+};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -19,10 +26,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct policy *p = NULL;
     struct policy_diags diags = {0};
     if (policy_load_buf("fuzz.yaml", (const char *)data, size, &p, &diags) == 0) {
-        json_t *args = json_pack("{s:s, s:i, s:[s, i], s:{s:n}}", "text", "h\xc3\xa9llo", "n", 3,
-                                 "list", "a", 1, "obj", "k");
-        if (args) policy_check_args(p, args, &err);
-        json_decref(args);
+        for (size_t i = 0; i < sizeof(instances) / sizeof(instances[0]); i++) {
+            json_t *args = json_loads(instances[i], 0, NULL);
+            if (args) policy_check_args(p, args, &err);
+            json_decref(args);
+        }
+        policy_check_args(p, p->arguments, &err); /* a schema is a value too */
         policy_free(p);
     }
     policy_diags_free(&diags);

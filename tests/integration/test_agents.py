@@ -61,7 +61,7 @@ CONFIG = """agents:
     token_env: T_ALPHA
     tools: [echo, "led*"]
     arguments:
-      "ledger": {type: object, properties: {amount: {type: integer, maximum: 100}}, additionalProperties: true}
+      "ledger": {type: object, properties: {amount: {type: integer, maximum: 100}, account: {not: {const: vault}}}, additionalProperties: true}
     max_pending: 2
   beta:
     token_sha256: %s
@@ -178,6 +178,10 @@ class AgentsTest(unittest.TestCase):
         self.assertIn("$.amount", over.json()["error"]["message"])
         # gamma has no grant schema: the policy alone applies.
         self.assertEqual(self.call(T_GAMMA, "ledger", {"account": "acme", "amount": 500}).status, 202)
+        # The grant speaks the full schema language (not and const are JSON Schema 2020-12).
+        other = self.call(T_ALPHA, "ledger", {"account": "vault", "amount": 5})
+        self.assert_error(other, 422, "invalid_arguments")
+        self.assertIn("$.account", other.json()["error"]["message"])
         under = self.call(T_ALPHA, "ledger", {"account": "acme", "amount": 50})
         self.assertEqual(under.status, 202, under.body)
         self.assertEqual(under.json()["status"], "pending_approval")

@@ -1,6 +1,7 @@
-/* test_policy.c: the policy module: safe YAML, every policy key, the argument schema and
- * policy sets. Fixtures are written into a fresh temporary directory by each test so the
- * expected line:column of every error sits next to the YAML that causes it. */
+/* test_policy.c: the policy module: safe YAML, every policy key (and no key outside the key
+ * table), the argument schema and policy sets. Fixtures are written into a fresh temporary
+ * directory by each test so the expected line:column of every error sits next to the YAML that
+ * causes it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,11 +9,13 @@
 
 #include <cmocka.h>
 #include <dirent.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "policy.h"
@@ -33,19 +36,16 @@ static int tmp_setup(void **state)
     return 0;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
 static int tmp_teardown(void **state)
 {
     struct tmp *t = *state;
-    DIR *d = opendir(t->dir);
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char path[512];
-        snprintf(path, sizeof(path), "%s/%s", t->dir, e->d_name);
-        unlink(path);
-    }
-    if (d) closedir(d);
-    rmdir(t->dir);
+    nftw(t->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     free(t);
     return 0;
 }
@@ -182,6 +182,11 @@ static void test_policy_full_valid_reads_every_key(void **state)
     assert_string_equal(p->seccomp_allow[1], "write");
     assert_null(p->seccomp_allow[2]);
     assert_string_equal(p->seccomp_deny[0], "ptrace");
+    /* Kept so that the sandbox's prepare step can name the entry it refuses. */
+    assert_int_equal(p->seccomp_allow_locs[1].line, 31);
+    assert_int_equal(p->seccomp_allow_locs[1].col, 17);
+    assert_int_equal(p->seccomp_deny_locs[0].line, 32);
+    assert_int_equal(p->seccomp_deny_locs[0].col, 10);
     assert_string_equal(p->gvisor_platform, "systrap");
     assert_int_equal(p->pool_size, 4);
     assert_null(p->module);
@@ -518,113 +523,6 @@ static void test_policy_rejects_nul_in_scalar(void **state)
     expect_error(t, yaml, strlen(yaml), "5:14", "NUL", "escaped NUL");
 }
 
-/* ---- argument schema ---------------------------------------------------------------------- */
-
-static const char schema_policy[] =
-    HEAD "arguments:\n"
-         "  type: object\n"
-         "  properties:\n"
-         "    text: {type: string, minLength: 2, maxLength: 4}\n"
-         "    word: {type: string, pattern: \"^[a-zé]+$\"}\n"
-         "    part: {type: string, pattern: \"ab\"}\n"
-         "    n: {type: integer, minimum: 1, maximum: 10}\n"
-         "    x: {type: number, minimum: -1.5, maximum: 2.5}\n"
-         "    big: {type: number, maximum: 1e3}\n"
-         "    mode: {enum: [fast, slow, 3]}\n"
-         "    tags: {type: array, items: {type: string, maxLength: 3}, minItems: 1, maxItems: 2}\n"
-         "    flag: {type: boolean}\n"
-         "    opt: {type: [string, \"null\"]}\n"
-         "    nested:\n"
-         "      type: object\n"
-         "      properties: {a: {type: integer}}\n"
-         "      required: [a]\n"
-         "      additionalProperties: true\n"
-         "  required: [text]\n";
-
-#define EURO10                                                                                     \
-    "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82" \
-    "\xac\xe2\x82\xac\xe2\x82\xac"
-
-struct args_case {
-    const char *json;
-    const char *msg; /* NULL = valid */
-};
-
-static const struct args_case args_cases[] = {
-    {"{\"text\":\"ab\"}", NULL},
-    {"{\"text\":\"abcd\",\"n\":10,\"x\":-1.5,\"mode\":3,\"tags\":[\"a\",\"bcd\"],\"flag\":false,"
-     "\"opt\":null,\"nested\":{\"a\":1,\"extra\":true}}",
-     NULL},
-    {"{}", "$: missing required property 'text'"},
-    {"[]", "$: expected object, got array"},
-    {"{\"text\":\"ab\",\"zz\":1}", "$: unknown property 'zz'"},
-    {"{\"text\":\"abcde\"}", "$.text: longer than maxLength 4"},
-    {"{\"text\":\"a\"}", "$.text: shorter than minLength 2"},
-    /* Lengths count code points: 4 two-byte and 4 three-byte characters are fine, 5 are not. */
-    {"{\"text\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\"}", NULL},
-    {"{\"text\":\"\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\"}", NULL},
-    {"{\"text\":\"\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\"}",
-     "$.text: longer than maxLength 4"},
-    {"{\"text\":\"ab\",\"word\":\"caf\xc3\xa9\"}", NULL},
-    {"{\"text\":\"ab\",\"word\":\"Cafe\"}", "$.word: does not match pattern '^[a-z\xc3\xa9]+$'"},
-    {"{\"text\":\"ab\",\"part\":\"xxabxx\"}", NULL}, /* unanchored */
-    {"{\"text\":\"ab\",\"part\":\"xxbaxx\"}", "$.part: does not match pattern 'ab'"},
-    {"{\"text\":\"ab\",\"n\":\"5\"}", "$.n: expected integer, got string"},
-    {"{\"text\":\"ab\",\"n\":5.0}", "$.n: expected integer, got number"},
-    {"{\"text\":\"ab\",\"n\":0}", "$.n: less than minimum 1"},
-    {"{\"text\":\"ab\",\"n\":11}", "$.n: greater than maximum 10"},
-    {"{\"text\":\"ab\",\"x\":2}", NULL}, /* an integer is a number */
-    {"{\"text\":\"ab\",\"x\":2.6}", "$.x: greater than maximum 2.5"},
-    {"{\"text\":\"ab\",\"x\":-2}", "$.x: less than minimum -1.5"},
-    {"{\"text\":\"ab\",\"mode\":\"slow\"}", NULL},
-    {"{\"text\":\"ab\",\"big\":1000}", NULL},
-    {"{\"text\":\"ab\",\"big\":1000.5}", "$.big: greater than maximum 1000"},
-    {"{\"text\":\"ab\",\"mode\":\"3\"}", "$.mode: value is not one of the allowed values (enum)"},
-    {"{\"text\":\"ab\",\"tags\":[]}", "$.tags: fewer than minItems 1 items"},
-    {"{\"text\":\"ab\",\"tags\":[\"a\",\"b\",\"c\"]}", "$.tags: more than maxItems 2 items"},
-    {"{\"text\":\"ab\",\"tags\":[\"a\",\"long\"]}", "$.tags[1]: longer than maxLength 3"},
-    {"{\"text\":\"ab\",\"tags\":[\"a\",7]}", "$.tags[1]: expected string, got integer"},
-    {"{\"text\":\"ab\",\"flag\":\"true\"}", "$.flag: expected boolean, got string"},
-    {"{\"text\":\"ab\",\"opt\":1}", "$.opt: expected string or null, got integer"},
-    {"{\"text\":\"ab\",\"nested\":{}}", "$.nested: missing required property 'a'"},
-    {"{\"text\":\"ab\",\"nested\":{\"a\":true}}", "$.nested.a: expected integer, got boolean"},
-    {"{\"text\":\"ab\",\"bad\\nname\":1}", "$: unknown property 'bad?name'"},
-    /* Outsider-supplied names are cut at 64 bytes on a character boundary. */
-    {"{\"text\":\"ab\",\"" EURO10 EURO10 EURO10 "\":1}",
-     "$: unknown property '" EURO10 EURO10 "\xe2\x82\xac'"},
-};
-
-static void test_policy_check_args_table(void **state)
-{
-    struct tmp *t = *state;
-    const char *path = write_file(t, "schema.yaml", schema_policy, 0644);
-    struct policy *p = NULL;
-    struct policy_diags d = {0};
-    int rc = policy_load_file(path, &p, &d);
-    print_diags(&d);
-    assert_int_equal(rc, 0);
-    for (size_t i = 0; i < sizeof(args_cases) / sizeof(args_cases[0]); i++) {
-        json_error_t jerr;
-        json_t *args = json_loads(args_cases[i].json, 0, &jerr);
-        assert_non_null(args);
-        struct gate_error err = {0};
-        rc = policy_check_args(p, args, &err);
-        if ((rc == 0) != (args_cases[i].msg == NULL) ||
-            (args_cases[i].msg && strcmp(err.msg, args_cases[i].msg) != 0))
-            print_message("case %zu %s: got rc %d '%s'\n", i, args_cases[i].json, rc, err.msg);
-        if (args_cases[i].msg) {
-            assert_int_equal(rc, -1);
-            assert_int_equal(err.code, GATE_E_INVALID_ARGUMENTS);
-            assert_string_equal(err.msg, args_cases[i].msg);
-        } else {
-            assert_int_equal(rc, 0);
-        }
-        json_decref(args);
-    }
-    policy_free(p);
-    policy_diags_free(&d);
-}
-
 /* ---- policy sets -------------------------------------------------------------------------- */
 
 static void test_policy_set_aggregates_errors_of_all_files(void **state)
@@ -741,6 +639,118 @@ static void test_policy_set_empty_dir_is_empty_set(void **state)
     policy_diags_free(&d);
 }
 
+/* ---- what a policy directory may contain ------------------------------------------------ */
+
+/* A FIFO, device or directory named *.yaml would block the loader (a FIFO's open waits for a
+ * writer) or never end (a device): each is an error, found without reading it. The alarm turns
+ * a hang (the bug this guards against) into a failure instead of a stuck test run. */
+static void test_policy_set_refuses_special_files_without_blocking(void **state)
+{
+    struct tmp *t = *state;
+    write_file(t, "a.yaml", HEAD, 0644);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/zz.yaml", t->dir);
+    assert_int_equal(mkfifo(path, 0644), 0);
+    snprintf(path, sizeof(path), "%s/d.yaml", t->dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/dev.yaml", t->dir);
+    bool have_dev = mknod(path, S_IFCHR | 0644, makedev(1, 5)) == 0; /* /dev/zero; needs root */
+    alarm(60);
+    struct policy_set *s = NULL;
+    struct policy_diags d = {0};
+    assert_int_equal(policy_set_load(t->dir, &s, &d), -1);
+    print_diags(&d);
+    char want[700];
+    snprintf(want, sizeof(want), "%s/zz.yaml:1:1: a FIFO, not a regular file: not read", t->dir);
+    assert_true(diags_have(&d, want, ""));
+    snprintf(want, sizeof(want), "%s/d.yaml:1:1: a directory, not a regular file", t->dir);
+    assert_true(diags_have(&d, want, ""));
+    snprintf(want, sizeof(want), "%s/dev.yaml:1:1: a character device, not a regular file", t->dir);
+    assert_true(!have_dev || diags_have(&d, want, ""));
+    assert_int_equal(d.n, have_dev ? 3 : 2);
+    policy_diags_free(&d);
+    /* One file by name, and the gateway's config reader, refuse a FIFO the same way. */
+    snprintf(path, sizeof(path), "%s/zz.yaml", t->dir);
+    struct policy *p = NULL;
+    assert_int_equal(policy_load_file(path, &p, &d), -1);
+    assert_int_equal(d.n, 1);
+    assert_non_null(strstr(d.msgs[0], "a FIFO, not a regular file"));
+    policy_diags_free(&d);
+    struct ynode *root = NULL;
+    struct gate_error err = {0};
+    assert_int_equal(ynode_load_file(path, &root, &err), -1);
+    assert_non_null(strstr(err.msg, "a FIFO, not a regular file"));
+    alarm(0);
+}
+
+/* A symlink leaving the directory is refused before anything is read, so nothing of the file
+ * it points at (here a stand-in for /etc/shadow) can reach an error message or the audit log. */
+static void test_policy_set_refuses_symlinks_leaving_the_directory(void **state)
+{
+    struct tmp *t = *state;
+    char secret[600], link[600];
+    snprintf(secret, sizeof(secret), "%s-secret.yaml", t->dir);
+    FILE *f = fopen(secret, "w");
+    assert_non_null(f);
+    fputs("root-secret-hash-1234: x\n", f);
+    fclose(f);
+    snprintf(link, sizeof(link), "%s/abs.yaml", t->dir);
+    assert_int_equal(symlink(secret, link), 0);
+    snprintf(link, sizeof(link), "%s/rel.yml", t->dir);
+    char rel[600];
+    snprintf(rel, sizeof(rel), "../%s", strrchr(secret, '/') + 1);
+    assert_int_equal(symlink(rel, link), 0);
+    snprintf(link, sizeof(link), "%s/proc.yaml", t->dir);
+    assert_int_equal(symlink("/proc/self/environ", link), 0);
+    struct policy_set *s = NULL;
+    struct policy_diags d = {0};
+    assert_int_equal(policy_set_load(t->dir, &s, &d), -1);
+    print_diags(&d);
+    assert_int_equal(d.n, 3);
+    for (size_t i = 0; i < d.n; i++) {
+        assert_non_null(strstr(d.msgs[i], ":1:1: symbolic link leading outside its directory"));
+        assert_null(strstr(d.msgs[i], "root-secret"));
+    }
+    policy_diags_free(&d);
+    /* Named directly, the file is read under the same rule. */
+    struct policy *p = NULL;
+    snprintf(link, sizeof(link), "%s/abs.yaml", t->dir);
+    assert_int_equal(policy_load_file(link, &p, &d), -1);
+    assert_int_equal(d.n, 1);
+    assert_null(strstr(d.msgs[0], "root-secret"));
+    policy_diags_free(&d);
+    unlink(secret);
+}
+
+/* A link that stays inside the directory is followed (the layout of a Kubernetes ConfigMap
+ * volume: name.yaml -> ..data/name.yaml, ..data -> ..2024_01_01/); a dangling one is an error. */
+static void test_policy_set_follows_symlinks_inside_the_directory(void **state)
+{
+    struct tmp *t = *state;
+    char path[600], link[600];
+    snprintf(path, sizeof(path), "%s/..v1", t->dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    write_file(t, "..v1/t.yaml", HEAD, 0644);
+    snprintf(link, sizeof(link), "%s/..data", t->dir);
+    assert_int_equal(symlink("..v1", link), 0);
+    snprintf(link, sizeof(link), "%s/t.yaml", t->dir);
+    assert_int_equal(symlink("..data/t.yaml", link), 0);
+    struct policy_set *s = NULL;
+    struct policy_diags d = {0};
+    int rc = policy_set_load(t->dir, &s, &d);
+    print_diags(&d);
+    assert_int_equal(rc, 0);
+    assert_int_equal(s->n, 1);
+    assert_non_null(policy_set_find(s, "t"));
+    policy_set_unref(s);
+    snprintf(link, sizeof(link), "%s/gone.yaml", t->dir);
+    assert_int_equal(symlink("..data/nothing.yaml", link), 0);
+    assert_int_equal(policy_set_load(t->dir, &s, &d), -1);
+    assert_int_equal(d.n, 1);
+    assert_non_null(strstr(d.msgs[0], "gone.yaml:1:1: cannot read: No such file"));
+    policy_diags_free(&d);
+}
+
 /* ---- ynode API (also used for the gateway's config file) --------------------------------- */
 
 static void test_ynode_api(void **state)
@@ -775,70 +785,126 @@ static void test_ynode_api(void **state)
     assert_string_equal(err.msg, "cfg.yaml:2:1: more than one YAML document");
 }
 
-static void test_policy_arguments_yaml_to_json_types(void **state)
-{
-    struct tmp *t = *state;
-    const char *path = write_file(t, "types.yaml",
-                                  HEAD "arguments:\n  type: object\n  properties:\n"
-                                       "    v: {enum: [\"1\", 1, -2, 1.5, 2e3, true, null, ~, yes, "
-                                       "!!str false, '']}\n",
-                                  0644);
-    struct policy *p = NULL;
-    struct policy_diags d = {0};
-    int rc = policy_load_file(path, &p, &d);
-    print_diags(&d);
-    assert_int_equal(rc, 0);
-    json_t *e =
-        json_object_get(json_object_get(json_object_get(p->arguments, "properties"), "v"), "enum");
-    char *js = json_dumps(e, JSON_COMPACT);
-    assert_string_equal(js, "[\"1\",1,-2,1.5,2000.0,true,null,null,\"yes\",\"false\",\"\"]");
-    free(js);
-    /* Enum membership follows JSON types: the string "1" and the integer 1 differ. */
-    struct gate_error err = {0};
-    json_t *args = json_pack("{s:s}", "v", "yes");
-    assert_int_equal(policy_check_args(p, args, &err), 0);
-    json_decref(args);
-    args = json_pack("{s:b}", "v", 0);
-    assert_int_equal(policy_check_args(p, args, &err), -1);
-    json_decref(args);
-    args = json_pack("{s:i}", "v", 1);
-    assert_int_equal(policy_check_args(p, args, &err), 0);
-    json_decref(args);
-    policy_free(p);
-    policy_diags_free(&d);
-}
-
-/* A backtracking pattern under `items` must not cost items x the per-match bound: the whole
- * call has one pattern budget, and running out of it refuses the call. */
-static void test_policy_pattern_budget_is_per_call(void **state)
-{
-    struct tmp *t = *state;
-    const char *path = write_file(t, "redos.yaml",
-                                  HEAD "arguments:\n  type: object\n  properties:\n"
-                                       "    v: {type: array, items: {type: string, pattern: "
-                                       "\"^(a+)+b$\"}}\n",
-                                  0644);
-    struct policy *p = NULL;
-    struct policy_diags d = {0};
-    assert_int_equal(policy_load_file(path, &p, &d), 0);
-    json_t *items = json_array();
-    for (int i = 0; i < 20000; i++)
-        json_array_append_new(items, json_string("aaaaaaaaaaaaaaaaaaaaaaaaaaaaac"));
-    json_t *args = json_pack("{s:o}", "v", items);
-    struct gate_error err = {0};
-    assert_int_equal(policy_check_args(p, args, &err), -1);
-    assert_int_equal(err.code, GATE_E_INVALID_ARGUMENTS);
-    assert_non_null(strstr(err.msg, "$.v["));
-    json_decref(args);
-    policy_free(p);
-    policy_diags_free(&d);
-}
-
 static void test_policy_str_tag_makes_a_string(void **state)
 {
     struct tmp *t = *state;
     const char *yaml = HEAD "reversible: !!str true\n";
     expect_error(t, yaml, strlen(yaml), "5:13", "unquoted true or false", "!!str true");
+}
+
+/* ---- the key table is the loader's whole vocabulary -------------------------------------- */
+
+/* The properties of a mapping's schema (a section written true/false is an anyOf), or NULL. */
+static const json_t *section_props(const json_t *s)
+{
+    const json_t *props = json_object_get(s, "properties");
+    const json_t *alts = json_object_get(s, "anyOf");
+    for (size_t i = 0; !props && i < json_array_size(alts); i++)
+        props = json_object_get(json_array_get(alts, i), "properties");
+    return props;
+}
+
+/* Every key written in map (at path) is a row of the table: one reported per miss. */
+static int keys_in_table(const char *file, const struct ynode *map, const json_t *props,
+                         const char *path)
+{
+    int missing = 0;
+    for (size_t i = 0; i < map->n; i++) {
+        const json_t *k = json_object_get(props, map->keys[i]);
+        if (!k) {
+            print_message(
+                "%s: key '%s%s' is written in an example policy but not in the key table\n", file,
+                path, map->keys[i]);
+            missing++;
+            continue;
+        }
+        const json_t *sub = section_props(k);
+        if (sub && map->items[i]->kind == YNODE_MAP) {
+            char deeper[256];
+            snprintf(deeper, sizeof(deeper), "%s%s.", path, map->keys[i]);
+            missing += keys_in_table(file, map->items[i], sub, deeper);
+        }
+    }
+    return missing;
+}
+
+/* Every mapping the table declares refuses a key it does not list (the loader reads nothing
+ * beside the table); section is "" for the policy's top level. */
+static int section_refuses_unknown(const char *section, const json_t *props)
+{
+    char yaml[1024], open[256] = "", close[64] = "";
+    const char *seg = section;
+    while (*seg) {
+        const char *dot = strchr(seg, '.');
+        size_t len = dot ? (size_t)(dot - seg) : strlen(seg);
+        snprintf(open + strlen(open), sizeof(open) - strlen(open), "%.*s: {", (int)len, seg);
+        snprintf(close + strlen(close), sizeof(close) - strlen(close), "}");
+        seg += len + (dot ? 1 : 0);
+    }
+    snprintf(yaml, sizeof(yaml),
+             "name: t\ndescription: d\nisolation: process\ncommand: [/bin/true]\n%szz_unknown: "
+             "1%s\n",
+             open, close);
+    struct policy *p = NULL;
+    struct policy_diags d = {0};
+    int bad = 0;
+    if (policy_load_buf("k.yaml", yaml, strlen(yaml), &p, &d) == 0 || d.n == 0 ||
+        !strstr(d.msgs[0], "unknown key 'zz_unknown'")) {
+        print_message("section '%s' does not refuse an unknown key: %s\n", section,
+                      d.n ? d.msgs[0] : "loaded");
+        bad = 1;
+    }
+    policy_free(p);
+    policy_diags_free(&d);
+    const char *name;
+    const json_t *k;
+    json_object_foreach((json_t *)props, name, k)
+    {
+        const json_t *sub = section_props(k);
+        if (!sub) continue;
+        char deeper[256];
+        snprintf(deeper, sizeof(deeper), "%s%s%s", section, *section ? "." : "", name);
+        bad += section_refuses_unknown(deeper, sub);
+    }
+    return bad;
+}
+
+static void test_loader_keys_are_the_key_table(void **state)
+{
+    (void)state;
+    const char *src = getenv("GATE_SOURCE_DIR");
+    if (!src) {
+        print_message("GATE_SOURCE_DIR not set (ctest sets it)\n");
+        fail();
+    }
+    json_t *gen = policy_file_schema();
+    assert_non_null(gen);
+    const json_t *top = json_object_get(gen, "properties");
+    assert_non_null(top);
+    /* The example policies load (test_examples): every key they write must be a row. */
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/policies", src);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int missing = 0, files = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".yaml") != 0) continue;
+        char path[2048];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        struct ynode *root = NULL;
+        struct gate_error err = {0};
+        assert_int_equal(ynode_load_file(path, &root, &err), 0);
+        missing += keys_in_table(path, root, top, "");
+        files++;
+        ynode_free(root);
+    }
+    closedir(d);
+    assert_true(files > 0);
+    assert_int_equal(missing, 0);
+    assert_int_equal(section_refuses_unknown("", top), 0);
+    json_decref(gen);
 }
 
 int main(void)
@@ -857,9 +923,6 @@ int main(void)
                                         tmp_teardown),
         cmocka_unit_test_setup_teardown(test_policy_rejects_deep_nesting, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_policy_rejects_nul_in_scalar, tmp_setup, tmp_teardown),
-        cmocka_unit_test_setup_teardown(test_policy_check_args_table, tmp_setup, tmp_teardown),
-        cmocka_unit_test_setup_teardown(test_policy_pattern_budget_is_per_call, tmp_setup,
-                                        tmp_teardown),
         cmocka_unit_test_setup_teardown(test_policy_set_aggregates_errors_of_all_files, tmp_setup,
                                         tmp_teardown),
         cmocka_unit_test_setup_teardown(test_policy_set_refuses_duplicate_names, tmp_setup,
@@ -869,11 +932,16 @@ int main(void)
                                         tmp_teardown),
         cmocka_unit_test_setup_teardown(test_policy_set_empty_dir_is_empty_set, tmp_setup,
                                         tmp_teardown),
-        cmocka_unit_test_setup_teardown(test_policy_arguments_yaml_to_json_types, tmp_setup,
-                                        tmp_teardown),
         cmocka_unit_test_setup_teardown(test_policy_str_tag_makes_a_string, tmp_setup,
                                         tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_policy_set_refuses_special_files_without_blocking,
+                                        tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_policy_set_refuses_symlinks_leaving_the_directory,
+                                        tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_policy_set_follows_symlinks_inside_the_directory,
+                                        tmp_setup, tmp_teardown),
         cmocka_unit_test(test_ynode_api),
+        cmocka_unit_test(test_loader_keys_are_the_key_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
