@@ -329,6 +329,8 @@ static void env_open(struct env *e)
     cfg.webhook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     snprintf(audit_dir, sizeof(audit_dir), "%s/audit", e->dir);
     assert_int_equal(audit_open(audit_dir, &e->audit, &err), 0);
+    /* As the gateway does on every start: a log starts with its start record. */
+    assert_int_equal(audit_append(e->audit, AUDIT_FIRST_EVENT, NULL, NULL, &err), 0);
     if (approval_open(e->dir, &cfg, e->audit, "http://127.0.0.1:1", fake_run, NULL, &e->a, &err) <
         0)
         fail_msg("approval_open: %s", err.msg);
