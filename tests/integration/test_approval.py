@@ -243,10 +243,25 @@ def final(gw, call_id):
 
 
 def wait_until(pred, what, timeout=WAIT_S):
+    """Poll pred until it holds; fail at the deadline."""
     deadline = time.monotonic() + timeout
     while not pred():
         check(time.monotonic() < deadline, "timed out waiting for " + what)
         time.sleep(0.05)
+
+
+def webhook_state(gw, call_id):
+    """The listing's webhook delivery state of a held call: {url, delivered, attempts}."""
+    r = gw.request("GET", "/v1/approvals?call_id=" + call_id, headers=auth(ALICE))
+    check(r.status == 200, r.body)
+    return r.json()["approvals"][0]["webhook"]
+
+
+def wait_delivered(gw, call_id):
+    """The receiver answers before the gateway reads that answer and records the delivery
+    (with its webhook.sent record): wait for the gateway's side, not the receiver's."""
+    wait_until(lambda: webhook_state(gw, call_id)["delivered"], "the delivered flag of " + call_id)
+    return webhook_state(gw, call_id)
 
 
 # ---- tests ----------------------------------------------------------------------------------
@@ -259,6 +274,7 @@ def test_whole_flow_webhook_approve_long_poll_runs_once():
         held = hold(gw)
         cid = held["call_id"]
         headers, raw, payload = rec.wait_for(cid)
+        wait_delivered(gw, cid)
         # What the approver is shown is exactly what will run.
         check(payload["tool"] == "ledger" and payload["arguments"] == {"account": "acme", "amount": 100}, payload)
         canon = json.dumps(payload["arguments"], sort_keys=True, separators=(",", ":")).encode()
@@ -467,20 +483,15 @@ def test_restart_delivers_undelivered_webhook():
         gw = env.start()
         a = hold(gw)
 
-        def attempts():
-            r = gw.request("GET", "/v1/approvals?call_id=" + a["call_id"], headers=auth(ALICE))
-            return r.json()["approvals"][0]["webhook"]["attempts"]
-        wait_until(lambda: attempts() >= 2, "failed delivery attempts")
+        wait_until(lambda: webhook_state(gw, a["call_id"])["attempts"] >= 2, "failed delivery attempts")
         gw.kill9()
         rec.start()
         gw = env.start()
         _, _, p = rec.wait_for(a["call_id"])
         check(p["args_sha256"] == a["args_sha256"], p)
-        r = gw.request("GET", "/v1/approvals?call_id=" + a["call_id"], headers=auth(ALICE))
-        wh = r.json()["approvals"][0]["webhook"]
+        # The attempt that succeeded counts once the gateway has read its answer.
+        wh = wait_delivered(gw, a["call_id"])
         check(wh["attempts"] >= 3, wh)
-        wait_until(lambda: gw.request("GET", "/v1/approvals?call_id=" + a["call_id"], headers=auth(ALICE))
-                   .json()["approvals"][0]["webhook"]["delivered"], "delivered flag")
         r = decide(gw, a["call_id"], p["decision_token"], args_sha256=a["args_sha256"], approver="receiver")
         check(r.status == 200, r.body)
         check(final(gw, a["call_id"])["status"] == "succeeded", "not run")
