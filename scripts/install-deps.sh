@@ -7,6 +7,7 @@ PKGS=(
   libsqlite3-dev libpcre2-dev libbpf-dev libcap-dev
   clang lld wasi-libc libclang-rt-14-dev libclang-rt-14-dev-wasm32 wabt
   bubblewrap runsc libcap2-bin curl util-linux iproute2 procps
+  openssl ca-certificates
 )
 missing=()
 for p in "${PKGS[@]}"; do

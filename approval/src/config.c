@@ -1,7 +1,7 @@
 /* config.c: the `approval:` section of the gateway's config file.
  *
  *   approval:
- *     webhook_url: http://127.0.0.1:9000/hook   # default endpoint (http:// only for now)
+ *     webhook_url: https://approvals.example.org/hook   # default endpoint, https:// or http://
  *     webhook_secret: whsec_<base64>            # or webhook_secret_env: VAR_NAME
  *     approvers: ...                            # identities: see agents/src/agents.c
  *
@@ -31,12 +31,11 @@ static int set_url(const struct ynode *n, struct approval_config *cfg, struct ga
 {
     const char *v = NULL;
     if (scalar(n, "webhook_url", &v, err) < 0) return -1;
-    if (strncmp(v, "https://", 8) == 0)
-        return at(err, n, "'approval.webhook_url': %s",
-                  "https:// is not supported yet; use http://");
     struct approval_url u;
     if (approval_url_parse(v, &u) < 0)
-        return at(err, n, "'approval.webhook_url' must be an http://host[:port]/path URL%s", "");
+        return at(err, n,
+                  "'approval.webhook_url' must be an https:// or http://host[:port]/path URL%s",
+                  "");
     free(cfg->webhook_url);
     cfg->webhook_url = strdup(v);
     return cfg->webhook_url ? 0 : gate_err(err, GATE_E_NOMEM, "out of memory");

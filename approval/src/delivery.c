@@ -7,6 +7,7 @@
  * is reached. Every attempt and its HTTP status go into the store; the first 2xx marks the
  * webhook delivered together with its webhook.sent audit record.
  */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -73,6 +74,34 @@ static json_t *webhook_body(struct approval *a, const struct approval_row *r,
                      "decide_url", url, "decision_token", d->token);
 }
 
+/* The CA file approvers' https endpoints may be signed by, besides the system store. NULL
+ * until struct approval_config (approval.h) carries approval.webhook_ca_file. */
+static const char *webhook_ca_file(const struct approval *a)
+{
+    (void)a;
+    return NULL;
+}
+
+/* The TLS client context, made at the first https:// delivery: loading the system's CA store
+ * takes milliseconds that a gateway without https webhooks need not spend. NULL with why
+ * filled if it cannot be made (the attempt fails and is retried like any other). */
+static struct ssl_ctx_st *tls_context(struct approval *a, char *why, size_t why_len)
+{
+    pthread_mutex_lock(&a->lock);
+    struct ssl_ctx_st *ctx = a->tls;
+    pthread_mutex_unlock(&a->lock);
+    if (ctx || approval_tls_new(webhook_ca_file(a), &ctx, why, why_len) < 0) return ctx;
+    pthread_mutex_lock(&a->lock);
+    if (a->tls) { /* another sender made one meanwhile */
+        approval_tls_free(ctx);
+        ctx = a->tls;
+    } else {
+        a->tls = ctx;
+    }
+    pthread_mutex_unlock(&a->lock);
+    return ctx;
+}
+
 /* One attempt. Returns 1 to retry later, 0 when this delivery is over. */
 static int attempt_once(struct approval *a, const struct approval_row *r, struct delivery *d)
 {
@@ -93,11 +122,16 @@ static int attempt_once(struct approval *a, const struct approval_row *r, struct
     snprintf(ts, sizeof(ts), "%lld", (long long)(gate_realtime_ms() / 1000));
     int status = 0, rc = approval_sign_raw(a->secret, a->secret_len, d->msg_id, ts, text,
                                            strlen(text), sig, sizeof(sig));
+    struct approval_url u;
+    struct ssl_ctx_st *tls = NULL;
+    if (rc == 0 && approval_url_parse(r->webhook_url, &u) == 0 && u.tls &&
+        !(tls = tls_context(a, why, sizeof(why))))
+        rc = -1;
     if (rc == 0) {
         snprintf(headers, sizeof(headers),
                  "webhook-id: %s\r\nwebhook-timestamp: %s\r\nwebhook-signature: %s\r\n", d->msg_id,
                  ts, sig);
-        rc = approval_http_post(r->webhook_url, headers, text, &status, why, sizeof(why));
+        rc = approval_http_post(r->webhook_url, tls, headers, text, &status, why, sizeof(why));
     }
     free(text);
     d->attempt++;
@@ -167,6 +201,13 @@ static void timed_wait(struct approval *a, uint64_t until_mono_ms)
 static void *sender_main(void *arg)
 {
     struct approval *a = arg;
+    /* OpenSSL writes to the socket with write(): a receiver that hangs up mid-request must not
+     * kill the gateway with SIGPIPE. Blocked here, such a signal stays pending on this thread
+     * and is never delivered; the write fails with EPIPE instead. */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     pthread_mutex_lock(&a->lock);
     while (!a->stopping) {
         size_t best = a->nq;
@@ -222,4 +263,6 @@ void approval_delivery_stop(struct approval *a)
     free(a->queue);
     a->queue = NULL;
     a->nq = a->capq = 0;
+    approval_tls_free(a->tls);
+    a->tls = NULL;
 }
