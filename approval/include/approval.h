@@ -22,8 +22,9 @@
 struct approval;
 
 struct approval_config {
-    char *webhook_url;    /* default endpoint; NULL = none configured */
-    char *webhook_secret; /* "whsec_..." (from the file or from webhook_secret_env) */
+    char *webhook_url;     /* default endpoint; NULL = none configured */
+    char *webhook_secret;  /* "whsec_..." (from the file or from webhook_secret_env) */
+    char *webhook_ca_file; /* CA certificates (PEM) trusted for https:// besides the system's */
 };
 
 /* Parse the `approval:` section of the gateway config (node may be NULL: defaults). Its

@@ -197,7 +197,8 @@ static void *timer_main(void *arg)
 static int copy_config(struct approval *a, const struct approval_config *cfg,
                        struct gate_error *err)
 {
-    if (cfg->webhook_url && !(a->cfg.webhook_url = strdup(cfg->webhook_url)))
+    if ((cfg->webhook_url && !(a->cfg.webhook_url = strdup(cfg->webhook_url))) ||
+        (cfg->webhook_ca_file && !(a->cfg.webhook_ca_file = strdup(cfg->webhook_ca_file))))
         return gate_err(err, GATE_E_NOMEM, "out of memory");
     if (cfg->webhook_secret) {
         a->secret_len = approval_secret_decode(cfg->webhook_secret, a->secret, sizeof(a->secret));

@@ -3,6 +3,7 @@
  *   approval:
  *     webhook_url: https://approvals.example.org/hook   # default endpoint, https:// or http://
  *     webhook_secret: whsec_<base64>            # or webhook_secret_env: VAR_NAME
+ *     webhook_ca_file: /etc/gatehouse/approvers-ca.pem   # trusted besides the system's CAs
  *     approvers: ...                            # identities: see agents/src/agents.c
  *
  * Every problem is reported with the line:column where it was written.
@@ -70,6 +71,22 @@ static int set_secret_env(const struct ynode *n, struct approval_config *cfg,
     return set_secret(n, v, origin, cfg, err);
 }
 
+/* Loaded once here so that a missing or unreadable file stops the gateway at start, not at the
+ * first https:// delivery. */
+static int set_ca_file(const struct ynode *n, struct approval_config *cfg, struct gate_error *err)
+{
+    const char *path = NULL;
+    if (scalar(n, "webhook_ca_file", &path, err) < 0) return -1;
+    struct ssl_ctx_st *tls = NULL;
+    char why[400];
+    if (approval_tls_new(path, &tls, why, sizeof(why)) < 0)
+        return at(err, n, "'approval.webhook_ca_file': %s", why);
+    approval_tls_free(tls);
+    free(cfg->webhook_ca_file);
+    cfg->webhook_ca_file = strdup(path);
+    return cfg->webhook_ca_file ? 0 : gate_err(err, GATE_E_NOMEM, "out of memory");
+}
+
 static int parse_keys(const struct ynode *node, struct approval_config *cfg, struct gate_error *err)
 {
     const struct ynode *secret = ynode_get(node, "webhook_secret");
@@ -90,14 +107,17 @@ static int parse_keys(const struct ynode *node, struct approval_config *cfg, str
                           "'approval.webhook_secret_env', not both%s",
                           "");
             rc = set_secret_env(v, cfg, err);
+        } else if (strcmp(k, "webhook_ca_file") == 0) {
+            rc = set_ca_file(v, cfg, err);
         } else if (strcmp(k, "approvers") == 0) {
             rc = 0; /* identities: read by the identity module (agents.h) */
         } else {
             const struct policy_loc *loc = node->key_locs ? &node->key_locs[i] : &v->loc;
-            return gate_err(err, GATE_E_CONFIG,
-                            "%d:%d: unknown key 'approval.%s' (known: "
-                            "webhook_url, webhook_secret, webhook_secret_env, approvers)",
-                            loc->line, loc->col, k);
+            return gate_err(
+                err, GATE_E_CONFIG,
+                "%d:%d: unknown key 'approval.%s' (known: "
+                "webhook_url, webhook_secret, webhook_secret_env, webhook_ca_file, approvers)",
+                loc->line, loc->col, k);
         }
         if (rc < 0) return -1;
     }
@@ -127,5 +147,6 @@ void approval_config_free(struct approval_config *cfg)
     if (!cfg) return;
     free(cfg->webhook_url);
     free(cfg->webhook_secret);
+    free(cfg->webhook_ca_file);
     memset(cfg, 0, sizeof(*cfg));
 }

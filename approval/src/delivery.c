@@ -74,14 +74,6 @@ static json_t *webhook_body(struct approval *a, const struct approval_row *r,
                      "decide_url", url, "decision_token", d->token);
 }
 
-/* The CA file approvers' https endpoints may be signed by, besides the system store. NULL
- * until struct approval_config (approval.h) carries approval.webhook_ca_file. */
-static const char *webhook_ca_file(const struct approval *a)
-{
-    (void)a;
-    return NULL;
-}
-
 /* The TLS client context, made at the first https:// delivery: loading the system's CA store
  * takes milliseconds that a gateway without https webhooks need not spend. NULL with why
  * filled if it cannot be made (the attempt fails and is retried like any other). */
@@ -90,7 +82,7 @@ static struct ssl_ctx_st *tls_context(struct approval *a, char *why, size_t why_
     pthread_mutex_lock(&a->lock);
     struct ssl_ctx_st *ctx = a->tls;
     pthread_mutex_unlock(&a->lock);
-    if (ctx || approval_tls_new(webhook_ca_file(a), &ctx, why, why_len) < 0) return ctx;
+    if (ctx || approval_tls_new(a->cfg.webhook_ca_file, &ctx, why, why_len) < 0) return ctx;
     pthread_mutex_lock(&a->lock);
     if (a->tls) { /* another sender made one meanwhile */
         approval_tls_free(ctx);

@@ -29,19 +29,9 @@
 #include "audit.h"
 #include "audit_internal.h"
 
-/* LEGACY: gateway/serve.c still loads the policies (policy.loaded, or policy.rejected when the
- * start fails) before it writes gateway.started. Until gateway.started is its first record, a log
- * may open with such records, and the first other one must be gateway.started. Remove this (and
- * its test case) once the gateway writes gateway.started first. */
-static bool legacy_opening(const char *event)
-{
-    return strcmp(event, "policy.loaded") == 0 || strcmp(event, "policy.rejected") == 0;
-}
-
 struct walk {
     uint64_t expected;    /* next seq */
     char prev[65];        /* hash of the last good record */
-    bool started;         /* AUDIT_FIRST_EVENT was seen */
     char gap[96];         /* which segments are missing, until a line after the gap is checked */
     uint64_t seg_records; /* records of the segment being walked */
     struct audit_verify_report *rep;
@@ -96,9 +86,7 @@ static int tampered(struct walk *w, uint64_t seq, const char *fmt, ...)
 /* Where the chain starts: seq 1 is the writer's first record. 0 good, 1 tampered. */
 static int check_start(struct walk *w, const struct record_info *info, const char *where)
 {
-    if (w->started) return 0;
-    w->started = strcmp(info->event, AUDIT_FIRST_EVENT) == 0;
-    if (w->started || legacy_opening(info->event)) return 0;
+    if (info->seq != 1 || strcmp(info->event, AUDIT_FIRST_EVENT) == 0) return 0;
     char event[sizeof(info->event) * 4];
     printable(info->event, event, sizeof(event));
     return tampered(w, info->seq, "%s: seq %llu is '%s': a log starts with %s", where,

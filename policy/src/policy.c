@@ -152,14 +152,15 @@ static void key_reversible(struct loader *l, const struct ynode *v)
     pctx_bool(&l->c, v, "reversible", &l->c.p->reversible);
 }
 
-/* What the webhook sender can deliver to: http://HOST[:PORT][/PATH], HOST a name or IPv4
- * address, PORT 1..65535, no user info, no fragment (https is not supported yet). */
+/* What the webhook sender can deliver to: http(s)://HOST[:PORT][/PATH], HOST a name or IPv4
+ * address, PORT 1..65535, no user info, no fragment. */
 static bool is_http_url(const char *s)
 {
-    if (strncmp(s, "http://", 7) != 0 || strlen(s) > 2048) return false;
+    size_t scheme = strncmp(s, "https://", 8) == 0 ? 8 : strncmp(s, "http://", 7) == 0 ? 7 : 0;
+    if (!scheme || strlen(s) > 2048) return false;
     for (const char *q = s; *q; q++)
         if ((unsigned char)*q <= 0x20 || *q == 0x7f || *q == '#' || *q == '@') return false;
-    const char *host = s + 7;
+    const char *host = s + scheme;
     size_t hlen = strcspn(host, ":/?");
     if (hlen == 0) return false;
     for (size_t i = 0; i < hlen; i++)
@@ -189,8 +190,7 @@ static void key_approval(struct loader *l, const struct ynode *v)
     if ((n = ynode_get(v, "webhook")) && pctx_string(c, n, "approval.webhook", &a->webhook) == 0 &&
         !is_http_url(a->webhook))
         pctx_err(c, n->loc,
-                 "'approval.webhook' must be an http://HOST[:PORT]/PATH URL "
-                 "(https is not supported yet)");
+                 "'approval.webhook' must be an https:// or http://HOST[:PORT]/PATH URL");
 }
 
 /* "0.5" -> 500 millicores; at most three decimals, no exponent, no sign. */

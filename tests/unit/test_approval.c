@@ -146,6 +146,8 @@ static void test_config_errors_name_line_and_column(void **state)
         const char *yaml, *want;
     } cases[] = {
         {"approval:\n  webhook_ur: http://x/\n", "2:3: unknown key 'approval.webhook_ur'"},
+        {"approval:\n  webhook_ca_file: /nonexistent/ca.pem\n",
+         "2:20: 'approval.webhook_ca_file': TLS: cannot load CA file /nonexistent/ca.pem"},
         {"approval:\n  webhook_url: ftp://x/h\n",
          "2:16: 'approval.webhook_url' must be an https:// or http://"},
         {"approval:\n  webhook_url: http://x/h\n", "needs a signing secret"},
@@ -840,6 +842,14 @@ static void test_https_webhook_verifies_the_receiver(void **state)
     assert_int_equal(system(cmd), 0);
     char ca[512];
     snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+    /* The config key names it; the file is loaded once when the config is read. */
+    char yaml[700];
+    snprintf(yaml, sizeof(yaml), "approval:\n  webhook_ca_file: %s\n", ca);
+    struct approval_config cfg;
+    struct gate_error err = {0};
+    assert_int_equal(parse_cfg(yaml, &cfg, &err), 0);
+    assert_string_equal(cfg.webhook_ca_file, ca);
+    approval_config_free(&cfg);
     /* Only the system store, which must not name the test CA. */
     unsetenv("SSL_CERT_FILE");
     unsetenv("SSL_CERT_DIR");

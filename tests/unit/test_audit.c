@@ -849,17 +849,11 @@ static void test_audit_verify_log_starts_with_gateway_started(void **state)
     write_events(f->dir, calls_only, 2);
     expect_tampered(f->dir, 1,
                     "line 1: seq 1 is 'call.started': a log starts with gateway.started");
-    /* LEGACY: what gateway/serve.c still writes before gateway.started (the policy set it
-     * loaded, or refused at a failed start) is accepted until gateway.started comes first. */
-    static const char *const legacy[] = {"policy.rejected", "policy.loaded", "gateway.started",
-                                         "call.started"};
+    /* What the gateway once wrote before gateway.started is no start either. */
+    static const char *const policies_first[] = {"policy.loaded", "gateway.started"};
     remove_log(f);
-    write_events(f->dir, legacy, 4);
-    expect_intact(f->dir, 4);
-    static const char *const legacy_bad[] = {"policy.loaded", "call.started", "gateway.started"};
-    remove_log(f);
-    write_events(f->dir, legacy_bad, 3);
-    expect_tampered(f->dir, 2, "seq 2 is 'call.started': a log starts with gateway.started");
+    write_events(f->dir, policies_first, 2);
+    expect_tampered(f->dir, 1, "seq 1 is 'policy.loaded': a log starts with gateway.started");
     /* gateway.started later in the log is every restart's record, not a new log. */
     static const char *const restarts[] = {"gateway.started", "call.started", "gateway.stopped",
                                            "gateway.started"};
