@@ -24,6 +24,12 @@ static const struct route routes[] = {
     {"GET", "/v1/calls/*", AUTH_READER, route_call_get},
     {"GET", "/v1/approvals", AUTH_APPROVER, route_approvals_list},
     {"POST", "/v1/approvals/*", AUTH_DECISION, route_approval_decide},
+    {"GET", "/approve/*", AUTH_PAGE, route_page_call},
+    {"POST", "/approve/*", AUTH_PAGE, route_page_decide},
+    {"GET", "/approvals", AUTH_PAGE, route_page_queue},
+    {"POST", "/approvals/signin", AUTH_PAGE, route_page_signin},
+    {"POST", "/approvals/signout", AUTH_PAGE, route_page_signout},
+    {"GET", "/approve.css", AUTH_PAGE, route_page_css},
 };
 
 #define IDLE_TIMEOUT_S 60 /* an idle keep-alive connection is closed after this */
@@ -77,6 +83,12 @@ const char *http_query(const struct http_req *req, const char *key)
 const char *http_header(const struct http_req *req, const char *name)
 {
     return lookup(req->headers, req->nheaders, name, true);
+}
+
+void http_add_header(struct http_resp *resp, const char *name, const char *value)
+{
+    if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n")) return; /* no header injection */
+    gate_buf_printf(&resp->headers, "%s: %s\n", name, value);
 }
 
 void http_json(struct http_resp *resp, int status, json_t *body)
@@ -205,8 +217,9 @@ static int authorize(struct gw *gw, const struct route *r, struct http_req *req,
                      struct http_resp *resp)
 {
     struct gate_error err = {0};
-    if (r->auth == AUTH_PUBLIC || (r->auth == AUTH_METRICS && (agents_metrics_public(gw->agents) ||
-                                                               !agents_configured(gw->agents))))
+    if (r->auth == AUTH_PUBLIC || r->auth == AUTH_PAGE ||
+        (r->auth == AUTH_METRICS &&
+         (agents_metrics_public(gw->agents) || !agents_configured(gw->agents))))
         return 0;
     int rc = agents_authenticate(gw->agents, req->authorization, &req->who, &err);
     enum principal_kind k = req->who.kind;
@@ -243,7 +256,8 @@ static void dispatch(struct gw *gw, struct http_req *req, struct http_resp *resp
         req->params[0] = params[0];
         req->params[1] = params[1];
         if (authorize(gw, &routes[i], req, resp) < 0) return;
-        if (strcmp(method, "POST") == 0 && !json_content_type(req->content_type)) {
+        if (strcmp(method, "POST") == 0 && routes[i].auth != AUTH_PAGE &&
+            !json_content_type(req->content_type)) {
             http_error(resp, GATE_E_UNSUPPORTED_MEDIA_TYPE, NULL);
             return;
         }
@@ -363,6 +377,7 @@ static void run_handler(struct conn_state *cs)
     req.authorization = http_header(&req, "Authorization");
     json_decref(cs->resp.json);
     gate_buf_free(&cs->resp.text);
+    gate_buf_free(&cs->resp.headers);
     memset(&cs->resp, 0, sizeof(cs->resp));
     cs->resp.status = 500;
     cs->change_seen = atomic_load(&s.changes);
@@ -480,6 +495,7 @@ static void free_state(struct conn_state *cs)
     gate_buf_free(&cs->body);
     json_decref(cs->resp.json);
     gate_buf_free(&cs->resp.text);
+    gate_buf_free(&cs->resp.headers);
     free(cs);
 }
 
@@ -504,6 +520,14 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct http_resp *
         return MHD_NO;
     }
     if (ctype) MHD_add_response_header(r, "Content-Type", ctype);
+    for (char *line = resp->headers.data, *nl; line && (nl = strchr(line, '\n')); line = nl + 1) {
+        *nl = '\0';
+        char *colon = strchr(line, ':');
+        if (colon) {
+            *colon = '\0';
+            MHD_add_response_header(r, line, colon + 2);
+        }
+    }
     if (resp->retry_after) {
         char ra[16];
         snprintf(ra, sizeof(ra), "%u", resp->retry_after);

@@ -98,6 +98,13 @@ struct approval_auth {
 int approval_decide(struct approval *a, const char *call_id, const struct approval_auth *auth,
                     const json_t *body, json_t **response, struct gate_error *err);
 
+/* One held call with its arguments and decision (the record approval_list gives), for whoever
+ * may decide it: an approver who may see its tool, or the call's own decision token (also after
+ * the decision, so a page can say who decided). Errors: UNAUTHORIZED, DECISION_MISMATCH (another
+ * call's token), CALL_NOT_FOUND. *out owned by the caller. */
+int approval_view(struct approval *a, const char *call_id, const struct approval_auth *auth,
+                  json_t **out, struct gate_error *err);
+
 struct approval_query {
     const char *status;  /* NULL or "pending" (pending_approval), "all", or a state name */
     const char *call_id; /* just that call (CALL_NOT_FOUND if it was never held), or NULL */

@@ -64,14 +64,16 @@ static json_t *webhook_body(struct approval *a, const struct approval_row *r,
                             const struct delivery *d)
 {
     json_t *args = json_loads(r->args_json, 0, NULL);
-    char expires[32], url[2048];
+    char expires[32], url[2048], page[2048];
     gate_rfc3339((uint64_t)r->expires_ms, expires);
     snprintf(url, sizeof(url), "%s/v1/approvals/%s", a->public_url, r->call_id);
-    return json_pack("{s:s,s:s,s:o,s:s?,s:s?,s:s,s:s,s:s,s:s,s:s,s:s}", "call_id", r->call_id,
+    /* The approval page's link carries the token: the page sends no Referer and never logs it. */
+    snprintf(page, sizeof(page), "%s/approve/%s?t=%s", a->public_url, r->call_id, d->token);
+    return json_pack("{s:s,s:s,s:o,s:s?,s:s?,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "call_id", r->call_id,
                      "tool", r->tool, "arguments", args ? args : json_null(), "agent", r->agent,
                      "session", r->session, "blast_radius", r->blast_radius, "policy_sha256",
                      r->policy_sha256, "args_sha256", r->args_sha256, "expires_at", expires,
-                     "decide_url", url, "decision_token", d->token);
+                     "decide_url", url, "approve_url", page, "decision_token", d->token);
 }
 
 /* The TLS client context, made at the first https:// delivery: loading the system's CA store
