@@ -21,10 +21,14 @@
 
 struct approval;
 
+/* The body sent to an endpoint: Standard Webhooks JSON, or a Slack incoming-webhook message. */
+enum approval_format { APPROVAL_FORMAT_STANDARD, APPROVAL_FORMAT_SLACK };
+
 struct approval_config {
     char *webhook_url;     /* default endpoint; NULL = none configured */
     char *webhook_secret;  /* "whsec_..." (from the file or from webhook_secret_env) */
     char *webhook_ca_file; /* CA certificates (PEM) trusted for https:// besides the system's */
+    enum approval_format webhook_format; /* of webhook_url (a policy's own endpoint: standard) */
 };
 
 /* Parse the `approval:` section of the gateway config (node may be NULL: defaults). Its

@@ -23,6 +23,7 @@ struct delivery {
     char msg_id[40]; /* webhook-id: the same for every retry of this delivery */
     int attempt;     /* attempts made so far (including before a restart) */
     uint64_t due_ms; /* realtime ms of the next attempt */
+    bool followup;   /* the outcome message after a decision or expiry (chat formats) */
 };
 
 struct approval {
@@ -104,6 +105,11 @@ int approval_transition(struct approval *a, const char *call_id, const char *fro
 /* Run an approved call on a worker thread (CAS approved -> started first). */
 int approval_start_run(struct approval *a, const char *call_id, struct gate_error *err);
 json_t *approval_row_json(const struct approval_row *r, bool with_arguments);
+/* slack.c: the message asking for a decision, and the follow-up with the outcome. */
+json_t *approval_slack_message(const struct approval_row *r, const char *approve_url);
+json_t *approval_slack_followup(const struct approval_row *r);
+/* Queue the follow-up message of a call that left pending (kept in memory only). */
+void approval_followup_enqueue(struct approval *a, const char *call_id);
 /* Tell the on_change hook that call_id changed. */
 void approval_notify(struct approval *a, const char *call_id);
 bool approval_state_final(const char *state);

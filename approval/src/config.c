@@ -4,6 +4,7 @@
  *     webhook_url: https://approvals.example.org/hook   # default endpoint, https:// or http://
  *     webhook_secret: whsec_<base64>            # or webhook_secret_env: VAR_NAME
  *     webhook_ca_file: /etc/gatehouse/approvers-ca.pem   # trusted besides the system's CAs
+ *     webhook_format: slack                     # or standard (the default)
  *     approvers: ...                            # identities: see agents/src/agents.c
  *
  * Every problem is reported with the line:column where it was written.
@@ -107,6 +108,13 @@ static int parse_keys(const struct ynode *node, struct approval_config *cfg, str
                           "'approval.webhook_secret_env', not both%s",
                           "");
             rc = set_secret_env(v, cfg, err);
+        } else if (strcmp(k, "webhook_format") == 0) {
+            const char *f = NULL;
+            rc = scalar(v, k, &f, err);
+            if (rc == 0 && strcmp(f, "slack") == 0)
+                cfg->webhook_format = APPROVAL_FORMAT_SLACK;
+            else if (rc == 0 && strcmp(f, "standard") != 0)
+                rc = at(err, v, "'approval.webhook_format' must be standard or slack%s", "");
         } else if (strcmp(k, "webhook_ca_file") == 0) {
             rc = set_ca_file(v, cfg, err);
         } else if (strcmp(k, "approvers") == 0) {
@@ -116,7 +124,8 @@ static int parse_keys(const struct ynode *node, struct approval_config *cfg, str
             return gate_err(
                 err, GATE_E_CONFIG,
                 "%d:%d: unknown key 'approval.%s' (known: "
-                "webhook_url, webhook_secret, webhook_secret_env, webhook_ca_file, approvers)",
+                "webhook_url, webhook_secret, webhook_secret_env, webhook_ca_file, webhook_format, "
+                "approvers)",
                 loc->line, loc->col, k);
         }
         if (rc < 0) return -1;

@@ -1,20 +1,23 @@
 """The approval page (issue 18), end to end against the real gateway, over real HTTP: the link
 from a received webhook, its security headers, escaping of hostile arguments, CSRF refusal,
 single use, deny, expiry, already-decided-by-whom, the approver sign-in with its session cookie,
-and that no token reaches the gateway's log. Plain HTML forms, parsed here with html.parser.
+that no token reaches the gateway's log, and the Slack message format with its follow-ups (shape
+checked by a local receiver against what Slack documents). Plain HTML forms, parsed here with html.parser.
 (No browser: see the README's note on what that leaves untested.)"""
 import html.parser
 import http.client
+import json
 import os
 import re
 import signal
 import sys
+import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from test_approval import (ALICE, BOB, Env, Receiver, check, err_code, final, hold,  # noqa: E402
-                           wait_delivered, wait_until)
+from test_approval import (ALICE, BOB, WAIT_S, Env, Receiver, check, final,  # noqa: E402
+                           wait_delivered)
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -231,12 +234,91 @@ def test_sign_in_session_queue_and_decision():
         rec.stop()
 
 
+def wait_message(rec, pred, what):
+    """The first verified delivery whose payload satisfies pred (polled against a deadline)."""
+    deadline = time.monotonic() + WAIT_S
+    with rec.cond:
+        while True:
+            for h, _, p in rec.accepted:
+                if pred(p):
+                    return h, p
+            left = deadline - time.monotonic()
+            check(left > 0, "no message: " + what)
+            rec.cond.wait(left)
+
+
+def mentions(cid):
+    return lambda p: cid in p.get("text", "")
+
+
+def check_slack_shape(msg, cid):
+    """What Slack documents for an incoming webhook with Block Kit: text plus at most 50 blocks,
+    a header's plain_text at most 150 characters, section text at most 3000, at most 10 fields
+    of at most 2000 each, a link button's url at most 3000."""
+    check(set(msg) == {"text", "blocks"} and msg["text"] and len(msg["blocks"]) <= 50, msg)
+    types = [b["type"] for b in msg["blocks"]]
+    check(types == ["header", "section", "section", "actions"], types)
+    header, facts, args, actions = msg["blocks"]
+    check(header["text"]["type"] == "plain_text" and len(header["text"]["text"]) <= 150, header)
+    check(set(header) == {"type", "text"}, header)
+    check(len(facts["fields"]) <= 10 and all(f["type"] == "mrkdwn" and len(f["text"]) <= 2000
+                                             for f in facts["fields"]), facts)
+    check(args["text"]["type"] == "mrkdwn" and len(args["text"]["text"]) <= 3000, args)
+    (button,) = actions["elements"]
+    check(button["type"] == "button" and button["text"]["type"] == "plain_text", button)
+    check(len(button["url"]) <= 3000 and "/approve/%s?t=gdt_" % cid in button["url"], button)
+    return button["url"]
+
+
+def test_slack_message_link_and_follow_ups():
+    rec = Receiver().start()
+    env = Env(rec.port, extra_config="  webhook_format: slack\n")
+    try:
+        gw = env.start()
+        r = gw.call("ledger", {"account": HOSTILE, "amount": 5})
+        cid = r.json()["call_id"]
+        h, msg = wait_message(rec, mentions(cid), "the Slack message of " + cid)
+        check(h.get("content-type", "").startswith("application/json"), h)
+        url = check_slack_shape(msg, cid)
+        text = json.dumps(msg)
+        check("&lt;script&gt;" in text and "<script" not in text, "mrkdwn not escaped: " + text)
+        check(r.json()["args_sha256"] in msg["blocks"][2]["text"]["text"], msg)
+        # The button opens the page; approving there sends the outcome as a follow-up.
+        r = page(gw, "GET", link_path(url))
+        check(r.status == 200, r.text)
+        f = Forms(r.text).forms[0]["fields"]
+        r = page(gw, "POST", "/approve/" + cid, dict(f, decision="approve", name="Dana", reason="<ok>"))
+        check(r.status == 200, r.text)
+        _, up = wait_message(rec, lambda p: mentions(cid)(p) and p["text"].startswith("Approved"),
+                             "the approval follow-up")
+        check(set(up) == {"text"} and "Dana (decision token): &lt;ok&gt;" in up["text"], up)
+        check(final(gw, cid)["status"] == "succeeded" and env.executions(cid) == 1, "run once")
+        # Denied through the API, and expired: follow-ups too.
+        r = gw.call("ledger", {"account": "acme", "amount": 6})
+        cid = r.json()["call_id"]
+        wait_message(rec, mentions(cid), "the Slack message of " + cid)
+        wait_delivered(gw, cid)
+        r = gw.request("POST", "/v1/approvals/" + cid, {"decision": "deny", "args_sha256": r.json()["args_sha256"]},
+                       headers={"authorization": "Bearer " + BOB})
+        check(r.status == 200, r.body)
+        _, up = wait_message(rec, lambda p: mentions(cid)(p) and p["text"].startswith("Denied"), "deny")
+        check("by bob" in up["text"], up)
+        r = gw.call("ledger_short", {"account": "acme", "amount": 1})
+        cid = r.json()["call_id"]
+        _, up = wait_message(rec, lambda p: mentions(cid)(p) and p["text"].startswith("Expired"), "expiry")
+        check(env.executions(cid) == 0, "an expired hold ran")
+        env.stop_and_verify()
+    finally:
+        env.close()
+        rec.stop()
+
+
 def main():
     if not harness.GATEHOUSE:
         harness.skip("GATEHOUSE is not set")
     failed = 0
     for t in (test_link_shows_escaped_call_csrf_single_use_already_decided, test_deny_and_expired_hold,
-              test_sign_in_session_queue_and_decision):
+              test_sign_in_session_queue_and_decision, test_slack_message_link_and_follow_ups):
         try:
             t()
             print("ok   " + t.__name__, flush=True)

@@ -126,6 +126,7 @@ static void test_config_parses_every_key(void **state)
     assert_int_equal(parse_cfg("approval:\n"
                                "  webhook_url: https://approvals.example.org/hook\n"
                                "  webhook_secret_env: TEST_APPROVAL_SECRET\n"
+                               "  webhook_format: slack\n"
                                "  approvers:\n"
                                "    alice: " TOKEN "\n"
                                "    bob: 0123456789abcdef0123\n",
@@ -133,6 +134,7 @@ static void test_config_parses_every_key(void **state)
                      0);
     assert_string_equal(cfg.webhook_url, "https://approvals.example.org/hook");
     assert_string_equal(cfg.webhook_secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    assert_int_equal(cfg.webhook_format, APPROVAL_FORMAT_SLACK);
     approval_config_free(&cfg);
     assert_int_equal(approval_config_parse(NULL, &cfg, &err), 0); /* no section: defaults */
     assert_null(cfg.webhook_url);
@@ -151,6 +153,8 @@ static void test_config_errors_name_line_and_column(void **state)
         {"approval:\n  webhook_url: ftp://x/h\n",
          "2:16: 'approval.webhook_url' must be an https:// or http://"},
         {"approval:\n  webhook_url: http://x/h\n", "needs a signing secret"},
+        {"approval:\n  webhook_format: teams\n",
+         "2:19: 'approval.webhook_format' must be standard or slack"},
         {"approval:\n  webhook_secret: sekrit\n", "2:19: 'approval.webhook_secret' must be"},
         {"approval:\n  webhook_secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
          "  webhook_secret_env: X\n",
