@@ -29,6 +29,8 @@ struct approval_config {
     char *webhook_secret;  /* "whsec_..." (from the file or from webhook_secret_env) */
     char *webhook_ca_file; /* CA certificates (PEM) trusted for https:// besides the system's */
     enum approval_format webhook_format; /* of webhook_url (a policy's own endpoint: standard) */
+    char *public_url; /* base of the links approvers get ("https://gate.example.org"); NULL:
+                       * the gateway's listen address */
 };
 
 /* Parse the `approval:` section of the gateway config (node may be NULL: defaults). Its

@@ -5,6 +5,7 @@
  *     webhook_secret: whsec_<base64>            # or webhook_secret_env: VAR_NAME
  *     webhook_ca_file: /etc/gatehouse/approvers-ca.pem   # trusted besides the system's CAs
  *     webhook_format: slack                     # or standard (the default)
+ *     public_url: https://gate.example.org      # base of approval page links
  *     approvers: ...                            # identities: see agents/src/agents.c
  *
  * Every problem is reported with the line:column where it was written.
@@ -88,6 +89,21 @@ static int set_ca_file(const struct ynode *n, struct approval_config *cfg, struc
     return cfg->webhook_ca_file ? 0 : gate_err(err, GATE_E_NOMEM, "out of memory");
 }
 
+/* The base URL approvers reach the gateway at, without a trailing slash. */
+static int set_public_url(const struct ynode *n, struct approval_config *cfg,
+                          struct gate_error *err)
+{
+    const char *v = NULL;
+    if (scalar(n, "public_url", &v, err) < 0) return -1;
+    struct approval_url u;
+    if (approval_url_parse(v, &u) < 0 || strpbrk(v, "?# \"'<>\\"))
+        return at(err, n, "'approval.public_url' must be an https:// or http://host[:port] URL%s",
+                  "");
+    free(cfg->public_url);
+    cfg->public_url = strndup(v, strlen(v) - (v[strlen(v) - 1] == '/'));
+    return cfg->public_url ? 0 : gate_err(err, GATE_E_NOMEM, "out of memory");
+}
+
 static int parse_keys(const struct ynode *node, struct approval_config *cfg, struct gate_error *err)
 {
     const struct ynode *secret = ynode_get(node, "webhook_secret");
@@ -115,6 +131,8 @@ static int parse_keys(const struct ynode *node, struct approval_config *cfg, str
                 cfg->webhook_format = APPROVAL_FORMAT_SLACK;
             else if (rc == 0 && strcmp(f, "standard") != 0)
                 rc = at(err, v, "'approval.webhook_format' must be standard or slack%s", "");
+        } else if (strcmp(k, "public_url") == 0) {
+            rc = set_public_url(v, cfg, err);
         } else if (strcmp(k, "webhook_ca_file") == 0) {
             rc = set_ca_file(v, cfg, err);
         } else if (strcmp(k, "approvers") == 0) {
@@ -125,7 +143,7 @@ static int parse_keys(const struct ynode *node, struct approval_config *cfg, str
                 err, GATE_E_CONFIG,
                 "%d:%d: unknown key 'approval.%s' (known: "
                 "webhook_url, webhook_secret, webhook_secret_env, webhook_ca_file, webhook_format, "
-                "approvers)",
+                "public_url, approvers)",
                 loc->line, loc->col, k);
         }
         if (rc < 0) return -1;
@@ -157,5 +175,6 @@ void approval_config_free(struct approval_config *cfg)
     free(cfg->webhook_url);
     free(cfg->webhook_secret);
     free(cfg->webhook_ca_file);
+    free(cfg->public_url);
     memset(cfg, 0, sizeof(*cfg));
 }

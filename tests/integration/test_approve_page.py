@@ -272,7 +272,7 @@ def check_slack_shape(msg, cid):
 
 def test_slack_message_link_and_follow_ups():
     rec = Receiver().start()
-    env = Env(rec.port, extra_config="  webhook_format: slack\n")
+    env = Env(rec.port, extra_config="  webhook_format: slack\n  public_url: https://gate.example.org/\n")
     try:
         gw = env.start()
         r = gw.call("ledger", {"account": HOSTILE, "amount": 5})
@@ -280,6 +280,7 @@ def test_slack_message_link_and_follow_ups():
         h, msg = wait_message(rec, mentions(cid), "the Slack message of " + cid)
         check(h.get("content-type", "").startswith("application/json"), h)
         url = check_slack_shape(msg, cid)
+        check(url.startswith("https://gate.example.org/approve/%s?t=" % cid), url)  # approval.public_url
         text = json.dumps(msg)
         check("&lt;script&gt;" in text and "<script" not in text, "mrkdwn not escaped: " + text)
         check(r.json()["args_sha256"] in msg["blocks"][2]["text"]["text"], msg)

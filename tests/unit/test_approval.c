@@ -127,6 +127,7 @@ static void test_config_parses_every_key(void **state)
                                "  webhook_url: https://approvals.example.org/hook\n"
                                "  webhook_secret_env: TEST_APPROVAL_SECRET\n"
                                "  webhook_format: slack\n"
+                               "  public_url: https://gate.example.org/\n"
                                "  approvers:\n"
                                "    alice: " TOKEN "\n"
                                "    bob: 0123456789abcdef0123\n",
@@ -135,6 +136,7 @@ static void test_config_parses_every_key(void **state)
     assert_string_equal(cfg.webhook_url, "https://approvals.example.org/hook");
     assert_string_equal(cfg.webhook_secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
     assert_int_equal(cfg.webhook_format, APPROVAL_FORMAT_SLACK);
+    assert_string_equal(cfg.public_url, "https://gate.example.org"); /* no trailing slash */
     approval_config_free(&cfg);
     assert_int_equal(approval_config_parse(NULL, &cfg, &err), 0); /* no section: defaults */
     assert_null(cfg.webhook_url);
@@ -153,6 +155,8 @@ static void test_config_errors_name_line_and_column(void **state)
         {"approval:\n  webhook_url: ftp://x/h\n",
          "2:16: 'approval.webhook_url' must be an https:// or http://"},
         {"approval:\n  webhook_url: http://x/h\n", "needs a signing secret"},
+        {"approval:\n  public_url: ftp://gate/\n",
+         "2:15: 'approval.public_url' must be an https:// or http://host[:port] URL"},
         {"approval:\n  webhook_format: teams\n",
          "2:19: 'approval.webhook_format' must be standard or slack"},
         {"approval:\n  webhook_secret: sekrit\n", "2:19: 'approval.webhook_secret' must be"},
