@@ -8,6 +8,7 @@ PKGS=(
   clang lld wasi-libc libclang-rt-14-dev libclang-rt-14-dev-wasm32 wabt
   bubblewrap runsc libcap2-bin curl util-linux iproute2 procps
   openssl ca-certificates
+  chromium chromium-driver  # the approval page's browser test (WebDriver, headless)
 )
 missing=()
 for p in "${PKGS[@]}"; do

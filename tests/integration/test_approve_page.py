@@ -2,8 +2,9 @@
 from a received webhook, its security headers, escaping of hostile arguments, CSRF refusal,
 single use, deny, expiry, already-decided-by-whom, the approver sign-in with its session cookie,
 that no token reaches the gateway's log, and the Slack message format with its follow-ups (shape
-checked by a local receiver against what Slack documents). Plain HTML forms, parsed here with html.parser.
-(No browser: see the README's note on what that leaves untested.)"""
+checked by a local receiver against what Slack documents). test_approve_page_browser.py clicks
+through the same page in a real browser. Plain HTML forms, parsed here with html.parser.
+"""
 import html.parser
 import http.client
 import json
