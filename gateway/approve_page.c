@@ -175,8 +175,7 @@ static char *form_get(const struct http_req *req, const char *key)
         for (size_t i = 0; i < n; i++) {
             if (v[i] == '+') {
                 *o++ = ' ';
-            } else if (v[i] == '%' && i + 2 < n + 1 && hexval(v[i + 1]) >= 0 &&
-                       hexval(v[i + 2]) >= 0) {
+            } else if (v[i] == '%' && i + 2 < n && hexval(v[i + 1]) >= 0 && hexval(v[i + 2]) >= 0) {
                 *o++ = (char)(hexval(v[i + 1]) * 16 + hexval(v[i + 2]));
                 i += 2;
             } else {
@@ -211,12 +210,12 @@ static void page_headers(struct http_resp *resp)
     http_add_header(resp, "Referrer-Policy", "no-referrer");
     http_add_header(resp, "X-Frame-Options", "DENY");
     http_add_header(resp, "X-Content-Type-Options", "nosniff");
-    http_add_header(resp, "Cache-Control", "no-store");
 }
 
 static void page_send(struct http_resp *resp, int status, struct gate_buf *html)
 {
     page_headers(resp);
+    http_add_header(resp, "Cache-Control", "no-store"); /* it may show a token */
     resp->status = status;
     resp->content_type = "text/html; charset=utf-8";
     gate_buf_free(&resp->text);

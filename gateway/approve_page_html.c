@@ -185,7 +185,7 @@ static void decision_form(struct gate_buf *b, const json_t *rec, const struct pa
            "</div></form>");
 }
 
-static void outcome(struct gate_buf *b, const json_t *rec)
+static void outcome(struct gate_buf *b, const json_t *rec, const struct page_form *form)
 {
     const json_t *ap = json_object_get(rec, "approval");
     const char *state = str(rec, "state"), *status = str(rec, "status");
@@ -214,7 +214,13 @@ static void outcome(struct gate_buf *b, const json_t *rec)
     json_t *ec = json_object_get(rec, "exit_code");
     if (json_is_integer(ec))
         gate_buf_printf(b, "<dt>Exit code</dt><dd>%lld</dd>", (long long)json_integer_value(ec));
-    put(b, "</dl><p><a href=\"\">Reload</a></p></div>");
+    put(b, "</dl><p><a href=\"/approve/");
+    page_escape(b, str(rec, "call_id"));
+    if (form->token) {
+        put(b, "?t=");
+        page_escape(b, form->token);
+    }
+    put(b, "\">Reload</a></p></div>");
 }
 
 void page_call(struct gate_buf *b, const json_t *rec, const struct page_policy *pp,
@@ -255,7 +261,7 @@ void page_call(struct gate_buf *b, const json_t *rec, const struct page_policy *
         decision_form(b, rec, form, false);
         put(b, "</div>");
     } else {
-        outcome(b, rec);
+        outcome(b, rec, form);
     }
 }
 

@@ -120,6 +120,7 @@ def test_link_shows_escaped_call_csrf_single_use_already_decided():
         r = page(gw, "POST", "/approve/" + cid, dict(base, csrf=f["csrf"], name="Carol <b>", reason="ok"))
         check(r.status == 200 and "Approved" in r.text, (r.status, r.text))
         check("Carol &lt;b&gt; (decision token)" in r.text, r.text)
+        check('href="/approve/%s?t=%s">Reload' % (cid, token) in r.text, r.text)
         check(final(gw, cid)["status"] == "succeeded", "the approved call did not succeed")
         check(env.executions(cid) == 1, "ran %d times" % env.executions(cid))
         check(audit_approver(env, cid, "call.approved") == "Carol <b> (decision token)", "audit")
