@@ -22,7 +22,7 @@
 struct approval;
 
 /* The body sent to an endpoint: Standard Webhooks JSON, or a Slack incoming-webhook message. */
-enum approval_format { APPROVAL_FORMAT_STANDARD, APPROVAL_FORMAT_SLACK };
+enum approval_format { APPROVAL_FORMAT_STANDARD, APPROVAL_FORMAT_SLACK, APPROVAL_FORMAT_DISCORD };
 
 struct approval_config {
     char *webhook_url;     /* default endpoint; NULL = none configured */

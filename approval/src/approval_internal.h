@@ -105,9 +105,11 @@ int approval_transition(struct approval *a, const char *call_id, const char *fro
 /* Run an approved call on a worker thread (CAS approved -> started first). */
 int approval_start_run(struct approval *a, const char *call_id, struct gate_error *err);
 json_t *approval_row_json(const struct approval_row *r, bool with_arguments);
-/* slack.c: the message asking for a decision, and the follow-up with the outcome. */
-json_t *approval_slack_message(const struct approval_row *r, const char *approve_url);
-json_t *approval_slack_followup(const struct approval_row *r);
+/* chat.c: the message asking for a decision, and the follow-up with the outcome, in a chat
+ * format (not APPROVAL_FORMAT_STANDARD). */
+json_t *approval_chat_message(enum approval_format f, const struct approval_row *r,
+                              const char *approve_url);
+json_t *approval_chat_followup(enum approval_format f, const struct approval_row *r);
 /* Queue the follow-up message of a call that left pending (kept in memory only). */
 void approval_followup_enqueue(struct approval *a, const char *call_id);
 /* Tell the on_change hook that call_id changed. */

@@ -4,7 +4,7 @@
  *     webhook_url: https://approvals.example.org/hook   # default endpoint, https:// or http://
  *     webhook_secret: whsec_<base64>            # or webhook_secret_env: VAR_NAME
  *     webhook_ca_file: /etc/gatehouse/approvers-ca.pem   # trusted besides the system's CAs
- *     webhook_format: slack                     # or standard (the default)
+ *     webhook_format: slack                     # or discord, or standard (the default)
  *     public_url: https://gate.example.org      # base of approval page links
  *     approvers: ...                            # identities: see agents/src/agents.c
  *
@@ -129,8 +129,11 @@ static int parse_keys(const struct ynode *node, struct approval_config *cfg, str
             rc = scalar(v, k, &f, err);
             if (rc == 0 && strcmp(f, "slack") == 0)
                 cfg->webhook_format = APPROVAL_FORMAT_SLACK;
+            else if (rc == 0 && strcmp(f, "discord") == 0)
+                cfg->webhook_format = APPROVAL_FORMAT_DISCORD;
             else if (rc == 0 && strcmp(f, "standard") != 0)
-                rc = at(err, v, "'approval.webhook_format' must be standard or slack%s", "");
+                rc = at(err, v, "'approval.webhook_format' must be standard, slack or discord%s",
+                        "");
         } else if (strcmp(k, "public_url") == 0) {
             rc = set_public_url(v, cfg, err);
         } else if (strcmp(k, "webhook_ca_file") == 0) {

@@ -72,10 +72,11 @@ void approval_followup_enqueue(struct approval *a, const char *call_id)
 }
 
 /* The format of the endpoint r is sent to: the configured one for the default endpoint. */
-static bool slack_for(const struct approval *a, const struct approval_row *r)
+static enum approval_format format_for(const struct approval *a, const struct approval_row *r)
 {
-    return a->cfg.webhook_format == APPROVAL_FORMAT_SLACK && a->cfg.webhook_url && r->webhook_url &&
-           strcmp(a->cfg.webhook_url, r->webhook_url) == 0;
+    bool default_endpoint =
+        a->cfg.webhook_url && r->webhook_url && strcmp(a->cfg.webhook_url, r->webhook_url) == 0;
+    return default_endpoint ? a->cfg.webhook_format : APPROVAL_FORMAT_STANDARD;
 }
 
 static json_t *webhook_body(struct approval *a, const struct approval_row *r,
@@ -86,8 +87,9 @@ static json_t *webhook_body(struct approval *a, const struct approval_row *r,
     snprintf(url, sizeof(url), "%s/v1/approvals/%s", a->public_url, r->call_id);
     /* The approval page's link carries the token: the page sends no Referer and never logs it. */
     snprintf(page, sizeof(page), "%s/approve/%s?t=%s", a->public_url, r->call_id, d->token);
-    if (d->followup) return approval_slack_followup(r);
-    if (slack_for(a, r)) return approval_slack_message(r, page);
+    enum approval_format f = format_for(a, r);
+    if (d->followup) return f == APPROVAL_FORMAT_STANDARD ? NULL : approval_chat_followup(f, r);
+    if (f != APPROVAL_FORMAT_STANDARD) return approval_chat_message(f, r, page);
     json_t *args = json_loads(r->args_json, 0, NULL);
     return json_pack("{s:s,s:s,s:o,s:s?,s:s?,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "call_id", r->call_id,
                      "tool", r->tool, "arguments", args ? args : json_null(), "agent", r->agent,
@@ -149,7 +151,8 @@ static int followup_once(struct approval *a, const struct approval_row *r, struc
 {
     int status = 0;
     char why[256] = "";
-    int rc = a->secret_len > 0 ? post_signed(a, r, d, &status, why, sizeof(why)) : 0;
+    if (a->secret_len <= 0 || format_for(a, r) == APPROVAL_FORMAT_STANDARD) return 0;
+    int rc = post_signed(a, r, d, &status, why, sizeof(why));
     d->attempt++;
     if (rc == 0 && status >= 200 && status < 300) return 0;
     if (!why[0]) snprintf(why, sizeof(why), "HTTP %d", status);

@@ -249,8 +249,13 @@ def wait_message(rec, pred, what):
             rec.cond.wait(left)
 
 
+def line(p):
+    """The notification line of a chat message: Slack's text, Discord's content."""
+    return p.get("text") or p.get("content") or ""
+
+
 def mentions(cid):
-    return lambda p: cid in p.get("text", "")
+    return lambda p: cid in line(p)
 
 
 def check_slack_shape(msg, cid):
@@ -292,7 +297,7 @@ def test_slack_message_link_and_follow_ups():
         f = Forms(r.text).forms[0]["fields"]
         r = page(gw, "POST", "/approve/" + cid, dict(f, decision="approve", name="Dana", reason="<ok>"))
         check(r.status == 200, r.text)
-        _, up = wait_message(rec, lambda p: mentions(cid)(p) and p["text"].startswith("Approved"),
+        _, up = wait_message(rec, lambda p: mentions(cid)(p) and line(p).startswith("Approved"),
                              "the approval follow-up")
         check(set(up) == {"text"} and "Dana (decision token): &lt;ok&gt;" in up["text"], up)
         check(final(gw, cid)["status"] == "succeeded" and env.executions(cid) == 1, "run once")
@@ -304,12 +309,47 @@ def test_slack_message_link_and_follow_ups():
         r = gw.request("POST", "/v1/approvals/" + cid, {"decision": "deny", "args_sha256": r.json()["args_sha256"]},
                        headers={"authorization": "Bearer " + BOB})
         check(r.status == 200, r.body)
-        _, up = wait_message(rec, lambda p: mentions(cid)(p) and p["text"].startswith("Denied"), "deny")
+        _, up = wait_message(rec, lambda p: mentions(cid)(p) and line(p).startswith("Denied"), "deny")
         check("by bob" in up["text"], up)
         r = gw.call("ledger_short", {"account": "acme", "amount": 1})
         cid = r.json()["call_id"]
-        _, up = wait_message(rec, lambda p: mentions(cid)(p) and p["text"].startswith("Expired"), "expiry")
+        _, up = wait_message(rec, lambda p: mentions(cid)(p) and line(p).startswith("Expired"), "expiry")
         check(env.executions(cid) == 0, "an expired hold ran")
+        env.stop_and_verify()
+    finally:
+        env.close()
+        rec.stop()
+
+
+def test_discord_message_and_follow_up():
+    """Discord's incoming webhook: content, one embed linking to the page, no mentions parsed;
+    limits as Discord documents them (content 2000, title 256, description 4096, 25 fields of
+    name 256 / value 1024)."""
+    rec = Receiver().start()
+    env = Env(rec.port, extra_config="  webhook_format: discord\n")
+    try:
+        gw = env.start()
+        r = gw.call("ledger", {"account": "@everyone `x` " + HOSTILE, "amount": 2})
+        held = r.json()
+        cid = held["call_id"]
+        _, msg = wait_message(rec, mentions(cid), "the Discord message of " + cid)
+        check(set(msg) == {"content", "allowed_mentions", "embeds"} and len(msg["content"]) <= 2000, msg)
+        check(msg["allowed_mentions"] == {"parse": []}, msg)
+        (embed,) = msg["embeds"]
+        check(set(embed) == {"title", "url", "description", "fields"}, embed)
+        check(len(embed["title"]) <= 256 and len(embed["description"]) <= 4096, embed)
+        check(len(embed["fields"]) <= 25 and all(len(f["name"]) <= 256 and len(f["value"]) <= 1024
+                                                  for f in embed["fields"]), embed)
+        check("/approve/%s?t=gdt_" % cid in embed["url"], embed)
+        desc = embed["description"]
+        check(desc.count("```") == 2 and "`x`" not in desc and held["args_sha256"] in desc, desc)
+        r = page(gw, "GET", link_path(embed["url"]))
+        check(r.status == 200 and "&lt;script&gt;" in r.text, r.status)
+        r = gw.request("POST", "/v1/approvals/" + cid, {"decision": "deny", "args_sha256": held["args_sha256"]},
+                       headers={"authorization": "Bearer " + BOB})
+        check(r.status == 200, r.body)
+        _, up = wait_message(rec, lambda p: mentions(cid)(p) and line(p).startswith("Denied"), "deny")
+        check(set(up) == {"content", "allowed_mentions"} and "by bob" in up["content"], up)
         env.stop_and_verify()
     finally:
         env.close()
@@ -321,7 +361,8 @@ def main():
         harness.skip("GATEHOUSE is not set")
     failed = 0
     for t in (test_link_shows_escaped_call_csrf_single_use_already_decided, test_deny_and_expired_hold,
-              test_sign_in_session_queue_and_decision, test_slack_message_link_and_follow_ups):
+              test_sign_in_session_queue_and_decision, test_slack_message_link_and_follow_ups,
+              test_discord_message_and_follow_up):
         try:
             t()
             print("ok   " + t.__name__, flush=True)

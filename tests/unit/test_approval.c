@@ -158,7 +158,7 @@ static void test_config_errors_name_line_and_column(void **state)
         {"approval:\n  public_url: ftp://gate/\n",
          "2:15: 'approval.public_url' must be an https:// or http://host[:port] URL"},
         {"approval:\n  webhook_format: teams\n",
-         "2:19: 'approval.webhook_format' must be standard or slack"},
+         "2:19: 'approval.webhook_format' must be standard, slack or discord"},
         {"approval:\n  webhook_secret: sekrit\n", "2:19: 'approval.webhook_secret' must be"},
         {"approval:\n  webhook_secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
          "  webhook_secret_env: X\n",
