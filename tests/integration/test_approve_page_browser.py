@@ -102,8 +102,16 @@ class WebDriver:
 
 
 def wait_text(wd, needle, what):
+    """Poll the page's text until it holds needle. Right after a click the next document may not
+    have a body yet (no such element) or the old one is going (stale element): look again."""
     deadline = time.monotonic() + WAIT_S
-    while needle not in wd.text():
+    while True:
+        try:
+            if needle in wd.text():
+                return
+        except RuntimeError as e:
+            if "no such element" not in str(e) and "stale element" not in str(e):
+                raise
         check(time.monotonic() < deadline, "page never showed " + what)
         time.sleep(0.05)
 
