@@ -51,7 +51,7 @@ static int check_mode(const char *file, bool holds_secret, struct gate_error *er
                     file, (unsigned)(st.st_mode & 07777), file);
 }
 
-static bool loopback(const char *listen)
+bool gw_listen_loopback(const char *listen)
 {
     char host[128];
     const char *colon = strrchr(listen, ':');
@@ -87,7 +87,7 @@ int gw_config_load(struct gw *gw, struct approval_config *approval, struct gate_
     ynode_free(root);
     if (rc == 0 && gw->opt.config) rc = check_mode(gw->opt.config, literal, err);
     if (rc == 0 && !agents_configured(gw->agents)) {
-        if (!loopback(gw->opt.listen))
+        if (!gw_listen_loopback(gw->opt.listen))
             rc = gate_err(err, GATE_E_CONFIG,
                           "--listen %s is not a loopback address and no agent is configured: "
                           "every caller would be 'anonymous'. Add agents: to the config "

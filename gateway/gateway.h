@@ -87,14 +87,12 @@ struct http_resp {
     json_t *json;         /* body as JSON (owned), or */
     struct gate_buf text; /* a text body (owned) */
     const char *content_type;
-    unsigned retry_after; /* seconds, adds Retry-After when non-zero */
+    unsigned retry_after;    /* seconds, adds Retry-After when non-zero */
+    struct gate_buf headers; /* more header lines, "Name: value\n" each (owned; http_add_header) */
     /* Instead of a response: wait (without holding a thread) until call wait_call changes or
      * wait_deadline_ns passes, then run the handler again. See http_wait. */
     char wait_call[40];
     uint64_t wait_deadline_ns;
-    /* One extra response header (e.g. "Mcp-Session-Id"), when header_name is set. */
-    const char *header_name;
-    char header_value[96];
     /* Kept across the runs of one request (waits and streams); everything above is reset
      * before each run. ctx is the handler's own state, freed by ctx_free when the request
      * ends; run counts earlier runs; streaming see http_stream. */
@@ -116,6 +114,8 @@ void http_stream(struct http_resp *resp, int status, const char *content_type);
 /* Set an error response from the one error table: {"error":{"code","message"}}. */
 void http_error(struct http_resp *resp, enum gate_code code, const char *message);
 void http_error_from(struct http_resp *resp, const struct gate_error *err);
+/* Add a response header (name and value without CR or LF). */
+void http_add_header(struct http_resp *resp, const char *name, const char *value);
 /* Set a JSON response (takes ownership of body). */
 void http_json(struct http_resp *resp, int status, json_t *body);
 
@@ -134,6 +134,8 @@ enum route_auth {
     AUTH_READER,   /* an agent, or an approver (reading call records) */
     AUTH_APPROVER, /* an approver */
     AUTH_DECISION, /* an approver, or a decision token that the handler checks */
+    AUTH_PAGE,     /* the approval page: its handler checks a decision token or a session
+                    * cookie, and takes HTML form posts instead of JSON */
 };
 struct route {
     const char *method;  /* "GET", "POST" */
@@ -170,6 +172,14 @@ void route_openapi(struct gw *gw, const struct http_req *req, struct http_resp *
 /* routes_approval.c */
 void route_approvals_list(struct gw *gw, const struct http_req *req, struct http_resp *resp);
 void route_approval_decide(struct gw *gw, const struct http_req *req, struct http_resp *resp);
+
+/* approve_page.c: the approval page (HTML forms; see the file's comment). */
+void route_page_call(struct gw *gw, const struct http_req *req, struct http_resp *resp);
+void route_page_decide(struct gw *gw, const struct http_req *req, struct http_resp *resp);
+void route_page_queue(struct gw *gw, const struct http_req *req, struct http_resp *resp);
+void route_page_signin(struct gw *gw, const struct http_req *req, struct http_resp *resp);
+void route_page_signout(struct gw *gw, const struct http_req *req, struct http_resp *resp);
+void route_page_css(struct gw *gw, const struct http_req *req, struct http_resp *resp);
 
 /* server.c: libmicrohttpd behind the guard, the worker pool and long-poll waits. */
 int gw_http_start(struct gw *gw, struct gate_error *err);
@@ -234,6 +244,8 @@ void gw_metrics_render(struct gw *gw, struct gate_buf *out);
 /* config.c: read --config (agents into gw->agents, the approval section into *approval, owned by
  * the caller), and apply its rules (a readable file with a secret, no agents off loopback). */
 int gw_config_load(struct gw *gw, struct approval_config *approval, struct gate_error *err);
+/* Whether a --listen address ("ADDR:PORT") is a loopback one. */
+bool gw_listen_loopback(const char *listen);
 /* Create the state directory 0700, or tighten an existing one. */
 int gw_state_dir(const char *dir, struct gate_error *err);
 

@@ -88,10 +88,18 @@ int cmd_audit(int argc, char **argv)
         fprintf(stderr, "audit verify: %s\n", err.msg);
         return 2;
     }
-    if (rc > 0) {
+    for (size_t i = 0; i < rep.n_msgs; i++)
+        printf("%s: %s\n", rep.msgs[i].warning ? "WARNING" : "note", rep.msgs[i].text);
+    if (rep.n_dropped) printf("... and %zu more not shown\n", rep.n_dropped);
+    if (rc == AUDIT_VERIFY_TAMPERED) {
         printf("TAMPERED: first bad record seq %llu: %s (%llu records verified before it)\n",
                (unsigned long long)rep.first_bad, rep.reason, (unsigned long long)rep.records);
         return 1;
+    }
+    if (rc == AUDIT_VERIFY_WARNINGS) {
+        printf("INTACT WITH WARNINGS: %llu records, hash chain intact; %zu warning(s) above\n",
+               (unsigned long long)rep.records, rep.n_warnings);
+        return 3;
     }
     printf("OK: %llu records, hash chain intact\n", (unsigned long long)rep.records);
     return 0;

@@ -283,8 +283,7 @@ static void do_initialize(struct gw *gw, const struct http_req *req, struct http
         "Tools run in sandboxes under policy. A tool marked as needing approval waits for a "
         "human decision; its call id comes in the first progress notification.");
     rpc_result(resp, id, result);
-    resp->header_name = "Mcp-Session-Id";
-    snprintf(resp->header_value, sizeof(resp->header_value), "%s", sid);
+    http_add_header(resp, "Mcp-Session-Id", sid);
 }
 
 static void do_tools_list(struct gw *gw, const struct http_req *req, struct http_resp *resp,

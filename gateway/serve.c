@@ -64,7 +64,8 @@ static int parse_uid_range(const char *s, uid_t *base, unsigned *count)
 
 static int open_approval(struct gw *gw, const struct approval_config *cfg, struct gate_error *err)
 {
-    return call_engine_open_approval(gw->engine, gw->opt.state_dir, cfg, gw->public_url, err);
+    const char *links = cfg->public_url ? cfg->public_url : gw->public_url;
+    return call_engine_open_approval(gw->engine, gw->opt.state_dir, cfg, links, err);
 }
 
 static void wait_for_calls(struct gw *gw, unsigned ms)

@@ -33,6 +33,12 @@ static const struct route routes[] = {
     {"POST", "/mcp", AUTH_AGENT, route_mcp_post},
     {"GET", "/mcp", AUTH_AGENT, route_mcp_get},
     {"DELETE", "/mcp", AUTH_AGENT, route_mcp_delete},
+    {"GET", "/approve/*", AUTH_PAGE, route_page_call},
+    {"POST", "/approve/*", AUTH_PAGE, route_page_decide},
+    {"GET", "/approvals", AUTH_PAGE, route_page_queue},
+    {"POST", "/approvals/signin", AUTH_PAGE, route_page_signin},
+    {"POST", "/approvals/signout", AUTH_PAGE, route_page_signout},
+    {"GET", "/approve.css", AUTH_PAGE, route_page_css},
 };
 
 #define IDLE_TIMEOUT_S 60 /* an idle keep-alive connection is closed after this */
@@ -70,8 +76,7 @@ struct stream {
     int refs; /* the request and the libmicrohttpd response */
     int status;
     const char *content_type; /* a string constant */
-    const char *header_name;  /* a string constant, or NULL */
-    char header_value[96];
+    struct gate_buf headers;  /* the handler's extra header lines (http_add_header) */
 };
 
 static struct {
@@ -106,6 +111,25 @@ const char *http_query(const struct http_req *req, const char *key)
 const char *http_header(const struct http_req *req, const char *name)
 {
     return lookup(req->headers, req->nheaders, name, true);
+}
+
+void http_add_header(struct http_resp *resp, const char *name, const char *value)
+{
+    if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n")) return; /* no header injection */
+    gate_buf_printf(&resp->headers, "%s: %s\n", name, value);
+}
+
+/* Hand the lines http_add_header collected ("Name: value\n" each) to libmicrohttpd. */
+static void add_headers(struct MHD_Response *r, const struct gate_buf *h)
+{
+    for (const char *line = h->data, *nl; line && (nl = strchr(line, '\n')); line = nl + 1) {
+        const char *colon = memchr(line, ':', (size_t)(nl - line));
+        if (!colon || colon + 2 > nl) continue;
+        char name[128], value[2048];
+        snprintf(name, sizeof(name), "%.*s", (int)(colon - line), line);
+        snprintf(value, sizeof(value), "%.*s", (int)(nl - colon - 2), colon + 2);
+        MHD_add_response_header(r, name, value);
+    }
 }
 
 void http_json(struct http_resp *resp, int status, json_t *body)
@@ -234,8 +258,9 @@ static int authorize(struct gw *gw, const struct route *r, struct http_req *req,
                      struct http_resp *resp)
 {
     struct gate_error err = {0};
-    if (r->auth == AUTH_PUBLIC || (r->auth == AUTH_METRICS && (agents_metrics_public(gw->agents) ||
-                                                               !agents_configured(gw->agents))))
+    if (r->auth == AUTH_PUBLIC || r->auth == AUTH_PAGE ||
+        (r->auth == AUTH_METRICS &&
+         (agents_metrics_public(gw->agents) || !agents_configured(gw->agents))))
         return 0;
     int rc = agents_authenticate(gw->agents, req->authorization, &req->who, &err);
     enum principal_kind k = req->who.kind;
@@ -272,7 +297,8 @@ static void dispatch(struct gw *gw, struct http_req *req, struct http_resp *resp
         req->params[0] = params[0];
         req->params[1] = params[1];
         if (authorize(gw, &routes[i], req, resp) < 0) return;
-        if (strcmp(method, "POST") == 0 && !json_content_type(req->content_type)) {
+        if (strcmp(method, "POST") == 0 && routes[i].auth != AUTH_PAGE &&
+            !json_content_type(req->content_type)) {
             http_error(resp, GATE_E_UNSUPPORTED_MEDIA_TYPE, NULL);
             return;
         }
@@ -404,6 +430,7 @@ static void stream_unref(struct stream *st)
     pthread_mutex_unlock(&st->lock);
     if (!last) return;
     gate_buf_free(&st->buf);
+    gate_buf_free(&st->headers);
     pthread_mutex_destroy(&st->lock);
     free(st);
 }
@@ -463,8 +490,12 @@ static struct stream *stream_new(const struct http_resp *resp, struct MHD_Connec
     st->refs = 1;
     st->status = resp->status;
     st->content_type = resp->content_type;
-    st->header_name = resp->header_name;
-    memcpy(st->header_value, resp->header_value, sizeof(st->header_value));
+    if (resp->headers.len &&
+        gate_buf_append(&st->headers, resp->headers.data, resp->headers.len) < 0) {
+        pthread_mutex_destroy(&st->lock);
+        free(st);
+        return NULL;
+    }
     return st;
 }
 
@@ -517,6 +548,7 @@ static void run_handler(struct conn_state *cs)
     json_decref(cs->resp.json);
     gate_buf_free(&cs->resp.text);
     struct http_resp kept = cs->resp;
+    gate_buf_free(&cs->resp.headers);
     memset(&cs->resp, 0, sizeof(cs->resp));
     cs->resp.status = 500;
     cs->resp.ctx = kept.ctx;
@@ -652,6 +684,7 @@ static void free_state(struct conn_state *cs)
         stream_unref(cs->stream);
         atomic_fetch_sub(&s.nstreams, 1);
     }
+    gate_buf_free(&cs->resp.headers);
     free(cs);
 }
 
@@ -676,7 +709,7 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct http_resp *
         return MHD_NO;
     }
     if (ctype) MHD_add_response_header(r, "Content-Type", ctype);
-    if (resp->header_name) MHD_add_response_header(r, resp->header_name, resp->header_value);
+    add_headers(r, &resp->headers);
     if (resp->retry_after) {
         char ra[16];
         snprintf(ra, sizeof(ra), "%u", resp->retry_after);
@@ -704,7 +737,7 @@ static enum MHD_Result send_stream(struct MHD_Connection *conn, struct conn_stat
     pthread_mutex_unlock(&st->lock);
     MHD_add_response_header(r, "Content-Type", st->content_type);
     MHD_add_response_header(r, "Cache-Control", "no-cache");
-    if (st->header_name) MHD_add_response_header(r, st->header_name, st->header_value);
+    add_headers(r, &st->headers);
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)st->status, r);
     MHD_destroy_response(r);
     return ret;

@@ -11,6 +11,8 @@ PKGS=(
   # microvm tier: QEMU, and what sandboxes/microvm/guest/build.sh builds the guest kernel from
   qemu-system-x86 linux-source-6.1 flex bison bc libelf-dev xz-utils binutils
   nodejs # the MCP, provider-format and OpenAPI tests (tests/mcp/) run node clients
+  openssl ca-certificates
+  chromium chromium-driver  # the approval page's browser test (WebDriver, headless)
 )
 # npm: Debian's package, unless the installed nodejs already brings its own (nodesource).
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)

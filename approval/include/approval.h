@@ -21,9 +21,16 @@
 
 struct approval;
 
+/* The body sent to an endpoint: Standard Webhooks JSON, or a Slack incoming-webhook message. */
+enum approval_format { APPROVAL_FORMAT_STANDARD, APPROVAL_FORMAT_SLACK, APPROVAL_FORMAT_DISCORD };
+
 struct approval_config {
-    char *webhook_url;    /* default endpoint; NULL = none configured */
-    char *webhook_secret; /* "whsec_..." (from the file or from webhook_secret_env) */
+    char *webhook_url;     /* default endpoint; NULL = none configured */
+    char *webhook_secret;  /* "whsec_..." (from the file or from webhook_secret_env) */
+    char *webhook_ca_file; /* CA certificates (PEM) trusted for https:// besides the system's */
+    enum approval_format webhook_format; /* of webhook_url (a policy's own endpoint: standard) */
+    char *public_url; /* base of the links approvers get ("https://gate.example.org"); NULL:
+                       * the gateway's listen address */
 };
 
 /* Parse the `approval:` section of the gateway config (node may be NULL: defaults). Its
@@ -96,6 +103,13 @@ struct approval_auth {
  * thread. */
 int approval_decide(struct approval *a, const char *call_id, const struct approval_auth *auth,
                     const json_t *body, json_t **response, struct gate_error *err);
+
+/* One held call with its arguments and decision (the record approval_list gives), for whoever
+ * may decide it: an approver who may see its tool, or the call's own decision token (also after
+ * the decision, so a page can say who decided). Errors: UNAUTHORIZED, DECISION_MISMATCH (another
+ * call's token), CALL_NOT_FOUND. *out owned by the caller. */
+int approval_view(struct approval *a, const char *call_id, const struct approval_auth *auth,
+                  json_t **out, struct gate_error *err);
 
 struct approval_query {
     const char *status;  /* NULL or "pending" (pending_approval), "all", or a state name */

@@ -43,6 +43,10 @@ int approval_transition(struct approval *a, const char *call_id, const char *fro
     int rc = a->ops->cas_state(a->store, call_id, from, to, upd, event ? approval_audit_hook : NULL,
                                &hc, err);
     if (rc == 1) approval_notify(a, call_id);
+    /* Decided or expired: a chat channel that was asked hears the outcome. */
+    if (rc == 1 && strcmp(from, ST_PENDING) == 0 &&
+        a->cfg.webhook_format != APPROVAL_FORMAT_STANDARD)
+        approval_followup_enqueue(a, call_id);
     return rc;
 }
 
@@ -197,8 +201,10 @@ static void *timer_main(void *arg)
 static int copy_config(struct approval *a, const struct approval_config *cfg,
                        struct gate_error *err)
 {
-    if (cfg->webhook_url && !(a->cfg.webhook_url = strdup(cfg->webhook_url)))
+    if ((cfg->webhook_url && !(a->cfg.webhook_url = strdup(cfg->webhook_url))) ||
+        (cfg->webhook_ca_file && !(a->cfg.webhook_ca_file = strdup(cfg->webhook_ca_file))))
         return gate_err(err, GATE_E_NOMEM, "out of memory");
+    a->cfg.webhook_format = cfg->webhook_format;
     if (cfg->webhook_secret) {
         a->secret_len = approval_secret_decode(cfg->webhook_secret, a->secret, sizeof(a->secret));
         if (a->secret_len <= 0)

@@ -23,6 +23,7 @@ struct delivery {
     char msg_id[40]; /* webhook-id: the same for every retry of this delivery */
     int attempt;     /* attempts made so far (including before a restart) */
     uint64_t due_ms; /* realtime ms of the next attempt */
+    bool followup;   /* the outcome message after a decision or expiry (chat formats) */
 };
 
 struct approval {
@@ -46,6 +47,7 @@ struct approval {
     pthread_t senders[DELIVERY_THREADS];
     pthread_t timer;
     bool threads_started;
+    struct ssl_ctx_st *tls; /* made at the first https:// delivery (delivery.c); guarded by lock */
 };
 
 /* ---- URLs, secrets, signatures, the HTTP client (webhook.c) ---------------------------- */
@@ -53,8 +55,9 @@ struct approval_url {
     char host[256];
     char port[8];
     char path[1024];
+    bool tls; /* https:// */
 };
-/* Parse "http://host[:port][/path]". -1 if it is not such a URL. */
+/* Parse "http://host[:port][/path]" or "https://...". -1 if it is not such a URL. */
 int approval_url_parse(const char *url, struct approval_url *u);
 /* Decode a "whsec_<base64>" secret into key; returns its length, or -1. */
 int approval_secret_decode(const char *whsec, unsigned char *key, size_t cap);
@@ -62,10 +65,16 @@ int approval_secret_decode(const char *whsec, unsigned char *key, size_t cap);
 int approval_sign_raw(const unsigned char *key, int key_len, const char *msg_id,
                       const char *timestamp, const char *body, size_t body_len, char *out,
                       size_t out_len);
-/* POST body to url with extra header lines ("Name: value\r\n..."). *status is the HTTP
- * status (0 if none was read). Returns -1 on a transport error (why filled). */
-int approval_http_post(const char *url, const char *headers, const char *body, int *status,
-                       char *why, size_t why_len);
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+/* A TLS client context that verifies peers against the system's CA store plus ca_file (may be
+ * NULL). The caller owns *out (approval_tls_free). Returns -1 with why filled. */
+int approval_tls_new(const char *ca_file, struct ssl_ctx_st **out, char *why, size_t why_len);
+void approval_tls_free(struct ssl_ctx_st *ctx);
+/* POST body to url with extra header lines ("Name: value\r\n..."); tls is needed for https://
+ * URLs. *status is the HTTP status (0 if none was read). Returns -1 on a transport or TLS
+ * error (why filled). */
+int approval_http_post(const char *url, struct ssl_ctx_st *tls, const char *headers,
+                       const char *body, int *status, char *why, size_t why_len);
 
 /* ---- delivery (delivery.c) ------------------------------------------------------------- */
 int approval_delivery_start(struct approval *a, struct gate_error *err);
@@ -96,6 +105,13 @@ int approval_transition(struct approval *a, const char *call_id, const char *fro
 /* Run an approved call on a worker thread (CAS approved -> started first). */
 int approval_start_run(struct approval *a, const char *call_id, struct gate_error *err);
 json_t *approval_row_json(const struct approval_row *r, bool with_arguments);
+/* chat.c: the message asking for a decision, and the follow-up with the outcome, in a chat
+ * format (not APPROVAL_FORMAT_STANDARD). */
+json_t *approval_chat_message(enum approval_format f, const struct approval_row *r,
+                              const char *approve_url);
+json_t *approval_chat_followup(enum approval_format f, const struct approval_row *r);
+/* Queue the follow-up message of a call that left pending (kept in memory only). */
+void approval_followup_enqueue(struct approval *a, const char *call_id);
 /* Tell the on_change hook that call_id changed. */
 void approval_notify(struct approval *a, const char *call_id);
 bool approval_state_final(const char *state);

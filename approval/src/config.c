@@ -1,8 +1,11 @@
 /* config.c: the `approval:` section of the gateway's config file.
  *
  *   approval:
- *     webhook_url: http://127.0.0.1:9000/hook   # default endpoint (http:// only for now)
+ *     webhook_url: https://approvals.example.org/hook   # default endpoint, https:// or http://
  *     webhook_secret: whsec_<base64>            # or webhook_secret_env: VAR_NAME
+ *     webhook_ca_file: /etc/gatehouse/approvers-ca.pem   # trusted besides the system's CAs
+ *     webhook_format: slack                     # or discord, or standard (the default)
+ *     public_url: https://gate.example.org      # base of approval page links
  *     approvers: ...                            # identities: see agents/src/agents.c
  *
  * Every problem is reported with the line:column where it was written.
@@ -31,12 +34,11 @@ static int set_url(const struct ynode *n, struct approval_config *cfg, struct ga
 {
     const char *v = NULL;
     if (scalar(n, "webhook_url", &v, err) < 0) return -1;
-    if (strncmp(v, "https://", 8) == 0)
-        return at(err, n, "'approval.webhook_url': %s",
-                  "https:// is not supported yet; use http://");
     struct approval_url u;
     if (approval_url_parse(v, &u) < 0)
-        return at(err, n, "'approval.webhook_url' must be an http://host[:port]/path URL%s", "");
+        return at(err, n,
+                  "'approval.webhook_url' must be an https:// or http://host[:port]/path URL%s",
+                  "");
     free(cfg->webhook_url);
     cfg->webhook_url = strdup(v);
     return cfg->webhook_url ? 0 : gate_err(err, GATE_E_NOMEM, "out of memory");
@@ -71,6 +73,37 @@ static int set_secret_env(const struct ynode *n, struct approval_config *cfg,
     return set_secret(n, v, origin, cfg, err);
 }
 
+/* Loaded once here so that a missing or unreadable file stops the gateway at start, not at the
+ * first https:// delivery. */
+static int set_ca_file(const struct ynode *n, struct approval_config *cfg, struct gate_error *err)
+{
+    const char *path = NULL;
+    if (scalar(n, "webhook_ca_file", &path, err) < 0) return -1;
+    struct ssl_ctx_st *tls = NULL;
+    char why[400];
+    if (approval_tls_new(path, &tls, why, sizeof(why)) < 0)
+        return at(err, n, "'approval.webhook_ca_file': %s", why);
+    approval_tls_free(tls);
+    free(cfg->webhook_ca_file);
+    cfg->webhook_ca_file = strdup(path);
+    return cfg->webhook_ca_file ? 0 : gate_err(err, GATE_E_NOMEM, "out of memory");
+}
+
+/* The base URL approvers reach the gateway at, without a trailing slash. */
+static int set_public_url(const struct ynode *n, struct approval_config *cfg,
+                          struct gate_error *err)
+{
+    const char *v = NULL;
+    if (scalar(n, "public_url", &v, err) < 0) return -1;
+    struct approval_url u;
+    if (approval_url_parse(v, &u) < 0 || strpbrk(v, "?# \"'<>\\"))
+        return at(err, n, "'approval.public_url' must be an https:// or http://host[:port] URL%s",
+                  "");
+    free(cfg->public_url);
+    cfg->public_url = strndup(v, strlen(v) - (v[strlen(v) - 1] == '/'));
+    return cfg->public_url ? 0 : gate_err(err, GATE_E_NOMEM, "out of memory");
+}
+
 static int parse_keys(const struct ynode *node, struct approval_config *cfg, struct gate_error *err)
 {
     const struct ynode *secret = ynode_get(node, "webhook_secret");
@@ -91,14 +124,30 @@ static int parse_keys(const struct ynode *node, struct approval_config *cfg, str
                           "'approval.webhook_secret_env', not both%s",
                           "");
             rc = set_secret_env(v, cfg, err);
+        } else if (strcmp(k, "webhook_format") == 0) {
+            const char *f = NULL;
+            rc = scalar(v, k, &f, err);
+            if (rc == 0 && strcmp(f, "slack") == 0)
+                cfg->webhook_format = APPROVAL_FORMAT_SLACK;
+            else if (rc == 0 && strcmp(f, "discord") == 0)
+                cfg->webhook_format = APPROVAL_FORMAT_DISCORD;
+            else if (rc == 0 && strcmp(f, "standard") != 0)
+                rc = at(err, v, "'approval.webhook_format' must be standard, slack or discord%s",
+                        "");
+        } else if (strcmp(k, "public_url") == 0) {
+            rc = set_public_url(v, cfg, err);
+        } else if (strcmp(k, "webhook_ca_file") == 0) {
+            rc = set_ca_file(v, cfg, err);
         } else if (strcmp(k, "approvers") == 0) {
             rc = 0; /* identities: read by the identity module (agents.h) */
         } else {
             const struct policy_loc *loc = node->key_locs ? &node->key_locs[i] : &v->loc;
-            return gate_err(err, GATE_E_CONFIG,
-                            "%d:%d: unknown key 'approval.%s' (known: "
-                            "webhook_url, webhook_secret, webhook_secret_env, approvers)",
-                            loc->line, loc->col, k);
+            return gate_err(
+                err, GATE_E_CONFIG,
+                "%d:%d: unknown key 'approval.%s' (known: "
+                "webhook_url, webhook_secret, webhook_secret_env, webhook_ca_file, webhook_format, "
+                "public_url, approvers)",
+                loc->line, loc->col, k);
         }
         if (rc < 0) return -1;
     }
@@ -128,5 +177,7 @@ void approval_config_free(struct approval_config *cfg)
     if (!cfg) return;
     free(cfg->webhook_url);
     free(cfg->webhook_secret);
+    free(cfg->webhook_ca_file);
+    free(cfg->public_url);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -231,6 +231,25 @@ int approval_decide(struct approval *a, const char *call_id, const struct approv
     return rc;
 }
 
+int approval_view(struct approval *a, const char *call_id, const struct approval_auth *auth,
+                  json_t **out, struct gate_error *err)
+{
+    struct credential c;
+    *out = NULL;
+    if (authenticate(a, auth, true, &c, err) < 0) return -1;
+    if (!c.approver && strcmp(c.token_call, call_id) != 0)
+        return gate_err(err, GATE_E_DECISION_MISMATCH,
+                        "the decision token belongs to another call");
+    struct approval_row r = {0};
+    int found = a->ops->get(a->store, call_id, &r, err);
+    if (found == 1 && !may_see(auth, r.tool)) found = 0; /* as if it did not exist */
+    if (found == 1) *out = approval_row_json(&r, true);
+    approval_row_clear(&r);
+    if (found == 0) return gate_err(err, GATE_E_CALL_NOT_FOUND, "no held call %s", call_id);
+    if (found < 0) return -1;
+    return *out ? 0 : gate_err(err, GATE_E_NOMEM, "out of memory");
+}
+
 static int state_filter(const char *status, const char **state, struct gate_error *err)
 {
     static const char *states[] = {ST_PENDING, ST_APPROVED, ST_DENIED,     ST_EXPIRED,

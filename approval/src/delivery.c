@@ -7,6 +7,7 @@
  * is reached. Every attempt and its HTTP status go into the store; the first 2xx marks the
  * webhook delivered together with its webhook.sent audit record.
  */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -59,18 +60,105 @@ int approval_delivery_enqueue(struct approval *a, const char *call_id, int attem
     return rc < 0 ? gate_err(err, GATE_E_NOMEM, "out of memory") : 0;
 }
 
+void approval_followup_enqueue(struct approval *a, const char *call_id)
+{
+    struct delivery d = {.due_ms = mono_ms(), .followup = true};
+    snprintf(d.call_id, sizeof(d.call_id), "%s", call_id);
+    memcpy(d.msg_id, "msg_", 4);
+    if (gate_random_hex(d.msg_id + 4, 16) < 0) return;
+    pthread_mutex_lock(&a->lock);
+    approval_delivery_push_locked(a, &d);
+    pthread_mutex_unlock(&a->lock);
+}
+
+/* The format of the endpoint r is sent to: the configured one for the default endpoint. */
+static enum approval_format format_for(const struct approval *a, const struct approval_row *r)
+{
+    bool default_endpoint =
+        a->cfg.webhook_url && r->webhook_url && strcmp(a->cfg.webhook_url, r->webhook_url) == 0;
+    return default_endpoint ? a->cfg.webhook_format : APPROVAL_FORMAT_STANDARD;
+}
+
 static json_t *webhook_body(struct approval *a, const struct approval_row *r,
                             const struct delivery *d)
 {
-    json_t *args = json_loads(r->args_json, 0, NULL);
-    char expires[32], url[2048];
+    char expires[32], url[2048], page[2048];
     gate_rfc3339((uint64_t)r->expires_ms, expires);
     snprintf(url, sizeof(url), "%s/v1/approvals/%s", a->public_url, r->call_id);
-    return json_pack("{s:s,s:s,s:o,s:s?,s:s?,s:s,s:s,s:s,s:s,s:s,s:s}", "call_id", r->call_id,
+    /* The approval page's link carries the token: the page sends no Referer and never logs it. */
+    snprintf(page, sizeof(page), "%s/approve/%s?t=%s", a->public_url, r->call_id, d->token);
+    enum approval_format f = format_for(a, r);
+    if (d->followup) return f == APPROVAL_FORMAT_STANDARD ? NULL : approval_chat_followup(f, r);
+    if (f != APPROVAL_FORMAT_STANDARD) return approval_chat_message(f, r, page);
+    json_t *args = json_loads(r->args_json, 0, NULL);
+    return json_pack("{s:s,s:s,s:o,s:s?,s:s?,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "call_id", r->call_id,
                      "tool", r->tool, "arguments", args ? args : json_null(), "agent", r->agent,
                      "session", r->session, "blast_radius", r->blast_radius, "policy_sha256",
                      r->policy_sha256, "args_sha256", r->args_sha256, "expires_at", expires,
-                     "decide_url", url, "decision_token", d->token);
+                     "decide_url", url, "approve_url", page, "decision_token", d->token);
+}
+
+/* The TLS client context, made at the first https:// delivery: loading the system's CA store
+ * takes milliseconds that a gateway without https webhooks need not spend. NULL with why
+ * filled if it cannot be made (the attempt fails and is retried like any other). */
+static struct ssl_ctx_st *tls_context(struct approval *a, char *why, size_t why_len)
+{
+    pthread_mutex_lock(&a->lock);
+    struct ssl_ctx_st *ctx = a->tls;
+    pthread_mutex_unlock(&a->lock);
+    if (ctx || approval_tls_new(a->cfg.webhook_ca_file, &ctx, why, why_len) < 0) return ctx;
+    pthread_mutex_lock(&a->lock);
+    if (a->tls) { /* another sender made one meanwhile */
+        approval_tls_free(ctx);
+        ctx = a->tls;
+    } else {
+        a->tls = ctx;
+    }
+    pthread_mutex_unlock(&a->lock);
+    return ctx;
+}
+
+/* POST body to r's endpoint, signed (Standard Webhooks headers, whatever the format: a chat
+ * service ignores them, a relay in between can check them). 0 with *status, or -1 with why. */
+static int post_signed(struct approval *a, const struct approval_row *r, const struct delivery *d,
+                       int *status, char *why, size_t why_len)
+{
+    json_t *body = webhook_body(a, r, d);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) return -1;
+    char ts[24], sig[80], headers[512];
+    snprintf(ts, sizeof(ts), "%lld", (long long)(gate_realtime_ms() / 1000));
+    int rc = approval_sign_raw(a->secret, a->secret_len, d->msg_id, ts, text, strlen(text), sig,
+                               sizeof(sig));
+    struct approval_url u;
+    struct ssl_ctx_st *tls = NULL;
+    if (rc == 0 && approval_url_parse(r->webhook_url, &u) == 0 && u.tls &&
+        !(tls = tls_context(a, why, why_len)))
+        rc = -1;
+    if (rc == 0) {
+        snprintf(headers, sizeof(headers),
+                 "webhook-id: %s\r\nwebhook-timestamp: %s\r\nwebhook-signature: %s\r\n", d->msg_id,
+                 ts, sig);
+        rc = approval_http_post(r->webhook_url, tls, headers, text, status, why, why_len);
+    }
+    free(text);
+    return rc;
+}
+
+/* The outcome message, once. Returns 1 to retry later. */
+static int followup_once(struct approval *a, const struct approval_row *r, struct delivery *d)
+{
+    int status = 0;
+    char why[256] = "";
+    if (a->secret_len <= 0 || format_for(a, r) == APPROVAL_FORMAT_STANDARD) return 0;
+    int rc = post_signed(a, r, d, &status, why, sizeof(why));
+    d->attempt++;
+    if (rc == 0 && status >= 200 && status < 300) return 0;
+    if (!why[0]) snprintf(why, sizeof(why), "HTTP %d", status);
+    gate_log("warn", "webhook.followup_failed", "call %s attempt %d to %s: %s", r->call_id,
+             d->attempt, r->webhook_url, why);
+    return 1;
 }
 
 /* One attempt. Returns 1 to retry later, 0 when this delivery is over. */
@@ -85,21 +173,8 @@ static int attempt_once(struct approval *a, const struct approval_row *r, struct
                                "no webhook_secret configured", NULL);
         return 0;
     }
-    json_t *body = webhook_body(a, r, d);
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!text) return 1;
-    char ts[24], sig[80], headers[512], why[256] = "";
-    snprintf(ts, sizeof(ts), "%lld", (long long)(gate_realtime_ms() / 1000));
-    int status = 0, rc = approval_sign_raw(a->secret, a->secret_len, d->msg_id, ts, text,
-                                           strlen(text), sig, sizeof(sig));
-    if (rc == 0) {
-        snprintf(headers, sizeof(headers),
-                 "webhook-id: %s\r\nwebhook-timestamp: %s\r\nwebhook-signature: %s\r\n", d->msg_id,
-                 ts, sig);
-        rc = approval_http_post(r->webhook_url, headers, text, &status, why, sizeof(why));
-    }
-    free(text);
+    char why[256] = "";
+    int status = 0, rc = post_signed(a, r, d, &status, why, sizeof(why));
     d->attempt++;
     bool ok = rc == 0 && status >= 200 && status < 300;
     if (!ok && !why[0]) snprintf(why, sizeof(why), "HTTP %d", status);
@@ -131,7 +206,9 @@ static int deliver(struct approval *a, struct delivery *d)
     int retry = 0;
     if (found < 0)
         retry = 1; /* the store is unhappy; try again later */
-    else if (found == 1 && strcmp(r.state, ST_PENDING) == 0 && r.webhook_url &&
+    else if (d->followup && found == 1 && strcmp(r.state, ST_PENDING) != 0 && r.webhook_url)
+        retry = followup_once(a, &r, d);
+    else if (!d->followup && found == 1 && strcmp(r.state, ST_PENDING) == 0 && r.webhook_url &&
              !r.webhook_delivered && (int64_t)gate_realtime_ms() < r.expires_ms)
         retry = attempt_once(a, &r, d);
     if (retry && d->attempt >= WEBHOOK_MAX_ATTEMPTS) {
@@ -167,6 +244,13 @@ static void timed_wait(struct approval *a, uint64_t until_mono_ms)
 static void *sender_main(void *arg)
 {
     struct approval *a = arg;
+    /* OpenSSL writes to the socket with write(): a receiver that hangs up mid-request must not
+     * kill the gateway with SIGPIPE. Blocked here, such a signal stays pending on this thread
+     * and is never delivered; the write fails with EPIPE instead. */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
     pthread_mutex_lock(&a->lock);
     while (!a->stopping) {
         size_t best = a->nq;
@@ -222,4 +306,6 @@ void approval_delivery_stop(struct approval *a)
     free(a->queue);
     a->queue = NULL;
     a->nq = a->capq = 0;
+    approval_tls_free(a->tls);
+    a->tls = NULL;
 }

@@ -10,7 +10,8 @@
  * The live segment carries preallocated zeros after its records (records never
  * contain a NUL byte); it is cut to size when closed. On open, such zeros and a torn
  * last line are cut off and the chain continues from the last good record. audit_verify checks a
- * whole directory and names the first bad seq.
+ * whole directory, names the first bad seq, and warns about what is there besides a clean
+ * chain (a torn tail, with its size; files that are not segments).
  */
 #ifndef GATE_AUDIT_H
 #define GATE_AUDIT_H
@@ -40,13 +41,39 @@ bool audit_healthy(struct audit_log *log, char *why, size_t why_len);
 uint64_t audit_write_failures(struct audit_log *log);
 uint64_t audit_last_seq(struct audit_log *log);
 
-struct audit_verify_report {
-    uint64_t records;   /* records that verified */
-    uint64_t first_bad; /* seq of the first bad record (0 if all good) */
-    char reason[256];   /* what is wrong with it */
+/* The writer's first record: a log starts with it at seq 1. */
+#define AUDIT_FIRST_EVENT "gateway.started"
+
+#define AUDIT_VERIFY_MAX_MSGS 16
+struct audit_verify_msg {
+    bool warning;   /* true: something needs a look (AUDIT_VERIFY_WARNINGS); false: a note */
+    char text[320]; /* one line, names the file; bytes that are not printable appear as \xNN */
 };
-/* Verify the whole chain in dir. Returns 0 if intact, 1 if tampered (report filled),
- * -1 on I/O error (err filled). */
+
+struct audit_verify_report {
+    uint64_t records;    /* records that verified */
+    uint64_t first_bad;  /* seq of the first bad record (0 if all good) */
+    char reason[256];    /* what is wrong with it; with AUDIT_VERIFY_WARNINGS, the first warning */
+    uint64_t torn_bytes; /* bytes after the newest segment's last complete record that the next
+                          * audit_open cuts off and keeps in a .torn- file (0: none) */
+    size_t n_warnings;   /* warnings found, including any that did not fit in msgs */
+    size_t n_msgs;       /* warnings and notes in msgs, in the order found */
+    size_t n_dropped;    /* messages that did not fit */
+    struct audit_verify_msg msgs[AUDIT_VERIFY_MAX_MSGS];
+};
+
+enum audit_verify_result {
+    AUDIT_VERIFY_INTACT = 0,   /* the chain verifies from gateway.started at seq 1; nothing else
+                                * but segments (and notes on recovery's .torn- files) */
+    AUDIT_VERIFY_TAMPERED = 1, /* first_bad and reason say where the chain breaks */
+    AUDIT_VERIFY_WARNINGS = 2  /* the chain verifies, but: a torn tail, an empty segment, a file
+                                * that is not a segment, a .torn- file of a missing segment */
+};
+
+/* Verify the whole log in dir: a contiguous run of segments audit-000001.jsonl.., a chain
+ * that starts with AUDIT_FIRST_EVENT at seq 1 (an empty or deleted log is TAMPERED), and
+ * every record's seq, prev and hash. Returns an enum audit_verify_result (report filled), or
+ * -1 on I/O error (err filled). report needs no cleanup. */
 int audit_verify(const char *dir, struct audit_verify_report *report, struct gate_error *err);
 
 /* ---- additions (audit engineer) --------------------------------------------------- */

@@ -195,7 +195,7 @@ static int recover(struct audit_log *log, struct gate_error *err)
 {
     autofree uint32_t *nums = NULL;
     size_t count = 0;
-    if (list_segments(log->dirfd, log->dir, &nums, &count, err) < 0) return -1;
+    if (list_segments(log->dirfd, log->dir, &nums, &count, NULL, NULL, err) < 0) return -1;
     if (count == 0) {
         log->next_seq = 1;
         memcpy(log->prev, AUDIT_ZERO_HASH, 65);

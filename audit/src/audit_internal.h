@@ -28,6 +28,7 @@ struct record_info {
     uint64_t seq;
     char prev[65];
     char hash[65];
+    char event[64]; /* the record's event name, cut short if longer */
 };
 
 enum record_status {
@@ -42,11 +43,17 @@ enum record_status check_record(const char *line, size_t len, struct record_info
 
 /* ---- segments ------------------------------------------------------------------ */
 /* Segment numbers present in the directory dirfd, sorted ascending. *nums is owned by the
- * caller (free). Returns 0 or -1 with err filled. */
+ * caller (free). other (may be NULL) is called with the name of every other entry but "." and
+ * "..", in directory order; it returns 0, or -1 to stop the listing with err filled.
+ * Returns 0 or -1 with err filled. */
 int list_segments(int dirfd, const char *dir, uint32_t **nums, size_t *count,
+                  int (*other)(void *ctx, const char *name, struct gate_error *err), void *ctx,
                   struct gate_error *err);
 /* "audit-000042.jsonl"; buf holds at least 32 bytes. */
 void segment_name(uint32_t num, char *buf, size_t len);
+/* Whether name is a side file recovery wrote (audit-NNNNNN.jsonl.torn-<offset>-<ms>): the
+ * bytes it cut from segment *num at *offset. */
+bool parse_torn_name(const char *name, uint32_t *num, uint64_t *offset);
 
 /* Find the last good record of the open segment fd (size bytes). When truncate_torn is set,
  * anything after it (a torn or corrupt tail) is saved beside the segment and cut off with

@@ -27,7 +27,7 @@ static enum record_status malformed(char *why, size_t why_len, const char *what)
 
 /* The first four members must be seq, ts, mono_ns, event in that order, with the right types;
  * jansson keeps insertion (= document) order. */
-static const char *check_members(json_t *obj, uint64_t *seq)
+static const char *check_members(json_t *obj, uint64_t *seq, char event[64])
 {
     static const char *const order[] = {"seq", "ts", "mono_ns", "event"};
     void *it = json_object_iter(obj);
@@ -41,8 +41,10 @@ static const char *check_members(json_t *obj, uint64_t *seq)
     json_t *m = json_object_get(obj, "mono_ns");
     if (!json_is_integer(m) || json_integer_value(m) < 0)
         return "mono_ns is not a non-negative integer";
-    if (!json_is_string(json_object_get(obj, "event"))) return "event is not a string";
+    json_t *e = json_object_get(obj, "event");
+    if (!json_is_string(e)) return "event is not a string";
     *seq = (uint64_t)json_integer_value(s);
+    snprintf(event, 64, "%s", json_string_value(e));
     return NULL;
 }
 
@@ -77,11 +79,13 @@ enum record_status check_record(const char *line, size_t len, struct record_info
         return malformed(why, why_len, "not a JSON object");
     }
     uint64_t seq = 0;
-    const char *bad = check_members(obj, &seq);
+    char event[64];
+    const char *bad = check_members(obj, &seq, event);
     json_decref(obj);
     if (bad) return malformed(why, why_len, bad);
 
     info->seq = seq;
+    memcpy(info->event, event, sizeof(info->event));
     memcpy(info->prev, p + 9, 64);
     info->prev[64] = '\0';
     memcpy(info->hash, h + 9, 64);

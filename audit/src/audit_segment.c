@@ -37,6 +37,37 @@ static bool parse_segment_name(const char *name, uint32_t *num)
     return true;
 }
 
+/* A decimal number of at most 20 digits, no sign, no leading zero unless it is "0". */
+static bool parse_u64(const char *s, const char **end, uint64_t *v)
+{
+    size_t n = strspn(s, "0123456789");
+    if (n == 0 || n > 20 || (n > 1 && s[0] == '0')) return false;
+    char *e = NULL;
+    errno = 0;
+    unsigned long long x = strtoull(s, &e, 10);
+    if (errno || e != s + n) return false;
+    *v = x;
+    *end = e;
+    return true;
+}
+
+bool parse_torn_name(const char *name, uint32_t *num, uint64_t *offset)
+{
+    const char *dot = strstr(name, ".jsonl.torn-");
+    if (!dot) return false;
+    char seg[40];
+    size_t seg_len = (size_t)(dot - name) + strlen(".jsonl");
+    if (seg_len >= sizeof(seg)) return false;
+    memcpy(seg, name, seg_len);
+    seg[seg_len] = '\0';
+    const char *p = dot + strlen(".jsonl.torn-");
+    uint64_t ms = 0;
+    if (!parse_segment_name(seg, num) || !parse_u64(p, &p, offset) || *p++ != '-' ||
+        !parse_u64(p, &p, &ms) || *p != '\0')
+        return false;
+    return true;
+}
+
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -44,6 +75,7 @@ static int cmp_u32(const void *a, const void *b)
 }
 
 int list_segments(int dirfd, const char *dir, uint32_t **nums, size_t *count,
+                  int (*other)(void *ctx, const char *name, struct gate_error *err), void *ctx,
                   struct gate_error *err)
 {
     int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
@@ -60,7 +92,16 @@ int list_segments(int dirfd, const char *dir, uint32_t **nums, size_t *count,
     errno = 0;
     while ((de = readdir(d)) != NULL) {
         uint32_t num;
-        if (!parse_segment_name(de->d_name, &num)) continue;
+        if (!parse_segment_name(de->d_name, &num)) {
+            if (other && strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+                other(ctx, de->d_name, err) < 0) {
+                free(v);
+                closedir(d);
+                return -1;
+            }
+            errno = 0;
+            continue;
+        }
         if (n == cap) {
             cap = cap ? cap * 2 : 16;
             uint32_t *nv = realloc(v, cap * sizeof(*v));

@@ -80,14 +80,15 @@ static void read_isolation(struct loader *l, const struct policy_key *k, const s
     pkey_read(&l->c, k, v);
 }
 
-/* What the webhook sender can deliver to: http://HOST[:PORT][/PATH], HOST a name or IPv4
- * address, PORT 1..65535, no user info, no fragment (https is not supported yet). */
+/* What the webhook sender can deliver to: http(s)://HOST[:PORT][/PATH], HOST a name or IPv4
+ * address, PORT 1..65535, no user info, no fragment. */
 static bool is_http_url(const char *s)
 {
-    if (strncmp(s, "http://", 7) != 0 || strlen(s) > 2048) return false;
+    size_t scheme = strncmp(s, "https://", 8) == 0 ? 8 : strncmp(s, "http://", 7) == 0 ? 7 : 0;
+    if (!scheme || strlen(s) > 2048) return false;
     for (const char *q = s; *q; q++)
         if ((unsigned char)*q <= 0x20 || *q == 0x7f || *q == '#' || *q == '@') return false;
-    const char *host = s + 7;
+    const char *host = s + scheme;
     size_t hlen = strcspn(host, ":/?");
     if (hlen == 0) return false;
     for (size_t i = 0; i < hlen; i++)
@@ -110,8 +111,7 @@ static void read_webhook(struct loader *l, const struct policy_key *k, const str
     if (pctx_string(c, v, k->path, &c->p->approval.webhook) == 0 &&
         !is_http_url(c->p->approval.webhook))
         pctx_err(c, v->loc,
-                 "'approval.webhook' must be an http://HOST[:PORT]/PATH URL "
-                 "(https is not supported yet)");
+                 "'approval.webhook' must be an https:// or http://HOST[:PORT]/PATH URL");
 }
 
 static void read_memory_mb(struct loader *l, const struct policy_key *k, const struct ynode *v)

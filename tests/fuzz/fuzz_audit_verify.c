@@ -1,9 +1,11 @@
 /* fuzz_audit_verify.c: audit_verify and audit_open's tail recovery on arbitrary segment bytes.
  *
  * The input is split at form feeds ('\f') into up to 4 segment files audit-000001.jsonl...
- * Beyond "no crash, no leak", it checks one property: if audit_verify calls a directory
- * intact, audit_open must recover it, one more append must succeed, and the directory must
- * then verify intact with exactly one more record.
+ * Beyond "no crash, no leak", it checks that verify and recovery agree: if audit_verify finds
+ * the chain intact (with or without warnings), audit_open must recover the directory, one more
+ * append must get the next seq, and the directory must then verify with exactly one more
+ * record, no torn tail and no new warning; a torn tail verify reported must be exactly what
+ * recovery cut off and kept in its .torn- side file.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -56,6 +58,24 @@ static void write_segments(const uint8_t *data, size_t size)
     }
 }
 
+/* Bytes in the .torn- side files recovery wrote. */
+static uint64_t torn_side_file_size(void)
+{
+    DIR *d = opendir(dir);
+    if (!d) abort();
+    uint64_t total = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        struct stat st;
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        if (strstr(de->d_name, ".jsonl.torn-") && stat(path, &st) == 0)
+            total += (uint64_t)st.st_size;
+    }
+    closedir(d);
+    return total;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -73,11 +93,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct audit_verify_report rep;
     struct gate_error err = {0};
     int rc = audit_verify(dir, &rep, &err);
-    if (rc != 0) return 0;
+    if (rc != AUDIT_VERIFY_INTACT && rc != AUDIT_VERIFY_WARNINGS) return 0;
 
     struct audit_log *log = NULL;
     if (audit_open(dir, &log, &err) < 0) {
-        fprintf(stderr, "verified intact but audit_open failed: %s\n", err.msg);
+        fprintf(stderr, "verified (rc %d) but audit_open failed: %s\n", rc, err.msg);
         abort();
     }
     uint64_t seq = 0;
@@ -88,8 +108,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     audit_close(log);
     struct audit_verify_report after;
-    if (audit_verify(dir, &after, &err) != 0 || after.records != rep.records + 1) {
-        fprintf(stderr, "not intact after recovery and one append: %s\n", after.reason);
+    rc = audit_verify(dir, &after, &err);
+    size_t torn_warnings = rep.torn_bytes ? 1 : 0;
+    if ((rc != AUDIT_VERIFY_INTACT && rc != AUDIT_VERIFY_WARNINGS) ||
+        after.records != rep.records + 1 || after.torn_bytes != 0 ||
+        after.n_warnings > rep.n_warnings - torn_warnings) {
+        fprintf(stderr, "after recovery and one append: rc %d, %llu records, torn %llu: %s\n", rc,
+                (unsigned long long)after.records, (unsigned long long)after.torn_bytes,
+                after.reason);
+        abort();
+    }
+    if (torn_side_file_size() != rep.torn_bytes) {
+        fprintf(stderr, "verify reported a torn tail of %llu bytes, recovery kept %llu\n",
+                (unsigned long long)rep.torn_bytes, (unsigned long long)torn_side_file_size());
         abort();
     }
     return 0;

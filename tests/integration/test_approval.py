@@ -2,8 +2,10 @@
 
 A webhook receiver on loopback, started here, checks every delivery with its own
 Standard Webhooks verification (Python's hmac/base64, independent of gatehouse's C
-code) and is what approves through the decision token. Side effects are checked
-through the ledger tool's own file: one line per execution.
+code) and is what approves through the decision token; for https:// it serves TLS
+(Python's ssl) with certificates of a test CA made here with the openssl command.
+Side effects are checked through the ledger tool's own file: one line per execution.
+Every wait polls state (the receiver, the listing, the log) against a deadline.
 """
 import base64
 import datetime
@@ -14,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -67,20 +70,44 @@ def verify(secret, headers, body, now=None):
 
 
 class Receiver:
-    """Answers 2xx only to deliveries whose signature and timestamp verify."""
+    """Answers 2xx only to deliveries whose signature and timestamp verify. With a PKI, it
+    speaks TLS with the certificate named by use_cert (which can change between deliveries)
+    and counts handshakes that failed."""
 
-    def __init__(self, port=None, secret=SECRET):
+    def __init__(self, port=None, secret=SECRET, pki=None):
         self.port = port or harness.free_port()
         self.secret = secret
+        self.pki = pki
+        self.tls = None  # the server's ssl.SSLContext, with pki
         self.cond = threading.Condition()
         self.accepted = []  # (headers, body bytes, payload)
         self.rejected = []  # (status, reason)
+        self.handshake_failures = []  # ssl errors the server saw
         self.server = None
+
+    def use_cert(self, name):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(self.pki, name + ".pem"), os.path.join(self.pki, name + ".key"))
+        with self.cond:
+            self.tls = ctx
+        return self
 
     def start(self):
         rec = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            def setup(self):
+                if isinstance(self.request, ssl.SSLSocket):
+                    self.request.settimeout(WAIT_S)
+                    try:
+                        self.request.do_handshake()
+                    except (ssl.SSLError, OSError) as e:
+                        with rec.cond:
+                            rec.handshake_failures.append(repr(e))
+                            rec.cond.notify_all()
+                        raise
+                super().setup()
+
             def do_POST(self):
                 n = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(n)
@@ -99,8 +126,22 @@ class Receiver:
             def log_message(self, *a):
                 pass
 
-        http.server.ThreadingHTTPServer.allow_reuse_address = True
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+            def get_request(self):
+                sock, addr = self.socket.accept()
+                with rec.cond:
+                    tls = rec.tls
+                if tls:  # the handshake runs on the handler's thread
+                    sock = tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                return sock, addr
+
+            def handle_error(self, request, client_address):
+                pass  # a refused handshake is counted in Handler.setup
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -118,6 +159,14 @@ class Receiver:
         st = c.getresponse().status
         c.close()
         return st
+
+    def wait_handshake_failures(self, n, timeout=WAIT_S):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while len(self.handshake_failures) < n:
+                left = deadline - time.monotonic()
+                check(left > 0, "fewer than %d refused handshakes: %r" % (n, self.handshake_failures))
+                self.cond.wait(left)
 
     def wait_for(self, call_id, timeout=WAIT_S):
         deadline = time.monotonic() + timeout
@@ -159,7 +208,7 @@ arguments:
 
 
 class Env:
-    def __init__(self, receiver_port):
+    def __init__(self, receiver_port, webhook_url=None, gateway_env=None, extra_config=""):
         self.root = tempfile.mkdtemp(prefix="gh-approval-")
         os.chmod(self.root, 0o755)  # the tool runs as nobody and must reach the ledger
         self.ledger = os.path.join(self.root, "ledger")
@@ -174,15 +223,17 @@ class Env:
             harness.write_policy(self.policies, name, POLICY.format(
                 name=name, tool=TOOL, timeout=timeout, ledger=self.ledger, extra_env=extra, wall=wall))
         self.config = os.path.join(self.root, "gatehouse.yaml")
+        url = webhook_url or "http://127.0.0.1:%d/hook" % receiver_port
         with open(self.config, "w") as f:
-            f.write("approval:\n  webhook_url: http://127.0.0.1:%d/hook\n  webhook_secret_env: TEST_WEBHOOK_SECRET\n"
-                    "  approvers:\n    alice: %s\n    bob: %s\n" % (receiver_port, ALICE, BOB))
+            f.write("approval:\n  webhook_url: %s\n  webhook_secret_env: TEST_WEBHOOK_SECRET\n%s"
+                    "  approvers:\n    alice: %s\n    bob: %s\n" % (url, extra_config, ALICE, BOB))
         os.chmod(self.config, 0o600)  # it holds literal tokens: the gateway refuses a readable one
+        self.gateway_env = dict(gateway_env or {}, TEST_WEBHOOK_SECRET=SECRET)
         self.gw = None
 
     def start(self):
         self.gw = harness.Gateway(self.policies, state_dir=self.state, extra_args=["--config", self.config],
-                                  env={"TEST_WEBHOOK_SECRET": SECRET})
+                                  env=self.gateway_env)
         return self.gw.start()
 
     def executions(self, call_id):
@@ -244,10 +295,25 @@ def final(gw, call_id):
 
 
 def wait_until(pred, what, timeout=WAIT_S):
+    """Poll pred until it holds; fail at the deadline."""
     deadline = time.monotonic() + timeout
     while not pred():
         check(time.monotonic() < deadline, "timed out waiting for " + what)
         time.sleep(0.05)
+
+
+def webhook_state(gw, call_id):
+    """The listing's webhook delivery state of a held call: {url, delivered, attempts}."""
+    r = gw.request("GET", "/v1/approvals?call_id=" + call_id, headers=auth(ALICE))
+    check(r.status == 200, r.body)
+    return r.json()["approvals"][0]["webhook"]
+
+
+def wait_delivered(gw, call_id):
+    """The receiver answers before the gateway reads that answer and records the delivery
+    (with its webhook.sent record): wait for the gateway's side, not the receiver's."""
+    wait_until(lambda: webhook_state(gw, call_id)["delivered"], "the delivered flag of " + call_id)
+    return webhook_state(gw, call_id)
 
 
 # ---- tests ----------------------------------------------------------------------------------
@@ -260,6 +326,7 @@ def test_whole_flow_webhook_approve_long_poll_runs_once():
         held = hold(gw)
         cid = held["call_id"]
         headers, raw, payload = rec.wait_for(cid)
+        wait_delivered(gw, cid)
         # What the approver is shown is exactly what will run.
         check(payload["tool"] == "ledger" and payload["arguments"] == {"account": "acme", "amount": 100}, payload)
         canon = json.dumps(payload["arguments"], sort_keys=True, separators=(",", ":")).encode()
@@ -468,20 +535,15 @@ def test_restart_delivers_undelivered_webhook():
         gw = env.start()
         a = hold(gw)
 
-        def attempts():
-            r = gw.request("GET", "/v1/approvals?call_id=" + a["call_id"], headers=auth(ALICE))
-            return r.json()["approvals"][0]["webhook"]["attempts"]
-        wait_until(lambda: attempts() >= 2, "failed delivery attempts")
+        wait_until(lambda: webhook_state(gw, a["call_id"])["attempts"] >= 2, "failed delivery attempts")
         gw.kill9()
         rec.start()
         gw = env.start()
         _, _, p = rec.wait_for(a["call_id"])
         check(p["args_sha256"] == a["args_sha256"], p)
-        r = gw.request("GET", "/v1/approvals?call_id=" + a["call_id"], headers=auth(ALICE))
-        wh = r.json()["approvals"][0]["webhook"]
+        # The attempt that succeeded counts once the gateway has read its answer.
+        wh = wait_delivered(gw, a["call_id"])
         check(wh["attempts"] >= 3, wh)
-        wait_until(lambda: gw.request("GET", "/v1/approvals?call_id=" + a["call_id"], headers=auth(ALICE))
-                   .json()["approvals"][0]["webhook"]["delivered"], "delivered flag")
         r = decide(gw, a["call_id"], p["decision_token"], args_sha256=a["args_sha256"], approver="receiver")
         check(r.status == 200, r.body)
         check(final(gw, a["call_id"])["status"] == "succeeded", "not run")
@@ -582,12 +644,82 @@ def test_policy_webhook_overrides_the_default():
         env.close()
 
 
+def make_pki(d):
+    """With the openssl command: a CA the gateway trusts (ca.pem), one it does not (rogue-ca),
+    and receiver certificates for localhost (from each) and for another name."""
+    check(shutil.which("openssl"), "no openssl command (scripts/install-deps.sh installs it)")
+
+    def openssl(*args):
+        subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True, timeout=WAIT_S)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for ca in ("ca", "rogue-ca"):
+        openssl("req", "-x509", *ec, "-keyout", ca + ".key", "-out", ca + ".pem", "-days", "2",
+                "-subj", "/CN=gatehouse test " + ca, "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign")
+    for name, ca, san in (("localhost", "ca", "DNS:localhost"), ("wrong-name", "ca", "DNS:wrong.example"),
+                          ("rogue", "rogue-ca", "DNS:localhost")):
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth\n" % san)
+        openssl("req", *ec, "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name)
+        openssl("x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem", "-CAkey", ca + ".key",
+                "-CAcreateserial", "-days", "2", "-extfile", name + ".ext", "-out", name + ".pem")
+    return d
+
+
+def test_https_webhook_verifies_the_receiver():
+    """https:// deliveries go only to a receiver whose certificate chains to a trusted CA and
+    names the URL's host; refused handshakes are failed attempts, retried as any other."""
+    pki = make_pki(tempfile.mkdtemp(prefix="gh-pki-"))
+    rec = Receiver(pki=pki).use_cert("wrong-name").start()
+    # The system's CAs plus the test CA, from approval.webhook_ca_file.
+    env = Env(rec.port, webhook_url="https://localhost:%d/hook" % rec.port,
+              extra_config="  webhook_ca_file: %s\n" % os.path.join(pki, "ca.pem"))
+    try:
+        gw = env.start()
+        # A certificate for another name: refused at the handshake, recorded, retried.
+        a = hold(gw)
+        wait_until(lambda: webhook_state(gw, a["call_id"])["attempts"] >= 2, "two refused attempts")
+        wait_until(lambda: "certificate not accepted: hostname mismatch" in gw.read_log(),
+                   "the hostname mismatch in the gateway's log")
+        rec.wait_handshake_failures(2)
+        # A certificate from a CA the gateway does not trust: refused the same way.
+        rec.use_cert("rogue")
+        b = hold(gw, amount=200)
+        wait_until(lambda: webhook_state(gw, b["call_id"])["attempts"] >= 1, "a refused attempt")
+        wait_until(lambda: "certificate not accepted: unable to get local issuer certificate" in gw.read_log(),
+                   "the untrusted CA in the gateway's log")
+        with rec.cond:
+            check(not rec.accepted and not rec.rejected, "a request reached an unverified receiver")
+        for call in (a, b):
+            check(not webhook_state(gw, call["call_id"])["delivered"], "delivered to an unverified receiver")
+        # The right certificate: delivered over TLS, and its token decides the call.
+        rec.use_cert("localhost")
+        c = hold(gw, amount=300)
+        _, _, p = rec.wait_for(c["call_id"])
+        wait_delivered(gw, c["call_id"])
+        r = decide(gw, c["call_id"], p["decision_token"], args_sha256=c["args_sha256"], approver="receiver")
+        check(r.status == 200, r.body)
+        check(final(gw, c["call_id"])["status"] == "succeeded", "not run")
+        check(env.executions(c["call_id"]) == 1, "executions")
+        # The refused deliveries were retried: they arrive now that the receiver is verified.
+        for call in (a, b):
+            rec.wait_for(call["call_id"])
+            wh = wait_delivered(gw, call["call_id"])
+            check(wh["attempts"] >= 2, wh)
+            check(env.events(call["call_id"]).count("webhook.sent") == 1, env.events(call["call_id"]))
+        env.stop_and_verify()
+    finally:
+        rec.stop()
+        env.close()
+        shutil.rmtree(pki, ignore_errors=True)
+
+
 def test_config_errors_stop_the_gateway_with_line_and_column():
     env = Env(harness.free_port())
     try:
         cases = [
-            ("approval:\n  webhook_url: https://127.0.0.1:9/h\n  webhook_secret: %s\n" % SECRET,
-             "2:16: 'approval.webhook_url': https:// is not supported yet"),
+            ("approval:\n  webhook_url: ftp://127.0.0.1:9/h\n  webhook_secret: %s\n" % SECRET,
+             "2:16: 'approval.webhook_url' must be an https:// or http://"),
             ("approval:\n  approvers:\n    alice: %s\n  aprovers: {}\n" % ALICE, "4:3: unknown key 'approval.aprovers'"),
             ("approval:\n  webhook_url: http://127.0.0.1:9/h\n", "needs a signing secret"),
         ]

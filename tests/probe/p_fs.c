@@ -433,6 +433,39 @@ static socklen_t p29_addr(struct sockaddr_un *a)
     return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
 }
 
+/* CLOCK_REALTIME in ns: the one clock every tier here shares with the host (gVisor's sentry
+ * keeps it in step with the host's), so the harness can order a plant and a look. */
+static unsigned long long p29_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+/* One look for P29's objects; true if any of them is visible. */
+static bool p29_look_once(struct verdict *v, const char *file, const struct sockaddr_un *addr,
+                          socklen_t alen)
+{
+    struct stat st;
+    bool file_seen = stat(file, &st) == 0;
+    v_attempt(v, "see(/tmp file)", file_seen ? 0 : -1, errno, file_seen);
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int rc = s >= 0 ? bind(s, (const struct sockaddr *)addr, alen) : -1;
+    bool sock_seen = rc < 0 && errno == EADDRINUSE;
+    v_note(v, " see(abstract socket)=%s", sock_seen ? "OK" : "no");
+    if (s >= 0) close(s);
+    int shm = shmget(p29_key(), 0, 0);
+    v_attempt(v, " see(SysV shm)", shm, errno, shm >= 0);
+    v->exposed = file_seen || sock_seen || shm >= 0;
+    return v->exposed;
+}
+
+/* P29 runs as two calls. "plant" creates a /tmp file, an abstract socket and a SysV shm
+ * segment, keeps them hold_ms, and reports when they all existed (planted_ns..released_ns);
+ * a plant that fails is an error, never a block, so a look cannot pass vacuously. "look",
+ * from a concurrent or later call, looks every 10 ms until it sees one of them or hold_ms
+ * passed (at least once), and reports when it looked, the largest gap between two looks, and
+ * when it saw something; the harness checks that a look fell inside the plant's window. */
 void p29_cross_call(void)
 {
     char file[256];
@@ -448,28 +481,35 @@ void p29_cross_call(void)
         v_attempt(&v, " plant(abstract socket)", rc, errno, false);
         int shm = shmget(p29_key(), 4096, IPC_CREAT | 0644);
         v_attempt(&v, " plant(SysV shm)", shm, errno, false);
+        v.error = fd < 0 || rc < 0 || shm < 0;
+        unsigned long long planted = p29_now_ns();
         struct timespec ts = {(time_t)(g_args.hold_ms / 1000),
                               (long)(g_args.hold_ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+        unsigned long long released = p29_now_ns();
         if (!g_args.keep) {
             unlink(file);
             if (shm >= 0) shmctl(shm, IPC_RMID, NULL);
         }
-        v_note(&v, "; planted for %llu ms (keep=%d)", (unsigned long long)g_args.hold_ms,
-               g_args.keep);
+        v_note(&v, "; planted for %llu ms (keep=%d) planted_ns=%llu released_ns=%llu",
+               (unsigned long long)g_args.hold_ms, g_args.keep, planted, released);
         v_emit(&v, "P29");
         return;
     }
-    struct stat st;
-    bool file_seen = stat(file, &st) == 0;
-    v_attempt(&v, "see(/tmp file)", file_seen ? 0 : -1, errno, file_seen);
-    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int rc = s >= 0 ? bind(s, (struct sockaddr *)&addr, alen) : -1;
-    bool sock_seen = rc < 0 && errno == EADDRINUSE;
-    v_note(&v, " see(abstract socket)=%s", sock_seen ? "OK" : "no");
-    if (s >= 0) close(s);
-    int shm = shmget(p29_key(), 0, 0);
-    v_attempt(&v, " see(SysV shm)", shm, errno, shm >= 0);
-    v.exposed = file_seen || sock_seen || shm >= 0;
+    unsigned long long from = p29_now_ns(), last = from, max_gap = 0, t = from;
+    unsigned looks = 0;
+    for (;;) {
+        t = p29_now_ns();
+        if (t - last > max_gap) max_gap = t - last;
+        last = t;
+        looks++;
+        v = (struct verdict){0};
+        if (p29_look_once(&v, file, &addr, alen) || t - from >= g_args.hold_ms * 1000000ull) break;
+        struct timespec tick = {0, 10 * 1000000L};
+        nanosleep(&tick, NULL);
+    }
+    v_note(&v, " looks=%u looked_ns=%llu..%llu max_gap_ns=%llu seen_ns=%llu", looks, from, last,
+           max_gap, v.exposed ? t : 0ull);
     v_emit(&v, "P29");
 }

@@ -8,12 +8,15 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -71,14 +74,32 @@ static void test_url_parse_refuses_what_could_inject(void **state)
     assert_string_equal(u.host, "127.0.0.1");
     assert_string_equal(u.port, "9000");
     assert_string_equal(u.path, "/hook?x=1");
+    assert_false(u.tls);
     assert_int_equal(approval_url_parse("http://example.org", &u), 0);
     assert_string_equal(u.port, "80");
     assert_string_equal(u.path, "/");
+    assert_int_equal(approval_url_parse("https://approvals.example.org", &u), 0);
+    assert_string_equal(u.host, "approvals.example.org");
+    assert_string_equal(u.port, "443");
+    assert_string_equal(u.path, "/");
+    assert_true(u.tls);
+    assert_int_equal(approval_url_parse("https://10.0.0.7:8443/h", &u), 0);
+    assert_string_equal(u.port, "8443");
     static const char *bad[] = {
-        "https://example.org/", "ftp://x/",          "http://",
-        "http://:80/",          "http://x:0/",       "http://x:65536/",
-        "http://x:8a/",         "http://x/a b",      "http://x/a\r\nX-Evil: 1",
-        "http://x/#frag",       "http://x\r\nA: b/", "http://[::1]:80/",
+        "https://",
+        "https://x:0/",
+        "httpS://x/",
+        "ftp://x/",
+        "http://",
+        "http://:80/",
+        "http://x:0/",
+        "http://x:65536/",
+        "http://x:8a/",
+        "http://x/a b",
+        "http://x/a\r\nX-Evil: 1",
+        "http://x/#frag",
+        "http://x\r\nA: b/",
+        "http://[::1]:80/",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (approval_url_parse(bad[i], &u) == 0) fail_msg("accepted %s", bad[i]);
@@ -103,15 +124,19 @@ static void test_config_parses_every_key(void **state)
     setenv("TEST_APPROVAL_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", 1);
     /* approvers are identities (agents.h): skipped here. */
     assert_int_equal(parse_cfg("approval:\n"
-                               "  webhook_url: http://127.0.0.1:9000/hook\n"
+                               "  webhook_url: https://approvals.example.org/hook\n"
                                "  webhook_secret_env: TEST_APPROVAL_SECRET\n"
+                               "  webhook_format: slack\n"
+                               "  public_url: https://gate.example.org/\n"
                                "  approvers:\n"
                                "    alice: " TOKEN "\n"
                                "    bob: 0123456789abcdef0123\n",
                                &cfg, &err),
                      0);
-    assert_string_equal(cfg.webhook_url, "http://127.0.0.1:9000/hook");
+    assert_string_equal(cfg.webhook_url, "https://approvals.example.org/hook");
     assert_string_equal(cfg.webhook_secret, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    assert_int_equal(cfg.webhook_format, APPROVAL_FORMAT_SLACK);
+    assert_string_equal(cfg.public_url, "https://gate.example.org"); /* no trailing slash */
     approval_config_free(&cfg);
     assert_int_equal(approval_config_parse(NULL, &cfg, &err), 0); /* no section: defaults */
     assert_null(cfg.webhook_url);
@@ -125,11 +150,15 @@ static void test_config_errors_name_line_and_column(void **state)
         const char *yaml, *want;
     } cases[] = {
         {"approval:\n  webhook_ur: http://x/\n", "2:3: unknown key 'approval.webhook_ur'"},
-        {"approval:\n  webhook_url: https://x/h\n  webhook_secret: "
-         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
-         "2:16: 'approval.webhook_url': https:// is not supported yet"},
-        {"approval:\n  webhook_url: ftp://x/h\n", "2:16: 'approval.webhook_url' must be"},
+        {"approval:\n  webhook_ca_file: /nonexistent/ca.pem\n",
+         "2:20: 'approval.webhook_ca_file': TLS: cannot load CA file /nonexistent/ca.pem"},
+        {"approval:\n  webhook_url: ftp://x/h\n",
+         "2:16: 'approval.webhook_url' must be an https:// or http://"},
         {"approval:\n  webhook_url: http://x/h\n", "needs a signing secret"},
+        {"approval:\n  public_url: ftp://gate/\n",
+         "2:15: 'approval.public_url' must be an https:// or http://host[:port] URL"},
+        {"approval:\n  webhook_format: teams\n",
+         "2:19: 'approval.webhook_format' must be standard, slack or discord"},
         {"approval:\n  webhook_secret: sekrit\n", "2:19: 'approval.webhook_secret' must be"},
         {"approval:\n  webhook_secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
          "  webhook_secret_env: X\n",
@@ -331,6 +360,8 @@ static void env_open(struct env *e)
     cfg.webhook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     snprintf(audit_dir, sizeof(audit_dir), "%s/audit", e->dir);
     assert_int_equal(audit_open(audit_dir, &e->audit, &err), 0);
+    /* As the gateway does on every start: a log starts with its start record. */
+    assert_int_equal(audit_append(e->audit, AUDIT_FIRST_EVENT, NULL, NULL, &err), 0);
     struct approval_hooks hooks = {.run = fake_run, .on_change = fake_changed};
     if (approval_open(e->dir, &cfg, e->audit, "http://127.0.0.1:1", &hooks, &e->a, &err) < 0)
         fail_msg("approval_open: %s", err.msg);
@@ -697,8 +728,197 @@ static void test_webhook_retried_until_2xx_and_signed(void **state)
     env_free(&e);
 }
 
+/* ---- https:// ------------------------------------------------------------------------------ */
+
+/* A test PKI made with the openssl command: a CA the client is given, a CA it is not, and
+ * server certificates for localhost/127.0.0.1 (from each CA) and for another name. */
+static const char *const pki_script =
+    "set -e; cd \"$1\"\n"
+    "ec='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'\n"
+    "for ca in ca rogue-ca; do\n"
+    "  openssl req -x509 $ec -keyout $ca.key -out $ca.pem -days 2 -subj \"/CN=gatehouse test $ca\" "
+    "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null\n"
+    "done\n"
+    "leaf() { printf 'subjectAltName=%s\\nextendedKeyUsage=serverAuth\\n' \"$3\" > $1.ext\n"
+    "  openssl req $ec -keyout $1.key -out $1.csr -subj \"/CN=$1\" 2>/dev/null\n"
+    "  openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial -days 2 "
+    "-extfile $1.ext -out $1.pem 2>/dev/null; }\n"
+    "leaf localhost ca DNS:localhost,IP:127.0.0.1\n"
+    "leaf wrong-name ca DNS:wrong.example\n"
+    "leaf rogue rogue-ca DNS:localhost,IP:127.0.0.1\n";
+
+struct tls_endpoint {
+    int fd;
+    SSL_CTX *ctx;
+    bool silent;        /* accept, then say nothing (the client's deadline ends it) */
+    bool handshake_ok;  /* set by the server thread */
+    char sni[64];       /* the name the client asked for ("" if none) */
+    char request[4096]; /* what came through the tunnel */
+};
+
+/* One connection: TLS handshake, read the request, answer 204. */
+static void *serve_tls_once(void *arg)
+{
+    struct tls_endpoint *ep = arg;
+    int c = accept(ep->fd, NULL, NULL);
+    if (c < 0) return NULL;
+    struct timeval tv = {.tv_sec = 60};
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (ep->silent) {
+        char b;
+        while (read(c, &b, 1) > 0)
+            ;
+        close(c);
+        return NULL;
+    }
+    SSL *ssl = SSL_new(ep->ctx);
+    SSL_set_fd(ssl, c);
+    if (SSL_accept(ssl) == 1) {
+        ep->handshake_ok = true;
+        const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+        snprintf(ep->sni, sizeof(ep->sni), "%s", sni ? sni : "");
+        size_t len = 0, n = 0;
+        while (len < sizeof(ep->request) - 1 &&
+               SSL_read_ex(ssl, ep->request + len, sizeof(ep->request) - 1 - len, &n) == 1) {
+            len += n;
+            ep->request[len] = '\0';
+            const char *end = strstr(ep->request, "\r\n\r\n");
+            const char *cl = strcasestr(ep->request, "content-length:");
+            if (end && cl && len >= (size_t)(end + 4 - ep->request) + strtoul(cl + 15, NULL, 10))
+                break;
+        }
+        static const char resp[] = "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n";
+        SSL_write_ex(ssl, resp, sizeof(resp) - 1, &n);
+        SSL_shutdown(ssl);
+    }
+    SSL_free(ssl);
+    close(c);
+    return NULL;
+}
+
+/* POST to https://host:PORT/hook served with certificate `cert` of dir. Returns the client's
+ * result; *ep tells what the server saw. */
+static int post_tls(const char *dir, const char *cert, const char *host, const char *ca_file,
+                    bool silent, struct tls_endpoint *ep, int *status, char *why, size_t why_len)
+{
+    memset(ep, 0, sizeof(*ep));
+    ep->silent = silent;
+    char crt[512], key[512];
+    snprintf(crt, sizeof(crt), "%s/%s.pem", dir, cert);
+    snprintf(key, sizeof(key), "%s/%s.key", dir, cert);
+    ep->ctx = SSL_CTX_new(TLS_server_method());
+    assert_int_equal(SSL_CTX_use_certificate_file(ep->ctx, crt, SSL_FILETYPE_PEM), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey_file(ep->ctx, key, SSL_FILETYPE_PEM), 1);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    ep->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(bind(ep->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(ep->fd, 4), 0);
+    assert_int_equal(getsockname(ep->fd, (struct sockaddr *)&sa, &sl), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, serve_tls_once, ep), 0);
+    char url[128];
+    snprintf(url, sizeof(url), "https://%s:%d/hook", host, ntohs(sa.sin_port));
+    struct ssl_ctx_st *tls = NULL;
+    assert_int_equal(approval_tls_new(ca_file, &tls, why, why_len), 0);
+    int rc =
+        approval_http_post(url, tls, "webhook-id: msg_1\r\n", "{\"x\":1}", status, why, why_len);
+    approval_tls_free(tls);
+    pthread_join(t, NULL);
+    close(ep->fd);
+    SSL_CTX_free(ep->ctx);
+    fprintf(stderr, "POST %s (server certificate %s, CA file %s): rc %d, HTTP %d, %s\n", url, cert,
+            ca_file ? "given" : "none", rc, *status, rc < 0 ? why : "ok");
+    return rc;
+}
+
+static void test_https_webhook_verifies_the_receiver(void **state)
+{
+    (void)state;
+    if (system("command -v openssl >/dev/null") != 0) {
+        fprintf(stderr, "no openssl command to make a test CA with\n");
+        skip();
+    }
+    char *dir = temp_dir();
+    char script[512], cmd[1200];
+    snprintf(script, sizeof(script), "%s/make-pki.sh", dir);
+    FILE *f = fopen(script, "we");
+    assert_non_null(f);
+    fputs(pki_script, f);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "sh '%s' '%s'", script, dir);
+    assert_int_equal(system(cmd), 0);
+    char ca[512];
+    snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+    /* The config key names it; the file is loaded once when the config is read. */
+    char yaml[700];
+    snprintf(yaml, sizeof(yaml), "approval:\n  webhook_ca_file: %s\n", ca);
+    struct approval_config cfg;
+    struct gate_error err = {0};
+    assert_int_equal(parse_cfg(yaml, &cfg, &err), 0);
+    assert_string_equal(cfg.webhook_ca_file, ca);
+    approval_config_free(&cfg);
+    /* Only the system store, which must not name the test CA. */
+    unsetenv("SSL_CERT_FILE");
+    unsetenv("SSL_CERT_DIR");
+    struct tls_endpoint ep;
+    int status = 0;
+    char why[256];
+    /* Trusted through the CA file; the name checked and sent as SNI. */
+    assert_int_equal(
+        post_tls(dir, "localhost", "localhost", ca, false, &ep, &status, why, sizeof(why)), 0);
+    assert_int_equal(status, 204);
+    assert_string_equal(ep.sni, "localhost");
+    assert_true(strncmp(ep.request, "POST /hook HTTP/1.1\r\n", 21) == 0);
+    assert_non_null(strstr(ep.request, "webhook-id: msg_1\r\n"));
+    assert_non_null(strstr(ep.request, "\r\n\r\n{\"x\":1}"));
+    /* An address is checked against the certificate's IP SANs, and is not sent as SNI. */
+    assert_int_equal(
+        post_tls(dir, "localhost", "127.0.0.1", ca, false, &ep, &status, why, sizeof(why)), 0);
+    assert_int_equal(status, 204);
+    assert_string_equal(ep.sni, "");
+    /* Refused: nothing is sent unless the receiver proved who it is. */
+    static const struct {
+        const char *cert, *host;
+        bool with_ca;
+        const char *why;
+    } refused[] = {
+        {"wrong-name", "localhost", true, "certificate not accepted: hostname mismatch"},
+        {"wrong-name", "127.0.0.1", true, "certificate not accepted: IP address mismatch"},
+        {"rogue", "localhost", true, "certificate not accepted: unable to get local issuer"},
+        {"localhost", "localhost", false, "certificate not accepted: unable to get local issuer"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        assert_int_equal(post_tls(dir, refused[i].cert, refused[i].host,
+                                  refused[i].with_ca ? ca : NULL, false, &ep, &status, why,
+                                  sizeof(why)),
+                         -1);
+        assert_int_equal(status, 0);
+        if (!strstr(why, refused[i].why)) fail_msg("case %zu: '%s'", i, why);
+        assert_true(strncmp(why, "TLS handshake with ", 19) == 0);
+        assert_false(ep.handshake_ok);
+        assert_string_equal(ep.request, "");
+    }
+    /* A receiver that never answers the handshake costs one I/O timeout, not a hung thread. */
+    assert_int_equal(
+        post_tls(dir, "localhost", "localhost", ca, true, &ep, &status, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "no answer before the timeout"));
+    /* A CA file that cannot be loaded is an error that names it. */
+    struct ssl_ctx_st *tls = NULL;
+    char missing[600];
+    snprintf(missing, sizeof(missing), "%s/no-such-ca.pem", dir);
+    assert_int_equal(approval_tls_new(missing, &tls, why, sizeof(why)), -1);
+    assert_null(tls);
+    assert_non_null(strstr(why, missing));
+    remove_tree(dir);
+    free(dir);
+}
+
 int main(void)
 {
+    /* The https test talks to its own server from this thread: a server that hangs up must fail
+     * the write, not kill the test (the gateway's delivery threads block SIGPIPE the same way). */
+    signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signature_known_vector),
         cmocka_unit_test(test_signature_rejects_bad_secret),
@@ -711,6 +931,7 @@ int main(void)
         cmocka_unit_test(test_restart_interrupts_started_resumes_the_rest),
         cmocka_unit_test(test_list_requires_an_approver_token),
         cmocka_unit_test(test_webhook_retried_until_2xx_and_signed),
+        cmocka_unit_test(test_https_webhook_verifies_the_receiver),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

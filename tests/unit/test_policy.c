@@ -92,7 +92,7 @@ static const char full_policy[] = "name: full_tool-1\n"
                                   "approval:\n"
                                   "  required: true\n"
                                   "  timeout: 2m\n"
-                                  "  webhook: http://approver.example:9000/hook\n"
+                                  "  webhook: https://approver.example:9000/hook\n"
                                   "limits:\n"
                                   "  wall_timeout: 250ms\n"
                                   "  cpu_time: 3s\n"
@@ -157,7 +157,7 @@ static void test_policy_full_valid_reads_every_key(void **state)
     assert_false(p->reversible);
     assert_true(p->approval.required);
     assert_int_equal(p->approval.timeout_ms, 120000);
-    assert_string_equal(p->approval.webhook, "http://approver.example:9000/hook");
+    assert_string_equal(p->approval.webhook, "https://approver.example:9000/hook");
     assert_int_equal(p->limits.wall_timeout_ms, 250);
     assert_int_equal(p->limits.cpu_time_ms, 3000);
     assert_int_equal(p->limits.memory_mb, 128);
@@ -361,8 +361,8 @@ static const struct err_case err_cases[] = {
     {"reserved env", HEAD "env:\n  GATEHOUSE_TOKEN: x\n", "6:3", "reserved"},
     {"bad env name", HEAD "env:\n  1BAD: x\n", "6:3", "must match"},
     {"webhook not a URL", HEAD "approval: {webhook: ftp://x}\n", "5:21", "http://HOST"},
-    {"webhook https", HEAD "approval: {webhook: \"https://x/h\"}\n", "5:21",
-     "https is not supported"},
+    {"webhook https user info", HEAD "approval: {webhook: \"https://u@x/h\"}\n", "5:21",
+     "http://HOST"},
     {"webhook user info", HEAD "approval: {webhook: \"http://u:p@x/h\"}\n", "5:21", "http://HOST"},
     {"webhook bad port", HEAD "approval: {webhook: \"http://x:99999/h\"}\n", "5:21", "http://HOST"},
     {"pool too big", HEAD "pool: {size: 17}\n", "5:14", "between 0 and 16"},
