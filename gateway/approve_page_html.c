@@ -119,7 +119,7 @@ static void value_block(struct gate_buf *b, const json_t *v)
     size_t n = text ? strlen(text) : 0;
     if (n > FOLD_AT) {
         char head[FOLD_AT / 3 + 1];
-        snprintf(head, sizeof(head), "%s", text);
+        snprintf(head, sizeof(head), "%.*s", (int)(sizeof(head) - 1), text);
         put(b, "<details><summary><code>");
         page_escape(b, head);
         gate_buf_printf(b, "</code>&hellip; (%zu characters)</summary>", n);
