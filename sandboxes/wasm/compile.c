@@ -51,9 +51,18 @@ int cemit(struct comp *c, enum wop op, uint32_t ncells, uint32_t *at)
     return 0;
 }
 
-static uint32_t canon(const struct comp *c, uint32_t pos)
+uint32_t cbase_slot(const struct comp *c, uint32_t pos)
 {
-    return (c->nlocals_all + pos) * 8u;
+    return pos == 0 ? c->nlocal_slots : c->st[pos - 1].slot + tslots(c->st[pos - 1].type);
+}
+
+int cemit_copy(struct comp *c, uint32_t dst, uint32_t src, uint8_t t)
+{
+    uint32_t at = 0;
+    if (cemit(c, t == WASM_V128 ? WOP_COPY128 : WOP_COPY, 2, &at) < 0) return -1;
+    c->code[at + 1].s.a = dst;
+    c->code[at + 1].s.b = src;
+    return 0;
 }
 
 /* Bring entry pos into its own slot. */
@@ -65,9 +74,7 @@ int cmaterialize(struct comp *c, uint32_t pos)
     if (e->kind == CE_LOCAL) c->lrefs[e->local]--;
     if (!cdead(c)) {
         if (e->kind == CE_LOCAL) {
-            if (cemit(c, WOP_COPY, 2, &at) < 0) return -1;
-            c->code[at + 1].s.a = canon(c, pos);
-            c->code[at + 1].s.b = e->local * 8u;
+            if (cemit_copy(c, canon(c, pos), clocal(c, e->local), e->type) < 0) return -1;
         } else {
             if (cemit(c, WOP_CONST, 3, &at) < 0) return -1;
             c->code[at + 1].s.a = canon(c, pos);
@@ -110,18 +117,26 @@ void cset_const(struct comp *c, uint64_t v)
 int csrc(struct comp *c, uint32_t pos, uint32_t *slot)
 {
     if (c->st[pos].kind == CE_CONST && cmaterialize(c, pos) < 0) return -1;
-    *slot = c->st[pos].kind == CE_LOCAL ? c->st[pos].local * 8u : canon(c, pos);
+    *slot = c->st[pos].kind == CE_LOCAL ? clocal(c, c->st[pos].local) : canon(c, pos);
     return 0;
 }
 
 /* ---- operand stack ------------------------------------------------------------------- */
-int cpush(struct comp *c, uint8_t type)
+/* Put a new entry of the given type at position sh (not counted in sh yet). */
+static int new_entry(struct comp *c, uint8_t type)
 {
     if (grow(c, (void **)&c->st, &c->scap, c->sh + 1, sizeof(*c->st)) < 0) return -1;
-    if (c->sh + 1 + c->nlocals_all > WASM_MAX_LOCALS * 2) return cfail(c, "operand stack too deep");
-    c->st[c->sh] = (struct centry){.type = type, .kind = CE_STACK};
+    uint32_t slot = cbase_slot(c, c->sh);
+    if (slot + 2 > WASM_MAX_LOCALS * 4) return cfail(c, "operand stack too deep");
+    c->st[c->sh] = (struct centry){.type = type, .kind = CE_STACK, .slot = slot};
+    if (slot + tslots(type) > c->max_slot) c->max_slot = slot + tslots(type);
+    return 0;
+}
+
+int cpush(struct comp *c, uint8_t type)
+{
+    if (new_entry(c, type) < 0) return -1;
     c->sh++;
-    if (c->sh > c->max_h) c->max_h = c->sh;
     return 0;
 }
 
@@ -146,10 +161,7 @@ int cpop(struct comp *c, uint8_t want, uint32_t *pos, uint8_t *type)
         if (!f->unreachable) return cfail(c, "type mismatch (operand stack underflow)");
         *pos = c->sh; /* a slot that exists; unreachable code emits nothing anyway */
         if (type) *type = want;
-        if (c->sh + 1 > c->max_h) c->max_h = c->sh + 1;
-        if (grow(c, (void **)&c->st, &c->scap, c->sh + 1, sizeof(*c->st)) < 0) return -1;
-        c->st[c->sh] = (struct centry){.type = want, .kind = CE_STACK};
-        return 0;
+        return new_entry(c, want);
     }
     uint8_t t = c->st[c->sh - 1].type;
     if (want && t && t != want) return cfail(c, "type mismatch");
@@ -233,13 +245,12 @@ const uint8_t *clabel_types(const struct cframe *f, uint32_t *n)
 static int branch_copies(struct comp *c, const struct cframe *f, uint32_t n)
 {
     if (c->sh < n) return 0;
-    uint32_t from = c->sh - n, to = f->height;
-    if (from == to) return 0;
+    uint32_t from = c->sh - n, to = cbase_slot(c, f->height);
+    if (from == f->height) return 0;
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t at = 0;
-        if (cemit(c, WOP_COPY, 2, &at) < 0) return -1;
-        c->code[at + 1].s.a = canon(c, to + i);
-        c->code[at + 1].s.b = canon(c, from + i);
+        uint8_t t = c->st[from + i].type;
+        if (cemit_copy(c, to * 8u, canon(c, from + i), t) < 0) return -1;
+        to += tslots(t);
     }
     return 0;
 }
@@ -255,14 +266,14 @@ bool cneeds_copies(const struct comp *c, const struct cframe *f)
 int cemit_return(struct comp *c)
 {
     const struct wasm_functype *t = c->ftype;
-    uint32_t n = t->nresults, at;
+    uint32_t n = t->nresults, at, to = 0;
     if (c->sh >= n) {
         uint32_t from = c->sh - n;
         for (uint32_t i = 0; i < n; i++) {
-            if (canon(c, from + i) == i * 8u) continue;
-            if (cemit(c, WOP_COPY, 2, &at) < 0) return -1;
-            c->code[at + 1].s.a = i * 8u;
-            c->code[at + 1].s.b = canon(c, from + i);
+            uint8_t ty = t->types[t->nparams + i];
+            if (canon(c, from + i) != to * 8u && cemit_copy(c, to * 8u, canon(c, from + i), ty) < 0)
+                return -1;
+            to += tslots(ty);
         }
     }
     return cemit(c, WOP_RET, 1, &at);
@@ -294,8 +305,13 @@ void cset_unreachable(struct comp *c)
 
 /* ---- block types and locals ---------------------------------------------------------- */
 static const uint8_t one_type[256] = {
-    [WASM_I32] = WASM_I32, [WASM_I64] = WASM_I64,         [WASM_F32] = WASM_F32,
-    [WASM_F64] = WASM_F64, [WASM_FUNCREF] = WASM_FUNCREF, [WASM_EXTERNREF] = WASM_EXTERNREF,
+    [WASM_I32] = WASM_I32,
+    [WASM_I64] = WASM_I64,
+    [WASM_F32] = WASM_F32,
+    [WASM_F64] = WASM_F64,
+    [WASM_V128] = WASM_V128,
+    [WASM_FUNCREF] = WASM_FUNCREF,
+    [WASM_EXTERNREF] = WASM_EXTERNREF,
 };
 
 int cread_blocktype(struct comp *c, struct cblocktype *bt)
@@ -307,7 +323,6 @@ int cread_blocktype(struct comp *c, struct cblocktype *bt)
         c->r.p++;
         return 0;
     }
-    if (b == WASM_V128) return cfail(c, "SIMD (v128 block type) is not supported");
     if (one_type[b]) {
         c->r.p++;
         bt->results = &one_type[b];
@@ -341,9 +356,7 @@ static int read_locals(struct comp *c, const struct wasm_functype *t)
             if (pass == 0) {
                 total += cnt;
                 if (total > WASM_MAX_LOCALS) return wr_fail(&c->r, "decode: too many locals");
-                if (!one_type[vt])
-                    return vt == WASM_V128 ? cfail(c, "SIMD (v128 local) is not supported")
-                                           : wr_fail(&c->r, "decode: malformed value type");
+                if (!one_type[vt]) return wr_fail(&c->r, "decode: malformed value type");
                 continue;
             }
             memset(c->ltypes + k, vt, cnt);
@@ -357,7 +370,15 @@ static int read_locals(struct comp *c, const struct wasm_functype *t)
     }
     c->nlocals_all = (uint32_t)total;
     c->lrefs = calloc(total ? total : 1, sizeof(uint32_t));
-    if (!c->lrefs) return gate_err(c->err, GATE_E_NOMEM, "compile: out of memory");
+    c->loff = malloc((total + 1) * sizeof(uint32_t));
+    if (!c->lrefs || !c->loff) return gate_err(c->err, GATE_E_NOMEM, "compile: out of memory");
+    uint32_t slot = 0;
+    for (uint32_t x = 0; x < total; x++) {
+        c->loff[x] = slot;
+        slot += tslots(c->ltypes[x]);
+        if (x + 1 == t->nparams) c->nparam_slots = slot;
+    }
+    c->nlocal_slots = slot;
     return 0;
 }
 
@@ -369,6 +390,7 @@ static void comp_free(struct comp *c)
     free(c->cs);
     free(c->ltypes);
     free(c->lrefs);
+    free(c->loff);
 }
 
 int wasm_compile_func(struct wasm_module *m, uint32_t i, struct gate_error *err)
@@ -395,9 +417,9 @@ int wasm_compile_func(struct wasm_module *m, uint32_t i, struct gate_error *err)
     }
     fd->code.cells = c.code;
     fd->code.ncells = c.n;
-    fd->code.nparams = c.ftype->nparams;
-    fd->code.nlocals = c.nlocals_all - c.ftype->nparams;
-    fd->code.frame_slots = c.nlocals_all + c.max_h + 1;
+    fd->code.nparams = c.nparam_slots;
+    fd->code.nlocals = c.nlocal_slots - c.nparam_slots;
+    fd->code.frame_slots = (c.max_slot > c.nlocal_slots ? c.max_slot : c.nlocal_slots) + 2;
     fd->local_types = c.ltypes;
     c.code = NULL;
     c.ltypes = NULL;

@@ -98,7 +98,7 @@ static int compile_local_set(struct comp *c, bool tee)
         struct centry e = c->st[p];
         bool refs = c->lrefs[x] > 0; /* other entries still read local x */
         if (e.kind == CE_STACK && !refs && c->last_prod >= 0 && c->last_pos == p) {
-            c->code[c->last_prod + 1].s.a = x * 8u; /* the producer writes the local directly */
+            c->code[c->last_prod + 1].s.a = clocal(c, x); /* the producer writes the local */
             c->last_prod = -1;
         } else {
             for (uint32_t i = c->lazy_lo; refs && i < p; i++)
@@ -106,12 +106,11 @@ static int compile_local_set(struct comp *c, bool tee)
                     return -1;
             if (e.kind == CE_CONST) {
                 if (cemit(c, WOP_CONST, 3, &at) < 0) return -1;
-                c->code[at + 1].s.a = x * 8u;
+                c->code[at + 1].s.a = clocal(c, x);
                 c->code[at + 2].u = e.cval;
             } else if (!(e.kind == CE_LOCAL && e.local == x)) {
-                if (cemit(c, WOP_COPY, 2, &at) < 0) return -1;
-                c->code[at + 1].s.a = x * 8u;
-                c->code[at + 1].s.b = e.kind == CE_LOCAL ? e.local * 8u : (c->nlocals_all + p) * 8u;
+                uint32_t src = e.kind == CE_LOCAL ? clocal(c, e.local) : canon(c, p);
+                if (cemit_copy(c, clocal(c, x), src, c->ltypes[x]) < 0) return -1;
             }
         }
     }
@@ -128,9 +127,10 @@ static int compile_global(struct comp *c, bool set)
     if (wr_u32(&c->r, &x) < 0) return -1;
     if (x >= c->m->nglobals) return cfail(c, "unknown global");
     const struct wglobal_def *g = &c->m->globals[x];
+    bool wide = g->type == WASM_V128;
     if (!set) {
         if (!cdead(c)) {
-            if (cemit(c, WOP_GLOBAL_GET, 2, &at) < 0) return -1;
+            if (cemit(c, wide ? WOP_GLOBAL_GET128 : WOP_GLOBAL_GET, 2, &at) < 0) return -1;
             c->code[at + 1].s.b = x;
         }
         return cpush_result(c, g->type, at);
@@ -138,7 +138,8 @@ static int compile_global(struct comp *c, bool set)
     if (!g->mut) return cfail(c, "global is immutable");
     if (cpop(c, g->type, &p, NULL) < 0) return -1;
     if (cdead(c)) return 0;
-    if (csrc(c, p, &s) < 0 || cemit(c, WOP_GLOBAL_SET, 2, &at) < 0) return -1;
+    if (csrc(c, p, &s) < 0 || cemit(c, wide ? WOP_GLOBAL_SET128 : WOP_GLOBAL_SET, 2, &at) < 0)
+        return -1;
     c->code[at + 1].s.a = s;
     c->code[at + 1].s.b = x;
     return 0;
@@ -153,9 +154,8 @@ static int compile_select(struct comp *c, bool typed)
         if (wr_u32(&c->r, &n) < 0) return -1;
         if (n != 1) return cfail(c, "invalid result arity (typed select)");
         if (wr_u8(&c->r, &want) < 0) return -1;
-        if (want == WASM_V128) return cfail(c, "SIMD (v128) is not supported");
         if (want != WASM_I32 && want != WASM_I64 && want != WASM_F32 && want != WASM_F64 &&
-            want != WASM_FUNCREF && want != WASM_EXTERNREF)
+            want != WASM_V128 && want != WASM_FUNCREF && want != WASM_EXTERNREF)
             return wr_fail(&c->r, "decode: malformed value type");
     }
     if (cpop(c, WASM_I32, &pc, NULL) < 0 || cpop(c, want, &p2, &t2) < 0 ||
@@ -167,7 +167,7 @@ static int compile_select(struct comp *c, bool typed)
         return cfail(c, "type mismatch (select of references needs a type)");
     if (!cdead(c)) {
         if (csrc(c, p1, &s1) < 0 || csrc(c, p2, &s2) < 0 || csrc(c, pc, &sc) < 0 ||
-            cemit(c, WOP_SELECT, 3, &at) < 0)
+            cemit(c, t == WASM_V128 ? WOP_SELECT128 : WOP_SELECT, 3, &at) < 0)
             return -1;
         c->code[at + 1].s.b = s1;
         c->code[at + 2].s.a = s2;
@@ -204,12 +204,12 @@ static int compile_call(struct comp *c, bool indirect)
     if (indirect && cpop(c, WASM_I32, &pe, NULL) < 0) return -1;
     if (cpop_types(c, t->types, t->nparams) < 0) return -1;
     if (!cdead(c)) {
-        uint32_t argbase = (c->nlocals_all + c->sh) * 8u;
+        uint32_t argbase = cbase_slot(c, c->sh) * 8u;
         if (cemit(c, indirect ? WOP_CALL_INDIRECT : WOP_CALL, indirect ? 3 : 2, &at) < 0) return -1;
         if (indirect) {
             c->code[at + 1].s.a = table;
             c->code[at + 1].s.b = x;
-            c->code[at + 2].s.a = (c->nlocals_all + pe) * 8u;
+            c->code[at + 2].s.a = canon(c, pe);
             c->code[at + 2].s.b = argbase;
         } else {
             c->code[at + 1].s.a = x;
@@ -467,7 +467,7 @@ int ccompile_instr(struct comp *c)
     case 0xfc:
         return ccompile_fc(c);
     case 0xfd:
-        return cfail(c, "SIMD (0xfd prefix) is not supported");
+        return ccompile_simd(c);
     default:
         if (numops[op].shape != SH_NONE) return compile_numeric(c, &numops[op]);
         return ccompile_misc(c, op);

@@ -286,8 +286,27 @@ int64_t wasm_table_grow(struct wasm_store *s, struct wasm_table *t, uint32_t del
 struct wasm_global *wasm_global_new(struct wasm_store *s, uint8_t type, bool mut, uint64_t val)
 {
     struct wasm_global *g = wstore_alloc(s, sizeof(*g));
-    if (g) *g = (struct wasm_global){val, type, mut};
+    if (g) *g = (struct wasm_global){.val = val, .type = type, .mut = mut};
     return g;
+}
+
+void wasm_global_init(struct wasm_global *g, const struct wasm_instance *inst,
+                      const struct wconst *c)
+{
+    if (c->op == WC_V128) {
+        g->v128[0] = c->val;
+        g->v128[1] = c->hi;
+    } else if (c->op == WC_GLOBAL_GET) {
+        memcpy(g->v128, inst->globals[c->idx]->v128, sizeof(g->v128));
+    } else {
+        g->val = wasm_eval_const(inst, c);
+    }
+}
+
+void wasm_global_get_v128(const struct wasm_global *g, uint64_t out[2])
+{
+    out[0] = g->v128[0];
+    out[1] = g->v128[1];
 }
 
 uint8_t *wasm_memory_data(const struct wasm_memory *m, uint64_t *size)
@@ -306,6 +325,15 @@ uint64_t wasm_global_get(const struct wasm_global *g, uint8_t *type, bool *mut)
 const struct wasm_functype *wasm_func_type(const struct wasm_func *f)
 {
     return f->type;
+}
+
+void wasm_functype_slots(const struct wasm_functype *t, uint32_t *nparams, uint32_t *nresults)
+{
+    uint32_t n[2] = {0, 0};
+    for (uint32_t i = 0; i < t->nparams + t->nresults; i++)
+        n[i >= t->nparams] += t->types[i] == WASM_V128 ? 2 : 1;
+    *nparams = n[0];
+    *nresults = n[1];
 }
 
 enum wasm_trap wasm_call(struct wasm_store *s, struct wasm_func *f, uint64_t *slots)

@@ -12,67 +12,11 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "wasm_float.h"
 #include "wasm_internal.h"
+#include "wasm_simd.h"
 
 #define FUEL_SLICE 20000
-
-/* libm returns a signalling NaN operand unchanged; WebAssembly wants it quieted. */
-#define WQUIET(x)                                                                                  \
-    __extension__({                                                                                \
-        __typeof__(x) q_ = (x);                                                                    \
-        q_ != q_ ? q_ + q_ : q_;                                                                   \
-    })
-
-static inline float wf32_min(float a, float b)
-{
-    if (a != a || b != b) return a + b;
-    if (a == b) return signbit(a) ? a : b;
-    return a < b ? a : b;
-}
-static inline float wf32_max(float a, float b)
-{
-    if (a != a || b != b) return a + b;
-    if (a == b) return signbit(a) ? b : a;
-    return a > b ? a : b;
-}
-static inline double wf64_min(double a, double b)
-{
-    if (a != a || b != b) return a + b;
-    if (a == b) return signbit(a) ? a : b;
-    return a < b ? a : b;
-}
-static inline double wf64_max(double a, double b)
-{
-    if (a != a || b != b) return a + b;
-    if (a == b) return signbit(a) ? b : a;
-    return a > b ? a : b;
-}
-static inline int32_t wsat_s32(double x)
-{
-    if (x != x) return 0;
-    if (x <= -2147483648.0) return INT32_MIN;
-    if (x >= 2147483648.0) return INT32_MAX;
-    return (int32_t)x;
-}
-static inline uint32_t wsat_u32(double x)
-{
-    if (!(x > -1.0)) return 0;
-    if (x >= 4294967296.0) return UINT32_MAX;
-    return (uint32_t)x;
-}
-static inline int64_t wsat_s64(double x)
-{
-    if (x != x) return 0;
-    if (x <= -9223372036854775808.0) return INT64_MIN;
-    if (x >= 9223372036854775808.0) return INT64_MAX;
-    return (int64_t)x;
-}
-static inline uint64_t wsat_u64(double x)
-{
-    if (!(x > -1.0)) return 0;
-    if (x >= 18446744073709551616.0) return UINT64_MAX;
-    return (uint64_t)x;
-}
 
 #define CT_I uint32_t
 #define CT_L uint64_t
@@ -393,6 +337,29 @@ L_SELECT: /* [dst|a][b|cond] */
     SLOT(pc[1].s.a) = RD(I, pc[2].s.b) ? SLOT(pc[1].s.b) : SLOT(pc[2].s.a);
     pc += 3;
     NEXT();
+L_COPY128: /* [dst|src] */
+    memmove(SLOTP(uint8_t, pc[1].s.a), SLOTP(uint8_t, pc[1].s.b), 16);
+    pc += 2;
+    NEXT();
+L_SELECT128: /* [dst|a][b|cond] */
+    memmove(SLOTP(uint8_t, pc[1].s.a), SLOTP(uint8_t, RD(I, pc[2].s.b) ? pc[1].s.b : pc[2].s.a),
+            16);
+    pc += 3;
+    NEXT();
+L_GLOBAL_GET128: /* [dst|idx] */
+    memcpy(SLOTP(uint8_t, pc[1].s.a), inst->globals[pc[1].s.b]->v128, 16);
+    pc += 2;
+    NEXT();
+L_GLOBAL_SET128: /* [src|idx] */
+    memcpy(inst->globals[pc[1].s.b]->v128, SLOTP(uint8_t, pc[1].s.a), 16);
+    pc += 2;
+    NEXT();
+L_SIMD : { /* [dst|a][op|b]..., see wasm_simd.h */
+    uint32_t n = wasm_simd_fns[pc[2].s.a]((uint8_t *)fp, pc, mem, memsize);
+    if (__builtin_expect(!n, 0)) TRAP(MEM_OOB);
+    pc += n;
+    NEXT();
+}
 L_GLOBAL_GET: /* [dst|idx] */
     SLOT(pc[1].s.a) = inst->globals[pc[1].s.b]->val;
     pc += 2;
@@ -559,10 +526,11 @@ enum wasm_trap wasm_interp_run(struct wasm_store *s, struct wasm_func *f, uint64
 {
     const struct wasm_functype *t = f->type;
     if (f->host) return f->host(s, NULL, f->host_ctx, args);
-    uint32_t n = t->nparams > t->nresults ? t->nparams : t->nresults;
-    if (n > s->lim.max_stack_slots) return WASM_TRAP_STACK_EXHAUSTED;
-    memcpy(s->stack, args, t->nparams * sizeof(uint64_t));
+    uint32_t np = 0, nr = 0;
+    wasm_functype_slots(t, &np, &nr);
+    if ((np > nr ? np : nr) > s->lim.max_stack_slots) return WASM_TRAP_STACK_EXHAUSTED;
+    memcpy(s->stack, args, np * sizeof(uint64_t));
     enum wasm_trap trap = run(s, f, NULL);
-    if (!trap) memcpy(args, s->stack, t->nresults * sizeof(uint64_t));
+    if (!trap) memcpy(args, s->stack, nr * sizeof(uint64_t));
     return trap;
 }

@@ -137,7 +137,7 @@ static int define_objects(struct wasm_store *s, const struct wasm_module *m,
         const struct wglobal_def *g = &m->globals[i];
         inst->globals[i] = wasm_global_new(s, g->type, g->mut, 0);
         if (!inst->globals[i]) return gate_err(err, GATE_E_NOMEM, "instantiate: out of memory");
-        inst->globals[i]->val = wasm_eval_const(inst, &g->init);
+        wasm_global_init(inst->globals[i], inst, &g->init);
     }
     return 0;
 }

@@ -54,12 +54,13 @@ struct wlimits {
     bool has_max;
 };
 
-enum wconst_op { WC_I32, WC_I64, WC_F32, WC_F64, WC_REF_NULL, WC_REF_FUNC, WC_GLOBAL_GET };
+enum wconst_op { WC_I32, WC_I64, WC_F32, WC_F64, WC_V128, WC_REF_NULL, WC_REF_FUNC, WC_GLOBAL_GET };
 struct wconst {
     uint8_t op; /* enum wconst_op */
     uint8_t type;
     uint32_t idx;
     uint64_t val;
+    uint64_t hi; /* v128: the upper 64 bits */
 };
 
 struct wimport {
@@ -187,7 +188,10 @@ struct wasm_table {
 };
 
 struct wasm_global {
-    uint64_t val;
+    union {
+        uint64_t val;
+        uint64_t v128[2]; /* v128 globals: low half first (v128[0] is val) */
+    };
     uint8_t type;
     bool mut;
 };
@@ -244,5 +248,8 @@ enum wasm_trap wasm_table_init(struct wasm_instance *inst, uint32_t table, uint3
 enum wasm_trap wasm_memory_init(struct wasm_instance *inst, uint32_t data, uint64_t d, uint64_t src,
                                 uint64_t n);
 uint64_t wasm_eval_const(const struct wasm_instance *inst, const struct wconst *c);
+/* Set a defined global to its initial value (any type, v128 included). */
+void wasm_global_init(struct wasm_global *g, const struct wasm_instance *inst,
+                      const struct wconst *c);
 
 #endif

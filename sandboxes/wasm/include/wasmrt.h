@@ -162,13 +162,18 @@ int wasm_instantiate(struct wasm_store *s, const struct wasm_module *m,
 int wasm_instance_export(const struct wasm_instance *inst, const char *name,
                          struct wasm_extern *out);
 const struct wasm_functype *wasm_func_type(const struct wasm_func *f);
-/* Call f with args in slots[0..nparams); results land in slots[0..nresults). slots must hold
- * max(nparams, nresults) values. */
+/* Slots the parameters and the results of t take (a v128 takes two). */
+void wasm_functype_slots(const struct wasm_functype *t, uint32_t *nparams, uint32_t *nresults);
+/* Call f with args in slots[0..nparams); results land in slots[0..nresults). A value takes
+ * one 8-byte slot, a v128 two (low 64 bits first); slots must hold the larger of the
+ * parameters' and the results' slot counts (wasm_functype_slots). */
 enum wasm_trap wasm_call(struct wasm_store *s, struct wasm_func *f, uint64_t *slots);
 
 /* ---- objects ------------------------------------------------------------------------- */
 uint8_t *wasm_memory_data(const struct wasm_memory *m, uint64_t *size);
 uint64_t wasm_global_get(const struct wasm_global *g, uint8_t *type, bool *mut);
+/* Both halves of a v128 global (low 64 bits first). */
+void wasm_global_get_v128(const struct wasm_global *g, uint64_t out[2]);
 /* Whether a host object matches an import's declared type (for linking checks). */
 
 #endif
