@@ -454,7 +454,7 @@ int64_t cfuse_branch(struct comp *c, uint32_t pos, bool negate)
 {
     if (c->last_prod < 0 || c->last_pos != pos) return 0;
     uint32_t at = (uint32_t)c->last_prod;
-    const void *h = c->code[at].h;
+    int64_t h = c->code[at].h;
     uint32_t a = c->code[at + 1].s.b;
     c->last_prod = -1;
     for (size_t i = 0; i < sizeof(fuses) / sizeof(fuses[0]); i++) {

@@ -44,7 +44,7 @@ struct comp {
     struct gate_error *err;
     uint32_t func_index;
     const struct wasm_functype *ftype;
-    const void *const *handlers;
+    const int32_t *handlers;
     union wcell *code;
     uint32_t n, cap;
     struct centry *st;

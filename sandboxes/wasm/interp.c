@@ -29,7 +29,9 @@
 #define WR_F(o, v) (*SLOTP(float, o) = (float)(v))
 #define WR_D(o, v) (*SLOTP(double, o) = (double)(v))
 #define SLOT(o) (*SLOTP(uint64_t, o))
-#define NEXT() goto * pc->h
+/* Handler cells hold the handler's offset from L_UNREACHABLE, not its address: compiled code
+ * holds no absolute address, so it can be shared between processes (wasm_module_share). */
+#define NEXT() goto *(&&L_UNREACHABLE + pc->h)
 #define TRAP(t)                                                                                    \
     do {                                                                                           \
         trap = WASM_TRAP_##t;                                                                      \
@@ -203,19 +205,18 @@ static enum wasm_trap refill(struct wasm_store *s, int64_t *budget)
         NEXT();                                                                                    \
     }
 
+#define LBL(name) [WOP_##name] = &&L_##name - &&L_UNREACHABLE
 static enum wasm_trap run(struct wasm_store *s, struct wasm_func *entry,
-                          const void *const **handlers_out)
+                          const int32_t **handlers_out)
 {
-    static const void *const labels[WOP__COUNT] = {
-#define LBL_NUM(code, name, shape, ta, tr, expr)                                                   \
-    [WOP_##name] = &&L_##name, [WOP_##name##_I] = &&L_##name##_I,
+    static const int32_t labels[WOP__COUNT] = {
+#define LBL_NUM(code, name, shape, ta, tr, expr) LBL(name), LBL(name##_I),
         WASM_NUMOPS(LBL_NUM)
 #undef LBL_NUM
-#define LBL_BRC(name, neg, t, expr)                                                                \
-    [WOP_BRIF_##name] = &&L_BRIF_##name, [WOP_BRIF_##name##_I] = &&L_BRIF_##name##_I,
+#define LBL_BRC(name, neg, t, expr) LBL(BRIF_##name), LBL(BRIF_##name##_I),
             WASM_BRCMP(LBL_BRC)
 #undef LBL_BRC
-#define LBL_CTL(name) [WOP_##name] = &&L_##name,
+#define LBL_CTL(name) LBL(name),
                 WASM_CTLOPS(LBL_CTL)
 #undef LBL_CTL
     };
@@ -515,9 +516,9 @@ out:
     return trap;
 }
 
-const void *const *wasm_interp_handlers(void)
+const int32_t *wasm_interp_handlers(void)
 {
-    const void *const *h = NULL;
+    const int32_t *h = NULL;
     run(NULL, NULL, &h);
     return h;
 }

@@ -1,7 +1,7 @@
 /* wasm_internal.h: the engine's data structures, shared by its source files only.
  *
  * - the decoded module (struct wasm_module) and the byte reader with bounds-checked LEB128;
- * - the compiled code: an array of 8-byte cells, each instruction a handler address followed
+ * - the compiled code: an array of 8-byte cells, each instruction a handler (offset) followed
  *   by operand cells holding frame-relative byte offsets of value slots and immediates;
  * - the runtime objects (instances, memories, tables, globals, functions, the store).
  */
@@ -109,7 +109,7 @@ struct wdata {
 
 /* One compiled code cell. */
 union wcell {
-    const void *h;
+    int64_t h; /* an instruction's first cell: its handler (wasm_interp_handlers) */
     uint64_t u;
     int64_t i;
     struct {
@@ -239,8 +239,8 @@ void *wstore_alloc(struct wasm_store *s, size_t size);
 /* Grow m by delta pages; returns the old page count or -1. */
 int64_t wasm_memory_grow(struct wasm_store *s, struct wasm_memory *m, uint32_t delta);
 int64_t wasm_table_grow(struct wasm_store *s, struct wasm_table *t, uint32_t delta, uint64_t init);
-/* Handler addresses of the interpreter, indexed by enum wop. */
-const void *const *wasm_interp_handlers(void);
+/* Handler offsets of the interpreter (what a handler cell holds), indexed by enum wop. */
+const int32_t *wasm_interp_handlers(void);
 enum wasm_trap wasm_interp_run(struct wasm_store *s, struct wasm_func *f, uint64_t *args);
 /* Bulk operations shared by the interpreter and instantiation. */
 enum wasm_trap wasm_table_init(struct wasm_instance *inst, uint32_t table, uint32_t elem,
