@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "wasm_internal.h"
 
@@ -34,6 +35,7 @@ int wasm_module_load(const uint8_t *bytes, size_t len, struct wasm_module **out,
     }
     memcpy(m->bytes, bytes, len);
     m->len = len;
+    m->image_fd = -1;
     if (wasm_decode(m->bytes, len, m, err) < 0) goto fail;
     for (uint32_t i = 0; i < m->ndefined; i++)
         if (wasm_compile_func(m, i, err) < 0) goto fail;
@@ -45,9 +47,27 @@ fail:
     return -1;
 }
 
+/* A mapped module owns only its heap copies of the arrays of structures (share.c). */
+static void mapped_module_free(struct wasm_module *m)
+{
+    free(m->types);
+    free(m->imports);
+    free(m->funcs);
+    free(m->exports);
+    free(m->elems);
+    free(m->datas);
+    if (m->image_fd >= 0) close(m->image_fd);
+    munmap(m->image, m->image_size);
+    free(m);
+}
+
 void wasm_module_free(struct wasm_module *m)
 {
     if (!m) return;
+    if (m->image) {
+        mapped_module_free(m);
+        return;
+    }
     for (uint32_t i = 0; m->types && i < m->ntypes; i++)
         free(m->types[i].types);
     for (uint32_t i = 0; m->imports && i < m->nimports; i++) {

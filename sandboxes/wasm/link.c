@@ -154,6 +154,7 @@ static enum wasm_trap apply_segments(struct wasm_instance *inst)
         }
         if (e->mode != WSEG_PASSIVE) inst->elem_dropped[i] = 1;
     }
+    if (wasm_memory_image_apply(inst)) return WASM_TRAP_NONE;
     for (uint32_t i = 0; i < m->ndatas; i++) {
         const struct wdata *d = &m->datas[i];
         if (d->mode != WSEG_ACTIVE) continue;

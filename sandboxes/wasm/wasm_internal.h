@@ -164,6 +164,12 @@ struct wasm_module {
     bool has_datacount;
     uint32_t datacount;
     uint8_t *func_declared; /* per function: referenced outside function bodies (C.refs) */
+    /* A module mapped from a shared image (share.c): the mapping, and the image's fd with the
+     * offset and length of its initial memory contents (image_fd -1: none). */
+    void *image;
+    size_t image_size;
+    int image_fd;
+    uint64_t image_mem_off, image_mem_len;
 };
 
 int wasm_decode(const uint8_t *bytes, size_t len, struct wasm_module *m, struct gate_error *err);
@@ -248,6 +254,10 @@ enum wasm_trap wasm_table_init(struct wasm_instance *inst, uint32_t table, uint3
 enum wasm_trap wasm_memory_init(struct wasm_instance *inst, uint32_t data, uint64_t d, uint64_t src,
                                 uint64_t n);
 uint64_t wasm_eval_const(const struct wasm_instance *inst, const struct wconst *c);
+/* Give a new instance its memory's initial contents by mapping the module image's copy
+ * copy-on-write, marking the active data segments applied. False when the module has no such
+ * image: the segments are then copied one by one. */
+bool wasm_memory_image_apply(struct wasm_instance *inst);
 /* Set a defined global to its initial value (any type, v128 included). */
 void wasm_global_init(struct wasm_global *g, const struct wasm_instance *inst,
                       const struct wconst *c);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -488,6 +489,78 @@ static void test_wasm_simd_values_take_two_slots(void **state)
     rt_close(&r);
 }
 
+/* share.wat: (module (memory 1) (data (i32.const 100) "hello")
+ *   (func (export "get") (param i32) (result i32) (i32.load8_u (local.get 0)))
+ *   (func (export "put") (param i32 i32) (i32.store8 (local.get 0) (local.get 1)))) */
+static const uint8_t mod_share[] = {
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x0b, 0x02, 0x60, 0x01, 0x7f,
+    0x01, 0x7f, 0x60, 0x02, 0x7f, 0x7f, 0x00, 0x03, 0x03, 0x02, 0x00, 0x01, 0x05, 0x03,
+    0x01, 0x00, 0x01, 0x07, 0x0d, 0x02, 0x03, 0x67, 0x65, 0x74, 0x00, 0x00, 0x03, 0x70,
+    0x75, 0x74, 0x00, 0x01, 0x0a, 0x13, 0x02, 0x07, 0x00, 0x20, 0x00, 0x2d, 0x00, 0x00,
+    0x0b, 0x09, 0x00, 0x20, 0x00, 0x20, 0x01, 0x3a, 0x00, 0x00, 0x0b, 0x0b, 0x0c, 0x01,
+    0x00, 0x41, 0xe4, 0x00, 0x0b, 0x05, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
+};
+
+/* Instantiate a mapped module in a store of its own. */
+static void rt_open_mapped(struct rt *r, int fd)
+{
+    struct gate_error err = {0};
+    struct wasm_limits_cfg lim;
+    enum wasm_trap trap;
+    assert_int_equal(wasm_module_map(fd, &r->mod, &err), 0);
+    wasm_limits_default(&lim);
+    lim.max_mem_pages = 4;
+    r->store = wasm_store_new(&lim);
+    assert_non_null(r->store);
+    assert_int_equal(wasm_instantiate(r->store, r->mod, NULL, 0, &r->inst, &trap, &err), 0);
+}
+
+static void test_wasm_shared_module_maps_sealed_and_copy_on_write(void **state)
+{
+    (void)state;
+    struct wasm_module *m = NULL;
+    struct gate_error err = {0};
+    assert_int_equal(wasm_module_load(mod_share, sizeof(mod_share), &m, &err), 0);
+    int fd = wasm_module_share(m, &err);
+    wasm_module_free(m);
+    assert_true(fd >= 0);
+    int seals = fcntl(fd, F_GET_SEALS);
+    assert_int_equal(seals & (F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL),
+                     F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
+    assert_true(write(fd, "x", 1) < 0); /* nobody can change the code under a worker */
+    struct rt a, b;
+    rt_open_mapped(&a, fd);
+    rt_open_mapped(&b, fd);
+    close(fd); /* the modules keep what they need */
+    assert_int_equal(call_i32(&a, "get", 100, 0), 'h');
+    uint64_t s[2] = {100, 'X'};
+    assert_int_equal(call(&a, "put", s), WASM_TRAP_NONE);
+    assert_int_equal(call_i32(&a, "get", 100, 0), 'X');
+    assert_int_equal(call_i32(&b, "get", 100, 0), 'h'); /* a's write stayed a's */
+    assert_int_equal(call_i32(&b, "get", 104, 0), 'o');
+    expect_trap(&b, "get", 65536, 0, WASM_TRAP_MEM_OOB);
+    rt_close(&a);
+    rt_close(&b);
+}
+
+static void test_wasm_map_refuses_what_share_did_not_make(void **state)
+{
+    (void)state;
+    struct wasm_module *m = NULL;
+    struct gate_error err = {0};
+    int fd = memfd_create("not-an-image", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_true(fd >= 0);
+    char junk[4096] = "GWASMIM1 but not an image";
+    assert_int_equal(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+    assert_int_equal(wasm_module_map(fd, &m, &err), -1); /* not sealed */
+    assert_non_null(strstr(err.msg, "sealed"));
+    assert_int_equal(
+        fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL), 0);
+    assert_int_equal(wasm_module_map(fd, &m, &err), -1); /* sealed, but not an image */
+    assert_int_equal(err.code, GATE_E_WASM_INVALID);
+    close(fd);
+}
+
 /* ---- WASI: host ABI (W5) and paths (W6) ---------------------------------------------- */
 struct wasi_rt {
     struct rt r;
@@ -728,6 +801,8 @@ int main(void)
         cmocka_unit_test(test_wasm_runaway_code_is_stopped),
         cmocka_unit_test(test_wasm_loop_params_survive_back_edges),
         cmocka_unit_test(test_wasm_simd_values_take_two_slots),
+        cmocka_unit_test(test_wasm_shared_module_maps_sealed_and_copy_on_write),
+        cmocka_unit_test(test_wasm_map_refuses_what_share_did_not_make),
         cmocka_unit_test(test_wasm_unlisted_import_is_refused),
         cmocka_unit_test(test_wasm_host_calls_check_pointers),
         cmocka_unit_test(test_wasm_wasi_paths_stay_in_the_preopen),

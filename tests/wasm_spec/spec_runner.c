@@ -1,12 +1,14 @@
 /* spec_runner.c: run the WebAssembly spec test suite against gatehouse's engine.
  *
- * usage: spec_runner <testsuite dir> <known-failures file> [file.wast ...]
+ * usage: spec_runner <testsuite dir> <known-failures file> [--shared] [file.wast ...]
  *
  * Each .wast file is converted with wabt's wast2json into a temporary directory, then every
  * command is executed in a child process (so a crash in one file is reported, not fatal).
  * Text-format modules (.wat) are counted as skipped. The known-failures file lists
- * "<file.wast>: <reason>" lines; the exit status is 1 if any file not listed fails, 77 if the
- * suite or wast2json is missing, else 0. The last line is "N passed, N failed, N skipped".
+ * "<file.wast>: <reason>" lines. With --shared, every module is run from the image
+ * wasm_module_share writes and wasm_module_map maps, as workers run them. The exit status is 1 if
+ * any file not listed fails, 77 if the suite or wast2json is missing, else 0. The last line is "N
+ * passed, N failed, N skipped".
  */
 #include <dirent.h>
 #include <errno.h>
@@ -120,6 +122,9 @@ static int resolve(struct run *r, const char *module, const char *name, struct w
 }
 
 /* ---- modules ------------------------------------------------------------------------ */
+/* --shared: every module goes through wasm_module_share and wasm_module_map first. */
+static bool via_share;
+
 static int load_module(struct run *r, const char *filename, struct wasm_module **m,
                        struct gate_error *err)
 {
@@ -130,6 +135,13 @@ static int load_module(struct run *r, const char *filename, struct wasm_module *
     if (gate_read_file(path, 64u << 20, &data, &len, err) < 0) return -1;
     int rc = wasm_module_load((const uint8_t *)data, len, m, err);
     free(data);
+    if (rc == 0 && via_share) { /* run what a worker maps, not what was compiled */
+        int fd = wasm_module_share(*m, err);
+        wasm_module_free(*m);
+        *m = NULL;
+        rc = fd < 0 ? -1 : wasm_module_map(fd, m, err);
+        if (fd >= 0) close(fd);
+    }
     return rc;
 }
 
@@ -565,10 +577,12 @@ int main(int argc, char **argv)
         printf("skipped: wast2json (Debian package wabt) is not installed\n");
         return 77;
     }
+    int first = 3;
+    if (argc > 3 && !strcmp(argv[3], "--shared")) via_share = true, first = 4;
     char *names[512];
     size_t n = 0;
-    if (argc > 3)
-        for (int i = 3; i < argc && n < 512; i++)
+    if (argc > first)
+        for (int i = first; i < argc && n < 512; i++)
             names[n++] = strdup(argv[i]);
     else
         n = list_wast(argv[1], names, 512);
