@@ -137,8 +137,10 @@ struct wasm_store *wasm_store_new(const struct wasm_limits_cfg *lim)
     if (s->lim.max_call_depth < 2) s->lim.max_call_depth = 2;
     if (s->lim.max_stack_slots < 16) s->lim.max_stack_slots = 16;
     s->fuel = lim->fuel ? lim->fuel : UINT64_MAX;
-    s->stack = calloc(s->lim.max_stack_slots, sizeof(uint64_t));
-    s->frames = calloc(s->lim.max_call_depth, sizeof(struct wframe));
+    /* Not zeroed (megabytes, per call): validation guarantees that code reads only slots
+     * written before in the same frame (locals are zeroed on entry, operands are pushed). */
+    s->stack = malloc(s->lim.max_stack_slots * sizeof(uint64_t));
+    s->frames = malloc(s->lim.max_call_depth * sizeof(struct wframe));
     if (!s->stack || !s->frames) {
         wasm_store_free(s);
         return NULL;
