@@ -48,6 +48,7 @@ int cemit(struct comp *c, enum wop op, uint32_t ncells, uint32_t *at)
     c->code[c->n].h = c->handlers[op];
     c->n += ncells;
     c->last_prod = -1;
+    c->copy_at = -1;
     return 0;
 }
 
@@ -59,9 +60,19 @@ uint32_t cbase_slot(const struct comp *c, uint32_t pos)
 int cemit_copy(struct comp *c, uint32_t dst, uint32_t src, uint8_t t)
 {
     uint32_t at = 0;
+    if (t != WASM_V128 && c->copy_at >= 0 && c->copy_at + 2 == c->n) { /* COPY COPY -> COPY2 */
+        at = (uint32_t)c->copy_at;
+        if (cappend_cell(c) < 0) return -1;
+        c->code[at].h = c->handlers[WOP_COPY2];
+        c->code[at + 2].s.a = dst;
+        c->code[at + 2].s.b = src;
+        c->copy_at = -1;
+        return 0;
+    }
     if (cemit(c, t == WASM_V128 ? WOP_COPY128 : WOP_COPY, 2, &at) < 0) return -1;
     c->code[at + 1].s.a = dst;
     c->code[at + 1].s.b = src;
+    if (t != WASM_V128) c->copy_at = at;
     return 0;
 }
 
@@ -85,13 +96,23 @@ int cmaterialize(struct comp *c, uint32_t pos)
     return 0;
 }
 
-/* Only entries from lazy_lo up can be lazy, so repeated control instructions over a deep
- * stack cost nothing beyond the entries that changed. */
-int cmaterialize_all(struct comp *c)
+/* Before a control instruction: bring the n entries below the top `skip` ones into their
+ * slots (the values it carries to a label or a callee), and, with locals, every entry that
+ * still refers to a local (a block may change the local on one path only). Lazy constants
+ * below stay lazy: no path can change them, and every path after a merge reads them as the
+ * same constant. Only entries from lazy_lo up can be lazy, so repeated control instructions
+ * over a deep stack cost nothing beyond the entries that changed. */
+int cmaterialize_top(struct comp *c, uint32_t n, uint32_t skip, bool locals)
 {
-    for (uint32_t i = c->lazy_lo; i < c->sh; i++)
-        if (cmaterialize(c, i) < 0) return -1;
-    c->lazy_lo = c->sh;
+    uint32_t hi = c->sh >= skip ? c->sh - skip : 0, lo = hi >= n ? hi - n : 0, lazy = c->sh;
+    uint32_t floor = c->cs[c->ch - 1].height;
+    if (lo < floor) lo = floor; /* unreachable code: the rest is the polymorphic stack */
+    for (uint32_t i = c->lazy_lo; i < c->sh; i++) {
+        bool need = (i >= lo && i < hi) || (locals && c->st[i].kind == CE_LOCAL);
+        if (need && cmaterialize(c, i) < 0) return -1;
+        if (c->st[i].kind != CE_STACK && i < lazy) lazy = i;
+    }
+    c->lazy_lo = lazy;
     return 0;
 }
 
@@ -208,6 +229,7 @@ int cpush_frame(struct comp *c, uint8_t op, const struct cblocktype *bt)
     f->height = c->sh; /* the caller pushes the block's params after this */
     f->dead = c->ch > 0 && cdead(c);
     f->start = c->n;
+    ctarget(c);
     c->ch++;
     /* A block's code may run again (loops) or be entered from elsewhere: nothing before its
      * start may be retargeted or fused with what follows. */
@@ -396,7 +418,8 @@ static void comp_free(struct comp *c)
 int wasm_compile_func(struct wasm_module *m, uint32_t i, struct gate_error *err)
 {
     struct wfunc_def *fd = &m->funcs[i];
-    struct comp c = {.m = m, .err = err, .func_index = m->nfunc_imports + i, .last_prod = -1};
+    struct comp c = {
+        .m = m, .err = err, .func_index = m->nfunc_imports + i, .last_prod = -1, .copy_at = -1};
     c.r = (struct wreader){m->bytes, fd->body, fd->body + fd->body_len, err};
     c.ftype = &m->types[fd->type_idx];
     c.handlers = wasm_interp_handlers();
@@ -430,6 +453,15 @@ fail:
     return -1;
 }
 
+/* The instruction that produced entry pos, if it was the last one emitted and is op: its
+ * index (the entry is its only reader, so it may be rewritten into a fused instruction),
+ * else -1. */
+int64_t cproducer(const struct comp *c, uint32_t pos, enum wop op)
+{
+    if (c->last_prod < 0 || c->last_pos != pos || c->st[pos].kind != CE_STACK) return -1;
+    return c->code[c->last_prod].h == c->handlers[op] ? c->last_prod : -1;
+}
+
 /* ---- fused compare-and-branch ---------------------------------------------------------- */
 struct fuse {
     uint16_t cmp, brif, brif_neg;
@@ -440,7 +472,7 @@ static const struct fuse fuses[] = {
 #undef FUSE_ROW
 };
 
-static int append_cell(struct comp *c)
+int cappend_cell(struct comp *c)
 {
     if (grow(c, (void **)&c->code, &c->cap, c->n + 1, sizeof(union wcell)) < 0) return -1;
     c->code[c->n++].u = 0;
@@ -467,12 +499,21 @@ int64_t cfuse_branch(struct comp *c, uint32_t pos, bool negate)
             return at + 2;
         }
         if (h == c->handlers[fuses[i].cmp + 1]) { /* [dst|a][imm] -> [a][imm][off] */
-            if (append_cell(c) < 0) return -1;
+            if (cappend_cell(c) < 0) return -1;
             c->code[at].h = c->handlers[br + 1];
             c->code[at + 1].s.a = a;
             c->code[at + 1].s.b = 0;
             return at + 3;
         }
+    }
+    if (h == c->handlers[WOP_I32_AND_I] || h == c->handlers[WOP_TESTZ_I]) {
+        /* [dst|a][imm] -> [a][imm][off]: branch on (a & imm) != 0 or == 0 */
+        bool zero = (h == c->handlers[WOP_TESTZ_I]) != negate;
+        if (cappend_cell(c) < 0) return -1;
+        c->code[at].h = c->handlers[zero ? WOP_BR_IF_TESTZ_I : WOP_BR_IF_TEST_I];
+        c->code[at + 1].s.a = a;
+        c->code[at + 1].s.b = 0;
+        return at + 3;
     }
     enum wop br;
     if (h == c->handlers[WOP_I32_EQZ])
@@ -481,7 +522,7 @@ int64_t cfuse_branch(struct comp *c, uint32_t pos, bool negate)
         br = negate ? WOP_BR_IF_NEZ64 : WOP_BR_IF_EQZ64;
     else
         return 0;
-    if (append_cell(c) < 0) /* [dst|a] -> [a][off] */
+    if (cappend_cell(c) < 0) /* [dst|a] -> [a][off] */
         return -1;
     c->code[at].h = c->handlers[br];
     c->code[at + 1].s.a = a;

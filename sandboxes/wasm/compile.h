@@ -59,6 +59,7 @@ struct comp {
     uint32_t *lrefs;   /* per local: stack entries referring to it (CE_LOCAL) */
     uint32_t lazy_lo;  /* no entry below this position is CE_LOCAL or CE_CONST */
     int64_t last_prod; /* instruction whose dst may be retargeted, -1 none */
+    int64_t copy_at;   /* a COPY that is the last instruction and no branch target, -1 */
     uint32_t last_pos;
 };
 
@@ -79,7 +80,13 @@ static inline uint32_t canon(const struct comp *c, uint32_t pos)
 uint32_t cbase_slot(const struct comp *c, uint32_t pos);
 /* Copy a value of type t between two frame offsets (COPY, or COPY128 for a v128). */
 int cemit_copy(struct comp *c, uint32_t dst, uint32_t src, uint8_t t);
-int cmaterialize_all(struct comp *c);
+/* The code emitted next is a branch target: nothing before may be fused with it. */
+static inline void ctarget(struct comp *c)
+{
+    c->copy_at = -1;
+    c->last_prod = -1;
+}
+int cmaterialize_top(struct comp *c, uint32_t n, uint32_t skip, bool locals);
 int csrc(struct comp *c, uint32_t pos, uint32_t *slot);
 int cpush(struct comp *c, uint8_t type);
 /* Turn the entry on top into a reference to local x, or into the constant v. */
@@ -102,6 +109,8 @@ int cemit_branch(struct comp *c, uint32_t l);
 void cset_unreachable(struct comp *c);
 int cread_blocktype(struct comp *c, struct cblocktype *bt);
 int64_t cfuse_branch(struct comp *c, uint32_t pos, bool negate);
+int64_t cproducer(const struct comp *c, uint32_t pos, enum wop op);
+int cappend_cell(struct comp *c); /* one more (zero) cell for the last instruction */
 int ccompile_instr(struct comp *c);
 int ccompile_misc(struct comp *c, uint8_t op); /* memory, table, reference instructions */
 int ccompile_fc(struct comp *c);               /* the 0xFC prefix */

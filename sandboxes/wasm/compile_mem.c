@@ -64,6 +64,22 @@ static int compile_memop(struct comp *c, const struct memop *op)
         c->code[at + 3].u = c->st[pv].cval;
         return 0;
     }
+    int64_t add = cdead(c) ? -1 : cproducer(c, pa, WOP_I32_ADD_I);
+    if (add >= 0 && (!op->store || c->st[pv].kind == CE_LOCAL)) {
+        /* The address is an i32.add with a constant emitted just before: fold it into the
+         * access ([dst|x][imm] -> [dst|x][imm|offset], or [x|val][imm|offset]). */
+        enum wop fused =
+            op->store ? WOP_ST32_A + (op->wop - WOP_ST32) : WOP_LD32_A + (op->wop - WOP_LD32);
+        c->code[add].h = c->handlers[fused];
+        c->code[add + 2].s.a = (uint32_t)c->code[add + 2].u;
+        c->code[add + 2].s.b = offset;
+        if (!op->store) return cpush_result(c, op->type, (uint32_t)add);
+        if (csrc(c, pv, &sv) < 0) return -1;
+        c->code[add + 1].s.a = c->code[add + 1].s.b;
+        c->code[add + 1].s.b = sv;
+        c->last_prod = -1;
+        return 0;
+    }
     if (!cdead(c)) {
         if (csrc(c, pa, &sa) < 0 || (op->store && csrc(c, pv, &sv) < 0) ||
             cemit(c, op->wop, 3, &at) < 0)

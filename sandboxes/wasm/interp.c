@@ -150,10 +150,22 @@ static enum wasm_trap refill(struct wasm_store *s, int64_t *budget)
         NEXT();                                                                                    \
     }
 
+/* Loads and stores: [dst|addr][offset] and [addr|val][offset]; the _A forms take the address
+ * as addr + imm (wrapping at 32 bits, as the i32.add they replace): [dst|addr][imm|offset]. */
 #define LOAD_OP(name, n, ctype, conv)                                                              \
     L_##name:                                                                                      \
     {                                                                                              \
         uint64_t ea = (uint64_t)RD(I, pc[1].s.b) + pc[2].u;                                        \
+        if (__builtin_expect(ea + (n) > memsize, 0)) TRAP(MEM_OOB);                                \
+        ctype v;                                                                                   \
+        memcpy(&v, mem + ea, n);                                                                   \
+        SLOT(pc[1].s.a) = conv;                                                                    \
+        pc += 3;                                                                                   \
+        NEXT();                                                                                    \
+    }                                                                                              \
+    L_##name##_A:                                                                                  \
+    {                                                                                              \
+        uint64_t ea = (uint64_t)(uint32_t)(RD(I, pc[1].s.b) + pc[2].s.a) + pc[2].s.b;              \
         if (__builtin_expect(ea + (n) > memsize, 0)) TRAP(MEM_OOB);                                \
         ctype v;                                                                                   \
         memcpy(&v, mem + ea, n);                                                                   \
@@ -165,6 +177,15 @@ static enum wasm_trap refill(struct wasm_store *s, int64_t *budget)
     L_##name:                                                                                      \
     {                                                                                              \
         uint64_t ea = (uint64_t)RD(I, pc[1].s.a) + pc[2].u;                                        \
+        if (__builtin_expect(ea + (n) > memsize, 0)) TRAP(MEM_OOB);                                \
+        ctype v = (ctype)SLOT(pc[1].s.b);                                                          \
+        memcpy(mem + ea, &v, n);                                                                   \
+        pc += 3;                                                                                   \
+        NEXT();                                                                                    \
+    }                                                                                              \
+    L_##name##_A:                                                                                  \
+    {                                                                                              \
+        uint64_t ea = (uint64_t)(uint32_t)(RD(I, pc[1].s.a) + pc[2].s.a) + pc[2].s.b;              \
         if (__builtin_expect(ea + (n) > memsize, 0)) TRAP(MEM_OOB);                                \
         ctype v = (ctype)SLOT(pc[1].s.b);                                                          \
         memcpy(mem + ea, &v, n);                                                                   \
@@ -325,6 +346,45 @@ L_BR_TABLE : { /* [idx|n][off 0]..[off n] */
 L_LOOP: /* [fuel cost] (not emitted: back-edges charge fuel in JUMP) */
     CHARGE(pc[1].u);
     pc += 2;
+    NEXT();
+L_COPY2: /* [dst|src][dst2|src2]: two copies in a row */
+    SLOT(pc[1].s.a) = SLOT(pc[1].s.b);
+    SLOT(pc[2].s.a) = SLOT(pc[2].s.b);
+    pc += 3;
+    NEXT();
+L_BFX: /* [dst|a][shift|mask]: (a >> shift) & mask, i32 */
+    WR_I(pc[1].s.a, (RD(I, pc[1].s.b) >> (pc[2].s.a & 31)) & pc[2].s.b);
+    pc += 3;
+    NEXT();
+L_ADD_BFX: /* [dst|a][b|shift][mask]: a + ((b >> shift) & mask), i32 */
+    WR_I(pc[1].s.a, RD(I, pc[1].s.b) + ((RD(I, pc[2].s.a) >> (pc[2].s.b & 31)) & pc[3].s.a));
+    pc += 4;
+    NEXT();
+L_ADD_SHL: /* [dst|a][b|shift]: a + (b << shift), i32 */
+    WR_I(pc[1].s.a, RD(I, pc[1].s.b) + (RD(I, pc[2].s.a) << (pc[2].s.b & 31)));
+    pc += 3;
+    NEXT();
+L_BR_TABLE_A : { /* [idx|n][imm][off 0]..[off n]: br_table on idx + imm */
+    uint32_t i = RD(I, pc[1].s.a) + pc[2].s.a, n = pc[1].s.b;
+    if (i > n) i = n;
+    JUMP(3 + i);
+    NEXT();
+}
+L_TESTZ_I: /* [dst|a][imm]: (a & imm) == 0 */
+    WR_I(pc[1].s.a, (RD(I, pc[1].s.b) & pc[2].s.a) == 0);
+    pc += 3;
+    NEXT();
+L_BR_IF_TEST_I: /* [a][imm][off]: branch if (a & imm) != 0 */
+    if (RD(I, pc[1].s.a) & pc[2].s.a)
+        JUMP(3);
+    else
+        pc += 4;
+    NEXT();
+L_BR_IF_TESTZ_I: /* [a][imm][off]: branch if (a & imm) == 0 */
+    if (!(RD(I, pc[1].s.a) & pc[2].s.a))
+        JUMP(3);
+    else
+        pc += 4;
     NEXT();
 L_COPY: /* [dst|src] */
     SLOT(pc[1].s.a) = SLOT(pc[1].s.b);
