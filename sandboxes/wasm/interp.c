@@ -474,8 +474,12 @@ L_RET:
     frame--;
     pc = frame->pc;
     fp = frame->fp;
-    inst = frame->inst;
-    LOAD_MEM();
+    /* mem/memsize are this instance's unless the callee ran in another one (a callee of the
+     * same instance that grew the memory reloaded them itself) */
+    if (frame->inst != inst) {
+        inst = frame->inst;
+        LOAD_MEM();
+    }
     NEXT();
 L_MEM_SIZE: /* [dst] */
     WR_I(pc[1].s.a, inst->mem->pages);
