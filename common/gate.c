@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -44,7 +45,9 @@ static int verr(struct gate_error *err, enum gate_code code, int errnum, const c
 {
     if (!err) return -1;
     err->code = code;
-    int n = vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+    err->errnum = errnum;
+    int n = fmt ? vsnprintf(err->msg, sizeof(err->msg), fmt, ap)
+                : snprintf(err->msg, sizeof(err->msg), "%s", gate_code_message(code));
     if (errnum && n >= 0 && (size_t)n < sizeof(err->msg))
         snprintf(err->msg + n, sizeof(err->msg) - (size_t)n, ": %s", strerror(errnum));
     return -1;
@@ -159,6 +162,32 @@ void gate_buf_free(struct gate_buf *b)
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
+}
+
+int gate_base64(const void *data, size_t len, struct gate_buf *out)
+{
+    if (len > SIZE_MAX / 2) return -1;
+    size_t n = (len + 2) / 3 * 4;
+    size_t at = out->len;
+    /* Reserve the room (gate_buf_append keeps the terminating NUL), then encode in place. */
+    if (gate_buf_append(out, "", 0) < 0) return -1;
+    while (out->cap < at + n + 1) {
+        size_t cap = out->cap * 2;
+        char *grown = realloc(out->data, cap);
+        if (!grown) return -1;
+        out->data = grown;
+        out->cap = cap;
+    }
+    /* EVP_EncodeBlock takes an int length: encode in 3 MiB pieces (a multiple of 3). */
+    const unsigned char *p = data;
+    for (size_t off = 0; off < len;) {
+        size_t piece = len - off < (3u << 20) ? len - off : (3u << 20);
+        at += (size_t)EVP_EncodeBlock((unsigned char *)out->data + at, p + off, (int)piece);
+        off += piece;
+    }
+    out->len = at;
+    out->data[at] = '\0';
+    return 0;
 }
 
 void gate_sha256_hex(const void *data, size_t len, char hex[65])

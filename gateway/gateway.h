@@ -1,10 +1,10 @@
 /* gateway.h: the gateway's own wiring (private to gateway/).
  *
  * gateway/ is the thin front end: it owns the HTTP server (libmicrohttpd), the
- * route table, the call path that ties policy -> audit -> approval/sandbox ->
- * audit -> response, the metrics, signal handling and the command line. The
- * engine modules (policy, audit, sandbox, approval) never call back into it,
- * except through the run callback handed to the approval module.
+ * route table, the request-level metrics, signal handling and the command line.
+ * Every call goes through the call engine (calls.h); the engine modules never
+ * call back into the gateway, except through the change callback that wakes
+ * long polls.
  */
 #ifndef GATE_GATEWAY_H
 #define GATE_GATEWAY_H
@@ -14,9 +14,11 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "approval.h"
 #include "audit.h"
+#include "calls.h"
 #include "gate.h"
 #include "policy.h"
 #include "sandbox.h"
@@ -32,38 +34,50 @@ struct gw_options {
     const char *run_as;    /* user name or uid for tools, default "nobody" */
     const char *tool_uids; /* "BASE:COUNT": one host uid per running process-tier call */
     unsigned max_concurrent;
-    unsigned grace_ms; /* SIGTERM grace period for running calls */
+    unsigned max_connections;        /* open at once, in all */
+    unsigned max_connections_per_ip; /* open at once from one client address */
+    unsigned request_timeout_ms;     /* a request head's deadline; its body gets 3x */
+    unsigned grace_ms;               /* SIGTERM grace period for running calls */
 };
 
 struct gw_metrics; /* metrics.c */
-struct gw_calls;   /* calls.c: recent call records */
 
 struct gw {
     struct gw_options opt;
     char *public_url; /* "http://127.0.0.1:8080", for links in responses and webhooks */
-    pthread_mutex_t policy_lock;
-    struct policy_set *policies; /* current set; swap under policy_lock */
     struct audit_log *audit;
-    struct approval *approval;
+    struct call_engine *engine;
     struct gw_metrics *metrics;
-    struct gw_calls *calls;
-    atomic_uint inflight;
     atomic_bool stopping;
 };
 
 /* ---- HTTP ------------------------------------------------------------------ */
+#define HTTP_MAX_HEAD 16384  /* request line + header fields */
+#define HTTP_MAX_TARGET 8192 /* the request target (path and query) */
+#define HTTP_MAX_FIELDS 100  /* header fields per request */
+#define HTTP_MAX_BODY GW_MAX_BODY
+
+struct http_field {
+    char *name;
+    char *value;
+};
+
+/* A request as a handler sees it: copies, so a handler may run on any thread. */
 struct http_req {
-    const char *method;
+    const char *method; /* "GET", "POST", ... ("HEAD" is dispatched as "GET") */
     const char *path;
     const char *body; /* NUL-terminated copy of the body, may be "" */
     size_t body_len;
+    const struct http_field *headers, *query;
+    size_t nheaders, nquery;
     const char *content_type;  /* may be NULL */
     const char *authorization; /* may be NULL */
     const char *params[2];     /* the path segments matched by '*' in the route */
-    void *conn;                /* struct MHD_Connection *, for query arguments */
+    uint64_t received_ns;      /* when the request arrived (gate_monotonic_ns) */
 };
-/* Value of a query argument, or NULL. */
+/* Value of a query argument / header (case-insensitive name), or NULL. */
 const char *http_query(const struct http_req *req, const char *key);
+const char *http_header(const struct http_req *req, const char *name);
 
 struct http_resp {
     int status;
@@ -71,7 +85,13 @@ struct http_resp {
     struct gate_buf text; /* a text body (owned) */
     const char *content_type;
     unsigned retry_after; /* seconds, adds Retry-After when non-zero */
+    /* Instead of a response: wait (without holding a thread) until call wait_call changes or
+     * wait_deadline_ns passes, then run the handler again. See http_wait. */
+    char wait_call[40];
+    uint64_t wait_deadline_ns;
 };
+/* Ask to be called again once call_id changes or at deadline_ns (gate_monotonic_ns). */
+void http_wait(struct http_resp *resp, const char *call_id, uint64_t deadline_ns);
 /* Set an error response from the one error table: {"error":{"code","message"}}. */
 void http_error(struct http_resp *resp, enum gate_code code, const char *message);
 void http_error_from(struct http_resp *resp, const struct gate_error *err);
@@ -82,6 +102,8 @@ void http_json(struct http_resp *resp, int status, json_t *body);
  * deeper than GW_MAX_JSON_DEPTH and NUL bytes in object keys, with the error table's codes. */
 int http_parse_body(const struct http_req *req, json_t **out, struct gate_error *err);
 
+/* A handler runs on a worker thread (never on libmicrohttpd's), so it may block on a tool run or
+ * a disk sync; long polls use http_wait instead of blocking. */
 typedef void (*route_fn)(struct gw *gw, const struct http_req *req, struct http_resp *resp);
 struct route {
     const char *method;  /* "GET", "POST" */
@@ -99,40 +121,68 @@ void route_call_get(struct gw *gw, const struct http_req *req, struct http_resp 
 void route_approvals_list(struct gw *gw, const struct http_req *req, struct http_resp *resp);
 void route_approval_decide(struct gw *gw, const struct http_req *req, struct http_resp *resp);
 
+/* server.c: libmicrohttpd behind the guard, the worker pool and long-poll waits. */
 int gw_http_start(struct gw *gw, struct gate_error *err);
 void gw_http_stop_accepting(struct gw *gw);
 void gw_http_stop(struct gw *gw);
+/* A call changed: wake the requests waiting for it (http_wait). Any thread; never blocks long. */
+void gw_http_call_changed(const char *call_id);
+/* Hand a connected socket (one end of the guard's socketpair) to libmicrohttpd. Takes fd. */
+int gw_http_add_connection(int fd, const struct sockaddr *addr, socklen_t addrlen);
 
-/* ---- policies ------------------------------------------------------------------ */
-/* The current set with one reference taken (policy_set_unref when done). */
-struct policy_set *gw_policies(struct gw *gw);
-/* Load, validate and prepare a whole set; on success swap it in. On failure the old set
- * stays, every error is logged and counted. */
-int gw_reload(struct gw *gw);
+/* ---- the front door's framing guard (http_framing.c, http_guard.c) --------------------- */
+enum http_body { HTTP_BODY_NONE, HTTP_BODY_LENGTH, HTTP_BODY_CHUNKED };
+struct http_head_info {
+    size_t head_len; /* bytes of the head, up to and including the empty line */
+    enum http_body body;
+    uint64_t content_length;
+    bool http10;
+};
+/* Check a request head at the start of buf: 0 = incomplete (read more), 1 = complete and
+ * unambiguous (info filled), -1 = refused (err: BAD_FRAMING, URI_TOO_LONG, HEADERS_TOO_LARGE,
+ * HTTP_VERSION or BODY_TOO_LARGE). */
+int http_head_check(const char *buf, size_t len, struct http_head_info *info,
+                    struct gate_error *err);
+/* Incremental parser of a chunked body (zero-initialise before the body). */
+struct http_chunks {
+    int state;
+    unsigned digits;
+    uint64_t remaining, total;
+    size_t line, trailer;
+    bool cr;
+};
+/* Feed len bytes; *used = bytes that belong to the body (forward them). 1 = the body ended
+ * (trailers included), 0 = more to come, -1 = refused (err). */
+int http_chunks_feed(struct http_chunks *c, const char *buf, size_t len, size_t *used,
+                     struct gate_error *err);
 
-/* ---- the call path (calls.c) ------------------------------------------------------ */
-/* Run a validated call now in its policy's sandbox: audit call.started (durable) -> run ->
- * audit call.finished (durable) -> result JSON (owned by caller). Returns -1 if the audit log
- * refused a record or the sandbox could not be set up; *result is then still set (and owned by
- * the caller) whenever the sandbox was started, describing what happened. */
-int gw_execute(struct gw *gw, const struct policy *p, const char *call_id, const char *args_json,
-               const char *args_sha256, const char *agent, const char *session, json_t **result,
-               struct gate_error *err);
-struct gw_calls *gw_calls_new(void);
-void gw_calls_free(struct gw_calls *c);
-/* Remember a finished call's record of about `bytes` (takes a reference); the oldest records
- * go first when the count or byte budget is reached. Look one up (new reference). */
-void gw_calls_put(struct gw_calls *c, const char *call_id, json_t *record, size_t bytes);
-json_t *gw_calls_get(struct gw_calls *c, const char *call_id);
+struct http_guard_config {
+    const char *listen;         /* "ADDR:PORT", IPv4 or [IPv6] */
+    unsigned max_connections;   /* at once, in all */
+    unsigned max_per_ip;        /* at once, from one client address */
+    unsigned head_timeout_ms;   /* from a request's first byte to its complete head */
+    unsigned body_timeout_ms;   /* from the head to the end of the body */
+    struct gw_metrics *metrics; /* refusals are counted here (may be NULL) */
+};
+int http_guard_start(const struct http_guard_config *cfg, struct gate_error *err);
+void http_guard_stop_accepting(void);
+void http_guard_stop(void);
+/* The token of the guard connection whose socketpair end (given to libmicrohttpd) is fd; stored
+ * as the connection's socket context when libmicrohttpd starts it. */
+uint64_t http_guard_token(int fd);
+/* libmicrohttpd finished a request on the connection with this token (any thread). */
+void http_guard_request_done(uint64_t token);
 
 /* ---- metrics (metrics.c) ----------------------------------------------------------- */
 struct gw_metrics *gw_metrics_new(void);
 void gw_metrics_free(struct gw_metrics *m);
-void gw_metrics_call(struct gw_metrics *m, const char *tool, const char *status,
-                     const char *isolation, uint64_t duration_us);
-void gw_metrics_reload_failed(struct gw_metrics *m);
+/* Count a refused request (any response with an error code). */
 void gw_metrics_rejected(struct gw_metrics *m, const char *code);
+/* The whole /metrics text: requests, the call engine, the audit log and the sandbox tiers. */
 void gw_metrics_render(struct gw *gw, struct gate_buf *out);
+
+/* serve_options.c: 0 parsed, 1 --help printed (exit 0), -1 error printed (exit 2). */
+int gw_parse_serve_args(int argc, char **argv, struct gw_options *o);
 
 /* ---- command line ---------------------------------------------------------------- */
 int cmd_serve(int argc, char **argv);

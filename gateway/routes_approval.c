@@ -9,12 +9,13 @@ void route_approvals_list(struct gw *gw, const struct http_req *req, struct http
 {
     struct gate_error err = {0};
     json_t *out = NULL;
-    if (!gw->approval) {
+    struct approval *a = call_engine_approval(gw->engine);
+    if (!a) {
         http_error(resp, GATE_E_UNAVAILABLE, "the approval queue is not open");
         return;
     }
-    if (approval_list(gw->approval, req->authorization, http_query(req, "status"),
-                      http_query(req, "call_id"), &out, &err) < 0)
+    if (approval_list(a, req->authorization, http_query(req, "status"), http_query(req, "call_id"),
+                      &out, &err) < 0)
         http_error_from(resp, &err);
     else
         http_json(resp, 200, out);
@@ -24,12 +25,13 @@ void route_approval_decide(struct gw *gw, const struct http_req *req, struct htt
 {
     struct gate_error err = {0};
     json_t *body = NULL, *out = NULL;
-    if (!gw->approval) {
+    struct approval *a = call_engine_approval(gw->engine);
+    if (!a) {
         http_error(resp, GATE_E_UNAVAILABLE, "the approval queue is not open");
         return;
     }
     if (http_parse_body(req, &body, &err) < 0 ||
-        approval_decide(gw->approval, req->params[0], req->authorization, body, &out, &err) < 0)
+        approval_decide(a, req->params[0], req->authorization, body, &out, &err) < 0)
         http_error_from(resp, &err);
     else
         http_json(resp, 200, out);

@@ -1,107 +1,21 @@
 /* serve.c: `gatehouse serve`: start-up, policy reloads, signals and shutdown. */
 #include <errno.h>
-#include <getopt.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "gateway.h"
 
-struct policy_set *gw_policies(struct gw *gw)
+/* The engine's change callback: wake long polls on that call (they look again). */
+static void on_change(void *ctx, const char *call_id)
 {
-    pthread_mutex_lock(&gw->policy_lock);
-    struct policy_set *s = gw->policies ? policy_set_ref(gw->policies) : NULL;
-    pthread_mutex_unlock(&gw->policy_lock);
-    return s;
-}
-
-static void log_diags(struct gw *gw, const struct policy_diags *d)
-{
-    json_t *errors = json_array();
-    for (size_t i = 0; i < d->n; i++) {
-        gate_log("error", "policy.rejected", "%s", d->msgs[i]);
-        json_array_append_new(errors, json_string(d->msgs[i]));
-    }
-    json_t *f = json_pack("{s:s,s:o}", "dir", gw->opt.policies, "errors", errors);
-    audit_append(gw->audit, "policy.rejected", f, NULL, NULL);
-    json_decref(f);
-}
-
-/* Load a set and prepare every policy in its tier; all or nothing. */
-static int load_set(const char *dir, struct policy_set **out, struct policy_diags *diags)
-{
-    struct policy_set *set = NULL;
-    if (policy_set_load(dir, &set, diags) < 0) return -1;
-    int bad = 0;
-    for (size_t i = 0; i < set->n; i++) {
-        struct gate_error err = {0};
-        if (sbx_prepare(set->items[i], &err) < 0) {
-            policy_diags_add(diags, "%s", err.msg);
-            bad++;
-        }
-    }
-    if (bad) {
-        policy_set_unref(set);
-        return -1;
-    }
-    *out = set;
-    return 0;
-}
-
-int gw_reload(struct gw *gw)
-{
-    struct policy_diags diags = {0};
-    struct policy_set *set = NULL;
-    if (load_set(gw->opt.policies, &set, &diags) < 0) {
-        log_diags(gw, &diags);
-        policy_diags_free(&diags);
-        gw_metrics_reload_failed(gw->metrics);
-        gate_log("error", "policy.reload_failed", "the previous policy set stays in force");
-        return -1;
-    }
-    policy_diags_free(&diags);
-    json_t *list = json_array();
-    for (size_t i = 0; i < set->n; i++)
-        json_array_append_new(list, json_pack("{s:s,s:s}", "name", set->items[i]->name, "sha256",
-                                              set->items[i]->sha256));
-    json_t *f = json_pack("{s:s,s:o}", "dir", gw->opt.policies, "policies", list);
-    audit_append(gw->audit, "policy.loaded", f, NULL, NULL);
-    json_decref(f);
-    pthread_mutex_lock(&gw->policy_lock);
-    struct policy_set *old = gw->policies;
-    gw->policies = set;
-    pthread_mutex_unlock(&gw->policy_lock);
-    if (old) policy_set_unref(old); /* freed when the last call using it finishes */
-    gate_log("info", "policy.loaded", "%zu policies from %s", set->n, gw->opt.policies);
-    return 0;
-}
-
-/* The approval module's run callback: run an approved call under the policy it was shown. */
-static int run_approved(void *ctx, const char *tool, const char *policy_sha256, const char *call_id,
-                        const char *args_json, const char *args_sha256, const char *agent,
-                        const char *session, json_t **result, struct gate_error *err)
-{
-    struct gw *gw = ctx;
-    struct policy_set *set = gw_policies(gw);
-    const struct policy *p = set ? policy_set_find(set, tool) : NULL;
-    int rc;
-    if (!p)
-        rc = gate_err(err, GATE_E_TOOL_NOT_FOUND, "tool '%s' is no longer loaded", tool);
-    else if (strcmp(p->sha256, policy_sha256) != 0)
-        rc = gate_err(err, GATE_E_DECISION_MISMATCH,
-                      "the policy of '%s' changed after approval; not run", tool);
-    else {
-        /* Counted like any call, so that SIGTERM's grace period waits for it too. */
-        atomic_fetch_add(&gw->inflight, 1);
-        rc = gw_execute(gw, p, call_id, args_json, args_sha256, agent, session, result, err);
-        atomic_fetch_sub(&gw->inflight, 1);
-    }
-    policy_set_unref(set);
-    return rc;
+    (void)ctx;
+    gw_http_call_changed(call_id);
 }
 
 /* A decimal id in 1..2^32-2: (uid_t)-1 would mean "unchanged" to setresuid, and 0 is root. */
@@ -169,23 +83,15 @@ static int open_approval(struct gw *gw, struct gate_error *err)
     int rc = approval_config_parse(root ? ynode_get(root, "approval") : NULL, &cfg, err);
     ynode_free(root);
     if (rc < 0) return gate_err_wrap(err, "%s", gw->opt.config);
-    rc = approval_open(gw->opt.state_dir, &cfg, gw->audit, gw->public_url, run_approved, gw,
-                       &gw->approval, err);
+    rc = call_engine_open_approval(gw->engine, gw->opt.state_dir, &cfg, gw->public_url, err);
     approval_config_free(&cfg);
     return rc;
-}
-
-/* Calls running now: direct calls, and approved ones (run_approved counts those in inflight
- * too, but a run thread may not have reached it yet: better counted twice than missed). */
-static unsigned running(struct gw *gw)
-{
-    return atomic_load(&gw->inflight) + (gw->approval ? approval_running(gw->approval) : 0);
 }
 
 static void wait_for_calls(struct gw *gw, unsigned ms)
 {
     uint64_t deadline = gate_monotonic_ns() + (uint64_t)ms * 1000000ull;
-    while (running(gw) > 0 && gate_monotonic_ns() < deadline)
+    while (call_engine_running(gw->engine) > 0 && gate_monotonic_ns() < deadline)
         usleep(10000);
 }
 
@@ -209,16 +115,18 @@ static int serve_loop(struct gw *gw)
         if (sigwait(&set, &sig) != 0) continue;
         if (sig == SIGHUP) {
             gate_log("info", "policy.reload", "SIGHUP: reloading %s", gw->opt.policies);
-            gw_reload(gw);
+            struct policy_diags diags = {0};
+            call_engine_reload(gw->engine, &diags);
+            policy_diags_free(&diags);
             continue;
         }
         gate_log("info", "gateway.stopping", "signal %d: no new calls; %u running", sig,
-                 atomic_load(&gw->inflight));
+                 call_engine_running(gw->engine));
         atomic_store(&gw->stopping, true);
-        approval_shutdown(gw->approval); /* wake long polls, stop webhooks and expiry */
-        gw_http_stop_accepting(gw);
+        call_engine_shutdown(gw->engine); /* refuse new calls, stop webhooks and expiry */
+        gw_http_stop_accepting(gw);       /* and long polls answer now */
         wait_for_calls(gw, gw->opt.grace_ms);
-        unsigned left = running(gw);
+        unsigned left = call_engine_running(gw->engine);
         if (left) {
             sbx_shutdown();           /* kill what remains: every tier kills its running calls */
             wait_for_calls(gw, 2000); /* so their call.finished records come before ours */
@@ -235,81 +143,30 @@ static int serve_loop(struct gw *gw)
     }
 }
 
-static void usage_serve(void)
+/* Each client connection holds three descriptors: its socket and both ends of the pair to
+ * libmicrohttpd. Raise the soft open-file limit to the hard one, and take fewer connections
+ * than asked if even that is not enough (leaving room for audit, sandboxes and pipes). */
+static void fit_connections(struct gw_options *o)
 {
-    fprintf(stderr,
-            "usage: gatehouse serve [--listen ADDR:PORT] [--policies DIR] [--state-dir DIR]\n"
-            "                       [--config FILE] [--max-concurrent N] [--run-as USER]\n"
-            "                       [--grace SECONDS] [--tool-uids BASE:COUNT]\n");
-}
-
-static int parse_serve_args(int argc, char **argv, struct gw_options *o)
-{
-    static const struct option opts[] = {{"listen", required_argument, 0, 'l'},
-                                         {"policies", required_argument, 0, 'p'},
-                                         {"state-dir", required_argument, 0, 's'},
-                                         {"config", required_argument, 0, 'c'},
-                                         {"max-concurrent", required_argument, 0, 'm'},
-                                         {"run-as", required_argument, 0, 'u'},
-                                         {"grace", required_argument, 0, 'g'},
-                                         {"tool-uids", required_argument, 0, 't'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    *o = (struct gw_options){.listen = "127.0.0.1:8080",
-                             .policies = "policies",
-                             .state_dir = "var",
-                             .run_as = "nobody",
-                             .tool_uids = "1900000000:1024",
-                             .max_concurrent = (unsigned)(16 * (ncpu > 0 ? ncpu : 1)),
-                             .grace_ms = 10000};
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'l':
-            o->listen = optarg;
-            break;
-        case 'p':
-            o->policies = optarg;
-            break;
-        case 's':
-            o->state_dir = optarg;
-            break;
-        case 'c':
-            o->config = optarg;
-            break;
-        case 'u':
-            o->run_as = optarg;
-            break;
-        case 'm':
-            o->max_concurrent = (unsigned)strtoul(optarg, NULL, 10);
-            break;
-        case 'g':
-            o->grace_ms = (unsigned)strtoul(optarg, NULL, 10) * 1000;
-            break;
-        case 't':
-            o->tool_uids = optarg;
-            break;
-        default:
-            usage_serve();
-            return -1;
-        }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return;
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rlim_t fit = rl.rlim_cur > 1024 ? (rl.rlim_cur - 512) / 3 : 128;
+    if (o->max_connections > fit) {
+        gate_log("warn", "gateway.connections",
+                 "--max-connections %u needs %u open files; the limit is %llu: taking %llu",
+                 o->max_connections, 3 * o->max_connections + 512, (unsigned long long)rl.rlim_cur,
+                 (unsigned long long)fit);
+        o->max_connections = (unsigned)fit;
     }
-    if (optind != argc || o->max_concurrent == 0) {
-        usage_serve();
-        return -1;
-    }
-    return 0;
+    if (o->max_connections_per_ip > o->max_connections)
+        o->max_connections_per_ip = o->max_connections;
 }
 
 static int start(struct gw *gw, struct gate_error *err)
 {
-    if (mkdir(gw->opt.state_dir, 0700) < 0 && errno != EEXIST)
-        return gate_err_errno(err, GATE_E_CONFIG, errno, "mkdir %s", gw->opt.state_dir);
-    char audit_dir[4096];
-    snprintf(audit_dir, sizeof(audit_dir), "%s/audit", gw->opt.state_dir);
-    if (audit_open(audit_dir, &gw->audit, err) < 0) return -1;
     struct sbx_config sc = {.state_dir = gw->opt.state_dir};
     if (resolve_user(gw->opt.run_as, &sc.tool_uid, &sc.tool_gid) < 0)
         return gate_err(err, GATE_E_CONFIG, "--run-as %s: no such user, or root", gw->opt.run_as);
@@ -320,20 +177,39 @@ static int start(struct gw *gw, struct gate_error *err)
         return gate_err(err, GATE_E_CONFIG,
                         "--tool-uids gives %u uids, fewer than --max-concurrent %u",
                         sc.call_uid_count, gw->opt.max_concurrent);
+    if (mkdir(gw->opt.state_dir, 0700) < 0 && errno != EEXIST)
+        return gate_err_errno(err, GATE_E_CONFIG, errno, "mkdir %s", gw->opt.state_dir);
+    char audit_dir[4096];
+    snprintf(audit_dir, sizeof(audit_dir), "%s/audit", gw->opt.state_dir);
+    if (audit_open(audit_dir, &gw->audit, err) < 0) return -1;
+    /* The first record of every run, so a log always begins with it (audit verify checks). */
+    json_t *f = json_pack("{s:s,s:s,s:s}", "listen", gw->opt.listen, "policies", gw->opt.policies,
+                          "version", GATE_VERSION);
+    int rc = audit_append(gw->audit, "gateway.started", f, NULL, err);
+    json_decref(f);
+    if (rc < 0) return -1;
     if (sbx_init(&sc) < 0)
         return gate_err(err, GATE_E_SANDBOX, "no isolation tier works on this host");
-    if (gw_reload(gw) < 0)
-        return gate_err(err, GATE_E_POLICY, "policies in %s failed to load (see above)",
-                        gw->opt.policies);
+    struct call_engine_config ec = {.policy_dir = gw->opt.policies,
+                                    .max_concurrent = gw->opt.max_concurrent,
+                                    .audit = gw->audit,
+                                    .on_change = on_change,
+                                    .on_change_ctx = gw};
+    struct policy_diags diags = {0};
+    rc = call_engine_open(&ec, &gw->engine, &diags, err);
+    policy_diags_free(&diags);
+    if (rc < 0) return gate_err_wrap(err, "start");
     if (open_approval(gw, err) < 0) return -1;
+    fit_connections(&gw->opt);
     if (gw_http_start(gw, err) < 0) return -1;
-    return approval_resume(gw->approval, err);
+    return call_engine_resume(gw->engine, err);
 }
 
 int cmd_serve(int argc, char **argv)
 {
     static struct gw gw; /* lives for the whole process; threads reference it */
-    if (parse_serve_args(argc, argv, &gw.opt) < 0) return 2;
+    int parsed = gw_parse_serve_args(argc, argv, &gw.opt);
+    if (parsed != 0) return parsed > 0 ? 0 : 2;
     /* Handle signals in one thread with sigwait; every thread inherits this mask. */
     sigset_t set;
     sigemptyset(&set);
@@ -345,29 +221,27 @@ int cmd_serve(int argc, char **argv)
     /* Not dumpable: no process of the same uid may ptrace us or read /proc/<pid>/mem or
      * environ, which hold approver tokens and webhook secrets. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    pthread_mutex_init(&gw.policy_lock, NULL);
     gw.metrics = gw_metrics_new();
-    gw.calls = gw_calls_new();
-    if (asprintf(&gw.public_url, "http://%s", gw.opt.listen) < 0 || !gw.metrics || !gw.calls)
-        return 1;
+    if (asprintf(&gw.public_url, "http://%s", gw.opt.listen) < 0 || !gw.metrics) return 1;
     struct gate_error err = {0};
     if (start(&gw, &err) < 0) {
         gate_log("error", "gateway.start_failed", "%s", err.msg);
-        approval_close(gw.approval); /* waits for any run it started */
-        sbx_shutdown();              /* pools and cgroups the tiers made at start */
+        if (gw.audit) {
+            json_t *f = json_pack("{s:s,s:s}", "reason", "start failed", "error", err.msg);
+            audit_append(gw.audit, "gateway.stopped", f, NULL, NULL);
+            json_decref(f);
+        }
+        call_engine_close(gw.engine); /* waits for any approved run it started */
+        sbx_shutdown();               /* pools and cgroups the tiers made at start */
+        audit_close(gw.audit);
         return 1;
     }
-    json_t *f = json_pack("{s:s,s:s}", "listen", gw.opt.listen, "policies", gw.opt.policies);
-    audit_append(gw.audit, "gateway.started", f, NULL, NULL);
-    json_decref(f);
     gate_log("info", "gateway.listening", "listening on http://%s", gw.opt.listen);
     int rc = serve_loop(&gw);
     gw_http_stop(&gw);
-    approval_close(gw.approval);
+    call_engine_close(gw.engine);
     sbx_shutdown();
-    policy_set_unref(gw.policies);
     audit_close(gw.audit);
-    gw_calls_free(gw.calls);
     gw_metrics_free(gw.metrics);
     free(gw.public_url);
     return rc;

@@ -1,13 +1,18 @@
-/* server.c: the HTTP front end (libmicrohttpd) and the route table.
+/* server.c: libmicrohttpd behind the front door's guard, the route table, the worker pool that
+ * runs handlers, and long-poll waits that hold no thread.
  *
- * Bodies are capped at 1 MiB: a declared Content-Length over the cap is refused
- * with 413 before a byte of the body is read, and a chunked body is refused as
- * soon as it passes the cap. Every error is a JSON body from the one error table.
+ * libmicrohttpd runs in epoll mode with its own small thread pool and never runs a handler:
+ * once a request is complete its connection is suspended and the request (copied) goes to a
+ * worker. A handler that must wait for a call (GET /v1/calls/{id}?wait=) says so with
+ * http_wait and returns; the connection stays suspended, parked under the call's id, until the
+ * call engine reports a change or the deadline passes, and then the handler runs again. So
+ * thousands of long polls cost memory, not threads.
  */
-#include <arpa/inet.h>
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "gateway.h"
 
@@ -21,49 +26,57 @@ static const struct route routes[] = {
     {"POST", "/v1/approvals/*", route_approval_decide},
 };
 
-static struct MHD_Daemon *daemon_handle;
+#define IDLE_TIMEOUT_S 60 /* an idle keep-alive connection is closed after this */
+#define WORKERS_MIN 4
+#define WORKERS_IDLE_EXIT_MS 10000
+#define WAIT_BUCKETS 1024
 
-/* A chunked body has no declared length: past the cap it is read and discarded (so the
- * client gets its 413) up to this much, and then the connection is dropped. */
-#define DISCARD_LIMIT (16u << 20)
-
-/* Per-request state kept by libmicrohttpd between calls of the access handler. */
+/* One request, from its first byte to its completion; owned by libmicrohttpd's con_cls. */
 struct conn_state {
+    struct MHD_Connection *conn;
+    char *method, *path;
+    struct http_field *headers, *query;
+    size_t nheaders, nquery;
     struct gate_buf body;
     bool too_large;
-    size_t discarded;
+    uint64_t received_ns;
+    struct http_resp resp;
+    bool resp_ready;
+    uint64_t change_seen;    /* the change counter when the handler last looked */
+    struct conn_state *next; /* in the work queue, or a wait bucket */
 };
 
-/* Match path against a pattern where '*' stands for one non-empty segment. Captured
- * segments are written NUL-terminated into store and pointed to by params. */
-static bool match(const char *pattern, const char *path, const char *params[2], char *store,
-                  size_t store_len)
+static struct {
+    struct gw *gw;
+    struct MHD_Daemon *daemon;
+    pthread_mutex_t lock; /* the work queue, the workers and the waits */
+    pthread_cond_t work, timer;
+    struct conn_state *queue_head, *queue_tail;
+    unsigned workers, idle, max_workers;
+    bool stopping;
+    pthread_t timer_thread;
+    bool timer_started;
+    struct conn_state *waits[WAIT_BUCKETS];
+    size_t nwaits;
+    atomic_uint_fast64_t changes; /* bumped by every call change */
+} s;
+
+/* ---- small helpers for handlers ------------------------------------------------------- */
+static const char *lookup(const struct http_field *f, size_t n, const char *key, bool nocase)
 {
-    size_t used = 0;
-    int np = 0;
-    while (*pattern && *path) {
-        if (*pattern == '*') {
-            const char *end = strchr(path, '/');
-            size_t n = end ? (size_t)(end - path) : strlen(path);
-            if (n == 0 || np == 2 || used + n + 1 > store_len) return false;
-            memcpy(store + used, path, n);
-            store[used + n] = '\0';
-            params[np++] = store + used;
-            used += n + 1;
-            path += n;
-            pattern++;
-            continue;
-        }
-        if (*pattern != *path) return false;
-        pattern++;
-        path++;
-    }
-    return *pattern == '\0' && *path == '\0';
+    for (size_t i = 0; i < n; i++)
+        if ((nocase ? strcasecmp(f[i].name, key) : strcmp(f[i].name, key)) == 0) return f[i].value;
+    return NULL;
 }
 
 const char *http_query(const struct http_req *req, const char *key)
 {
-    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+    return lookup(req->query, req->nquery, key, false);
+}
+
+const char *http_header(const struct http_req *req, const char *name)
+{
+    return lookup(req->headers, req->nheaders, name, true);
 }
 
 void http_json(struct http_resp *resp, int status, json_t *body)
@@ -88,13 +101,19 @@ void http_error_from(struct http_resp *resp, const struct gate_error *err)
     http_error(resp, err->code, err->msg);
 }
 
+void http_wait(struct http_resp *resp, const char *call_id, uint64_t deadline_ns)
+{
+    snprintf(resp->wait_call, sizeof(resp->wait_call), "%s", call_id);
+    resp->wait_deadline_ns = deadline_ns;
+}
+
 /* JSON nesting depth outside strings; jansson's own limit is far above ours. */
-static int json_depth(const char *s, size_t len)
+static int json_depth(const char *str, size_t len)
 {
     int depth = 0, max = 0;
     bool in_str = false;
     for (size_t i = 0; i < len; i++) {
-        char c = s[i];
+        char c = str[i];
         if (in_str) {
             if (c == '\\')
                 i++;
@@ -137,11 +156,304 @@ int http_parse_body(const struct http_req *req, json_t **out, struct gate_error 
     return 0;
 }
 
+/* ---- routing --------------------------------------------------------------------------- */
+/* Match path against a pattern where '*' stands for one non-empty segment. Captured
+ * segments are written NUL-terminated into store and pointed to by params. */
+static bool match(const char *pattern, const char *path, const char *params[2], char *store,
+                  size_t store_len)
+{
+    size_t used = 0;
+    int np = 0;
+    while (*pattern && *path) {
+        if (*pattern == '*') {
+            const char *end = strchr(path, '/');
+            size_t n = end ? (size_t)(end - path) : strlen(path);
+            if (n == 0 || np == 2 || used + n + 1 > store_len) return false;
+            memcpy(store + used, path, n);
+            store[used + n] = '\0';
+            params[np++] = store + used;
+            used += n + 1;
+            path += n;
+            pattern++;
+            continue;
+        }
+        if (*pattern != *path) return false;
+        pattern++;
+        path++;
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
 static bool json_content_type(const char *ct)
 {
     if (!ct) return false;
     size_t n = strlen("application/json");
     return strncasecmp(ct, "application/json", n) == 0 && (ct[n] == '\0' || ct[n] == ';');
+}
+
+static bool valid_utf8(const char *str)
+{
+    json_t *probe = json_string(str);
+    bool ok = probe != NULL;
+    json_decref(probe);
+    return ok;
+}
+
+static void dispatch(struct gw *gw, struct http_req *req, struct http_resp *resp)
+{
+    char store[HTTP_MAX_TARGET + 8];
+    if (!valid_utf8(req->path)) {
+        http_error(resp, GATE_E_BAD_REQUEST, "the request path is not valid UTF-8");
+        return;
+    }
+    /* HEAD is GET without the body (libmicrohttpd leaves the body out of HEAD responses). */
+    const char *method = strcmp(req->method, "HEAD") == 0 ? "GET" : req->method;
+    bool path_known = false;
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        const char *params[2] = {NULL, NULL};
+        if (!match(routes[i].pattern, req->path, params, store, sizeof(store))) continue;
+        path_known = true;
+        if (strcmp(routes[i].method, method) != 0) continue;
+        req->params[0] = params[0];
+        req->params[1] = params[1];
+        if (strcmp(method, "POST") == 0 && !json_content_type(req->content_type)) {
+            http_error(resp, GATE_E_UNSUPPORTED_MEDIA_TYPE, NULL);
+            return;
+        }
+        routes[i].handler(gw, req, resp);
+        return;
+    }
+    http_error(resp, path_known ? GATE_E_METHOD_NOT_ALLOWED : GATE_E_NOT_FOUND, NULL);
+}
+
+/* ---- long-poll waits ---------------------------------------------------------------------- */
+static unsigned bucket_of(const char *call_id)
+{
+    unsigned h = 2166136261u;
+    for (const char *p = call_id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return h % WAIT_BUCKETS;
+}
+
+static void enqueue_locked(struct conn_state *cs)
+{
+    cs->next = NULL;
+    if (s.queue_tail)
+        s.queue_tail->next = cs;
+    else
+        s.queue_head = cs;
+    s.queue_tail = cs;
+}
+
+/* Move the waits selected by pick (all when call_id is NULL and now is 0) to the work queue. */
+static void release_waits_locked(const char *call_id, uint64_t now)
+{
+    for (unsigned b = call_id ? bucket_of(call_id) : 0; b < WAIT_BUCKETS; b++) {
+        struct conn_state **pp = &s.waits[b];
+        while (*pp) {
+            struct conn_state *cs = *pp;
+            bool go = call_id ? strcmp(cs->resp.wait_call, call_id) == 0
+                              : (!now || cs->resp.wait_deadline_ns <= now);
+            if (!go) {
+                pp = &cs->next;
+                continue;
+            }
+            *pp = cs->next;
+            s.nwaits--;
+            enqueue_locked(cs);
+            pthread_cond_signal(&s.work);
+        }
+        if (call_id) break;
+    }
+}
+
+void gw_http_call_changed(const char *call_id)
+{
+    atomic_fetch_add(&s.changes, 1);
+    pthread_mutex_lock(&s.lock);
+    if (s.nwaits) release_waits_locked(call_id, 0);
+    pthread_mutex_unlock(&s.lock);
+}
+
+/* Park a suspended request until its call changes or its deadline passes. If a change came
+ * after the handler looked, run it again at once instead: that change may be the one it
+ * waits for. */
+static void park(struct conn_state *cs)
+{
+    pthread_mutex_lock(&s.lock);
+    if (s.stopping || atomic_load(&s.changes) != cs->change_seen) {
+        enqueue_locked(cs);
+        pthread_cond_signal(&s.work);
+    } else {
+        unsigned b = bucket_of(cs->resp.wait_call);
+        cs->next = s.waits[b];
+        s.waits[b] = cs;
+        s.nwaits++;
+        pthread_cond_signal(&s.timer);
+    }
+    pthread_mutex_unlock(&s.lock);
+}
+
+/* Wake waits whose deadline passed. The earliest deadline is found by a scan: a few
+ * thousand waits cost microseconds, and the thread only wakes at deadlines and new waits. */
+static void *timer_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&s.lock);
+    while (!s.stopping) {
+        uint64_t now = gate_monotonic_ns(), next = 0;
+        release_waits_locked(NULL, now);
+        for (unsigned b = 0; b < WAIT_BUCKETS; b++)
+            for (struct conn_state *cs = s.waits[b]; cs; cs = cs->next)
+                if (!next || cs->resp.wait_deadline_ns < next) next = cs->resp.wait_deadline_ns;
+        if (!next) {
+            pthread_cond_wait(&s.timer, &s.lock);
+        } else {
+            struct timespec ts = {.tv_sec = (time_t)(next / 1000000000ull),
+                                  .tv_nsec = (long)(next % 1000000000ull)};
+            pthread_cond_timedwait(&s.timer, &s.lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&s.lock);
+    return NULL;
+}
+
+/* ---- workers ------------------------------------------------------------------------------ */
+static void run_handler(struct conn_state *cs)
+{
+    struct http_req req = {
+        .method = cs->method,
+        .path = cs->path,
+        .body = cs->body.data ? cs->body.data : "",
+        .body_len = cs->body.len,
+        .headers = cs->headers,
+        .nheaders = cs->nheaders,
+        .query = cs->query,
+        .nquery = cs->nquery,
+        .received_ns = cs->received_ns,
+    };
+    req.content_type = http_header(&req, "Content-Type");
+    req.authorization = http_header(&req, "Authorization");
+    json_decref(cs->resp.json);
+    gate_buf_free(&cs->resp.text);
+    memset(&cs->resp, 0, sizeof(cs->resp));
+    cs->resp.status = 500;
+    cs->change_seen = atomic_load(&s.changes);
+    if (cs->too_large)
+        http_error(&cs->resp, GATE_E_BODY_TOO_LARGE, NULL);
+    else
+        dispatch(s.gw, &req, &cs->resp);
+    if (cs->resp.wait_call[0] && !cs->resp.json && !cs->resp.text.data) {
+        park(cs);
+        return;
+    }
+    cs->resp_ready = true;
+    MHD_resume_connection(cs->conn); /* libmicrohttpd calls on_request again to send it */
+}
+
+static void *worker_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&s.lock);
+    for (;;) {
+        while (!s.queue_head && !s.stopping) {
+            s.idle++;
+            uint64_t until = gate_monotonic_ns() + WORKERS_IDLE_EXIT_MS * 1000000ull;
+            struct timespec ts = {.tv_sec = (time_t)(until / 1000000000ull),
+                                  .tv_nsec = (long)(until % 1000000000ull)};
+            int rc = pthread_cond_timedwait(&s.work, &s.lock, &ts);
+            s.idle--;
+            if (rc != 0 && !s.queue_head && s.workers > WORKERS_MIN) goto out;
+        }
+        if (!s.queue_head) break; /* stopping and nothing left */
+        struct conn_state *cs = s.queue_head;
+        s.queue_head = cs->next;
+        if (!s.queue_head) s.queue_tail = NULL;
+        pthread_mutex_unlock(&s.lock);
+        run_handler(cs);
+        pthread_mutex_lock(&s.lock);
+    }
+out:
+    s.workers--;
+    pthread_mutex_unlock(&s.lock);
+    return NULL;
+}
+
+/* Queue a request for a worker; start one more when none is idle (up to max_workers). */
+static void submit(struct conn_state *cs)
+{
+    pthread_mutex_lock(&s.lock);
+    enqueue_locked(cs);
+    if (s.idle == 0 && s.workers < s.max_workers) {
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_t t;
+        if (pthread_create(&t, &attr, worker_main, NULL) == 0) s.workers++;
+        pthread_attr_destroy(&attr);
+    }
+    pthread_cond_signal(&s.work);
+    pthread_mutex_unlock(&s.lock);
+}
+
+/* ---- libmicrohttpd callbacks ---------------------------------------------------------------- */
+struct collect {
+    struct http_field *f;
+    size_t n;
+};
+
+static enum MHD_Result collect_kv(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    (void)kind;
+    struct collect *c = cls;
+    struct http_field *grown = realloc(c->f, (c->n + 1) * sizeof(*grown));
+    if (!grown) return MHD_NO;
+    c->f = grown;
+    c->f[c->n].name = strdup(key);
+    c->f[c->n].value = strdup(value ? value : "");
+    if (c->f[c->n].name && c->f[c->n].value) c->n++;
+    return MHD_YES;
+}
+
+static struct conn_state *new_state(struct MHD_Connection *conn, const char *url,
+                                    const char *method)
+{
+    struct conn_state *cs = calloc(1, sizeof(*cs));
+    if (!cs) return NULL;
+    cs->conn = conn;
+    cs->method = strdup(method);
+    cs->path = strdup(url);
+    cs->received_ns = gate_monotonic_ns();
+    struct collect h = {0}, q = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_kv, &h);
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_kv, &q);
+    cs->headers = h.f;
+    cs->nheaders = h.n;
+    cs->query = q.f;
+    cs->nquery = q.n;
+    return cs;
+}
+
+static void free_fields(struct http_field *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(f[i].name);
+        free(f[i].value);
+    }
+    free(f);
+}
+
+static void free_state(struct conn_state *cs)
+{
+    free(cs->method);
+    free(cs->path);
+    free_fields(cs->headers, cs->nheaders);
+    free_fields(cs->query, cs->nquery);
+    gate_buf_free(&cs->body);
+    json_decref(cs->resp.json);
+    gate_buf_free(&cs->resp.text);
+    free(cs);
 }
 
 static enum MHD_Result send_resp(struct MHD_Connection *conn, struct http_resp *resp)
@@ -158,170 +470,135 @@ static enum MHD_Result send_resp(struct MHD_Connection *conn, struct http_resp *
         len = resp->text.len;
     }
     struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, text ? text : (void *)"", MHD_RESPMEM_MUST_COPY);
-    free(text);
-    if (!r) return MHD_NO;
+        text ? MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE)
+             : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        free(text);
+        return MHD_NO;
+    }
     if (ctype) MHD_add_response_header(r, "Content-Type", ctype);
     if (resp->retry_after) {
         char ra[16];
         snprintf(ra, sizeof(ra), "%u", resp->retry_after);
         MHD_add_response_header(r, "Retry-After", ra);
     }
+    if (resp->status >= 400 && resp->json) {
+        const char *code =
+            json_string_value(json_object_get(json_object_get(resp->json, "error"), "code"));
+        if (code) gw_metrics_rejected(s.gw->metrics, code);
+    }
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)resp->status, r);
     MHD_destroy_response(r);
     return ret;
-}
-
-static bool valid_utf8(const char *s)
-{
-    json_t *probe = json_string(s);
-    bool ok = probe != NULL;
-    json_decref(probe);
-    return ok;
-}
-
-static void dispatch(struct gw *gw, struct http_req *req, struct http_resp *resp)
-{
-    char store[512];
-    if (!valid_utf8(req->path)) {
-        http_error(resp, GATE_E_BAD_REQUEST, "the request path is not valid UTF-8");
-        return;
-    }
-    bool path_known = false;
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        const char *params[2] = {NULL, NULL};
-        if (!match(routes[i].pattern, req->path, params, store, sizeof(store))) continue;
-        path_known = true;
-        if (strcmp(routes[i].method, req->method) != 0) continue;
-        req->params[0] = params[0];
-        req->params[1] = params[1];
-        if (strcmp(req->method, "POST") == 0 && !json_content_type(req->content_type)) {
-            http_error(resp, GATE_E_UNSUPPORTED_MEDIA_TYPE, NULL);
-            return;
-        }
-        routes[i].handler(gw, req, resp);
-        return;
-    }
-    if (path_known)
-        http_error(resp, GATE_E_METHOD_NOT_ALLOWED, NULL);
-    else
-        http_error(resp, GATE_E_NOT_FOUND, NULL);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
-    (void)version;
-    struct gw *gw = cls;
+    (void)cls, (void)version;
     struct conn_state *cs = *con_cls;
     if (!cs) {
-        cs = calloc(1, sizeof(*cs));
-        if (!cs) return MHD_NO;
-        *con_cls = cs;
-        const char *cl =
-            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (cl && strtoull(cl, NULL, 10) > GW_MAX_BODY)
-            cs->too_large = true; /* answer 413 without reading the body */
-        else
-            return MHD_YES;
+        *con_cls = cs = new_state(conn, url, method);
+        return cs ? MHD_YES : MHD_NO;
     }
     if (*upload_data_size) {
-        if (!cs->too_large && cs->body.len + *upload_data_size > GW_MAX_BODY) {
+        /* The guard refuses bodies over the cap; this only keeps us safe without it. */
+        if (cs->too_large || cs->body.len + *upload_data_size > GW_MAX_BODY) {
             cs->too_large = true;
             gate_buf_free(&cs->body);
+        } else if (gate_buf_append(&cs->body, upload_data, *upload_data_size) < 0) {
+            return MHD_NO;
         }
-        if (cs->too_large) {
-            /* libmicrohttpd cannot answer in the middle of an upload: drain, answer at the end. */
-            cs->discarded += *upload_data_size;
-            *upload_data_size = 0;
-            return cs->discarded > DISCARD_LIMIT ? MHD_NO : MHD_YES;
-        }
-        if (gate_buf_append(&cs->body, upload_data, *upload_data_size) < 0) return MHD_NO;
         *upload_data_size = 0;
         return MHD_YES;
     }
-    struct http_resp resp = {.status = 500};
-    if (cs->too_large) {
-        http_error(&resp, GATE_E_BODY_TOO_LARGE, NULL);
-    } else {
-        struct http_req req = {
-            .method = method,
-            .path = url,
-            .body = cs->body.data ? cs->body.data : "",
-            .body_len = cs->body.len,
-            .content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type"),
-            .authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
-            .conn = conn,
-        };
-        dispatch(gw, &req, &resp);
-    }
-    enum MHD_Result ret = send_resp(conn, &resp);
-    json_decref(resp.json);
-    gate_buf_free(&resp.text);
-    return ret;
+    if (cs->resp_ready) return send_resp(conn, &cs->resp);
+    /* Suspend before handing over: the worker resumes the connection when its response is
+     * ready, and libmicrohttpd calls us again. */
+    MHD_suspend_connection(conn);
+    submit(cs);
+    return MHD_YES;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls, (void)conn, (void)toe;
+    (void)cls, (void)toe;
     struct conn_state *cs = *con_cls;
-    if (cs) {
-        gate_buf_free(&cs->body);
-        free(cs);
-        *con_cls = NULL;
-    }
+    if (cs) free_state(cs);
+    *con_cls = NULL;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci) http_guard_request_done((uint64_t)(uintptr_t)ci->socket_context);
 }
 
-static int parse_listen(const char *listen, struct sockaddr_in *sa, struct gate_error *err)
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
 {
-    char host[64];
-    const char *colon = strrchr(listen, ':');
-    if (!colon || (size_t)(colon - listen) >= sizeof(host))
-        return gate_err(err, GATE_E_CONFIG, "--listen %s: expected HOST:PORT", listen);
-    memcpy(host, listen, (size_t)(colon - listen));
-    host[colon - listen] = '\0';
-    char *end = NULL;
-    unsigned long port = strtoul(colon + 1, &end, 10);
-    memset(sa, 0, sizeof(*sa));
-    sa->sin_family = AF_INET;
-    sa->sin_port = htons((uint16_t)port);
-    if (*end || port == 0 || port > 65535 || inet_pton(AF_INET, host, &sa->sin_addr) != 1)
-        return gate_err(err, GATE_E_CONFIG, "--listen %s: expected IPv4-ADDRESS:PORT", listen);
-    return 0;
+    (void)cls;
+    if (toe != MHD_CONNECTION_NOTIFY_STARTED) return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    *socket_context = ci ? (void *)(uintptr_t)http_guard_token(ci->connect_fd) : NULL;
 }
 
+int gw_http_add_connection(int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+    return MHD_add_connection(s.daemon, fd, addr, addrlen) == MHD_YES ? 0 : -1;
+}
+
+/* ---- start and stop ------------------------------------------------------------------------- */
 int gw_http_start(struct gw *gw, struct gate_error *err)
 {
-    struct sockaddr_in sa;
-    if (parse_listen(gw->opt.listen, &sa, err) < 0) return -1;
-    /* One thread per connection: a slow tool or a long poll occupies only its own
-     * connection's thread; --max-concurrent bounds how many calls run at once. */
-    daemon_handle = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+    s.gw = gw;
+    s.max_workers = gw->opt.max_concurrent + 64; /* calls, plus room for everything else */
+    pthread_mutex_init(&s.lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines from gate_monotonic_ns */
+    pthread_cond_init(&s.work, &ca);
+    pthread_cond_init(&s.timer, &ca);
+    pthread_condattr_destroy(&ca);
+    s.daemon = MHD_start_daemon(
+        MHD_USE_NO_LISTEN_SOCKET | MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC |
             MHD_ALLOW_SUSPEND_RESUME,
-        0, NULL, NULL, on_request, gw, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
-    if (!daemon_handle) return gate_err(err, GATE_E_CONFIG, "cannot listen on %s", gw->opt.listen);
-    return 0;
+        0, NULL, NULL, on_request, gw, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_CONNECTION_LIMIT,
+        gw->opt.max_connections + 64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(2 * HTTP_MAX_HEAD + 65536),
+        MHD_OPTION_THREAD_POOL_SIZE, 2u, MHD_OPTION_END);
+    if (!s.daemon) return gate_err(err, GATE_E_INTERNAL, "libmicrohttpd did not start");
+    int rc = pthread_create(&s.timer_thread, NULL, timer_main, NULL);
+    if (rc != 0) return gate_err_errno(err, GATE_E_INTERNAL, rc, "start the long-poll timer");
+    s.timer_started = true;
+    struct http_guard_config gc = {.listen = gw->opt.listen,
+                                   .max_connections = gw->opt.max_connections,
+                                   .max_per_ip = gw->opt.max_connections_per_ip,
+                                   .head_timeout_ms = gw->opt.request_timeout_ms,
+                                   .body_timeout_ms = 3 * gw->opt.request_timeout_ms,
+                                   .metrics = gw->metrics};
+    return http_guard_start(&gc, err);
 }
 
 void gw_http_stop_accepting(struct gw *gw)
 {
     (void)gw;
-    if (daemon_handle) {
-        MHD_socket s = MHD_quiesce_daemon(daemon_handle);
-        if (s != MHD_INVALID_SOCKET) close(s);
-    }
+    http_guard_stop_accepting();
+    /* Parked long polls answer now, with the call's state as it is. */
+    pthread_mutex_lock(&s.lock);
+    release_waits_locked(NULL, 0);
+    s.stopping = true; /* a handler that asks to wait again is run again at once */
+    pthread_cond_broadcast(&s.timer);
+    pthread_mutex_unlock(&s.lock);
 }
 
 void gw_http_stop(struct gw *gw)
 {
-    (void)gw;
-    if (daemon_handle) {
-        MHD_stop_daemon(daemon_handle);
-        daemon_handle = NULL;
-    }
+    gw_http_stop_accepting(gw);
+    http_guard_stop();
+    if (s.timer_started) pthread_join(s.timer_thread, NULL);
+    s.timer_started = false;
+    if (s.daemon) MHD_stop_daemon(s.daemon);
+    s.daemon = NULL;
 }

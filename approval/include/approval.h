@@ -3,7 +3,7 @@
  * A call whose policy requires approval is held: stored durably (SQLite, WAL,
  * synchronous=FULL, in STATE/approval.db), announced to the approver endpoint
  * by a signed webhook (Standard Webhooks: HMAC-SHA256 over "id.timestamp.body"),
- * and run exactly once, through the gateway's run callback, only after an
+ * and run exactly once, through the run hook (the call engine), only after an
  * authenticated decision bound to the call id, tool, args_sha256 and policy
  * hash. Every transition is a compare-and-set in the store plus an audit record,
  * both durable before anything is acknowledged.
@@ -12,6 +12,7 @@
 #define GATE_APPROVAL_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "audit.h"
@@ -37,30 +38,49 @@ int approval_config_parse(const struct ynode *node, struct approval_config *cfg,
                           struct gate_error *err);
 void approval_config_free(struct approval_config *cfg);
 
-/* Runs an approved call in its sandbox (the gateway's gw_execute behind it). Resolves the tool's
- * current policy and refuses (-1) if its hash is not policy_sha256. *result: the call record;
- * set, even when -1 is returned, whenever the tool was started. */
-typedef int (*approval_run_fn)(void *ctx, const char *tool, const char *policy_sha256,
-                               const char *call_id, const char *args_json, const char *args_sha256,
-                               const char *agent, const char *session, json_t **result,
-                               struct gate_error *err);
+/* A held call's identity: what was held, and what an approved call runs with. */
+struct approval_call {
+    const char *call_id;
+    const char *tool;
+    const char *policy_sha256;
+    const char *args_json; /* the exact bytes the tool reads */
+    const char *args_sha256;
+    const char *agent;   /* who asked; may be NULL */
+    const char *session; /* may be NULL */
+};
+
+/* What the approval module calls back into (the call engine). */
+struct approval_hooks {
+    /* Run an approved call now, under the policy it was shown: refuse (-1, DECISION_MISMATCH or
+     * TOOL_NOT_FOUND) if the tool's current policy hash is not call->policy_sha256. *result is
+     * the call record, set (owned by the caller) even when -1 is returned, whenever the tool
+     * was started. */
+    int (*run)(void *ctx, const struct approval_call *call, json_t **result,
+               struct gate_error *err);
+    /* A held call changed state (held, decided, started, finished, expired, interrupted).
+     * Called without any approval lock held; must not block. May be NULL. */
+    void (*on_change)(void *ctx, const char *call_id);
+    void *ctx;
+};
 
 int approval_open(const char *state_dir, const struct approval_config *cfg, struct audit_log *audit,
-                  const char *public_url, approval_run_fn run, void *run_ctx, struct approval **out,
+                  const char *public_url, const struct approval_hooks *hooks, struct approval **out,
                   struct gate_error *err);
 void approval_close(struct approval *a);
 /* Start approved calls that had not started and re-send undelivered webhooks. Called once the
  * gateway is up (after its HTTP server started), so that a failed start never strands a run. */
 int approval_resume(struct approval *a, struct gate_error *err);
 
-/* Hold a validated call. On success *response is the 202 body (owned by the caller). */
-int approval_hold(struct approval *a, const struct policy *p, const char *call_id,
-                  const char *args_json, const char *args_sha256, const char *agent,
-                  const char *session, json_t **response, struct gate_error *err);
+/* Hold a validated call of policy p. On success *response is the 202 body (owned by the
+ * caller). */
+int approval_hold(struct approval *a, const struct policy *p, const struct approval_call *call,
+                  json_t **response, struct gate_error *err);
 
-/* The record of a held call (new reference), or NULL if no call with that id was held.
- * wait_ms > 0 blocks until the call reaches a final state or wait_ms elapses. */
-json_t *approval_call_record(struct approval *a, const char *call_id, uint64_t wait_ms);
+/* The record of a held call (new reference), or NULL if no call with that id was held (or, when
+ * agent is not NULL, if another agent made it). *final (may be NULL): whether it is in a final
+ * state. Never blocks. */
+json_t *approval_call_record(struct approval *a, const char *call_id, const char *agent,
+                             bool *final);
 
 /* ---- additions (approval engineer) ---------------------------------------------------- */
 
@@ -80,9 +100,8 @@ int approval_decide(struct approval *a, const char *call_id, const char *authori
 int approval_list(struct approval *a, const char *authorization, const char *status,
                   const char *call_id, json_t **out, struct gate_error *err);
 
-/* Begin stopping (idempotent; approval_close does it too): long polls return at once, no
- * more webhooks are sent and no more calls expire; approved calls already running go on.
- * Call it before stopping the HTTP server, so no handler stays blocked in a long poll. */
+/* Begin stopping (idempotent; approval_close does it too): no more webhooks are sent, no more
+ * calls expire and no more approved calls start; approved calls already running go on. */
 void approval_shutdown(struct approval *a);
 /* Approved calls running now on the module's worker threads (for the shutdown grace period:
  * a call still running at exit is found `started` at the next start and marked interrupted). */

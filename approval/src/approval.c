@@ -30,12 +30,9 @@ bool approval_state_final(const char *state)
            strcmp(state, ST_STARTED) != 0;
 }
 
-static void notify_changed(struct approval *a)
+void approval_notify(struct approval *a, const char *call_id)
 {
-    pthread_mutex_lock(&a->lock);
-    a->version++;
-    pthread_cond_broadcast(&a->changed);
-    pthread_mutex_unlock(&a->lock);
+    if (a->hooks.on_change) a->hooks.on_change(a->hooks.ctx, call_id);
 }
 
 int approval_transition(struct approval *a, const char *call_id, const char *from, const char *to,
@@ -45,7 +42,7 @@ int approval_transition(struct approval *a, const char *call_id, const char *fro
     struct audit_hook_ctx hc = {a->audit, event, fields};
     int rc = a->ops->cas_state(a->store, call_id, from, to, upd, event ? approval_audit_hook : NULL,
                                &hc, err);
-    if (rc == 1) notify_changed(a);
+    if (rc == 1) approval_notify(a, call_id);
     return rc;
 }
 
@@ -75,8 +72,9 @@ static void run_row(struct approval *a, const struct approval_row *r)
         return;
     json_t *result = NULL;
     struct gate_error rerr = {0};
-    int rc = a->run(a->run_ctx, r->tool, r->policy_sha256, r->call_id, r->args_json, r->args_sha256,
-                    r->agent, r->session, &result, &rerr);
+    struct approval_call call = {r->call_id,     r->tool,  r->policy_sha256, r->args_json,
+                                 r->args_sha256, r->agent, r->session};
+    int rc = a->hooks.run(a->hooks.ctx, &call, &result, &rerr);
     char *text = NULL;
     json_t *fields = NULL;
     if (result) {
@@ -291,7 +289,6 @@ static struct approval *alloc_approval(void)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* deadlines from gate_monotonic_ns */
     pthread_mutex_init(&a->lock, NULL);
-    pthread_cond_init(&a->changed, &ca);
     pthread_cond_init(&a->wake, &ca);
     pthread_cond_init(&a->runs_done, &ca);
     pthread_condattr_destroy(&ca);
@@ -299,7 +296,7 @@ static struct approval *alloc_approval(void)
 }
 
 int approval_open(const char *state_dir, const struct approval_config *cfg, struct audit_log *audit,
-                  const char *public_url, approval_run_fn run, void *run_ctx, struct approval **out,
+                  const char *public_url, const struct approval_hooks *hooks, struct approval **out,
                   struct gate_error *err)
 {
     static const struct approval_config none = {0};
@@ -307,8 +304,7 @@ int approval_open(const char *state_dir, const struct approval_config *cfg, stru
     if (!a) return gate_err(err, GATE_E_NOMEM, "out of memory");
     a->ops = &approval_store_sqlite;
     a->audit = audit;
-    a->run = run;
-    a->run_ctx = run_ctx;
+    a->hooks = *hooks;
     a->public_url = strdup(public_url ? public_url : "");
     if (!a->public_url || copy_config(a, cfg ? cfg : &none, err) < 0 ||
         a->ops->open(state_dir, &a->store, err) < 0 || interrupt_started(a, err) < 0 ||
@@ -326,7 +322,6 @@ void approval_shutdown(struct approval *a)
     pthread_mutex_lock(&a->lock);
     a->stopping = true;
     pthread_cond_broadcast(&a->wake);
-    pthread_cond_broadcast(&a->changed);
     bool join = a->threads_started;
     a->threads_started = false;
     pthread_mutex_unlock(&a->lock);
@@ -350,16 +345,14 @@ void approval_close(struct approval *a)
     if (!a) return;
     approval_shutdown(a);
     pthread_mutex_lock(&a->lock);
-    /* Running calls finish (bounded by their policy's wall timeout) and record their result;
-     * long polls were woken above and leave promptly. */
-    while (a->runs > 0 || a->waiters > 0)
+    /* Running calls finish (bounded by their policy's wall timeout) and record their result. */
+    while (a->runs > 0)
         pthread_cond_wait(&a->runs_done, &a->lock);
     pthread_mutex_unlock(&a->lock);
     if (a->store) a->ops->close(a->store);
     approval_config_free(&a->cfg);
     explicit_bzero(a->secret, sizeof(a->secret));
     free(a->public_url);
-    pthread_cond_destroy(&a->changed);
     pthread_cond_destroy(&a->wake);
     pthread_cond_destroy(&a->runs_done);
     pthread_mutex_destroy(&a->lock);

@@ -30,20 +30,16 @@ struct approval {
     void *store;
     struct audit_log *audit;
     char *public_url;
-    approval_run_fn run;
-    void *run_ctx;
+    struct approval_hooks hooks;
     struct approval_config cfg; /* our own deep copy */
     unsigned char secret[256];  /* the decoded webhook signing key */
     int secret_len;             /* 0: none configured */
 
     pthread_mutex_t lock;
-    pthread_cond_t changed; /* broadcast after every state transition (long polls) */
-    pthread_cond_t wake;    /* delivery queue, expiry timer, shutdown */
+    pthread_cond_t wake; /* delivery queue, expiry timer, shutdown */
     pthread_cond_t runs_done;
     bool stopping;
-    uint64_t version; /* bumped with every transition, under lock */
-    unsigned runs;    /* approved calls running on worker threads */
-    unsigned waiters; /* long polls in approval_call_record */
+    unsigned runs; /* approved calls running on worker threads */
 
     struct delivery *queue;
     size_t nq, capq;
@@ -92,14 +88,16 @@ int approval_audit_hook(void *ctx, struct gate_error *err);
 int approval_new_token(char token[72], char sha[65]);
 
 /* ---- transitions (approval.c) ------------------------------------------------------------ */
-/* CAS from -> to with its audit record (event, fields) in one transaction, then wake long
- * polls. Returns 1 changed, 0 not in `from`, -1 error. fields may be NULL. */
+/* CAS from -> to with its audit record (event, fields) in one transaction, then tell the
+ * on_change hook. Returns 1 changed, 0 not in `from`, -1 error. fields may be NULL. */
 int approval_transition(struct approval *a, const char *call_id, const char *from, const char *to,
                         const struct store_update *upd, const char *event, json_t *fields,
                         struct gate_error *err);
 /* Run an approved call on a worker thread (CAS approved -> started first). */
 int approval_start_run(struct approval *a, const char *call_id, struct gate_error *err);
 json_t *approval_row_json(const struct approval_row *r, bool with_arguments);
+/* Tell the on_change hook that call_id changed. */
+void approval_notify(struct approval *a, const char *call_id);
 bool approval_state_final(const char *state);
 
 #endif

@@ -1,7 +1,6 @@
 /* hold.c: holding a call, and what the agent and approvers see of it. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "approval_internal.h"
 
@@ -87,27 +86,26 @@ static json_t *hold_response(struct approval *a, const struct approval_row *r)
     return o;
 }
 
-int approval_hold(struct approval *a, const struct policy *p, const char *call_id,
-                  const char *args_json, const char *args_sha256, const char *agent,
-                  const char *session, json_t **response, struct gate_error *err)
+int approval_hold(struct approval *a, const struct policy *p, const struct approval_call *c,
+                  json_t **response, struct gate_error *err)
 {
     const char *url = p->approval.webhook ? p->approval.webhook : a->cfg.webhook_url;
     int64_t now = (int64_t)gate_realtime_ms();
     struct delivery d = {.due_ms = gate_monotonic_ns() / 1000000ull};
     char token_sha[65] = "";
-    snprintf(d.call_id, sizeof(d.call_id), "%s", call_id);
+    snprintf(d.call_id, sizeof(d.call_id), "%s", c->call_id);
     memcpy(d.msg_id, "msg_", 4);
     if (url &&
         (approval_new_token(d.token, token_sha) < 0 || gate_random_hex(d.msg_id + 4, 16) < 0))
         return gate_err(err, GATE_E_INTERNAL, "getrandom failed");
     struct approval_row r = {
-        .call_id = (char *)call_id,
-        .tool = p->name,
-        .policy_sha256 = (char *)p->sha256,
-        .args_json = (char *)args_json,
-        .args_sha256 = (char *)args_sha256,
-        .agent = (char *)agent,
-        .session = (char *)session,
+        .call_id = (char *)c->call_id,
+        .tool = (char *)c->tool,
+        .policy_sha256 = (char *)c->policy_sha256,
+        .args_json = (char *)c->args_json,
+        .args_sha256 = (char *)c->args_sha256,
+        .agent = (char *)c->agent,
+        .session = (char *)c->session,
         .blast_radius = (char *)policy_blast_name(p->blast_radius),
         .webhook_url = (char *)url,
         .state = ST_PENDING,
@@ -117,10 +115,11 @@ int approval_hold(struct approval *a, const struct policy *p, const char *call_i
     };
     char expires[32];
     gate_rfc3339((uint64_t)r.expires_ms, expires);
-    json_t *f = json_pack("{s:s,s:s,s:s?,s:s?,s:s,s:s,s:s,s:s,s:b,s:s?}", "call_id", call_id,
-                          "tool", p->name, "agent", agent, "session", session, "args_sha256",
-                          args_sha256, "policy_sha256", p->sha256, "blast_radius", r.blast_radius,
-                          "expires_at", expires, "reversible", p->reversible, "webhook", url);
+    json_t *f =
+        json_pack("{s:s,s:s,s:s?,s:s?,s:s,s:s,s:s,s:s,s:b,s:s?}", "call_id", c->call_id, "tool",
+                  c->tool, "agent", c->agent, "session", c->session, "args_sha256", c->args_sha256,
+                  "policy_sha256", c->policy_sha256, "blast_radius", r.blast_radius, "expires_at",
+                  expires, "reversible", p->reversible, "webhook", url);
     struct audit_hook_ctx hc = {a->audit, "call.held", f};
     int rc = a->ops->insert_held(a->store, &r, approval_audit_hook, &hc, err);
     json_decref(f);
@@ -131,42 +130,28 @@ int approval_hold(struct approval *a, const struct policy *p, const char *call_i
             gate_log("error", "webhook.queue",
                      "call %s: out of memory; the webhook is sent "
                      "after the next restart",
-                     call_id);
+                     c->call_id);
         pthread_mutex_unlock(&a->lock);
     }
     explicit_bzero(d.token, sizeof(d.token));
+    approval_notify(a, c->call_id);
     *response = hold_response(a, &r);
     return *response ? 0 : gate_err(err, GATE_E_NOMEM, "out of memory");
 }
 
-json_t *approval_call_record(struct approval *a, const char *call_id, uint64_t wait_ms)
+json_t *approval_call_record(struct approval *a, const char *call_id, const char *agent,
+                             bool *final)
 {
-    uint64_t deadline = gate_monotonic_ns() + wait_ms * 1000000ull;
+    struct approval_row r = {0};
+    struct gate_error err = {0};
     json_t *out = NULL;
-    pthread_mutex_lock(&a->lock);
-    a->waiters++;
-    for (;;) {
-        uint64_t seen = a->version;
-        bool stopping = a->stopping;
-        pthread_mutex_unlock(&a->lock);
-        struct approval_row r = {0};
-        struct gate_error err = {0};
-        int found = a->ops->get(a->store, call_id, &r, &err);
-        bool done = found != 1 || stopping || approval_state_final(r.state) ||
-                    gate_monotonic_ns() >= deadline;
-        if (done && found == 1) out = approval_row_json(&r, false);
-        approval_row_clear(&r);
-        pthread_mutex_lock(&a->lock);
-        if (done) break;
-        /* Wait for any transition (version changes) or the deadline; then look again. */
-        while (a->version == seen && !a->stopping && gate_monotonic_ns() < deadline) {
-            struct timespec ts = {.tv_sec = (time_t)(deadline / 1000000000ull),
-                                  .tv_nsec = (long)(deadline % 1000000000ull)};
-            pthread_cond_timedwait(&a->changed, &a->lock, &ts);
-        }
+    if (a->ops->get(a->store, call_id, &r, &err) == 1 &&
+        (!agent || (r.agent && strcmp(r.agent, agent) == 0))) {
+        out = approval_row_json(&r, false);
+        if (final) *final = approval_state_final(r.state);
+    } else if (err.msg[0]) {
+        gate_log("error", "approval.store", "call %s: %s", call_id, err.msg);
     }
-    a->waiters--;
-    pthread_cond_broadcast(&a->runs_done);
-    pthread_mutex_unlock(&a->lock);
+    approval_row_clear(&r);
     return out;
 }

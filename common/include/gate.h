@@ -25,19 +25,25 @@
     X(DUPLICATE_KEY, "duplicate_key", 400, "request body has a duplicate object key")              \
     X(JSON_TOO_DEEP, "json_too_deep", 400, "request body nests deeper than 64 levels")             \
     X(BAD_REQUEST, "bad_request", 400, "bad request")                                              \
+    X(BAD_FRAMING, "bad_framing", 400, "ambiguous or malformed HTTP request framing")              \
     X(UNAUTHORIZED, "unauthorized", 401, "missing or invalid credentials")                         \
     X(DECISION_MISMATCH, "decision_mismatch", 403, "decision does not match the held call")        \
     X(TOOL_NOT_FOUND, "tool_not_found", 404, "no such tool")                                       \
     X(CALL_NOT_FOUND, "call_not_found", 404, "no such call")                                       \
     X(NOT_FOUND, "not_found", 404, "no such resource")                                             \
     X(METHOD_NOT_ALLOWED, "method_not_allowed", 405, "method not allowed on this resource")        \
+    X(REQUEST_TIMEOUT, "request_timeout", 408, "the request was not received in time")             \
     X(ALREADY_DECIDED, "already_decided", 409, "the call has already been decided")                \
     X(APPROVAL_EXPIRED, "approval_expired", 410, "the approval window has expired")                \
     X(BODY_TOO_LARGE, "body_too_large", 413, "request body exceeds 1 MiB")                         \
+    X(URI_TOO_LONG, "uri_too_long", 414, "the request target exceeds 8 KiB")                       \
     X(UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", 415,                                       \
       "content-type must be application/json")                                                     \
     X(INVALID_ARGUMENTS, "invalid_arguments", 422, "arguments do not match the tool's schema")     \
     X(TOO_MANY_CALLS, "too_many_calls", 429, "too many calls in flight; retry later")              \
+    X(TOO_MANY_CONNECTIONS, "too_many_connections", 429, "too many connections from this address") \
+    X(HEADERS_TOO_LARGE, "headers_too_large", 431,                                                 \
+      "the request head exceeds 16 KiB or 100 fields")                                             \
     X(INTERNAL, "internal_error", 500, "internal error")                                           \
     X(NOMEM, "out_of_memory", 500, "out of memory")                                                \
     X(IO, "io_error", 500, "input/output error")                                                   \
@@ -48,6 +54,7 @@
     X(WASM_LINK, "wasm_link", 500, "WebAssembly module cannot be linked")                          \
     X(AUDIT_UNAVAILABLE, "audit_unavailable", 503, "the audit log cannot be written")              \
     X(SHUTTING_DOWN, "shutting_down", 503, "the gateway is shutting down")                         \
+    X(HTTP_VERSION, "http_version_not_supported", 505, "only HTTP/1.0 and HTTP/1.1 are served")    \
     X(UNAVAILABLE, "unavailable", 503, "service unavailable")
 
 enum gate_code {
@@ -59,10 +66,12 @@ enum gate_code {
 
 struct gate_error {
     enum gate_code code;
+    int errnum; /* the errno behind it (gate_err_errno), or 0: branch on this, never on msg */
     char msg[1024];
 };
 
-/* Fill err (may be NULL) and return -1, so callers can `return gate_err(...)`. */
+/* Fill err (may be NULL) and return -1, so callers can `return gate_err(...)`. A NULL fmt uses
+ * the table's default message for code. */
 int gate_err(struct gate_error *err, enum gate_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Like gate_err, appending ": strerror(errnum)". */
@@ -112,6 +121,8 @@ int gate_buf_printf(struct gate_buf *b, const char *fmt, ...) __attribute__((for
 void gate_buf_free(struct gate_buf *b);
 
 /* ---- utilities -------------------------------------------------------------- */
+/* Append standard base64 (with padding) of data to out. */
+int gate_base64(const void *data, size_t len, struct gate_buf *out);
 /* hex must hold 65 bytes. */
 void gate_sha256_hex(const void *data, size_t len, char hex[65]);
 /* "250ms", "5s", "2m", "1h", "7d", or a bare number of seconds. Returns -1 on bad input. */

@@ -99,10 +99,6 @@ static const unsigned long long ns_flags[] = {CLONE_NEWUSER,   CLONE_NEWNS,  CLO
  * MMAP_PAGE_ZERO, ADDR_COMPAT_LAYOUT); Docker allows only a few harmless personas. */
 static const unsigned long long bad_personality[] = {0x0400000, 0x0040000, 0x0100000, 0x0200000};
 
-/* Weak so the process tier links while the container tier is absent; compile fails cleanly. */
-extern int sbx_container_allowlist(void *scmp_ctx, char *const *deny, struct gate_error *err)
-    __attribute__((weak));
-
 static bool listed(char *const *names, const char *name)
 {
     for (size_t i = 0; names && names[i]; i++)
@@ -203,10 +199,6 @@ int sbx_seccomp_compile(enum sbx_seccomp_profile profile, char *const *allow, ch
      * Optional: an older libseccomp without the attribute just keeps the chain. */
     seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
     if (profile == SBX_SECCOMP_ALLOWLIST) {
-        if (!sbx_container_allowlist) {
-            gate_err(err, GATE_E_SANDBOX, "seccomp: the container allowlist is not built in");
-            goto out;
-        }
         if (sbx_container_allowlist(ctx, deny, err) < 0) goto out;
         for (size_t i = 0; allow && allow[i]; i++)
             if (!listed(deny, allow[i]) && add(ctx, SCMP_ACT_ALLOW, allow[i], 0, NULL, err) < 0)

@@ -145,6 +145,21 @@ class Gateway:
         return False
 
 
+def settled_fds(pid, timeout=5.0):
+    """The number of open descriptors of process pid once it stops changing. The gateway tears
+    an HTTP connection down a moment after the client closes it (its socket and both ends of
+    the pair to libmicrohttpd), so a count taken right after a request may include one."""
+    path = "/proc/%d/fd" % pid
+    seen, same = -1, 0
+    deadline = time.monotonic() + timeout
+    while same < 3 and time.monotonic() < deadline:
+        n = len(os.listdir(path))
+        same = same + 1 if n == seen else 0
+        seen = n
+        time.sleep(0.02)
+    return seen
+
+
 def write_policy(directory, name, text):
     """Write policies/<name>.yaml into a test's own policy directory."""
     os.makedirs(directory, exist_ok=True)

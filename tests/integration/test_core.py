@@ -354,7 +354,8 @@ class CoreTest(unittest.TestCase):
         self.assertEqual(h.status, 200)
         self.assertEqual(h.json()["status"], "ok")
         m = self.gw.request("GET", "/metrics").body.decode()
-        self.assertIn('gatehouse_calls_total{tool="echo",status="succeeded",isolation="process"}', m)
+        self.assertRegex(m, r'gatehouse_calls_total\{tool="echo",status="succeeded",'
+                            r'isolation="process",agent="[^"]*"\} [1-9]')
         self.assertIn("gatehouse_call_duration_seconds_bucket", m)
         self.assertIn("gatehouse_policy_reload_failures_total", m)
         self.assertIn("gatehouse_audit_write_failures_total 0", m)

@@ -151,7 +151,7 @@ class Box:
         return out
 
     def gateway_fds(self):
-        return len(os.listdir("/proc/%d/fd" % self.gw.proc.pid))
+        return harness.settled_fds(self.gw.proc.pid)
 
     def metric(self, name, tool):
         text = self.gw.request("GET", "/metrics").body.decode()

@@ -297,16 +297,25 @@ static void test_store_cas_transitions(void **state)
 
 static atomic_int runs;
 
-static int fake_run(void *ctx, const char *tool, const char *policy_sha256, const char *call_id,
-                    const char *args_json, const char *args_sha256, const char *agent,
-                    const char *session, json_t **result, struct gate_error *err)
+static int fake_run(void *ctx, const struct approval_call *c, json_t **result,
+                    struct gate_error *err)
 {
-    (void)ctx, (void)policy_sha256, (void)args_json, (void)args_sha256, (void)agent;
-    (void)session, (void)err;
+    (void)ctx, (void)err;
     atomic_fetch_add(&runs, 1);
-    *result = json_pack("{s:s,s:s,s:s,s:i}", "call_id", call_id, "tool", tool, "status",
+    *result = json_pack("{s:s,s:s,s:s,s:i}", "call_id", c->call_id, "tool", c->tool, "status",
                         "succeeded", "exit_code", 0);
     return 0;
+}
+
+/* The on_change hook: wakes status_of's waits. */
+static pthread_mutex_t change_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+static void fake_changed(void *ctx, const char *call_id)
+{
+    (void)ctx, (void)call_id;
+    pthread_mutex_lock(&change_lock);
+    pthread_cond_broadcast(&changed);
+    pthread_mutex_unlock(&change_lock);
 }
 
 struct env {
@@ -329,8 +338,8 @@ static void env_open(struct env *e)
     cfg.webhook_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     snprintf(audit_dir, sizeof(audit_dir), "%s/audit", e->dir);
     assert_int_equal(audit_open(audit_dir, &e->audit, &err), 0);
-    if (approval_open(e->dir, &cfg, e->audit, "http://127.0.0.1:1", fake_run, NULL, &e->a, &err) <
-        0)
+    struct approval_hooks hooks = {.run = fake_run, .on_change = fake_changed};
+    if (approval_open(e->dir, &cfg, e->audit, "http://127.0.0.1:1", &hooks, &e->a, &err) < 0)
         fail_msg("approval_open: %s", err.msg);
     if (approval_resume(e->a, &err) < 0) fail_msg("approval_resume: %s", err.msg);
 }
@@ -374,8 +383,8 @@ static void hold(struct env *e, const char *id)
 {
     json_t *resp = NULL;
     struct gate_error err = {0};
-    assert_int_equal(
-        approval_hold(e->a, &e->p, id, "{\"amount\":1}", "a0", "agent-1", NULL, &resp, &err), 0);
+    struct approval_call c = {id, e->p.name, e->p.sha256, "{\"amount\":1}", "a0", "agent-1", NULL};
+    assert_int_equal(approval_hold(e->a, &e->p, &c, &resp, &err), 0);
     assert_string_equal(json_string_value(json_object_get(resp, "status")), "pending_approval");
     json_decref(resp);
 }
@@ -393,9 +402,25 @@ static int decide(struct env *e, const char *id, const char *auth, const char *d
     return rc < 0 ? gate_code_http(err.code) : 200;
 }
 
+/* The call's status once final, or when wait_ms has passed. */
 static const char *status_of(struct env *e, const char *id, uint64_t wait_ms, char *buf)
 {
-    json_t *rec = approval_call_record(e->a, id, wait_ms);
+    uint64_t deadline = gate_monotonic_ns() + wait_ms * 1000000ull;
+    bool final = false;
+    json_t *rec = NULL;
+    pthread_mutex_lock(&change_lock);
+    for (;;) {
+        rec = approval_call_record(e->a, id, NULL, &final);
+        if (!rec || final || gate_monotonic_ns() >= deadline) break;
+        json_decref(rec);
+        /* Woken by every transition; the timeout only bounds a missed wake-up. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000000;
+        if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&changed, &change_lock, &ts);
+    }
+    pthread_mutex_unlock(&change_lock);
     if (!rec) return NULL;
     snprintf(buf, 64, "%s", json_string_value(json_object_get(rec, "status")));
     json_decref(rec);
