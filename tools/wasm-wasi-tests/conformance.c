@@ -338,8 +338,11 @@ static void dirs_and_paths(void)
     check(used == 1, "path_readlink", "one byte", (int)used);
     EXPECT("path_readlink", "a file is EINVAL",
            __wasi_path_readlink(WS, "d/f1", (uint8_t *)target, 16, &used), __WASI_ERRNO_INVAL);
-    EXPECT("path_open", "a symlink planted to /etc is ENOTCAPABLE",
-           (open_at(WS, "escape/passwd", 0, RW, &e), e), __WASI_ERRNO_NOTCAPABLE);
+    /* The host may plant "escape" -> /etc in the workspace (the unit test does); a tool cannot
+     * make such a link itself. */
+    if (__wasi_path_filestat_get(WS, 0, "escape", &fs) == 0)
+        EXPECT("path_open", "a symlink planted to /etc is ENOTCAPABLE",
+               (open_at(WS, "escape/passwd", 0, RW, &e), e), __WASI_ERRNO_NOTCAPABLE);
 
     EXPECT("path_remove_directory", "a non-empty directory is ENOTEMPTY",
            __wasi_path_remove_directory(WS, "d"), __WASI_ERRNO_NOTEMPTY);
