@@ -173,6 +173,8 @@ int wasm_worker_filter(void)
         SCMP_SYS(mremap), SCMP_SYS(mprotect), SCMP_SYS(brk), SCMP_SYS(madvise), SCMP_SYS(exit),
         SCMP_SYS(exit_group), SCMP_SYS(rt_sigreturn), SCMP_SYS(futex), SCMP_SYS(clock_gettime),
         SCMP_SYS(clock_getres), SCMP_SYS(clock_nanosleep), SCMP_SYS(getrandom),
+        /* harmless, and AddressSanitizer queries it before every noreturn call */
+        SCMP_SYS(sigaltstack),
         /* WASI files, only ever beneath the preopened directories (wasi_path.c) */
         SCMP_SYS(close), SCMP_SYS(openat2), SCMP_SYS(getdents64), SCMP_SYS(fstat),
         SCMP_SYS(newfstatat), SCMP_SYS(lseek), SCMP_SYS(pread64), SCMP_SYS(pwrite64),
