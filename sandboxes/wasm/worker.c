@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "wasm_tier.h"
@@ -131,6 +132,28 @@ static char **tool_env(const struct wasm_worker_cfg *cfg, char *tool_var, char *
     return env;
 }
 
+/* The response header and both streams, in one writev when the socket takes it all. */
+static int send_resp(int sock, const struct wasm_resp *resp, const struct gate_buf *out,
+                     const struct gate_buf *err)
+{
+    struct iovec iov[3] = {
+        {(void *)resp, sizeof(*resp)}, {out->data, out->len}, {err->data, err->len}};
+    size_t total = sizeof(*resp) + out->len + err->len, done = 0;
+    while (done < total) {
+        ssize_t k = writev(sock, iov, 3);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return -1;
+        done += (size_t)k;
+        for (int i = 0; i < 3 && k > 0; i++) { /* skip what was written */
+            size_t take = (size_t)k < iov[i].iov_len ? (size_t)k : iov[i].iov_len;
+            iov[i].iov_base = (char *)iov[i].iov_base + take;
+            iov[i].iov_len -= take;
+            k -= (ssize_t)take;
+        }
+    }
+    return 0;
+}
+
 /* Run one call. Returns 1 if the worker must exit. */
 static int serve(const struct wasm_worker_cfg *cfg, int sock)
 {
@@ -157,9 +180,7 @@ static int serve(const struct wasm_worker_cfg *cfg, int sock)
     enum wasm_trap trap = execute(cfg, &req, &w, &resp);
     resp.out_len = w.out.len;
     resp.err_len = w.err.len;
-    int rc = gate_write_all(sock, &resp, sizeof(resp)) < 0 ||
-             (w.out.len && gate_write_all(sock, w.out.data, w.out.len) < 0) ||
-             (w.err.len && gate_write_all(sock, w.err.data, w.err.len) < 0);
+    int rc = send_resp(sock, &resp, &w.out, &w.err);
     wasi_ctx_free(&w);
     /* After a trap the instance's memory may hold anything; start from a fresh process. */
     return rc || (trap != WASM_TRAP_NONE && trap != WASM_TRAP_EXIT) ? 1 : 0;
@@ -169,10 +190,11 @@ int wasm_worker_filter(void)
 {
     static const int allowed[] = {
         /* the socket to the gateway, memory, time, exit */
-        SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(recvmsg), SCMP_SYS(mmap), SCMP_SYS(munmap),
-        SCMP_SYS(mremap), SCMP_SYS(mprotect), SCMP_SYS(brk), SCMP_SYS(madvise), SCMP_SYS(exit),
-        SCMP_SYS(exit_group), SCMP_SYS(rt_sigreturn), SCMP_SYS(futex), SCMP_SYS(clock_gettime),
-        SCMP_SYS(clock_getres), SCMP_SYS(clock_nanosleep), SCMP_SYS(getrandom),
+        SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(writev), SCMP_SYS(recvmsg), SCMP_SYS(mmap),
+        SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(mprotect), SCMP_SYS(brk), SCMP_SYS(madvise),
+        SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(rt_sigreturn), SCMP_SYS(futex),
+        SCMP_SYS(clock_gettime), SCMP_SYS(clock_getres), SCMP_SYS(clock_nanosleep),
+        SCMP_SYS(getrandom),
         /* harmless, and AddressSanitizer queries it before every noreturn call */
         SCMP_SYS(sigaltstack),
         /* WASI files, only ever beneath the preopened directories (wasi_path.c) */
