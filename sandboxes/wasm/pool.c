@@ -14,12 +14,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,14 +33,23 @@
 #define RETRY_DELAY_MS 100
 #define RETRY_DELAY_MAX_MS 10000
 
-/* The child between fork and execve: only async-signal-safe calls. Failures are reported on
- * the status pipe (fd 4 once moved there) with the step's name and errno. */
-__attribute__((noreturn)) static void worker_child(const struct wasm_state *st, int sock,
-                                                   int status, int module)
+struct child_args {
+    const struct wasm_state *st;
+    int sock, status, module;
+};
+
+/* The child, which shares the gateway's memory (CLONE_VM|CLONE_VFORK) until execve: only
+ * system calls, nothing that allocates or takes a lock, and the identity changes through the
+ * raw syscalls (glibc's wrappers would try to change every thread of the gateway). Failures
+ * are reported on the status pipe (fd 4 once moved there) with the step's name and errno. */
+static int worker_child(void *arg)
 {
+    const struct child_args *a = arg;
+    const struct wasm_state *st = a->st;
     /* Move the three descriptors above the target numbers first, so no dup2 overwrites one
      * still needed, then onto 3, 4, 5 without CLOEXEC; everything else is closed. */
-    int fds[3] = {fcntl(sock, F_DUPFD, 10), fcntl(status, F_DUPFD, 10), fcntl(module, F_DUPFD, 10)};
+    int fds[3] = {fcntl(a->sock, F_DUPFD, 10), fcntl(a->status, F_DUPFD, 10),
+                  fcntl(a->module, F_DUPFD, 10)};
     if (fds[1] < 0) _exit(127);
     if (fds[0] < 0 || fds[2] < 0) sbx_child_fail(fds[1], "move descriptors", errno);
     for (int i = 0; i < 3; i++)
@@ -50,23 +60,26 @@ __attribute__((noreturn)) static void worker_child(const struct wasm_state *st, 
     for (int i = 0; i < 3; i++)
         if (dup2(devnull, i) < 0) sbx_child_fail(WASM_FD_STATUS, "dup2 /dev/null", errno);
     if (devnull > 2) close(devnull);
-    /* No PR_SET_PDEATHSIG: it follows the forking *thread*. The worker notices the gateway's
-     * death when its socket reads EOF, and ignores the job-control signals a terminal or a
-     * supervisor sends the whole group. */
-    struct sigaction ign = {.sa_handler = SIG_IGN}, dfl = {.sa_handler = SIG_DFL};
-    sigaction(SIGHUP, &ign, NULL);
-    sigaction(SIGINT, &ign, NULL);
-    sigaction(SIGTERM, &ign, NULL);
-    sigaction(SIGPIPE, &dfl, NULL);
+    /* Signals arrive blocked (see wasm_worker_spawn): default every handler before unblocking,
+     * so none of the gateway's runs here. No PR_SET_PDEATHSIG: it follows the forking
+     * *thread*; the worker notices the gateway's death when its socket reads EOF, and ignores
+     * the job-control signals a terminal or a supervisor sends the whole group. */
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, ign = {.sa_handler = SIG_IGN};
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, sig == SIGHUP || sig == SIGINT || sig == SIGTERM ? &ign : &dfl, NULL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     /* Drop to the tool identity before exec: the worker must never run with the gateway's
-     * privileges, and its seccomp filter forbids setuid afterwards. */
+     * privileges, and its seccomp filter forbids setuid afterwards. Groups, then gid, then
+     * uid: once uid is unprivileged the process can no longer change its groups. */
     if (st->drop_identity) {
-        if (setgroups(0, NULL) < 0) sbx_child_fail(WASM_FD_STATUS, "setgroups", errno);
-        if (setgid(st->gid) < 0) sbx_child_fail(WASM_FD_STATUS, "setgid", errno);
-        if (setuid(st->uid) < 0) sbx_child_fail(WASM_FD_STATUS, "setuid", errno);
+        if (syscall(SYS_setgroups, 0, NULL) < 0) sbx_child_fail(WASM_FD_STATUS, "setgroups", errno);
+        if (syscall(SYS_setresgid, st->gid, st->gid, st->gid) < 0)
+            sbx_child_fail(WASM_FD_STATUS, "setresgid", errno);
+        if (syscall(SYS_setresuid, st->uid, st->uid, st->uid) < 0)
+            sbx_child_fail(WASM_FD_STATUS, "setresuid", errno);
     }
     /* no_new_privs first, so the worker can never gain privileges through its file mode. */
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
@@ -133,14 +146,26 @@ int wasm_worker_spawn(struct wasm_state *st, struct wasm_worker *w, struct gate_
         return gate_err_errno(err, GATE_E_SANDBOX, errno, "wasm worker: pipe");
     }
     autoclose int status_rd = status[0];
-    autokill_pid pid_t pid = fork();
-    if (pid == 0) worker_child(st, sv[1], status[1], st->module_fd);
-    int fork_errno = errno;
+    enum { STACK_SIZE = 64 * 1024 };
+    autofree char *stack = malloc(STACK_SIZE);
+    struct child_args args = {st, sv[1], status[1], st->module_fd};
+    /* CLONE_VM|CLONE_VFORK (what posix_spawn does): no copy of the gateway's page tables,
+     * whose copying would stall every other thread of the gateway for the length of a fork,
+     * and this thread waits until the child has exec'd or failed. All signals stay blocked
+     * across the clone, so no gateway handler can run in the child on shared memory. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    autokill_pid pid_t pid =
+        stack ? clone(worker_child, stack + STACK_SIZE, CLONE_VM | CLONE_VFORK | SIGCHLD, &args)
+              : -1;
+    int fork_errno = stack ? errno : ENOMEM;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(sv[1]);
     close(status[1]);
     if (pid < 0) {
         close(sv[0]);
-        return gate_err_errno(err, GATE_E_SANDBOX, fork_errno, "wasm worker: fork");
+        return gate_err_errno(err, GATE_E_SANDBOX, fork_errno, "wasm worker: clone");
     }
     /* A worker that failed before reading its settings says why on the status pipe. */
     bool sent = send_init(sv[0], st) == 0;

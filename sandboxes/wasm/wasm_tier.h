@@ -2,7 +2,8 @@
  * and its pool of workers (backend.c, pool.c, in the gateway), the worker program that runs
  * calls (worker.c, worker_exec.c: gatehouse-wasm-worker), and the protocol between them.
  *
- * A worker is started by fork + exec of gatehouse-wasm-worker as the tool identity, with
+ * A worker is started by clone (CLONE_VM|CLONE_VFORK) + exec of gatehouse-wasm-worker as the
+ * tool identity, with
  *   fd 3  a socketpair to the gateway, which sends one wasm_init header, the tool's name, its
  *         environment and its read-only directories first, then requests;
  *   fd 4  the setup status pipe: a failed step is reported on it (sbx_child_fail, errno and
@@ -106,7 +107,7 @@ struct wasm_state {
     struct wasm_state *next; /* backend.c's list of prepared policies */
 };
 
-/* Start a worker for st (fork, drop to st's identity, exec st->helper, send the init message,
+/* Start a worker for st (clone, drop to st's identity, exec st->helper, send the init message,
  * wait for its setup status). 0, or -1 with err naming the step that failed. */
 int wasm_worker_spawn(struct wasm_state *st, struct wasm_worker *w, struct gate_error *err);
 void wasm_worker_kill(struct wasm_worker *w);
