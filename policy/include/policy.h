@@ -89,7 +89,8 @@ struct policy {
     char **seccomp_allow;  /* NULL-terminated syscall names added to the tier's allowlist */
     char **seccomp_deny;   /* NULL-terminated syscall names removed / refused */
     char *gvisor_platform; /* "ptrace" (default), "systrap", "kvm" */
-    uint32_t pool_size;    /* warm sandboxes kept ready (gvisor), default 2 */
+    uint32_t pool_size;    /* warm sandboxes kept ready (gvisor), default 2; wasm workers */
+    bool pool_size_set;    /* pool.size was given (wasm's default depends on the gateway) */
     char *module;          /* wasm: absolute path of the .wasm file */
     json_t *arguments;     /* the argument schema as JSON, published by GET /v1/tools */
     void *schema;          /* compiled argument schema (private to this module) */

@@ -46,7 +46,8 @@
  * | seccomp.allow, .deny      | lists of syscall names libseccomp      | empty                    |
  * |                           | knows                                  |                          |
  * | gvisor.platform           | ptrace, systrap, kvm (gvisor only)     | ptrace                   |
- * | pool.size                 | integer 0..16                          | 2                        |
+ * | pool.size                 | integer 0..16 (wasm: 0..1024)          | 2 (wasm: --max-concurrent|
+ * |                           |                                        | )                        |
  * | arguments                 | JSON Schema subset (schema.c), root    | {type: object,           |
  * |                           | type: object; additionalProperties     | properties: {},          |
  * |                           | defaults to FALSE (strict)             | additionalProperties:    |
@@ -391,7 +392,12 @@ static void key_pool(struct loader *l, const struct ynode *v)
     if (pctx_expect_map(c, v, "pool", keys) < 0 && v->kind != YNODE_MAP) return;
     const struct ynode *n = ynode_get(v, "size");
     uint64_t size = 0;
-    if (n && pctx_uint(c, n, "pool.size", 0, 16, &size) == 0) c->p->pool_size = (uint32_t)size;
+    /* wasm workers are processes reused call after call: a pool may cover many more calls. */
+    uint64_t max = c->p->isolation == ISOLATION_WASM ? 1024 : 16;
+    if (n && pctx_uint(c, n, "pool.size", 0, max, &size) == 0) {
+        c->p->pool_size = (uint32_t)size;
+        c->p->pool_size_set = true;
+    }
 }
 
 /* Resolve a path given in the policy: absolute as written, relative against the policy's
