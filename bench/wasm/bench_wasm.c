@@ -7,8 +7,8 @@
  * usage: bench_wasm <build dir of bench/wasm> [lua.wasm]
  *
  * Programs: fib, sieve, matmul, sha256 (C, compiled to wasm32 and natively with the same
- * source), and, given lua.wasm (tools/wasm-lua/build.sh), the Lua scripts in bench/wasm/lua/
- * run by that stock Lua 5.4 (lua -e SCRIPT). Engines:
+ * source), and, given lua.wasm (tools/wasm-lua54: policies/tools/lua54.wasm in the build),
+ * the Lua scripts in bench/wasm/lua/ run by that stock Lua 5.4 (lua -e SCRIPT). Engines:
  *   ours      wasm_run (this build's engine)
  *   base      $BENCH_BASELINE_RUN, another build of wasm_run (e.g. of the main branch), if set
  *   interp    wabt's wasm-interp, the in-run reference interpreter (C programs only: Debian's

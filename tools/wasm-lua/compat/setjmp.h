@@ -1,1 +1,0 @@
-/* setjmp.h: wasi-libc has none; Lua's ldo.c includes it, lua_wasi.h replaces its use. */
