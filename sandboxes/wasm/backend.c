@@ -4,8 +4,8 @@
  *   not start (policies naming it fail to load, naming the missing file): a worker is never a
  *   plain fork of the gateway, which would hold a copy of the gateway's memory and secrets.
  * prepare: read the policy's module (at most limits.module_mb), decode, validate and compile
- *   it once, refuse imports that are not WASI, put its bytes in a sealed memfd for the
- *   workers, and start the policy's worker pool (pool.c).
+ *   it once, refuse imports that are not WASI, write the compiled module into a sealed memfd
+ *   (wasm_module_share) that the workers map, and start the policy's worker pool (pool.c).
  * run: hand the call to a worker of the pool, wait for its answer until the wall-clock
  *   deadline, and map the outcome:
  *     _start returned / proc_exit(n)  -> SUCCEEDED or FAILED with exit_code n
@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -128,19 +127,10 @@ static char **copy_strv(char *const *v)
     return out;
 }
 
-/* The module's bytes in a sealed memfd: every worker maps the same read-only pages, and no
- * one (the gateway included) can change them after the seal. Returns the fd or -1. */
-static int seal_module(const char *bytes, size_t len, struct gate_error *err)
-{
-    autoclose int fd = memfd_create("gatehouse-wasm-module", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0) return gate_err_errno(err, GATE_E_SANDBOX, errno, "wasm: memfd_create");
-    if (gate_write_all(fd, bytes, len) < 0 ||
-        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
-        return gate_err_errno(err, GATE_E_SANDBOX, errno, "wasm: seal the module memfd");
-    return steal_fd(&fd);
-}
-
-/* Read, validate and check the module; on success st holds its sealed memfd. */
+/* Read, validate, compile and check the module once; on success st holds its compiled image
+ * in a sealed memfd (wasm_module_share), which every worker maps read-only instead of
+ * decoding and compiling the module again, and no process (the gateway included) can change
+ * under a running worker. */
 static int load_module(struct policy *p, struct wasm_state *st, struct gate_error *err)
 {
     autofree char *bytes = NULL;
@@ -148,15 +138,12 @@ static int load_module(struct policy *p, struct wasm_state *st, struct gate_erro
     struct wasm_module *mod = NULL;
     if (gate_read_file(p->module, p->limits.module_mb * 1024 * 1024, &bytes, &len, err) < 0 ||
         wasm_module_load((const uint8_t *)bytes, len, &mod, err) < 0 ||
-        wasi_check_imports(mod, err) < 0) {
+        wasi_check_imports(mod, err) < 0 || (st->module_fd = wasm_module_share(mod, err)) < 0) {
         wasm_module_free(mod);
         return gate_err_wrap(err, "module %s", p->module);
     }
-    /* Workers decode their own copy from the memfd; the gateway needed it only to validate. */
-    wasm_module_free(mod);
-    st->module_len = len;
-    st->module_fd = seal_module(bytes, len, err);
-    return st->module_fd < 0 ? -1 : 0;
+    wasm_module_free(mod); /* the workers' copy is the image */
+    return 0;
 }
 
 /* filesystem.read_only: directories the tool may read, preopened under their own paths. */

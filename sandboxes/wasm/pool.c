@@ -125,7 +125,6 @@ static int send_init(int sock, const struct wasm_state *st)
     struct wasm_init init = {.magic = WASM_INIT_MAGIC,
                              .max_mem_pages = st->max_mem_pages,
                              .output_cap = st->output_cap,
-                             .module_len = st->module_len,
                              .name_len = strlen(st->name),
                              .env_len = strv_bytes(st->env),
                              .ro_len = strv_bytes(st->ro_dirs)};

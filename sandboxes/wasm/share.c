@@ -319,6 +319,11 @@ int wasm_module_map(int fd, struct wasm_module **out, struct gate_error *err)
     return 0;
 }
 
+int wasm_module_image_fd(const struct wasm_module *m)
+{
+    return m->image_mem_len ? m->image_fd : -1;
+}
+
 bool wasm_memory_image_apply(struct wasm_instance *inst)
 {
     const struct wasm_module *m = inst->mod;

@@ -8,7 +8,8 @@
  *         environment and its read-only directories first, then requests;
  *   fd 4  the setup status pipe: a failed step is reported on it (sbx_child_fail, errno and
  *         the step's name), and the worker closes it once it is ready to serve;
- *   fd 5  the module: a sealed memfd holding the module's bytes, mapped read-only.
+ *   fd 5  the module: the sealed memfd image of the compiled module (wasm_module_share), which
+ *         the worker maps (wasm_module_map) before its seccomp filter is installed.
  * A request is one wasm_req header (with the per-call workspace directory attached as
  * SCM_RIGHTS when the policy has one) followed by the input bytes; a response is one wasm_resp
  * header followed by the stdout and stderr bytes.
@@ -67,7 +68,6 @@ struct wasm_init {
     uint32_t magic;
     uint32_t max_mem_pages;
     uint64_t output_cap;
-    uint64_t module_len; /* bytes of the module memfd (fd 5) */
     uint64_t name_len, env_len, ro_len;
 };
 
@@ -80,9 +80,7 @@ struct wasm_worker {
 
 /* What prepare builds for one policy; freed with the policy. */
 struct wasm_state {
-    struct wasm_module *mod; /* validated at load; workers load their own copy */
-    int module_fd;           /* sealed memfd with the module's bytes, handed to workers */
-    size_t module_len;
+    int module_fd; /* the compiled module's sealed image (wasm_module_share), for workers */
     char *name;
     char **env;     /* NULL-terminated copy of the policy's environment */
     char **ro_dirs; /* NULL-terminated filesystem.read_only directories, preopened read-only */
@@ -132,8 +130,9 @@ struct wasm_worker_cfg {
 };
 /* Read exactly len bytes (retrying on EINTR); -1 on error or early EOF. */
 int wasm_read_full(int fd, void *buf, size_t len);
-/* Install the worker's seccomp filter (kill by default). -1 with errno on failure. */
-int wasm_worker_filter(void);
+/* Install the worker's seccomp filter (kill by default); image_fd is the module's memory image
+ * (wasm_module_image_fd, -1: none), the one file the worker may map. -1 with errno. */
+int wasm_worker_filter(int image_fd);
 /* Serve calls on fd until the gateway closes it or WASM_WORKER_MAX_CALLS were served. */
 __attribute__((noreturn)) void wasm_worker_loop(const struct wasm_worker_cfg *cfg, int fd);
 

@@ -2,7 +2,7 @@
  *
  * Started by the gateway (pool.c) already running as the tool identity with no_new_privs, an
  * empty environment and only the descriptors wasm_tier.h lists. It reads the tool's settings,
- * maps and loads the module, opens the policy's read-only directories with its own (the
+ * maps the compiled module, opens the policy's read-only directories with its own (the
  * tool's) permissions, installs the seccomp filter, then closes the status pipe to say it is
  * ready and serves calls. A step that fails is reported on the status pipe with its errno
  * (sbx_child_fail), so the gateway's log names it. Being a fresh image, the worker holds
@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "sbx_internal.h"
@@ -50,21 +49,20 @@ static char *read_block(uint64_t len, uint64_t cap)
     return b;
 }
 
-/* The module's bytes are in the sealed memfd the gateway handed over: mapped read-only,
- * shared by every worker of the policy. */
-static struct wasm_module *load_module(uint64_t len)
+/* The compiled module is the sealed memfd image the gateway wrote once for the policy
+ * (wasm_module_share): mapped, not decoded and compiled again, and its pages are shared by
+ * every worker of the policy. Done before the seccomp filter, which allows neither
+ * fcntl(F_GET_SEALS) nor a shared file mapping. */
+static struct wasm_module *map_module(void)
 {
     struct gate_error err = {0};
     struct wasm_module *mod = NULL;
-    void *bytes = mmap(NULL, len ? len : 1, PROT_READ, MAP_SHARED, WASM_FD_MODULE, 0);
-    if (bytes == MAP_FAILED) sbx_child_fail(WASM_FD_STATUS, "map the module", errno);
-    if (wasm_module_load(bytes, len, &mod, &err) < 0) {
+    if (wasm_module_map(WASM_FD_MODULE, &mod, &err) < 0) {
         char step[120];
-        snprintf(step, sizeof(step), "load the module: %.100s", err.msg);
-        sbx_child_fail(WASM_FD_STATUS, step, EINVAL);
+        snprintf(step, sizeof(step), "map the module: %.100s", err.msg);
+        sbx_child_fail(WASM_FD_STATUS, step, err.errnum ? err.errnum : EINVAL);
     }
-    munmap(bytes, len ? len : 1);
-    close(WASM_FD_MODULE);
+    close(WASM_FD_MODULE); /* the module keeps its own descriptor for the memory image */
     return mod;
 }
 
@@ -88,7 +86,7 @@ int main(void)
     cfg.ro_fds = calloc(nro + 1, sizeof(int));
     if (!cfg.env || !cfg.ro_dirs || !cfg.ro_fds)
         sbx_child_fail(WASM_FD_STATUS, "allocate the settings", ENOMEM);
-    cfg.mod = load_module(init.module_len);
+    cfg.mod = map_module();
     for (size_t i = 0; i < nro; i++) {
         /* Opened as the tool, so it reads only what the tool's own identity may read. */
         cfg.ro_fds[i] = open(cfg.ro_dirs[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -98,7 +96,8 @@ int main(void)
             sbx_child_fail(WASM_FD_STATUS, step, errno);
         }
     }
-    if (wasm_worker_filter() < 0) sbx_child_fail(WASM_FD_STATUS, "seccomp filter", errno);
+    if (wasm_worker_filter(wasm_module_image_fd(cfg.mod)) < 0)
+        sbx_child_fail(WASM_FD_STATUS, "seccomp filter", errno);
     close(WASM_FD_STATUS); /* ready: the gateway reads EOF */
     wasm_worker_loop(&cfg, WASM_FD_SOCK);
 }

@@ -115,6 +115,11 @@ int wasm_module_share(const struct wasm_module *m, struct gate_error *err);
  * be closed afterwards. The caller owns *out (wasm_module_free). -1 with GATE_E_WASM_INVALID
  * if the fd does not hold such an image from this build. */
 int wasm_module_map(int fd, struct wasm_module **out, struct gate_error *err);
+/* The descriptor a module mapped by wasm_module_map keeps for its initial memory image: each
+ * instantiation maps it MAP_PRIVATE|MAP_FIXED, PROT_READ|PROT_WRITE over the new memory.
+ * -1 when the module has no image (loaded, or segments that do not allow one), so a caller
+ * that filters system calls can allow exactly that mapping. */
+int wasm_module_image_fd(const struct wasm_module *m);
 
 /* ---- stores ---------------------------------------------------------------------------- */
 struct wasm_limits_cfg {
