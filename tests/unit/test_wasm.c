@@ -16,12 +16,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "sandbox.h"
 #include "wasi.h"
 #include "wasmrt.h"
+#include "../../sandboxes/wasm/wasm_tier.h"
 
 extern const struct sbx_ops sbx_wasm_ops;
 
@@ -639,6 +642,82 @@ static void test_wasm_wasi_paths_stay_in_the_preopen(void **state)
     rmdir(dir);
 }
 
+/* ---- the worker's seccomp filter --------------------------------------------------------- */
+enum filter_probe {
+    PROBE_INSTANTIATE,   /* a mapped module's memory image, copy-on-write: allowed */
+    PROBE_FCNTL_GETFL,   /* WASI's fd_fdstat_get: allowed */
+    PROBE_EXEC_MEMORY,   /* mmap of executable anonymous memory: killed */
+    PROBE_MPROTECT_EXEC, /* making reserved memory executable: killed */
+    PROBE_IMAGE_SHARED,  /* a shared (writable-through) mapping of the image: killed */
+    PROBE_FCNTL_DUPFD,   /* any fcntl command but F_GETFL/F_SETFL: killed */
+};
+
+/* Run one probe in a child under the worker's filter; its wait status. */
+static int run_filtered(struct wasm_module *m, enum filter_probe probe)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = wasm_module_image_fd(m);
+        if (wasm_worker_filter(fd) < 0) _exit(2);
+        if (probe == PROBE_INSTANTIATE) {
+            struct gate_error err = {0};
+            struct wasm_limits_cfg lim;
+            struct wasm_instance *inst = NULL;
+            struct wasm_extern get;
+            enum wasm_trap trap = WASM_TRAP_NONE;
+            wasm_limits_default(&lim);
+            struct wasm_store *s = wasm_store_new(&lim);
+            uint64_t slots[2] = {100, 0};
+            if (!s || wasm_instantiate(s, m, NULL, 0, &inst, &trap, &err) < 0 ||
+                wasm_instance_export(inst, "get", &get) < 0 ||
+                wasm_call(s, get.u.func, slots) != WASM_TRAP_NONE || slots[0] != 'h')
+                _exit(3);
+            wasm_store_free(s);
+        } else if (probe == PROBE_FCNTL_GETFL) {
+            if (fcntl(fd, F_GETFL) < 0) _exit(3);
+        } else if (probe == PROBE_EXEC_MEMORY) {
+            mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        } else if (probe == PROBE_MPROTECT_EXEC) {
+            void *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            mprotect(p, 4096, PROT_READ | PROT_EXEC);
+        } else if (probe == PROBE_IMAGE_SHARED) {
+            mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+        } else {
+            fcntl(fd, F_DUPFD, 100);
+        }
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+static void test_wasm_worker_filter_maps_only_the_module_image(void **state)
+{
+    (void)state;
+    struct wasm_module *loaded = NULL, *m = NULL;
+    struct gate_error err = {0};
+    assert_int_equal(wasm_module_load(mod_share, sizeof(mod_share), &loaded, &err), 0);
+    int fd = wasm_module_share(loaded, &err);
+    wasm_module_free(loaded);
+    assert_true(fd >= 0);
+    assert_int_equal(wasm_module_map(fd, &m, &err), 0);
+    close(fd);
+    assert_true(wasm_module_image_fd(m) >= 0); /* a data segment at a constant offset */
+    for (enum filter_probe p = PROBE_INSTANTIATE; p <= PROBE_FCNTL_GETFL; p++) {
+        int status = run_filtered(m, p);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    for (enum filter_probe p = PROBE_EXEC_MEMORY; p <= PROBE_FCNTL_DUPFD; p++) {
+        int status = run_filtered(m, p);
+        assert_true(WIFSIGNALED(status));
+        assert_int_equal(WTERMSIG(status), SIGSYS);
+    }
+    wasm_module_free(m);
+}
+
 /* ---- the sandbox row ------------------------------------------------------------------- */
 static char tier_dir[] = "/tmp/test-wasm-tier-XXXXXX";
 
@@ -806,6 +885,7 @@ int main(void)
         cmocka_unit_test(test_wasm_unlisted_import_is_refused),
         cmocka_unit_test(test_wasm_host_calls_check_pointers),
         cmocka_unit_test(test_wasm_wasi_paths_stay_in_the_preopen),
+        cmocka_unit_test(test_wasm_worker_filter_maps_only_the_module_image),
         cmocka_unit_test_setup_teardown(test_wasm_tier_runs_a_wasi_tool, tier_setup, NULL),
         cmocka_unit_test(test_wasm_tier_reports_traps_and_fuel),
         cmocka_unit_test(test_wasm_tier_workspace_is_a_private_preopen),
