@@ -152,7 +152,8 @@ static int start_engine(struct gw *gw, struct sbx_config *sc,
 
 static int start(struct gw *gw, struct gate_error *err)
 {
-    struct sbx_config sc = {.state_dir = gw->opt.state_dir};
+    struct sbx_config sc = {.state_dir = gw->opt.state_dir,
+                            .max_concurrent = gw->opt.max_concurrent};
     if (resolve_user(gw->opt.run_as, &sc.tool_uid, &sc.tool_gid) < 0)
         return gate_err(err, GATE_E_CONFIG, "--run-as %s: no such user, or root", gw->opt.run_as);
     if (parse_uid_range(gw->opt.tool_uids, &sc.call_uid_base, &sc.call_uid_count) < 0)

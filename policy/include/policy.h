@@ -96,9 +96,10 @@ struct policy {
     char **seccomp_deny;   /* NULL-terminated syscall names removed / refused */
     char *gvisor_platform; /* "ptrace" (default), "systrap", "kvm" */
     enum microvm_accel microvm_accel;
-    uint32_t pool_size;           /* warm sandboxes kept ready (gvisor, microvm), default 2 */
-    char *module;                 /* wasm: absolute path of the .wasm file */
-    json_t *arguments;            /* the argument schema as JSON, published by GET /v1/tools */
+    uint32_t pool_size; /* warm sandboxes kept ready (gvisor, microvm), default 2; wasm workers */
+    bool pool_size_set; /* pool.size was given (wasm's default depends on the gateway) */
+    char *module;       /* wasm: absolute path of the .wasm file */
+    json_t *arguments;  /* the argument schema as JSON, published by GET /v1/tools */
     struct policy_schema *schema; /* the compiled argument schema, whose JSON is `arguments` */
 
     /* Where seccomp_allow[i] and seccomp_deny[i] are written, so that errors found later (by

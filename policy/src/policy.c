@@ -124,6 +124,16 @@ static void read_memory_mb(struct loader *l, const struct policy_key *k, const s
         l->c.p->limits.memory_mb = mb;
 }
 
+/* wasm workers are processes reused call after call: their pool may cover many more calls
+ * than the sandboxes kept booted for the other tiers (the row's max is wasm's). */
+static void read_pool_size(struct loader *l, const struct policy_key *k, const struct ynode *v)
+{
+    uint64_t max = l->c.p->isolation == ISOLATION_WASM ? k->max : 16, size = 0;
+    if (pctx_uint(&l->c, v, k->path, 0, max, &size) < 0) return;
+    l->c.p->pool_size = (uint32_t)size;
+    l->c.p->pool_size_set = true;
+}
+
 static bool is_env_name(const char *s)
 {
     if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_')) return false;
@@ -418,9 +428,11 @@ const struct policy_key policy_keys[] = {
      .def = "auto", .change = PCHANGE_NEUTRAL, .weaker = "the guest runs under another accelerator",
      .doc = "KVM where /dev/kvm works, else QEMU's TCG (auto); or insist on kvm or tcg"},
     {.path = "pool", .type = PKEY_SECTION, .doc = "warm sandboxes"},
-    {.path = "pool.size", .type = PKEY_UINT, FIELD(pool_size), .max = 16, .def = "2",
-     .change = PCHANGE_NEUTRAL, .weaker = "more or fewer sandboxes are kept ready",
-     .doc = "sandboxes kept booted ahead of demand"},
+    {.path = "pool.size", .type = PKEY_UINT, FIELD(pool_size), .max = 1024, .def = "2",
+     .read = read_pool_size, .change = PCHANGE_NEUTRAL,
+     .weaker = "more or fewer sandboxes are kept ready",
+     .doc = "sandboxes kept booted ahead of demand, 0..16 (gvisor, microvm); wasm workers, "
+            "0..1024, default --max-concurrent"},
     {.path = "command", .type = PKEY_STRING_LIST, FIELD(command), .change = PCHANGE_CUSTOM,
      .read = read_command, .flags = PKEY_HOST,
      .doc = "argv, never expanded; [0] an executable, absolute or relative to the policy file",

@@ -49,6 +49,7 @@ struct sbx_config {
      * Their group is tool_gid. */
     uid_t call_uid_base;
     unsigned call_uid_count;
+    unsigned max_concurrent; /* --max-concurrent: calls the gateway runs at once (pool sizes) */
 };
 
 struct sbx_call {

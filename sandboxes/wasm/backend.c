@@ -1,21 +1,20 @@
 /* backend.c: the `wasm` row of the sandbox table (sbx_wasm_ops).
  *
+ * init: find gatehouse-wasm-worker, the program every worker runs. Without it the tier does
+ *   not start (policies naming it fail to load, naming the missing file): a worker is never a
+ *   plain fork of the gateway, which would hold a copy of the gateway's memory and secrets.
  * prepare: read the policy's module (at most limits.module_mb), decode, validate and compile
- *   it once, refuse imports outside the WASI subset, and start a warm worker.
- * run: hand the call to an idle worker of the policy (spawning one if none is idle), wait for
- *   its answer until the wall-clock deadline, and map the outcome:
+ *   it once, refuse imports that are not WASI, write the compiled module into a sealed memfd
+ *   (wasm_module_share) that the workers map, and start the policy's worker pool (pool.c).
+ * run: hand the call to a worker of the pool, wait for its answer until the wall-clock
+ *   deadline, and map the outcome:
  *     _start returned / proc_exit(n)  -> SUCCEEDED or FAILED with exit_code n
- *     a trap                          -> TRAPPED, detail = the trap's name
+ *     a trap, proc_raise              -> TRAPPED, detail = the trap's name or the signal
  *     fuel exhausted                  -> RESOURCE_LIMIT, detail "fuel exhausted" (fuel stands
  *                                        in for CPU time, whose cap the other tiers report so)
  *     interpreter deadline / timeout  -> TIMED_OUT (the worker is killed)
  *     output cap                      -> OUTPUT_TRUNCATED
  *     worker died (e.g. seccomp)      -> KILLED with the signal
- *   A worker that trapped or served WASM_WORKER_MAX_CALLS calls is replaced.
- * Workers exec gatehouse-wasm-worker (worker_exec.c) after dropping to the tool identity, so
- * they hold no copy of the gateway's memory; if that program cannot be found, they serve from
- * the fork itself (logged once at init). Worker exit statuses 120-124 name the setup step that
- * failed (see worker.c and worker_exec.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,52 +32,57 @@
 #include "wasm_tier.h"
 
 static struct sbx_config config;
-static char helper_path[4200]; /* gatehouse-wasm-worker, or "" to serve from a plain fork */
+static char helper_path[4200]; /* gatehouse-wasm-worker */
 /* Prometheus counters across every wasm policy (atomics: calls run on many threads). */
-static uint64_t metric_calls, metric_traps, metric_spawned, metric_fuel_exhausted;
+static uint64_t metric_calls, metric_traps, metric_fuel_exhausted;
 static char ws_root[4096];
 static bool drop_identity;
+/* Every prepared wasm policy, for /metrics. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct wasm_state *live;
 
 /* Find gatehouse-wasm-worker: $GATE_WASM_WORKER, next to the running program, or in
  * ../libexec (the build tree's layout) or ../libexec/gatehouse (an installed layout). */
-static void find_helper(void)
+static int find_helper(struct gate_error *err)
 {
     static const char *const rel[] = {"gatehouse-wasm-worker", "../libexec/gatehouse-wasm-worker",
                                       "../libexec/gatehouse/gatehouse-wasm-worker"};
     const char *env = getenv("GATE_WASM_WORKER");
     char self[4096];
-    helper_path[0] = 0;
-    if (env && env[0] == '/' && access(env, X_OK) == 0) {
-        snprintf(helper_path, sizeof(helper_path), "%s", env);
-        return;
+    if (env && env[0]) {
+        if (env[0] == '/' && access(env, X_OK) == 0 && strlen(env) < sizeof(helper_path)) {
+            snprintf(helper_path, sizeof(helper_path), "%s", env);
+            return 0;
+        }
+        return gate_err(err, GATE_E_SANDBOX,
+                        "GATE_WASM_WORKER=%.200s is not an absolute path to an executable", env);
     }
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (n <= 0) return;
-    self[n] = 0;
-    char *slash = strrchr(self, '/');
-    if (!slash) return;
+    char *slash = n > 0 ? (self[n] = 0, strrchr(self, '/')) : NULL;
+    if (!slash) return gate_err_errno(err, GATE_E_SANDBOX, errno, "wasm: readlink /proc/self/exe");
     *slash = 0;
     for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
         char cand[4160];
         snprintf(cand, sizeof(cand), "%s/%s", self, rel[i]);
         if (access(cand, X_OK) == 0 && strlen(cand) < sizeof(helper_path)) {
             snprintf(helper_path, sizeof(helper_path), "%s", cand);
-            return;
+            return 0;
         }
     }
-    gate_log("warn", "sandbox.wasm_worker",
-             "gatehouse-wasm-worker not found; wasm workers are plain forks of the gateway");
-}
-
-static const char *helper(void)
-{
-    return helper_path[0] ? helper_path : NULL;
+    return gate_err(err, GATE_E_SANDBOX,
+                    "gatehouse-wasm-worker not found: looked for %.300s/%s, %s/%s and %s/%s "
+                    "(or set GATE_WASM_WORKER)",
+                    self, rel[0], self, rel[1], self, rel[2]);
 }
 
 static int wasm_init(const struct sbx_config *cfg, struct gate_error *err)
 {
-    find_helper();
+    if (find_helper(err) < 0) return -1;
     config = *cfg;
+    if (!config.max_concurrent) { /* as `gatehouse serve` defaults it */
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        config.max_concurrent = 16 * (unsigned)(ncpu > 0 ? ncpu : 1);
+    }
     drop_identity = geteuid() == 0;
     snprintf(ws_root, sizeof(ws_root), "%s/wasm-workspaces",
              cfg->state_dir ? cfg->state_dir : "/tmp");
@@ -91,12 +95,20 @@ static void state_free(void *p)
 {
     struct wasm_state *st = p;
     if (!st) return;
-    for (int i = 0; i < st->nidle; i++)
-        wasm_worker_kill(&st->idle[i]);
+    pthread_mutex_lock(&live_lock);
+    for (struct wasm_state **pp = &live; *pp; pp = &(*pp)->next)
+        if (*pp == st) {
+            *pp = st->next;
+            break;
+        }
+    pthread_mutex_unlock(&live_lock);
+    wasm_pool_stop(st);
     pthread_mutex_destroy(&st->lock);
-    wasm_module_free(st->mod);
-    free(st->bytes);
+    pthread_cond_destroy(&st->cond);
+    free(st->idle);
+    if (st->module_fd >= 0) close(st->module_fd);
     sbx_free_strv(st->env);
+    sbx_free_strv(st->ro_dirs);
     free(st->name);
     free(st);
 }
@@ -115,75 +127,79 @@ static char **copy_strv(char *const *v)
     return out;
 }
 
+/* Read, validate, compile and check the module once; on success st holds its compiled image
+ * in a sealed memfd (wasm_module_share), which every worker maps read-only instead of
+ * decoding and compiling the module again, and no process (the gateway included) can change
+ * under a running worker. */
+static int load_module(struct policy *p, struct wasm_state *st, struct gate_error *err)
+{
+    autofree char *bytes = NULL;
+    size_t len = 0;
+    struct wasm_module *mod = NULL;
+    if (gate_read_file(p->module, p->limits.module_mb * 1024 * 1024, &bytes, &len, err) < 0 ||
+        wasm_module_load((const uint8_t *)bytes, len, &mod, err) < 0 ||
+        wasi_check_imports(mod, err) < 0 || (st->module_fd = wasm_module_share(mod, err)) < 0) {
+        wasm_module_free(mod);
+        return gate_err_wrap(err, "module %s", p->module);
+    }
+    wasm_module_free(mod); /* the workers' copy is the image */
+    return 0;
+}
+
+/* filesystem.read_only: directories the tool may read, preopened under their own paths. */
+static int check_ro_dirs(const struct policy *p, struct gate_error *err)
+{
+    for (size_t i = 0; p->filesystem.read_only && p->filesystem.read_only[i]; i++) {
+        struct stat sb;
+        const char *d = p->filesystem.read_only[i];
+        if (stat(d, &sb) < 0 || !S_ISDIR(sb.st_mode))
+            return gate_err(err, GATE_E_POLICY,
+                            "filesystem.read_only: %s is not a directory (the wasm tier "
+                            "preopens directories)",
+                            d);
+    }
+    return 0;
+}
+
 static int wasm_prepare(struct policy *p, struct gate_error *err)
 {
     if (!p->module) return gate_err(err, GATE_E_POLICY, "isolation wasm needs `module`");
-    char *bytes = NULL;
-    size_t len = 0;
-    if (gate_read_file(p->module, p->limits.module_mb * 1024 * 1024, &bytes, &len, err) < 0)
-        return gate_err_wrap(err, "module %s", p->module);
+    if (check_ro_dirs(p, err) < 0) return -1;
     struct wasm_state *st = calloc(1, sizeof(*st));
-    if (!st) {
-        free(bytes);
-        return gate_err(err, GATE_E_NOMEM, "out of memory");
-    }
+    if (!st) return gate_err(err, GATE_E_NOMEM, "out of memory");
+    st->module_fd = -1;
     pthread_mutex_init(&st->lock, NULL);
-    int rc = wasm_module_load((const uint8_t *)bytes, len, &st->mod, err);
-    st->bytes = (uint8_t *)bytes; /* kept for exec'd workers, which decode it themselves */
-    st->len = len;
-    if (rc < 0 || wasi_check_imports(st->mod, err) < 0) {
+    pthread_cond_init(&st->cond, NULL);
+    if (load_module(p, st, err) < 0) {
         state_free(st);
-        return gate_err_wrap(err, "module %s", p->module);
+        return -1;
     }
     st->name = strdup(p->name ? p->name : "tool");
     st->env = copy_strv(p->env);
+    st->ro_dirs = copy_strv(p->filesystem.read_only);
     st->workspace = p->filesystem.workspace;
     uint64_t pages = p->limits.memory_mb * 16;
     st->max_mem_pages = pages > 65536 ? 65536 : (uint32_t)pages;
     st->output_cap = p->limits.output_bytes;
-    if (!st->name || !st->env) {
+    st->uid = config.tool_uid;
+    st->gid = config.tool_gid;
+    st->drop_identity = drop_identity;
+    st->helper = helper_path;
+    /* Enough workers for every call the gateway may run at once, unless the policy says. */
+    unsigned size = p->pool_size_set ? p->pool_size : config.max_concurrent;
+    st->size = size > WASM_POOL_MAX ? WASM_POOL_MAX : size;
+    if (!st->name || !st->env || !st->ro_dirs || wasm_pool_start(st, err) < 0) {
+        if (!err->msg[0]) gate_err(err, GATE_E_NOMEM, "out of memory");
         state_free(st);
-        return gate_err(err, GATE_E_NOMEM, "out of memory");
+        return -1;
     }
-    /* One warm worker, so the first call does not pay for a fork. If it cannot start now,
-     * the first call tries again and reports the failure. */
-    struct gate_error spawn_err = {0};
-    if (wasm_worker_spawn(st, helper(), config.tool_uid, config.tool_gid, drop_identity,
-                          &st->idle[0], &spawn_err) == 0) {
-        st->nidle = 1, st->spawned = 1;
-        __atomic_add_fetch(&metric_spawned, 1, __ATOMIC_RELAXED);
-    }
+    pthread_mutex_lock(&live_lock);
+    st->next = live;
+    live = st;
+    pthread_mutex_unlock(&live_lock);
     p->sbx_state = st;
     p->sbx_state_free = state_free;
     return 0;
-}
-
-static int get_worker(struct wasm_state *st, struct wasm_worker *w, struct gate_error *err)
-{
-    pthread_mutex_lock(&st->lock);
-    if (st->nidle > 0) {
-        *w = st->idle[--st->nidle];
-        pthread_mutex_unlock(&st->lock);
-        return 0;
-    }
-    st->spawned++;
-    pthread_mutex_unlock(&st->lock);
-    __atomic_add_fetch(&metric_spawned, 1, __ATOMIC_RELAXED);
-    return wasm_worker_spawn(st, helper(), config.tool_uid, config.tool_gid, drop_identity, w, err);
-}
-
-static void put_worker(struct wasm_state *st, struct wasm_worker *w, bool reusable)
-{
-    if (reusable && w->calls < WASM_WORKER_MAX_CALLS) {
-        pthread_mutex_lock(&st->lock);
-        if (st->nidle < WASM_POOL_IDLE) {
-            st->idle[st->nidle++] = *w;
-            pthread_mutex_unlock(&st->lock);
-            return;
-        }
-        pthread_mutex_unlock(&st->lock);
-    }
-    wasm_worker_kill(w);
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -354,6 +370,14 @@ static int exchange(struct wasm_worker *w, const struct policy *p, const struct 
     return resp.outcome == WASM_OUT_EXITED ? 1 : 0; /* reusable */
 }
 
+static void remove_workspace(int *dirfd, const char *path)
+{
+    if (*dirfd < 0) return;
+    close(*dirfd);
+    *dirfd = -1;
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static int wasm_run(const struct policy *p, const struct sbx_call *call, struct sbx_result *res,
                     struct gate_error *err)
 {
@@ -363,36 +387,29 @@ static int wasm_run(const struct policy *p, const struct sbx_call *call, struct 
     int dirfd = -1;
     memset(res, 0, sizeof(*res));
     res->exit_code = -1;
-    if (!st) {
-        res->status = SBX_SANDBOX_ERROR;
-        return gate_err(err, GATE_E_SANDBOX, "wasm: policy was not prepared");
-    }
-    if (st->workspace && (dirfd = make_workspace(ws, sizeof(ws), err)) < 0) {
-        res->status = SBX_SANDBOX_ERROR;
-        return -1;
-    }
-    if (get_worker(st, &w, err) < 0) {
-        res->status = SBX_SANDBOX_ERROR;
-        if (dirfd >= 0) {
-            close(dirfd);
-            nftw(ws, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-        }
+    res->status = SBX_SANDBOX_ERROR;
+    if (!st) return gate_err(err, GATE_E_SANDBOX, "wasm: policy was not prepared");
+    if (st->workspace && (dirfd = make_workspace(ws, sizeof(ws), err)) < 0) return -1;
+    if (wasm_pool_take(st, &w, err) < 0) {
+        remove_workspace(&dirfd, ws);
         return -1;
     }
     int reusable = exchange(&w, p, call, dirfd, res);
     if (reusable == -3) { /* an idle worker had died; the call never started: use a new one */
         wasm_worker_kill(&w);
-        if (wasm_worker_spawn(st, helper(), config.tool_uid, config.tool_gid, drop_identity, &w,
-                              err) == 0)
-            reusable = exchange(&w, p, call, dirfd, res);
+        if (wasm_worker_spawn(st, &w, err) < 0) {
+            wasm_pool_put(st, &w, false);
+            remove_workspace(&dirfd, ws);
+            return -1;
+        }
+        reusable = exchange(&w, p, call, dirfd, res);
         if (reusable == -3) {
-            if (w.pid > 0) wasm_worker_kill(&w);
             res->status = SBX_SANDBOX_ERROR;
             snprintf(res->detail, sizeof(res->detail), "wasm worker unreachable");
             reusable = 0;
         }
     }
-    if (w.pid > 0) put_worker(st, &w, reusable);
+    wasm_pool_put(st, &w, reusable == 1);
     pthread_mutex_lock(&st->lock);
     st->calls++;
     st->traps += res->status == SBX_TRAPPED;
@@ -401,28 +418,45 @@ static int wasm_run(const struct policy *p, const struct sbx_call *call, struct 
     if (res->status == SBX_TRAPPED) __atomic_add_fetch(&metric_traps, 1, __ATOMIC_RELAXED);
     if (res->status == SBX_RESOURCE_LIMIT)
         __atomic_add_fetch(&metric_fuel_exhausted, 1, __ATOMIC_RELAXED);
-    if (dirfd >= 0) {
-        close(dirfd);
-        nftw(ws, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    }
+    remove_workspace(&dirfd, ws);
     return 0;
 }
 
 static void wasm_metrics(struct gate_buf *out)
 {
-    gate_buf_printf(out,
-                    "# TYPE gatehouse_wasm_calls_total counter\n"
-                    "gatehouse_wasm_calls_total %llu\n"
-                    "# TYPE gatehouse_wasm_traps_total counter\n"
-                    "gatehouse_wasm_traps_total %llu\n"
-                    "# TYPE gatehouse_wasm_fuel_exhausted_total counter\n"
-                    "gatehouse_wasm_fuel_exhausted_total %llu\n"
-                    "# TYPE gatehouse_wasm_workers_spawned_total counter\n"
-                    "gatehouse_wasm_workers_spawned_total %llu\n",
-                    (unsigned long long)__atomic_load_n(&metric_calls, __ATOMIC_RELAXED),
-                    (unsigned long long)__atomic_load_n(&metric_traps, __ATOMIC_RELAXED),
-                    (unsigned long long)__atomic_load_n(&metric_fuel_exhausted, __ATOMIC_RELAXED),
-                    (unsigned long long)__atomic_load_n(&metric_spawned, __ATOMIC_RELAXED));
+    static const char *const help[][3] = {
+        {"gatehouse_wasm_calls_total", "counter", "Calls run in the wasm tier."},
+        {"gatehouse_wasm_traps_total", "counter", "wasm calls that ended in a trap."},
+        {"gatehouse_wasm_fuel_exhausted_total", "counter", "wasm calls that ran out of fuel."},
+        {"gatehouse_wasm_pool_size", "gauge", "Most wasm workers a tool's pool keeps."},
+        {"gatehouse_wasm_pool_idle", "gauge", "wasm workers waiting for a call."},
+        {"gatehouse_wasm_pool_busy", "gauge", "wasm workers running a call."},
+        {"gatehouse_wasm_pool_hits_total", "counter", "Calls that found an idle wasm worker."},
+        {"gatehouse_wasm_pool_misses_total", "counter",
+         "Calls that had to start their own wasm worker."},
+        {"gatehouse_wasm_workers_spawned_total", "counter", "wasm workers started."},
+    };
+    const uint64_t totals[3] = {__atomic_load_n(&metric_calls, __ATOMIC_RELAXED),
+                                __atomic_load_n(&metric_traps, __ATOMIC_RELAXED),
+                                __atomic_load_n(&metric_fuel_exhausted, __ATOMIC_RELAXED)};
+    for (size_t i = 0; i < sizeof(help) / sizeof(help[0]); i++) {
+        gate_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", help[i][0], help[i][2], help[i][0],
+                        help[i][1]);
+        if (i < 3) {
+            gate_buf_printf(out, "%s %llu\n", help[i][0], (unsigned long long)totals[i]);
+            continue;
+        }
+        pthread_mutex_lock(&live_lock);
+        for (struct wasm_state *st = live; st; st = st->next) {
+            pthread_mutex_lock(&st->lock);
+            const uint64_t v[] = {st->size, st->nidle,  st->nbusy,
+                                  st->hits, st->misses, st->spawned};
+            pthread_mutex_unlock(&st->lock);
+            gate_buf_printf(out, "%s{tool=\"%s\"} %llu\n", help[i][0], st->name,
+                            (unsigned long long)v[i - 3]);
+        }
+        pthread_mutex_unlock(&live_lock);
+    }
 }
 
 const struct sbx_ops sbx_wasm_ops = {

@@ -48,12 +48,32 @@ int cemit(struct comp *c, enum wop op, uint32_t ncells, uint32_t *at)
     c->code[c->n].h = c->handlers[op];
     c->n += ncells;
     c->last_prod = -1;
+    c->copy_at = -1;
     return 0;
 }
 
-static uint32_t canon(const struct comp *c, uint32_t pos)
+uint32_t cbase_slot(const struct comp *c, uint32_t pos)
 {
-    return (c->nlocals_all + pos) * 8u;
+    return pos == 0 ? c->nlocal_slots : c->st[pos - 1].slot + tslots(c->st[pos - 1].type);
+}
+
+int cemit_copy(struct comp *c, uint32_t dst, uint32_t src, uint8_t t)
+{
+    uint32_t at = 0;
+    if (t != WASM_V128 && c->copy_at >= 0 && c->copy_at + 2 == c->n) { /* COPY COPY -> COPY2 */
+        at = (uint32_t)c->copy_at;
+        if (cappend_cell(c) < 0) return -1;
+        c->code[at].h = c->handlers[WOP_COPY2];
+        c->code[at + 2].s.a = dst;
+        c->code[at + 2].s.b = src;
+        c->copy_at = -1;
+        return 0;
+    }
+    if (cemit(c, t == WASM_V128 ? WOP_COPY128 : WOP_COPY, 2, &at) < 0) return -1;
+    c->code[at + 1].s.a = dst;
+    c->code[at + 1].s.b = src;
+    if (t != WASM_V128) c->copy_at = at;
+    return 0;
 }
 
 /* Bring entry pos into its own slot. */
@@ -65,9 +85,7 @@ int cmaterialize(struct comp *c, uint32_t pos)
     if (e->kind == CE_LOCAL) c->lrefs[e->local]--;
     if (!cdead(c)) {
         if (e->kind == CE_LOCAL) {
-            if (cemit(c, WOP_COPY, 2, &at) < 0) return -1;
-            c->code[at + 1].s.a = canon(c, pos);
-            c->code[at + 1].s.b = e->local * 8u;
+            if (cemit_copy(c, canon(c, pos), clocal(c, e->local), e->type) < 0) return -1;
         } else {
             if (cemit(c, WOP_CONST, 3, &at) < 0) return -1;
             c->code[at + 1].s.a = canon(c, pos);
@@ -78,13 +96,23 @@ int cmaterialize(struct comp *c, uint32_t pos)
     return 0;
 }
 
-/* Only entries from lazy_lo up can be lazy, so repeated control instructions over a deep
- * stack cost nothing beyond the entries that changed. */
-int cmaterialize_all(struct comp *c)
+/* Before a control instruction: bring the n entries below the top `skip` ones into their
+ * slots (the values it carries to a label or a callee), and, with locals, every entry that
+ * still refers to a local (a block may change the local on one path only). Lazy constants
+ * below stay lazy: no path can change them, and every path after a merge reads them as the
+ * same constant. Only entries from lazy_lo up can be lazy, so repeated control instructions
+ * over a deep stack cost nothing beyond the entries that changed. */
+int cmaterialize_top(struct comp *c, uint32_t n, uint32_t skip, bool locals)
 {
-    for (uint32_t i = c->lazy_lo; i < c->sh; i++)
-        if (cmaterialize(c, i) < 0) return -1;
-    c->lazy_lo = c->sh;
+    uint32_t hi = c->sh >= skip ? c->sh - skip : 0, lo = hi >= n ? hi - n : 0, lazy = c->sh;
+    uint32_t floor = c->cs[c->ch - 1].height;
+    if (lo < floor) lo = floor; /* unreachable code: the rest is the polymorphic stack */
+    for (uint32_t i = c->lazy_lo; i < c->sh; i++) {
+        bool need = (i >= lo && i < hi) || (locals && c->st[i].kind == CE_LOCAL);
+        if (need && cmaterialize(c, i) < 0) return -1;
+        if (c->st[i].kind != CE_STACK && i < lazy) lazy = i;
+    }
+    c->lazy_lo = lazy;
     return 0;
 }
 
@@ -110,18 +138,26 @@ void cset_const(struct comp *c, uint64_t v)
 int csrc(struct comp *c, uint32_t pos, uint32_t *slot)
 {
     if (c->st[pos].kind == CE_CONST && cmaterialize(c, pos) < 0) return -1;
-    *slot = c->st[pos].kind == CE_LOCAL ? c->st[pos].local * 8u : canon(c, pos);
+    *slot = c->st[pos].kind == CE_LOCAL ? clocal(c, c->st[pos].local) : canon(c, pos);
     return 0;
 }
 
 /* ---- operand stack ------------------------------------------------------------------- */
-int cpush(struct comp *c, uint8_t type)
+/* Put a new entry of the given type at position sh (not counted in sh yet). */
+static int new_entry(struct comp *c, uint8_t type)
 {
     if (grow(c, (void **)&c->st, &c->scap, c->sh + 1, sizeof(*c->st)) < 0) return -1;
-    if (c->sh + 1 + c->nlocals_all > WASM_MAX_LOCALS * 2) return cfail(c, "operand stack too deep");
-    c->st[c->sh] = (struct centry){.type = type, .kind = CE_STACK};
+    uint32_t slot = cbase_slot(c, c->sh);
+    if (slot + 2 > WASM_MAX_LOCALS * 4) return cfail(c, "operand stack too deep");
+    c->st[c->sh] = (struct centry){.type = type, .kind = CE_STACK, .slot = slot};
+    if (slot + tslots(type) > c->max_slot) c->max_slot = slot + tslots(type);
+    return 0;
+}
+
+int cpush(struct comp *c, uint8_t type)
+{
+    if (new_entry(c, type) < 0) return -1;
     c->sh++;
-    if (c->sh > c->max_h) c->max_h = c->sh;
     return 0;
 }
 
@@ -146,10 +182,7 @@ int cpop(struct comp *c, uint8_t want, uint32_t *pos, uint8_t *type)
         if (!f->unreachable) return cfail(c, "type mismatch (operand stack underflow)");
         *pos = c->sh; /* a slot that exists; unreachable code emits nothing anyway */
         if (type) *type = want;
-        if (c->sh + 1 > c->max_h) c->max_h = c->sh + 1;
-        if (grow(c, (void **)&c->st, &c->scap, c->sh + 1, sizeof(*c->st)) < 0) return -1;
-        c->st[c->sh] = (struct centry){.type = want, .kind = CE_STACK};
-        return 0;
+        return new_entry(c, want);
     }
     uint8_t t = c->st[c->sh - 1].type;
     if (want && t && t != want) return cfail(c, "type mismatch");
@@ -196,6 +229,7 @@ int cpush_frame(struct comp *c, uint8_t op, const struct cblocktype *bt)
     f->height = c->sh; /* the caller pushes the block's params after this */
     f->dead = c->ch > 0 && cdead(c);
     f->start = c->n;
+    ctarget(c);
     c->ch++;
     /* A block's code may run again (loops) or be entered from elsewhere: nothing before its
      * start may be retargeted or fused with what follows. */
@@ -233,13 +267,12 @@ const uint8_t *clabel_types(const struct cframe *f, uint32_t *n)
 static int branch_copies(struct comp *c, const struct cframe *f, uint32_t n)
 {
     if (c->sh < n) return 0;
-    uint32_t from = c->sh - n, to = f->height;
-    if (from == to) return 0;
+    uint32_t from = c->sh - n, to = cbase_slot(c, f->height);
+    if (from == f->height) return 0;
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t at = 0;
-        if (cemit(c, WOP_COPY, 2, &at) < 0) return -1;
-        c->code[at + 1].s.a = canon(c, to + i);
-        c->code[at + 1].s.b = canon(c, from + i);
+        uint8_t t = c->st[from + i].type;
+        if (cemit_copy(c, to * 8u, canon(c, from + i), t) < 0) return -1;
+        to += tslots(t);
     }
     return 0;
 }
@@ -255,14 +288,14 @@ bool cneeds_copies(const struct comp *c, const struct cframe *f)
 int cemit_return(struct comp *c)
 {
     const struct wasm_functype *t = c->ftype;
-    uint32_t n = t->nresults, at;
+    uint32_t n = t->nresults, at, to = 0;
     if (c->sh >= n) {
         uint32_t from = c->sh - n;
         for (uint32_t i = 0; i < n; i++) {
-            if (canon(c, from + i) == i * 8u) continue;
-            if (cemit(c, WOP_COPY, 2, &at) < 0) return -1;
-            c->code[at + 1].s.a = i * 8u;
-            c->code[at + 1].s.b = canon(c, from + i);
+            uint8_t ty = t->types[t->nparams + i];
+            if (canon(c, from + i) != to * 8u && cemit_copy(c, to * 8u, canon(c, from + i), ty) < 0)
+                return -1;
+            to += tslots(ty);
         }
     }
     return cemit(c, WOP_RET, 1, &at);
@@ -294,8 +327,13 @@ void cset_unreachable(struct comp *c)
 
 /* ---- block types and locals ---------------------------------------------------------- */
 static const uint8_t one_type[256] = {
-    [WASM_I32] = WASM_I32, [WASM_I64] = WASM_I64,         [WASM_F32] = WASM_F32,
-    [WASM_F64] = WASM_F64, [WASM_FUNCREF] = WASM_FUNCREF, [WASM_EXTERNREF] = WASM_EXTERNREF,
+    [WASM_I32] = WASM_I32,
+    [WASM_I64] = WASM_I64,
+    [WASM_F32] = WASM_F32,
+    [WASM_F64] = WASM_F64,
+    [WASM_V128] = WASM_V128,
+    [WASM_FUNCREF] = WASM_FUNCREF,
+    [WASM_EXTERNREF] = WASM_EXTERNREF,
 };
 
 int cread_blocktype(struct comp *c, struct cblocktype *bt)
@@ -307,7 +345,6 @@ int cread_blocktype(struct comp *c, struct cblocktype *bt)
         c->r.p++;
         return 0;
     }
-    if (b == WASM_V128) return cfail(c, "SIMD (v128 block type) is not supported");
     if (one_type[b]) {
         c->r.p++;
         bt->results = &one_type[b];
@@ -341,9 +378,7 @@ static int read_locals(struct comp *c, const struct wasm_functype *t)
             if (pass == 0) {
                 total += cnt;
                 if (total > WASM_MAX_LOCALS) return wr_fail(&c->r, "decode: too many locals");
-                if (!one_type[vt])
-                    return vt == WASM_V128 ? cfail(c, "SIMD (v128 local) is not supported")
-                                           : wr_fail(&c->r, "decode: malformed value type");
+                if (!one_type[vt]) return wr_fail(&c->r, "decode: malformed value type");
                 continue;
             }
             memset(c->ltypes + k, vt, cnt);
@@ -357,7 +392,15 @@ static int read_locals(struct comp *c, const struct wasm_functype *t)
     }
     c->nlocals_all = (uint32_t)total;
     c->lrefs = calloc(total ? total : 1, sizeof(uint32_t));
-    if (!c->lrefs) return gate_err(c->err, GATE_E_NOMEM, "compile: out of memory");
+    c->loff = malloc((total + 1) * sizeof(uint32_t));
+    if (!c->lrefs || !c->loff) return gate_err(c->err, GATE_E_NOMEM, "compile: out of memory");
+    uint32_t slot = 0;
+    for (uint32_t x = 0; x < total; x++) {
+        c->loff[x] = slot;
+        slot += tslots(c->ltypes[x]);
+        if (x + 1 == t->nparams) c->nparam_slots = slot;
+    }
+    c->nlocal_slots = slot;
     return 0;
 }
 
@@ -369,12 +412,14 @@ static void comp_free(struct comp *c)
     free(c->cs);
     free(c->ltypes);
     free(c->lrefs);
+    free(c->loff);
 }
 
 int wasm_compile_func(struct wasm_module *m, uint32_t i, struct gate_error *err)
 {
     struct wfunc_def *fd = &m->funcs[i];
-    struct comp c = {.m = m, .err = err, .func_index = m->nfunc_imports + i, .last_prod = -1};
+    struct comp c = {
+        .m = m, .err = err, .func_index = m->nfunc_imports + i, .last_prod = -1, .copy_at = -1};
     c.r = (struct wreader){m->bytes, fd->body, fd->body + fd->body_len, err};
     c.ftype = &m->types[fd->type_idx];
     c.handlers = wasm_interp_handlers();
@@ -395,9 +440,9 @@ int wasm_compile_func(struct wasm_module *m, uint32_t i, struct gate_error *err)
     }
     fd->code.cells = c.code;
     fd->code.ncells = c.n;
-    fd->code.nparams = c.ftype->nparams;
-    fd->code.nlocals = c.nlocals_all - c.ftype->nparams;
-    fd->code.frame_slots = c.nlocals_all + c.max_h + 1;
+    fd->code.nparams = c.nparam_slots;
+    fd->code.nlocals = c.nlocal_slots - c.nparam_slots;
+    fd->code.frame_slots = (c.max_slot > c.nlocal_slots ? c.max_slot : c.nlocal_slots) + 2;
     fd->local_types = c.ltypes;
     c.code = NULL;
     c.ltypes = NULL;
@@ -406,6 +451,15 @@ int wasm_compile_func(struct wasm_module *m, uint32_t i, struct gate_error *err)
 fail:
     comp_free(&c);
     return -1;
+}
+
+/* The instruction that produced entry pos, if it was the last one emitted and is op: its
+ * index (the entry is its only reader, so it may be rewritten into a fused instruction),
+ * else -1. */
+int64_t cproducer(const struct comp *c, uint32_t pos, enum wop op)
+{
+    if (c->last_prod < 0 || c->last_pos != pos || c->st[pos].kind != CE_STACK) return -1;
+    return c->code[c->last_prod].h == c->handlers[op] ? c->last_prod : -1;
 }
 
 /* ---- fused compare-and-branch ---------------------------------------------------------- */
@@ -418,7 +472,7 @@ static const struct fuse fuses[] = {
 #undef FUSE_ROW
 };
 
-static int append_cell(struct comp *c)
+int cappend_cell(struct comp *c)
 {
     if (grow(c, (void **)&c->code, &c->cap, c->n + 1, sizeof(union wcell)) < 0) return -1;
     c->code[c->n++].u = 0;
@@ -432,7 +486,7 @@ int64_t cfuse_branch(struct comp *c, uint32_t pos, bool negate)
 {
     if (c->last_prod < 0 || c->last_pos != pos) return 0;
     uint32_t at = (uint32_t)c->last_prod;
-    const void *h = c->code[at].h;
+    int64_t h = c->code[at].h;
     uint32_t a = c->code[at + 1].s.b;
     c->last_prod = -1;
     for (size_t i = 0; i < sizeof(fuses) / sizeof(fuses[0]); i++) {
@@ -445,12 +499,21 @@ int64_t cfuse_branch(struct comp *c, uint32_t pos, bool negate)
             return at + 2;
         }
         if (h == c->handlers[fuses[i].cmp + 1]) { /* [dst|a][imm] -> [a][imm][off] */
-            if (append_cell(c) < 0) return -1;
+            if (cappend_cell(c) < 0) return -1;
             c->code[at].h = c->handlers[br + 1];
             c->code[at + 1].s.a = a;
             c->code[at + 1].s.b = 0;
             return at + 3;
         }
+    }
+    if (h == c->handlers[WOP_I32_AND_I] || h == c->handlers[WOP_TESTZ_I]) {
+        /* [dst|a][imm] -> [a][imm][off]: branch on (a & imm) != 0 or == 0 */
+        bool zero = (h == c->handlers[WOP_TESTZ_I]) != negate;
+        if (cappend_cell(c) < 0) return -1;
+        c->code[at].h = c->handlers[zero ? WOP_BR_IF_TESTZ_I : WOP_BR_IF_TEST_I];
+        c->code[at + 1].s.a = a;
+        c->code[at + 1].s.b = 0;
+        return at + 3;
     }
     enum wop br;
     if (h == c->handlers[WOP_I32_EQZ])
@@ -459,7 +522,7 @@ int64_t cfuse_branch(struct comp *c, uint32_t pos, bool negate)
         br = negate ? WOP_BR_IF_NEZ64 : WOP_BR_IF_EQZ64;
     else
         return 0;
-    if (append_cell(c) < 0) /* [dst|a] -> [a][off] */
+    if (cappend_cell(c) < 0) /* [dst|a] -> [a][off] */
         return -1;
     c->code[at].h = c->handlers[br];
     c->code[at + 1].s.a = a;

@@ -24,6 +24,47 @@ static const struct numop numops[0x108] = {
 #undef NUM_ROW
 };
 
+/* Super-instructions for the pairs that dominate interpreters compiled to wasm (a Lua VM
+ * decoding its instructions): the i32.shr_u+i32.and of a bit field (BFX), and an i32.add of
+ * a bit field or a shifted value (ADD_BFX, ADD_SHL). The producer of an operand, emitted just
+ * before, is rewritten in place. Returns its index + 1, 0 if nothing was fused, -1. */
+static int64_t fuse_numeric(struct comp *c, uint16_t wop, uint32_t pa, uint32_t pb)
+{
+    union wcell *code = c->code;
+    int64_t at;
+    uint32_t sa;
+    if (wop == WOP_I32_AND && c->st[pb].kind == CE_CONST &&
+        (at = cproducer(c, pa, WOP_I32_SHR_U_I)) >= 0) { /* [dst|x][k] -> [dst|x][k|m] */
+        code[at].h = c->handlers[WOP_BFX];
+        code[at + 2].s.a = (uint32_t)code[at + 2].u;
+        code[at + 2].s.b = (uint32_t)c->st[pb].cval;
+        return at + 1;
+    }
+    if (wop != WOP_I32_ADD) return 0;
+    uint32_t prod = pb, other = pa; /* the add commutes: either operand may be the producer */
+    if (c->last_pos == pa && c->st[pb].kind == CE_LOCAL) prod = pa, other = pb;
+    if (c->st[other].kind == CE_CONST) return 0;
+    if ((at = cproducer(c, prod, WOP_BFX)) >= 0) { /* [dst|x][k|m] -> [dst|a][x|k][m] */
+        if (csrc(c, other, &sa) < 0 || cappend_cell(c) < 0) return -1;
+        code = c->code;
+        code[at].h = c->handlers[WOP_ADD_BFX];
+        code[at + 3].s.a = code[at + 2].s.b;
+        code[at + 2].s.b = code[at + 2].s.a;
+        code[at + 2].s.a = code[at + 1].s.b;
+        code[at + 1].s.b = sa;
+        return at + 1;
+    }
+    if ((at = cproducer(c, prod, WOP_I32_SHL_I)) >= 0) { /* [dst|x][k] -> [dst|a][x|k] */
+        if (csrc(c, other, &sa) < 0) return -1;
+        code[at].h = c->handlers[WOP_ADD_SHL];
+        code[at + 2].s.b = (uint32_t)code[at + 2].u;
+        code[at + 2].s.a = code[at + 1].s.b;
+        code[at + 1].s.b = sa;
+        return at + 1;
+    }
+    return 0;
+}
+
 static int compile_numeric(struct comp *c, const struct numop *op)
 {
     uint32_t pa, pb, sa, sb, at = 0;
@@ -36,6 +77,11 @@ static int compile_numeric(struct comp *c, const struct numop *op)
     }
     if (op->shape == SH_UN || op->shape == SH_TUN) {
         if (cpop(c, op->ta, &pa, NULL) < 0) return -1;
+        int64_t and = op->wop == WOP_I32_EQZ && !cdead(c) ? cproducer(c, pa, WOP_I32_AND_I) : -1;
+        if (and >= 0) { /* (i32.eqz (i32.and a imm)) -> TESTZ_I [dst|a][imm] */
+            c->code[and].h = c->handlers[WOP_TESTZ_I];
+            return cpush_result(c, op->tr, (uint32_t) and);
+        }
         if (!cdead(c)) {
             if (csrc(c, pa, &sa) < 0 || cemit(c, op->wop, 2, &at) < 0) return -1;
             c->code[at + 1].s.b = sa;
@@ -44,6 +90,9 @@ static int compile_numeric(struct comp *c, const struct numop *op)
     }
     if (cpop(c, op->ta, &pb, NULL) < 0 || cpop(c, op->ta, &pa, NULL) < 0) return -1;
     if (!cdead(c)) {
+        int64_t fused = fuse_numeric(c, op->wop, pa, pb);
+        if (fused < 0) return -1;
+        if (fused > 0) return cpush_result(c, op->tr, (uint32_t)fused - 1);
         if (op->shape == SH_BINI && c->st[pb].kind == CE_CONST) {
             if (csrc(c, pa, &sa) < 0 || cemit(c, op->wop + 1, 3, &at) < 0) return -1;
             c->code[at + 1].s.b = sa;
@@ -98,7 +147,7 @@ static int compile_local_set(struct comp *c, bool tee)
         struct centry e = c->st[p];
         bool refs = c->lrefs[x] > 0; /* other entries still read local x */
         if (e.kind == CE_STACK && !refs && c->last_prod >= 0 && c->last_pos == p) {
-            c->code[c->last_prod + 1].s.a = x * 8u; /* the producer writes the local directly */
+            c->code[c->last_prod + 1].s.a = clocal(c, x); /* the producer writes the local */
             c->last_prod = -1;
         } else {
             for (uint32_t i = c->lazy_lo; refs && i < p; i++)
@@ -106,12 +155,11 @@ static int compile_local_set(struct comp *c, bool tee)
                     return -1;
             if (e.kind == CE_CONST) {
                 if (cemit(c, WOP_CONST, 3, &at) < 0) return -1;
-                c->code[at + 1].s.a = x * 8u;
+                c->code[at + 1].s.a = clocal(c, x);
                 c->code[at + 2].u = e.cval;
             } else if (!(e.kind == CE_LOCAL && e.local == x)) {
-                if (cemit(c, WOP_COPY, 2, &at) < 0) return -1;
-                c->code[at + 1].s.a = x * 8u;
-                c->code[at + 1].s.b = e.kind == CE_LOCAL ? e.local * 8u : (c->nlocals_all + p) * 8u;
+                uint32_t src = e.kind == CE_LOCAL ? clocal(c, e.local) : canon(c, p);
+                if (cemit_copy(c, clocal(c, x), src, c->ltypes[x]) < 0) return -1;
             }
         }
     }
@@ -128,9 +176,10 @@ static int compile_global(struct comp *c, bool set)
     if (wr_u32(&c->r, &x) < 0) return -1;
     if (x >= c->m->nglobals) return cfail(c, "unknown global");
     const struct wglobal_def *g = &c->m->globals[x];
+    bool wide = g->type == WASM_V128;
     if (!set) {
         if (!cdead(c)) {
-            if (cemit(c, WOP_GLOBAL_GET, 2, &at) < 0) return -1;
+            if (cemit(c, wide ? WOP_GLOBAL_GET128 : WOP_GLOBAL_GET, 2, &at) < 0) return -1;
             c->code[at + 1].s.b = x;
         }
         return cpush_result(c, g->type, at);
@@ -138,7 +187,8 @@ static int compile_global(struct comp *c, bool set)
     if (!g->mut) return cfail(c, "global is immutable");
     if (cpop(c, g->type, &p, NULL) < 0) return -1;
     if (cdead(c)) return 0;
-    if (csrc(c, p, &s) < 0 || cemit(c, WOP_GLOBAL_SET, 2, &at) < 0) return -1;
+    if (csrc(c, p, &s) < 0 || cemit(c, wide ? WOP_GLOBAL_SET128 : WOP_GLOBAL_SET, 2, &at) < 0)
+        return -1;
     c->code[at + 1].s.a = s;
     c->code[at + 1].s.b = x;
     return 0;
@@ -153,9 +203,8 @@ static int compile_select(struct comp *c, bool typed)
         if (wr_u32(&c->r, &n) < 0) return -1;
         if (n != 1) return cfail(c, "invalid result arity (typed select)");
         if (wr_u8(&c->r, &want) < 0) return -1;
-        if (want == WASM_V128) return cfail(c, "SIMD (v128) is not supported");
         if (want != WASM_I32 && want != WASM_I64 && want != WASM_F32 && want != WASM_F64 &&
-            want != WASM_FUNCREF && want != WASM_EXTERNREF)
+            want != WASM_V128 && want != WASM_FUNCREF && want != WASM_EXTERNREF)
             return wr_fail(&c->r, "decode: malformed value type");
     }
     if (cpop(c, WASM_I32, &pc, NULL) < 0 || cpop(c, want, &p2, &t2) < 0 ||
@@ -167,7 +216,7 @@ static int compile_select(struct comp *c, bool typed)
         return cfail(c, "type mismatch (select of references needs a type)");
     if (!cdead(c)) {
         if (csrc(c, p1, &s1) < 0 || csrc(c, p2, &s2) < 0 || csrc(c, pc, &sc) < 0 ||
-            cemit(c, WOP_SELECT, 3, &at) < 0)
+            cemit(c, t == WASM_V128 ? WOP_SELECT128 : WOP_SELECT, 3, &at) < 0)
             return -1;
         c->code[at + 1].s.b = s1;
         c->code[at + 2].s.a = s2;
@@ -200,16 +249,18 @@ static int compile_call(struct comp *c, bool indirect)
         if (x >= c->m->nfuncs) return cfail(c, "unknown function");
         t = &c->m->types[c->m->func_types[x]];
     }
-    if (cmaterialize_all(c) < 0) return -1;
+    /* The callee cannot change this frame: only the arguments (and the table index, read
+     * from its slot) must be in their slots. */
+    if (cmaterialize_top(c, t->nparams + indirect, 0, false) < 0) return -1;
     if (indirect && cpop(c, WASM_I32, &pe, NULL) < 0) return -1;
     if (cpop_types(c, t->types, t->nparams) < 0) return -1;
     if (!cdead(c)) {
-        uint32_t argbase = (c->nlocals_all + c->sh) * 8u;
+        uint32_t argbase = cbase_slot(c, c->sh) * 8u;
         if (cemit(c, indirect ? WOP_CALL_INDIRECT : WOP_CALL, indirect ? 3 : 2, &at) < 0) return -1;
         if (indirect) {
             c->code[at + 1].s.a = table;
             c->code[at + 1].s.b = x;
-            c->code[at + 2].s.a = (c->nlocals_all + pe) * 8u;
+            c->code[at + 2].s.a = canon(c, pe);
             c->code[at + 2].s.b = argbase;
         } else {
             c->code[at + 1].s.a = x;
@@ -224,7 +275,8 @@ static int compile_block(struct comp *c, uint8_t op)
 {
     struct cblocktype bt;
     uint32_t pcond = 0, scond = 0, at;
-    if (cread_blocktype(c, &bt) < 0 || cmaterialize_all(c) < 0) return -1;
+    if (cread_blocktype(c, &bt) < 0 || cmaterialize_top(c, bt.nparams, op == 0x04, true) < 0)
+        return -1;
     if (op == 0x04 && (cpop(c, WASM_I32, &pcond, NULL) < 0 || csrc(c, pcond, &scond) < 0))
         return -1;
     if (cpop_types(c, bt.params, bt.nparams) < 0) return -1;
@@ -247,7 +299,9 @@ static int compile_block(struct comp *c, uint8_t op)
 
 static int check_frame_end(struct comp *c, struct cframe *f)
 {
-    if (cmaterialize_all(c) < 0 || cpeek_types(c, f->bt.results, f->bt.nresults) < 0) return -1;
+    if (cmaterialize_top(c, f->bt.nresults, 0, false) < 0 ||
+        cpeek_types(c, f->bt.results, f->bt.nresults) < 0)
+        return -1;
     if (c->sh != f->height + f->bt.nresults &&
         !(f->unreachable && c->sh < f->height + f->bt.nresults))
         return cfail(c, "type mismatch (values remaining on the stack at the end of a block)");
@@ -267,6 +321,7 @@ static int compile_else(struct comp *c)
     if (f->else_patch) {
         c->code[f->else_patch - 1].i = (int64_t)c->n - (int64_t)(f->else_patch - 1);
         f->else_patch = 0;
+        ctarget(c);
     }
     f->op = 0x05;
     f->unreachable = false;
@@ -290,6 +345,7 @@ static int compile_end(struct comp *c)
         return 0;
     }
     if (f->else_patch) c->code[f->else_patch - 1].i = (int64_t)c->n - (int64_t)(f->else_patch - 1);
+    ctarget(c);
     if (f->cost_cell) {
         uint32_t cost = (c->n - f->start) / 4;
         c->code[f->cost_cell - 1].u = cost ? cost : 1;
@@ -312,8 +368,9 @@ static int read_label(struct comp *c, uint32_t *l)
 static int compile_br(struct comp *c)
 {
     uint32_t l = 0, n = 0;
-    if (read_label(c, &l) < 0 || cmaterialize_all(c) < 0) return -1;
+    if (read_label(c, &l) < 0) return -1;
     const uint8_t *types = clabel_types(&c->cs[c->ch - 1 - l], &n);
+    if (cmaterialize_top(c, n, 0, false) < 0) return -1;
     if (cpeek_types(c, types, n) < 0) return -1;
     if (!cdead(c) && cemit_branch(c, l) < 0) return -1;
     cset_unreachable(c);
@@ -323,11 +380,12 @@ static int compile_br(struct comp *c)
 static int compile_br_if(struct comp *c)
 {
     uint32_t l = 0, n = 0, p = 0, s = 0, at = 0;
-    if (read_label(c, &l) < 0 || cmaterialize_all(c) < 0 || cpop(c, WASM_I32, &p, NULL) < 0 ||
-        csrc(c, p, &s) < 0)
-        return -1;
+    if (read_label(c, &l) < 0) return -1;
     struct cframe *f = &c->cs[c->ch - 1 - l];
     const uint8_t *types = clabel_types(f, &n);
+    if (cmaterialize_top(c, n, 1, false) < 0 || cpop(c, WASM_I32, &p, NULL) < 0 ||
+        csrc(c, p, &s) < 0)
+        return -1;
     /* br_if pops the label's values and pushes them back with the label's types */
     if (cpop_types(c, types, n) < 0 || push_types(c, types, n) < 0) return -1;
     if (cdead(c)) return 0;
@@ -336,6 +394,7 @@ static int compile_br_if(struct comp *c)
         c->code[at + 1].s.a = s;
         if (cemit_branch(c, l) < 0) return -1;
         c->code[at + 2].i = (int64_t)c->n - (int64_t)(at + 2);
+        ctarget(c);
         return 0;
     }
     int64_t cell = cfuse_branch(c, p, false);
@@ -362,8 +421,10 @@ static int compile_br_table(struct comp *c)
     if (!labels) return gate_err(c->err, GATE_E_NOMEM, "compile: out of memory");
     for (uint32_t i = 0; i <= n; i++)
         if (read_label(c, &labels[i]) < 0) return -1;
-    if (cmaterialize_all(c) < 0 || cpop(c, WASM_I32, &p, NULL) < 0 || csrc(c, p, &s) < 0) return -1;
     const uint8_t *dtypes = clabel_types(&c->cs[c->ch - 1 - labels[n]], &dn);
+    if (cmaterialize_top(c, dn, 1, false) < 0 || cpop(c, WASM_I32, &p, NULL) < 0 ||
+        csrc(c, p, &s) < 0)
+        return -1;
     for (uint32_t i = 0; i <= n; i++) {
         uint32_t k = 0;
         const uint8_t *types = clabel_types(&c->cs[c->ch - 1 - labels[i]], &k);
@@ -372,12 +433,20 @@ static int compile_br_table(struct comp *c)
         (void)dtypes;
     }
     if (!cdead(c)) {
-        if (cemit(c, WOP_BR_TABLE, 2 + n + 1, &at) < 0) return -1;
-        c->code[at + 1].s.a = s;
+        /* br_table on x + imm (a switch on a biased value): drop the add, fuse its operands */
+        int64_t add = cproducer(c, p, WOP_I32_ADD_I);
+        uint32_t base = add >= 0 ? 3 : 2, x = 0, imm = 0;
+        if (add >= 0) {
+            x = c->code[add + 1].s.b, imm = (uint32_t)c->code[add + 2].u;
+            c->n = (uint32_t)add; /* it is the last instruction: nothing refers to it */
+        }
+        if (cemit(c, add >= 0 ? WOP_BR_TABLE_A : WOP_BR_TABLE, base + n + 1, &at) < 0) return -1;
+        c->code[at + 1].s.a = add >= 0 ? x : s;
         c->code[at + 1].s.b = n;
+        if (add >= 0) c->code[at + 2].s.a = imm;
         for (uint32_t i = 0; i <= n; i++) {
             struct cframe *f = &c->cs[c->ch - 1 - labels[i]];
-            uint32_t cell = at + 2 + i;
+            uint32_t cell = at + base + i;
             if (labels[i] == c->ch - 1 || cneeds_copies(c, f))
                 c->code[cell].u = UINT64_MAX; /* stub below */
             else if (f->op == 0x03)
@@ -386,9 +455,10 @@ static int compile_br_table(struct comp *c)
                 cadd_patch(c, f, cell);
         }
         for (uint32_t i = 0; i <= n; i++) {
-            uint32_t cell = at + 2 + i;
+            uint32_t cell = at + base + i;
             if (c->code[cell].u != UINT64_MAX) continue;
             c->code[cell].i = (int64_t)c->n - (int64_t)cell;
+            ctarget(c);
             if (cemit_branch(c, labels[i]) < 0) return -1;
         }
     }
@@ -398,7 +468,7 @@ static int compile_br_table(struct comp *c)
 
 static int compile_return(struct comp *c)
 {
-    if (cmaterialize_all(c) < 0 ||
+    if (cmaterialize_top(c, c->ftype->nresults, 0, false) < 0 ||
         cpeek_types(c, c->ftype->types + c->ftype->nparams, c->ftype->nresults) < 0)
         return -1;
     if (!cdead(c) && cemit_return(c) < 0) return -1;
@@ -467,7 +537,7 @@ int ccompile_instr(struct comp *c)
     case 0xfc:
         return ccompile_fc(c);
     case 0xfd:
-        return cfail(c, "SIMD (0xfd prefix) is not supported");
+        return ccompile_simd(c);
     default:
         if (numops[op].shape != SH_NONE) return compile_numeric(c, &numops[op]);
         return ccompile_misc(c, op);

@@ -64,6 +64,22 @@ static int compile_memop(struct comp *c, const struct memop *op)
         c->code[at + 3].u = c->st[pv].cval;
         return 0;
     }
+    int64_t add = cdead(c) ? -1 : cproducer(c, pa, WOP_I32_ADD_I);
+    if (add >= 0 && (!op->store || c->st[pv].kind == CE_LOCAL)) {
+        /* The address is an i32.add with a constant emitted just before: fold it into the
+         * access ([dst|x][imm] -> [dst|x][imm|offset], or [x|val][imm|offset]). */
+        enum wop fused =
+            op->store ? WOP_ST32_A + (op->wop - WOP_ST32) : WOP_LD32_A + (op->wop - WOP_LD32);
+        c->code[add].h = c->handlers[fused];
+        c->code[add + 2].s.a = (uint32_t)c->code[add + 2].u;
+        c->code[add + 2].s.b = offset;
+        if (!op->store) return cpush_result(c, op->type, (uint32_t)add);
+        if (csrc(c, pv, &sv) < 0) return -1;
+        c->code[add + 1].s.a = c->code[add + 1].s.b;
+        c->code[add + 1].s.b = sv;
+        c->last_prod = -1;
+        return 0;
+    }
     if (!cdead(c)) {
         if (csrc(c, pa, &sa) < 0 || (op->store && csrc(c, pv, &sv) < 0) ||
             cemit(c, op->wop, 3, &at) < 0)
@@ -77,8 +93,7 @@ static int compile_memop(struct comp *c, const struct memop *op)
     return op->store ? 0 : cpush_result(c, op->type, at);
 }
 
-/* Pop operands of the given types (last one on top) and return their source slots. */
-static int pop_srcs(struct comp *c, const uint8_t *types, uint32_t n, uint32_t *slots)
+int cpop_srcs(struct comp *c, const uint8_t *types, uint32_t n, uint32_t *slots)
 {
     uint32_t pos[4];
     for (uint32_t i = n; i-- > 0;)
@@ -113,7 +128,7 @@ static int compile_table_get_set(struct comp *c, bool set)
     if (read_table(c, &x) < 0) return -1;
     uint8_t et = c->m->tables[x].elem_type;
     uint8_t types[2] = {WASM_I32, et};
-    if (pop_srcs(c, types, set ? 2 : 1, s) < 0) return -1;
+    if (cpop_srcs(c, types, set ? 2 : 1, s) < 0) return -1;
     if (set) return emit3(c, WOP_TABLE_SET, s[0], s[1], x, 0, &at);
     if (emit3(c, WOP_TABLE_GET, 0, s[0], x, 0, &at) < 0) return -1;
     return cpush_result(c, et, at);
@@ -130,7 +145,7 @@ int ccompile_misc(struct comp *c, uint8_t op)
             return -1;
         return cpush_result(c, WASM_I32, at);
     case 0x40:
-        if (zero_byte(c) < 0 || need_memory(c) < 0 || pop_srcs(c, i32, 1, s) < 0 ||
+        if (zero_byte(c) < 0 || need_memory(c) < 0 || cpop_srcs(c, i32, 1, s) < 0 ||
             emit3(c, WOP_MEM_GROW, 0, s[0], 0, 0, &at) < 0)
             return -1;
         return cpush_result(c, WASM_I32, at);
@@ -191,7 +206,7 @@ static int compile_table_ops(struct comp *c, uint32_t sub)
         if (y >= c->m->nelems) return cfail(c, "unknown elem segment");
         if (c->m->elems[y].type != c->m->tables[x].elem_type)
             return cfail(c, "type mismatch (table.init)");
-        if (pop_srcs(c, i32, 3, s) < 0 || emit3(c, WOP_TABLE_INIT, s[0], s[1], s[2], x, &at) < 0)
+        if (cpop_srcs(c, i32, 3, s) < 0 || emit3(c, WOP_TABLE_INIT, s[0], s[1], s[2], x, &at) < 0)
             return -1;
         if (!cdead(c) && cemit(c, WOP_UNREACHABLE, 1, &at) < 0) /* operand cell: the segment */
             return -1;
@@ -205,7 +220,7 @@ static int compile_table_ops(struct comp *c, uint32_t sub)
         if (read_table(c, &x) < 0 || read_table(c, &y) < 0) return -1;
         if (c->m->tables[x].elem_type != c->m->tables[y].elem_type)
             return cfail(c, "type mismatch (table.copy)");
-        if (pop_srcs(c, i32, 3, s) < 0 || emit3(c, WOP_TABLE_COPY, s[0], s[1], s[2], x, &at) < 0)
+        if (cpop_srcs(c, i32, 3, s) < 0 || emit3(c, WOP_TABLE_COPY, s[0], s[1], s[2], x, &at) < 0)
             return -1;
         if (!cdead(c) && cemit(c, WOP_UNREACHABLE, 1, &at) < 0) return -1;
         if (!cdead(c)) c->code[at].u = y;
@@ -214,7 +229,7 @@ static int compile_table_ops(struct comp *c, uint32_t sub)
         if (read_table(c, &x) < 0) return -1;
         t3[0] = c->m->tables[x].elem_type;
         t3[1] = WASM_I32;
-        if (pop_srcs(c, t3, 2, s) < 0 || emit3(c, WOP_TABLE_GROW, 0, s[0], s[1], x, &at) < 0)
+        if (cpop_srcs(c, t3, 2, s) < 0 || emit3(c, WOP_TABLE_GROW, 0, s[0], s[1], x, &at) < 0)
             return -1;
         return cpush_result(c, WASM_I32, at);
     case 16:
@@ -223,7 +238,7 @@ static int compile_table_ops(struct comp *c, uint32_t sub)
     case 17: /* table.fill: i val n */
         if (read_table(c, &x) < 0) return -1;
         t3[1] = c->m->tables[x].elem_type;
-        if (pop_srcs(c, t3, 3, s) < 0) return -1;
+        if (cpop_srcs(c, t3, 3, s) < 0) return -1;
         if (emit3(c, WOP_TABLE_FILL, s[0], s[1], s[2], x, &at) < 0) return -1;
         return 0;
     default:
@@ -240,7 +255,7 @@ int ccompile_fc(struct comp *c)
     switch (sub) {
     case 8: /* memory.init data 0x00: d s n */
         if (wr_u32(&c->r, &x) < 0 || zero_byte(c) < 0 || need_memory(c) < 0 ||
-            need_datacount(c, x) < 0 || pop_srcs(c, i32, 3, s) < 0)
+            need_datacount(c, x) < 0 || cpop_srcs(c, i32, 3, s) < 0)
             return -1;
         return emit3(c, WOP_MEM_INIT, s[0], s[1], s[2], x, &at);
     case 9:
@@ -248,11 +263,11 @@ int ccompile_fc(struct comp *c)
         return emit3(c, WOP_DATA_DROP, x, 0, 0, 0, &at);
     case 10:
         if (zero_byte(c) < 0 || zero_byte(c) < 0 || need_memory(c) < 0 ||
-            pop_srcs(c, i32, 3, s) < 0)
+            cpop_srcs(c, i32, 3, s) < 0)
             return -1;
         return emit3(c, WOP_MEM_COPY, s[0], s[1], s[2], 0, &at);
     case 11:
-        if (zero_byte(c) < 0 || need_memory(c) < 0 || pop_srcs(c, i32, 3, s) < 0) return -1;
+        if (zero_byte(c) < 0 || need_memory(c) < 0 || cpop_srcs(c, i32, 3, s) < 0) return -1;
         return emit3(c, WOP_MEM_FILL, s[0], s[1], s[2], 0, &at);
     default:
         return compile_table_ops(c, sub);

@@ -185,9 +185,8 @@ static int read_valtype(struct wreader *r, uint8_t *t)
     case WASM_F64:
     case WASM_FUNCREF:
     case WASM_EXTERNREF:
-        return 0;
     case WASM_V128:
-        return wr_fail(r, "decode: SIMD (v128) is not supported");
+        return 0;
     default:
         return wr_fail(r, "decode: malformed value type 0x%02x", *t);
     }
@@ -251,6 +250,17 @@ static int read_const(struct wreader *r, const struct wasm_module *m, uint32_t n
         if (read_reftype(r, &c->type) < 0) return -1;
         c->op = WC_REF_NULL;
         break;
+    case 0xfd: { /* v128.const */
+        uint32_t sub = 0;
+        const uint8_t *b = NULL;
+        if (wr_u32(r, &sub) < 0) return -1;
+        if (sub != 0x0c) return wr_fail(r, "validate: constant expression required");
+        if (wr_bytes(r, 16, &b) < 0) return -1;
+        memcpy(&c->val, b, 8);
+        memcpy(&c->hi, b + 8, 8);
+        c->op = WC_V128, c->type = WASM_V128;
+        break;
+    }
     case 0xd2:
         if (wr_u32(r, &c->idx) < 0) return -1;
         if (c->idx >= m->nfuncs) return wr_fail(r, "validate: unknown function %u", c->idx);
@@ -275,7 +285,7 @@ static int read_const(struct wreader *r, const struct wasm_module *m, uint32_t n
     if (wr_u8(r, &op) < 0) return -1;
     if (op != 0x0b) {
         if (op == 0x41 || op == 0x42 || op == 0x43 || op == 0x44 || op == 0x23 || op == 0xd0 ||
-            op == 0xd2)
+            op == 0xd2 || op == 0xfd)
             return wr_fail(r, "validate: type mismatch in constant expression");
         return wr_fail(r, "validate: constant expression required (END opcode expected)");
     }

@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "wasm_internal.h"
 
@@ -34,6 +35,7 @@ int wasm_module_load(const uint8_t *bytes, size_t len, struct wasm_module **out,
     }
     memcpy(m->bytes, bytes, len);
     m->len = len;
+    m->image_fd = -1;
     if (wasm_decode(m->bytes, len, m, err) < 0) goto fail;
     for (uint32_t i = 0; i < m->ndefined; i++)
         if (wasm_compile_func(m, i, err) < 0) goto fail;
@@ -45,9 +47,27 @@ fail:
     return -1;
 }
 
+/* A mapped module owns only its heap copies of the arrays of structures (share.c). */
+static void mapped_module_free(struct wasm_module *m)
+{
+    free(m->types);
+    free(m->imports);
+    free(m->funcs);
+    free(m->exports);
+    free(m->elems);
+    free(m->datas);
+    if (m->image_fd >= 0) close(m->image_fd);
+    munmap(m->image, m->image_size);
+    free(m);
+}
+
 void wasm_module_free(struct wasm_module *m)
 {
     if (!m) return;
+    if (m->image) {
+        mapped_module_free(m);
+        return;
+    }
     for (uint32_t i = 0; m->types && i < m->ntypes; i++)
         free(m->types[i].types);
     for (uint32_t i = 0; m->imports && i < m->nimports; i++) {
@@ -117,8 +137,10 @@ struct wasm_store *wasm_store_new(const struct wasm_limits_cfg *lim)
     if (s->lim.max_call_depth < 2) s->lim.max_call_depth = 2;
     if (s->lim.max_stack_slots < 16) s->lim.max_stack_slots = 16;
     s->fuel = lim->fuel ? lim->fuel : UINT64_MAX;
-    s->stack = calloc(s->lim.max_stack_slots, sizeof(uint64_t));
-    s->frames = calloc(s->lim.max_call_depth, sizeof(struct wframe));
+    /* Not zeroed (megabytes, per call): validation guarantees that code reads only slots
+     * written before in the same frame (locals are zeroed on entry, operands are pushed). */
+    s->stack = malloc(s->lim.max_stack_slots * sizeof(uint64_t));
+    s->frames = malloc(s->lim.max_call_depth * sizeof(struct wframe));
     if (!s->stack || !s->frames) {
         wasm_store_free(s);
         return NULL;
@@ -286,8 +308,27 @@ int64_t wasm_table_grow(struct wasm_store *s, struct wasm_table *t, uint32_t del
 struct wasm_global *wasm_global_new(struct wasm_store *s, uint8_t type, bool mut, uint64_t val)
 {
     struct wasm_global *g = wstore_alloc(s, sizeof(*g));
-    if (g) *g = (struct wasm_global){val, type, mut};
+    if (g) *g = (struct wasm_global){.val = val, .type = type, .mut = mut};
     return g;
+}
+
+void wasm_global_init(struct wasm_global *g, const struct wasm_instance *inst,
+                      const struct wconst *c)
+{
+    if (c->op == WC_V128) {
+        g->v128[0] = c->val;
+        g->v128[1] = c->hi;
+    } else if (c->op == WC_GLOBAL_GET) {
+        memcpy(g->v128, inst->globals[c->idx]->v128, sizeof(g->v128));
+    } else {
+        g->val = wasm_eval_const(inst, c);
+    }
+}
+
+void wasm_global_get_v128(const struct wasm_global *g, uint64_t out[2])
+{
+    out[0] = g->v128[0];
+    out[1] = g->v128[1];
 }
 
 uint8_t *wasm_memory_data(const struct wasm_memory *m, uint64_t *size)
@@ -306,6 +347,15 @@ uint64_t wasm_global_get(const struct wasm_global *g, uint8_t *type, bool *mut)
 const struct wasm_functype *wasm_func_type(const struct wasm_func *f)
 {
     return f->type;
+}
+
+void wasm_functype_slots(const struct wasm_functype *t, uint32_t *nparams, uint32_t *nresults)
+{
+    uint32_t n[2] = {0, 0};
+    for (uint32_t i = 0; i < t->nparams + t->nresults; i++)
+        n[i >= t->nparams] += t->types[i] == WASM_V128 ? 2 : 1;
+    *nparams = n[0];
+    *nresults = n[1];
 }
 
 enum wasm_trap wasm_call(struct wasm_store *s, struct wasm_func *f, uint64_t *slots)

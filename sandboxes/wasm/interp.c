@@ -12,67 +12,11 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "wasm_float.h"
 #include "wasm_internal.h"
+#include "wasm_simd.h"
 
 #define FUEL_SLICE 20000
-
-/* libm returns a signalling NaN operand unchanged; WebAssembly wants it quieted. */
-#define WQUIET(x)                                                                                  \
-    __extension__({                                                                                \
-        __typeof__(x) q_ = (x);                                                                    \
-        q_ != q_ ? q_ + q_ : q_;                                                                   \
-    })
-
-static inline float wf32_min(float a, float b)
-{
-    if (a != a || b != b) return a + b;
-    if (a == b) return signbit(a) ? a : b;
-    return a < b ? a : b;
-}
-static inline float wf32_max(float a, float b)
-{
-    if (a != a || b != b) return a + b;
-    if (a == b) return signbit(a) ? b : a;
-    return a > b ? a : b;
-}
-static inline double wf64_min(double a, double b)
-{
-    if (a != a || b != b) return a + b;
-    if (a == b) return signbit(a) ? a : b;
-    return a < b ? a : b;
-}
-static inline double wf64_max(double a, double b)
-{
-    if (a != a || b != b) return a + b;
-    if (a == b) return signbit(a) ? b : a;
-    return a > b ? a : b;
-}
-static inline int32_t wsat_s32(double x)
-{
-    if (x != x) return 0;
-    if (x <= -2147483648.0) return INT32_MIN;
-    if (x >= 2147483648.0) return INT32_MAX;
-    return (int32_t)x;
-}
-static inline uint32_t wsat_u32(double x)
-{
-    if (!(x > -1.0)) return 0;
-    if (x >= 4294967296.0) return UINT32_MAX;
-    return (uint32_t)x;
-}
-static inline int64_t wsat_s64(double x)
-{
-    if (x != x) return 0;
-    if (x <= -9223372036854775808.0) return INT64_MIN;
-    if (x >= 9223372036854775808.0) return INT64_MAX;
-    return (int64_t)x;
-}
-static inline uint64_t wsat_u64(double x)
-{
-    if (!(x > -1.0)) return 0;
-    if (x >= 18446744073709551616.0) return UINT64_MAX;
-    return (uint64_t)x;
-}
 
 #define CT_I uint32_t
 #define CT_L uint64_t
@@ -85,7 +29,9 @@ static inline uint64_t wsat_u64(double x)
 #define WR_F(o, v) (*SLOTP(float, o) = (float)(v))
 #define WR_D(o, v) (*SLOTP(double, o) = (double)(v))
 #define SLOT(o) (*SLOTP(uint64_t, o))
-#define NEXT() goto * pc->h
+/* Handler cells hold the handler's offset from L_UNREACHABLE, not its address: compiled code
+ * holds no absolute address, so it can be shared between processes (wasm_module_share). */
+#define NEXT() goto *(&&L_UNREACHABLE + pc->h)
 #define TRAP(t)                                                                                    \
     do {                                                                                           \
         trap = WASM_TRAP_##t;                                                                      \
@@ -204,10 +150,22 @@ static enum wasm_trap refill(struct wasm_store *s, int64_t *budget)
         NEXT();                                                                                    \
     }
 
+/* Loads and stores: [dst|addr][offset] and [addr|val][offset]; the _A forms take the address
+ * as addr + imm (wrapping at 32 bits, as the i32.add they replace): [dst|addr][imm|offset]. */
 #define LOAD_OP(name, n, ctype, conv)                                                              \
     L_##name:                                                                                      \
     {                                                                                              \
         uint64_t ea = (uint64_t)RD(I, pc[1].s.b) + pc[2].u;                                        \
+        if (__builtin_expect(ea + (n) > memsize, 0)) TRAP(MEM_OOB);                                \
+        ctype v;                                                                                   \
+        memcpy(&v, mem + ea, n);                                                                   \
+        SLOT(pc[1].s.a) = conv;                                                                    \
+        pc += 3;                                                                                   \
+        NEXT();                                                                                    \
+    }                                                                                              \
+    L_##name##_A:                                                                                  \
+    {                                                                                              \
+        uint64_t ea = (uint64_t)(uint32_t)(RD(I, pc[1].s.b) + pc[2].s.a) + pc[2].s.b;              \
         if (__builtin_expect(ea + (n) > memsize, 0)) TRAP(MEM_OOB);                                \
         ctype v;                                                                                   \
         memcpy(&v, mem + ea, n);                                                                   \
@@ -219,6 +177,15 @@ static enum wasm_trap refill(struct wasm_store *s, int64_t *budget)
     L_##name:                                                                                      \
     {                                                                                              \
         uint64_t ea = (uint64_t)RD(I, pc[1].s.a) + pc[2].u;                                        \
+        if (__builtin_expect(ea + (n) > memsize, 0)) TRAP(MEM_OOB);                                \
+        ctype v = (ctype)SLOT(pc[1].s.b);                                                          \
+        memcpy(mem + ea, &v, n);                                                                   \
+        pc += 3;                                                                                   \
+        NEXT();                                                                                    \
+    }                                                                                              \
+    L_##name##_A:                                                                                  \
+    {                                                                                              \
+        uint64_t ea = (uint64_t)(uint32_t)(RD(I, pc[1].s.a) + pc[2].s.a) + pc[2].s.b;              \
         if (__builtin_expect(ea + (n) > memsize, 0)) TRAP(MEM_OOB);                                \
         ctype v = (ctype)SLOT(pc[1].s.b);                                                          \
         memcpy(mem + ea, &v, n);                                                                   \
@@ -259,19 +226,18 @@ static enum wasm_trap refill(struct wasm_store *s, int64_t *budget)
         NEXT();                                                                                    \
     }
 
+#define LBL(name) [WOP_##name] = &&L_##name - &&L_UNREACHABLE
 static enum wasm_trap run(struct wasm_store *s, struct wasm_func *entry,
-                          const void *const **handlers_out)
+                          const int32_t **handlers_out)
 {
-    static const void *const labels[WOP__COUNT] = {
-#define LBL_NUM(code, name, shape, ta, tr, expr)                                                   \
-    [WOP_##name] = &&L_##name, [WOP_##name##_I] = &&L_##name##_I,
+    static const int32_t labels[WOP__COUNT] = {
+#define LBL_NUM(code, name, shape, ta, tr, expr) LBL(name), LBL(name##_I),
         WASM_NUMOPS(LBL_NUM)
 #undef LBL_NUM
-#define LBL_BRC(name, neg, t, expr)                                                                \
-    [WOP_BRIF_##name] = &&L_BRIF_##name, [WOP_BRIF_##name##_I] = &&L_BRIF_##name##_I,
+#define LBL_BRC(name, neg, t, expr) LBL(BRIF_##name), LBL(BRIF_##name##_I),
             WASM_BRCMP(LBL_BRC)
 #undef LBL_BRC
-#define LBL_CTL(name) [WOP_##name] = &&L_##name,
+#define LBL_CTL(name) LBL(name),
                 WASM_CTLOPS(LBL_CTL)
 #undef LBL_CTL
     };
@@ -381,6 +347,45 @@ L_LOOP: /* [fuel cost] (not emitted: back-edges charge fuel in JUMP) */
     CHARGE(pc[1].u);
     pc += 2;
     NEXT();
+L_COPY2: /* [dst|src][dst2|src2]: two copies in a row */
+    SLOT(pc[1].s.a) = SLOT(pc[1].s.b);
+    SLOT(pc[2].s.a) = SLOT(pc[2].s.b);
+    pc += 3;
+    NEXT();
+L_BFX: /* [dst|a][shift|mask]: (a >> shift) & mask, i32 */
+    WR_I(pc[1].s.a, (RD(I, pc[1].s.b) >> (pc[2].s.a & 31)) & pc[2].s.b);
+    pc += 3;
+    NEXT();
+L_ADD_BFX: /* [dst|a][b|shift][mask]: a + ((b >> shift) & mask), i32 */
+    WR_I(pc[1].s.a, RD(I, pc[1].s.b) + ((RD(I, pc[2].s.a) >> (pc[2].s.b & 31)) & pc[3].s.a));
+    pc += 4;
+    NEXT();
+L_ADD_SHL: /* [dst|a][b|shift]: a + (b << shift), i32 */
+    WR_I(pc[1].s.a, RD(I, pc[1].s.b) + (RD(I, pc[2].s.a) << (pc[2].s.b & 31)));
+    pc += 3;
+    NEXT();
+L_BR_TABLE_A : { /* [idx|n][imm][off 0]..[off n]: br_table on idx + imm */
+    uint32_t i = RD(I, pc[1].s.a) + pc[2].s.a, n = pc[1].s.b;
+    if (i > n) i = n;
+    JUMP(3 + i);
+    NEXT();
+}
+L_TESTZ_I: /* [dst|a][imm]: (a & imm) == 0 */
+    WR_I(pc[1].s.a, (RD(I, pc[1].s.b) & pc[2].s.a) == 0);
+    pc += 3;
+    NEXT();
+L_BR_IF_TEST_I: /* [a][imm][off]: branch if (a & imm) != 0 */
+    if (RD(I, pc[1].s.a) & pc[2].s.a)
+        JUMP(3);
+    else
+        pc += 4;
+    NEXT();
+L_BR_IF_TESTZ_I: /* [a][imm][off]: branch if (a & imm) == 0 */
+    if (!(RD(I, pc[1].s.a) & pc[2].s.a))
+        JUMP(3);
+    else
+        pc += 4;
+    NEXT();
 L_COPY: /* [dst|src] */
     SLOT(pc[1].s.a) = SLOT(pc[1].s.b);
     pc += 2;
@@ -393,6 +398,29 @@ L_SELECT: /* [dst|a][b|cond] */
     SLOT(pc[1].s.a) = RD(I, pc[2].s.b) ? SLOT(pc[1].s.b) : SLOT(pc[2].s.a);
     pc += 3;
     NEXT();
+L_COPY128: /* [dst|src] */
+    memmove(SLOTP(uint8_t, pc[1].s.a), SLOTP(uint8_t, pc[1].s.b), 16);
+    pc += 2;
+    NEXT();
+L_SELECT128: /* [dst|a][b|cond] */
+    memmove(SLOTP(uint8_t, pc[1].s.a), SLOTP(uint8_t, RD(I, pc[2].s.b) ? pc[1].s.b : pc[2].s.a),
+            16);
+    pc += 3;
+    NEXT();
+L_GLOBAL_GET128: /* [dst|idx] */
+    memcpy(SLOTP(uint8_t, pc[1].s.a), inst->globals[pc[1].s.b]->v128, 16);
+    pc += 2;
+    NEXT();
+L_GLOBAL_SET128: /* [src|idx] */
+    memcpy(inst->globals[pc[1].s.b]->v128, SLOTP(uint8_t, pc[1].s.a), 16);
+    pc += 2;
+    NEXT();
+L_SIMD : { /* [dst|a][op|b]..., see wasm_simd.h */
+    uint32_t n = wasm_simd_fns[pc[2].s.a]((uint8_t *)fp, pc, mem, memsize);
+    if (__builtin_expect(!n, 0)) TRAP(MEM_OOB);
+    pc += n;
+    NEXT();
+}
 L_GLOBAL_GET: /* [dst|idx] */
     SLOT(pc[1].s.a) = inst->globals[pc[1].s.b]->val;
     pc += 2;
@@ -446,8 +474,12 @@ L_RET:
     frame--;
     pc = frame->pc;
     fp = frame->fp;
-    inst = frame->inst;
-    LOAD_MEM();
+    /* mem/memsize are this instance's unless the callee ran in another one (a callee of the
+     * same instance that grew the memory reloaded them itself) */
+    if (frame->inst != inst) {
+        inst = frame->inst;
+        LOAD_MEM();
+    }
     NEXT();
 L_MEM_SIZE: /* [dst] */
     WR_I(pc[1].s.a, inst->mem->pages);
@@ -548,9 +580,9 @@ out:
     return trap;
 }
 
-const void *const *wasm_interp_handlers(void)
+const int32_t *wasm_interp_handlers(void)
 {
-    const void *const *h = NULL;
+    const int32_t *h = NULL;
     run(NULL, NULL, &h);
     return h;
 }
@@ -559,10 +591,11 @@ enum wasm_trap wasm_interp_run(struct wasm_store *s, struct wasm_func *f, uint64
 {
     const struct wasm_functype *t = f->type;
     if (f->host) return f->host(s, NULL, f->host_ctx, args);
-    uint32_t n = t->nparams > t->nresults ? t->nparams : t->nresults;
-    if (n > s->lim.max_stack_slots) return WASM_TRAP_STACK_EXHAUSTED;
-    memcpy(s->stack, args, t->nparams * sizeof(uint64_t));
+    uint32_t np = 0, nr = 0;
+    wasm_functype_slots(t, &np, &nr);
+    if ((np > nr ? np : nr) > s->lim.max_stack_slots) return WASM_TRAP_STACK_EXHAUSTED;
+    memcpy(s->stack, args, np * sizeof(uint64_t));
     enum wasm_trap trap = run(s, f, NULL);
-    if (!trap) memcpy(args, s->stack, t->nresults * sizeof(uint64_t));
+    if (!trap) memcpy(args, s->stack, nr * sizeof(uint64_t));
     return trap;
 }

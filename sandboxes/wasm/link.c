@@ -137,7 +137,7 @@ static int define_objects(struct wasm_store *s, const struct wasm_module *m,
         const struct wglobal_def *g = &m->globals[i];
         inst->globals[i] = wasm_global_new(s, g->type, g->mut, 0);
         if (!inst->globals[i]) return gate_err(err, GATE_E_NOMEM, "instantiate: out of memory");
-        inst->globals[i]->val = wasm_eval_const(inst, &g->init);
+        wasm_global_init(inst->globals[i], inst, &g->init);
     }
     return 0;
 }
@@ -154,6 +154,7 @@ static enum wasm_trap apply_segments(struct wasm_instance *inst)
         }
         if (e->mode != WSEG_PASSIVE) inst->elem_dropped[i] = 1;
     }
+    if (wasm_memory_image_apply(inst)) return WASM_TRAP_NONE;
     for (uint32_t i = 0; i < m->ndatas; i++) {
         const struct wdata *d = &m->datas[i];
         if (d->mode != WSEG_ACTIVE) continue;

@@ -1,104 +1,117 @@
-/* wasi.c: WASI preview 1 host functions (see wasi.h for the subset and its rules). */
-#include "wasi.h"
-
-#include <dirent.h>
+/* wasi.c: the WASI function table (preview 1 and wasi_unstable), the context, and the
+ * functions that touch no files: arguments, environment, clocks, random bytes, poll_oneoff,
+ * process control and the refused sockets. Descriptors are in wasi_fd.c, paths in wasi_path.c.
+ */
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/openat2.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/random.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-enum {
-    WE_SUCCESS = 0,
-    WE_ACCES = 2,
-    WE_BADF = 8,
-    WE_EXIST = 20,
-    WE_FAULT = 21,
-    WE_INVAL = 28,
-    WE_IO = 29,
-    WE_ISDIR = 31,
-    WE_LOOP = 32,
-    WE_NAMETOOLONG = 37,
-    WE_NOENT = 44,
-    WE_NOMEM = 48,
-    WE_NOSPC = 51,
-    WE_NOSYS = 52,
-    WE_NOTDIR = 54,
-    WE_NOTEMPTY = 55,
-    WE_PERM = 63,
-    WE_SPIPE = 70,
-    WE_XDEV = 75,
-    WE_NOTCAPABLE = 76,
-};
+#include "wasi_internal.h"
 
-static uint32_t wasi_errno(int e)
+uint32_t wasi_errno(int e)
 {
-    switch (e) {
-    case EACCES:
-        return WE_ACCES;
-    case EBADF:
-        return WE_BADF;
-    case EEXIST:
-        return WE_EXIST;
-    case EINVAL:
+    static const struct {
+        int host;
+        uint16_t wasi;
+    } map[] = {
+        {E2BIG, WE_2BIG},
+        {EACCES, WE_ACCES},
+        {EAGAIN, WE_AGAIN},
+        {EBADF, WE_BADF},
+        {EBUSY, WE_BUSY},
+        {EEXIST, WE_EXIST},
+        {EFBIG, WE_FBIG},
+        {EINVAL, WE_INVAL},
+        {EISDIR, WE_ISDIR},
+        {ELOOP, WE_LOOP},
+        {EMFILE, WE_MFILE},
+        {EMLINK, WE_MLINK},
+        {ENOENT, WE_NOENT},
+        {ENAMETOOLONG, WE_NAMETOOLONG},
+        {ENOMEM, WE_NOMEM},
+        {ENOSPC, WE_NOSPC},
+        {ENOSYS, WE_NOSYS},
+        {ENOTDIR, WE_NOTDIR},
+        {ENOTEMPTY, WE_NOTEMPTY},
+        {EOPNOTSUPP, WE_NOTSUP},
+        {ENXIO, WE_NXIO},
+        {EPERM, WE_PERM},
+        {EROFS, WE_ROFS},
+        {ESPIPE, WE_SPIPE},
+        {EDQUOT, WE_NOSPC},
+        /* RESOLVE_BENEATH refused a path that leaves the preopen. */
+        {EXDEV, WE_NOTCAPABLE},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (map[i].host == e) return map[i].wasi;
+    return WE_IO;
+}
+
+struct wasi_fd *wasi_fd_get(struct wasi_ctx *w, uint32_t fd)
+{
+    return fd < WASI_MAX_FDS && w->fds[fd].kind != WASI_FD_FREE ? &w->fds[fd] : NULL;
+}
+
+int wasi_fd_alloc(struct wasi_ctx *w)
+{
+    for (int i = 3; i < WASI_MAX_FDS; i++)
+        if (w->fds[i].kind == WASI_FD_FREE) return i;
+    return -1;
+}
+
+uint8_t wasi_filetype(mode_t mode)
+{
+    return S_ISDIR(mode)   ? WFT_DIRECTORY
+           : S_ISREG(mode) ? WFT_REGULAR_FILE
+           : S_ISLNK(mode) ? WFT_SYMBOLIC_LINK
+           : S_ISCHR(mode) ? WFT_CHARACTER_DEVICE
+                           : WFT_UNKNOWN;
+}
+
+static uint64_t ns_of(const struct timespec *t)
+{
+    return (uint64_t)t->tv_sec * 1000000000ull + (uint64_t)t->tv_nsec;
+}
+
+size_t wasi_filestat_size(enum wasi_flavour fl)
+{
+    return fl == WASI_UNSTABLE ? 56 : 64;
+}
+
+void wasi_put_filestat(uint8_t *p, const struct stat *st, enum wasi_flavour fl)
+{
+    memset(p, 0, wasi_filestat_size(fl));
+    put64(p, st->st_dev);
+    put64(p + 8, st->st_ino);
+    p[16] = wasi_filetype(st->st_mode);
+    /* wasi_unstable's link count is 32 bits, so everything after it sits 8 bytes earlier. */
+    size_t o = fl == WASI_UNSTABLE ? 24 : 32;
+    if (fl == WASI_UNSTABLE)
+        put32(p + 20, (uint32_t)st->st_nlink);
+    else
+        put64(p + 24, st->st_nlink);
+    put64(p + o, (uint64_t)st->st_size);
+    put64(p + o + 8, ns_of(&st->st_atim));
+    put64(p + o + 16, ns_of(&st->st_mtim));
+    put64(p + o + 24, ns_of(&st->st_ctim));
+}
+
+uint32_t wasi_times(uint64_t atim, uint64_t mtim, uint32_t fst, struct timespec ts[2])
+{
+    if ((fst & WFST_ATIM && fst & WFST_ATIM_NOW) || (fst & WFST_MTIM && fst & WFST_MTIM_NOW) ||
+        fst > 15)
         return WE_INVAL;
-    case EISDIR:
-        return WE_ISDIR;
-    case ELOOP:
-        return WE_LOOP;
-    case ENAMETOOLONG:
-        return WE_NAMETOOLONG;
-    case ENOENT:
-        return WE_NOENT;
-    case ENOMEM:
-        return WE_NOMEM;
-    case ENOSPC:
-        return WE_NOSPC;
-    case ENOTDIR:
-        return WE_NOTDIR;
-    case ENOTEMPTY:
-        return WE_NOTEMPTY;
-    case EPERM:
-        return WE_PERM;
-    case ESPIPE:
-        return WE_SPIPE;
-    case EXDEV:
-        return WE_NOTCAPABLE; /* RESOLVE_BENEATH refused an escape */
-    default:
-        return WE_IO;
+    const uint64_t t[2] = {atim, mtim};
+    for (int i = 0; i < 2; i++) {
+        uint32_t set = i ? WFST_MTIM : WFST_ATIM, now = i ? WFST_MTIM_NOW : WFST_ATIM_NOW;
+        ts[i].tv_sec = (time_t)(t[i] / 1000000000ull);
+        ts[i].tv_nsec = fst & set   ? (long)(t[i] % 1000000000ull)
+                        : fst & now ? UTIME_NOW
+                                    : UTIME_OMIT;
     }
-}
-
-/* A pointer into linear memory for [p, p+len), or NULL if any byte lies outside. p and len are
- * 32-bit values widened to 64 bits, so the sum cannot wrap. */
-static uint8_t *at(struct wasm_memory *m, uint64_t p, uint64_t len)
-{
-    uint64_t size;
-    if (!m) return NULL;
-    uint8_t *d = wasm_memory_data(m, &size);
-    return p + len <= size ? d + p : NULL;
-}
-
-#define CTX(ctx) ((struct wasi_ctx *)(ctx))
-#define A32(i) ((uint32_t)a[i])
-#define RET(e)                                                                                     \
-    do {                                                                                           \
-        a[0] = (uint32_t)(e);                                                                      \
-        return WASM_TRAP_NONE;                                                                     \
-    } while (0)
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    memcpy(p, &v, 4);
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-    memcpy(p, &v, 8);
+    return WE_SUCCESS;
 }
 
 /* ---- args and environment ------------------------------------------------------------- */
@@ -107,7 +120,7 @@ static enum wasm_trap strings_sizes(char *const *v, struct wasm_memory *m, uint6
     uint32_t n = 0, bytes = 0;
     for (; v && v[n]; n++)
         bytes += (uint32_t)strlen(v[n]) + 1;
-    uint8_t *pn = at(m, A32(0), 4), *pb = at(m, A32(1), 4);
+    uint8_t *pn = wasi_at(m, A32(0), 4), *pb = wasi_at(m, A32(1), 4);
     if (!pn || !pb) RET(WE_FAULT);
     put32(pn, n);
     put32(pb, bytes);
@@ -119,7 +132,7 @@ static enum wasm_trap strings_get(char *const *v, struct wasm_memory *m, uint64_
     uint32_t ptrs = A32(0), buf = A32(1);
     for (uint32_t i = 0; v && v[i]; i++) {
         size_t len = strlen(v[i]) + 1;
-        uint8_t *pp = at(m, ptrs + 4ull * i, 4), *pb = at(m, buf, len);
+        uint8_t *pp = wasi_at(m, ptrs + 4ull * i, 4), *pb = wasi_at(m, buf, len);
         if (!pp || !pb) RET(WE_FAULT);
         put32(pp, buf);
         memcpy(pb, v[i], len);
@@ -128,407 +141,68 @@ static enum wasm_trap strings_get(char *const *v, struct wasm_memory *m, uint64_
     RET(WE_SUCCESS);
 }
 
-static enum wasm_trap args_sizes_get(struct wasm_store *s, struct wasm_memory *m, void *c,
-                                     uint64_t *a)
+static WASI_HOST(args_sizes_get)
 {
     (void)s;
     return strings_sizes(CTX(c)->argv, m, a);
 }
-static enum wasm_trap args_get(struct wasm_store *s, struct wasm_memory *m, void *c, uint64_t *a)
+static WASI_HOST(args_get)
 {
     (void)s;
     return strings_get(CTX(c)->argv, m, a);
 }
-static enum wasm_trap environ_sizes_get(struct wasm_store *s, struct wasm_memory *m, void *c,
-                                        uint64_t *a)
+static WASI_HOST(environ_sizes_get)
 {
     (void)s;
     return strings_sizes(CTX(c)->env, m, a);
 }
-static enum wasm_trap environ_get(struct wasm_store *s, struct wasm_memory *m, void *c, uint64_t *a)
+static WASI_HOST(environ_get)
 {
     (void)s;
     return strings_get(CTX(c)->env, m, a);
 }
 
-/* ---- fds ------------------------------------------------------------------------------- */
-static struct wasi_fd *fd_of(struct wasi_ctx *w, uint32_t fd)
+/* ---- clocks and random bytes ---------------------------------------------------------- */
+static bool host_clock(uint32_t id, clockid_t *out)
 {
-    return fd < WASI_MAX_FDS && w->fds[fd].host >= 0 ? &w->fds[fd] : NULL;
-}
-
-/* Append to stdout/stderr within the shared cap. Returns false once the cap is hit. */
-static bool out_append(struct wasi_ctx *w, uint32_t fd, const uint8_t *p, size_t n)
-{
-    uint64_t used = w->out.len + w->err.len;
-    size_t room = used >= w->output_cap ? 0 : (size_t)(w->output_cap - used);
-    size_t take = n < room ? n : room;
-    struct gate_buf *b = fd == 1 ? &w->out : &w->err;
-    if (take && gate_buf_append(b, p, take) < 0) return false;
-    if (take < n) {
-        w->truncated = true;
-        return false;
-    }
+    static const clockid_t ids[] = {CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_PROCESS_CPUTIME_ID,
+                                    CLOCK_THREAD_CPUTIME_ID};
+    if (id >= 4) return false;
+    *out = ids[id];
     return true;
 }
 
-static enum wasm_trap fd_write(struct wasm_store *s, struct wasm_memory *m, void *c, uint64_t *a)
-{
-    (void)s;
-    struct wasi_ctx *w = CTX(c);
-    uint32_t fd = A32(0), iovs = A32(1), n = A32(2);
-    uint64_t total = 0;
-    uint8_t *pn = at(m, A32(3), 4), *iov = at(m, iovs, 8ull * n);
-    if (!pn || !iov) RET(WE_FAULT);
-    struct wasi_fd *f = fd_of(w, fd);
-    if (!f || f->is_dir || fd == 0) RET(WE_BADF);
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t p, len;
-        memcpy(&p, iov + 8 * i, 4);
-        memcpy(&len, iov + 8 * i + 4, 4);
-        uint8_t *data = at(m, p, len);
-        if (!data) RET(WE_FAULT);
-        if (fd == 1 || fd == 2) {
-            if (!out_append(w, fd, data, len))
-                return WASM_TRAP_HOST; /* output cap: stop the tool, as the other tiers do */
-        } else {
-            ssize_t k = write(f->host, data, len);
-            if (k < 0) RET(wasi_errno(errno));
-            total += (uint64_t)k;
-            if ((uint32_t)k < len) break;
-            continue;
-        }
-        total += len;
-    }
-    put32(pn, (uint32_t)total);
-    RET(WE_SUCCESS);
-}
-
-static enum wasm_trap fd_read(struct wasm_store *s, struct wasm_memory *m, void *c, uint64_t *a)
-{
-    (void)s;
-    struct wasi_ctx *w = CTX(c);
-    uint32_t fd = A32(0), n = A32(2);
-    uint64_t total = 0;
-    uint8_t *pn = at(m, A32(3), 4), *iov = at(m, A32(1), 8ull * n);
-    if (!pn || !iov) RET(WE_FAULT);
-    struct wasi_fd *f = fd_of(w, fd);
-    if (!f || f->is_dir || fd == 1 || fd == 2) RET(WE_BADF);
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t p, len;
-        memcpy(&p, iov + 8 * i, 4);
-        memcpy(&len, iov + 8 * i + 4, 4);
-        uint8_t *data = at(m, p, len);
-        if (!data) RET(WE_FAULT);
-        size_t k;
-        if (fd == 0) {
-            size_t left = w->stdin_len - w->stdin_pos;
-            k = len < left ? len : left;
-            memcpy(data, w->stdin_data + w->stdin_pos, k);
-            w->stdin_pos += k;
-        } else {
-            ssize_t r = read(f->host, data, len);
-            if (r < 0) RET(wasi_errno(errno));
-            k = (size_t)r;
-        }
-        total += k;
-        if (k < len) break;
-    }
-    put32(pn, (uint32_t)total);
-    RET(WE_SUCCESS);
-}
-
-static enum wasm_trap fd_close(struct wasm_store *s, struct wasm_memory *m, void *c, uint64_t *a)
-{
-    (void)s, (void)m;
-    struct wasi_ctx *w = CTX(c);
-    uint32_t fd = A32(0);
-    struct wasi_fd *f = fd_of(w, fd);
-    if (!f || fd <= 3) RET(f ? WE_NOTCAPABLE : WE_BADF); /* stdio and the preopen stay open */
-    close(f->host);
-    f->host = -1;
-    RET(WE_SUCCESS);
-}
-
-static enum wasm_trap fd_seek(struct wasm_store *s, struct wasm_memory *m, void *c, uint64_t *a)
-{
-    (void)s;
-    struct wasi_fd *f = fd_of(CTX(c), A32(0));
-    uint8_t *pn = at(m, A32(3), 8);
-    if (!pn) RET(WE_FAULT);
-    if (!f || f->is_dir) RET(WE_BADF);
-    if (A32(0) <= 2) RET(WE_SPIPE);
-    int whence = A32(2) == 0 ? SEEK_SET : A32(2) == 1 ? SEEK_CUR : A32(2) == 2 ? SEEK_END : -1;
-    if (whence < 0) RET(WE_INVAL);
-    off_t r = lseek(f->host, (off_t)a[1], whence);
-    if (r < 0) RET(wasi_errno(errno));
-    put64(pn, (uint64_t)r);
-    RET(WE_SUCCESS);
-}
-
-static enum wasm_trap fd_fdstat_get(struct wasm_store *s, struct wasm_memory *m, void *c,
-                                    uint64_t *a)
-{
-    (void)s;
-    struct wasi_fd *f = fd_of(CTX(c), A32(0));
-    uint8_t *p = at(m, A32(1), 24);
-    if (!p) RET(WE_FAULT);
-    if (!f) RET(WE_BADF);
-    memset(p, 0, 24);
-    /* filetype: 2 character device for stdio (tty-less but unbuffered-friendly), 3 directory,
-     * 4 regular file */
-    p[0] = A32(0) <= 2 ? 2 : f->is_dir ? 3 : 4;
-    put64(p + 8, ~0ull);
-    put64(p + 16, ~0ull);
-    RET(WE_SUCCESS);
-}
-
-static enum wasm_trap fd_prestat_get(struct wasm_store *s, struct wasm_memory *m, void *c,
-                                     uint64_t *a)
-{
-    (void)s;
-    uint8_t *p = at(m, A32(1), 8);
-    if (!p) RET(WE_FAULT);
-    if (A32(0) != 3 || !fd_of(CTX(c), 3)) RET(WE_BADF);
-    memset(p, 0, 8);
-    put32(p + 4, (uint32_t)strlen("/workspace"));
-    RET(WE_SUCCESS);
-}
-
-static enum wasm_trap fd_prestat_dir_name(struct wasm_store *s, struct wasm_memory *m, void *c,
-                                          uint64_t *a)
-{
-    (void)s;
-    uint32_t len = A32(2);
-    uint8_t *p = at(m, A32(1), len);
-    if (!p) RET(WE_FAULT);
-    if (A32(0) != 3 || !fd_of(CTX(c), 3)) RET(WE_BADF);
-    if (len < strlen("/workspace")) RET(WE_NAMETOOLONG);
-    memcpy(p, "/workspace", strlen("/workspace"));
-    RET(WE_SUCCESS);
-}
-
-static uint8_t filetype_of(mode_t mode)
-{
-    return S_ISDIR(mode) ? 3 : S_ISREG(mode) ? 4 : S_ISLNK(mode) ? 7 : S_ISCHR(mode) ? 2 : 0;
-}
-
-static void fill_filestat(uint8_t *p, const struct stat *st)
-{
-    memset(p, 0, 64);
-    put64(p, st->st_dev);
-    put64(p + 8, st->st_ino);
-    p[16] = filetype_of(st->st_mode);
-    put64(p + 24, st->st_nlink);
-    put64(p + 32, (uint64_t)st->st_size);
-    put64(p + 40, (uint64_t)st->st_atim.tv_sec * 1000000000ull + (uint64_t)st->st_atim.tv_nsec);
-    put64(p + 48, (uint64_t)st->st_mtim.tv_sec * 1000000000ull + (uint64_t)st->st_mtim.tv_nsec);
-    put64(p + 56, (uint64_t)st->st_ctim.tv_sec * 1000000000ull + (uint64_t)st->st_ctim.tv_nsec);
-}
-
-static enum wasm_trap fd_filestat_get(struct wasm_store *s, struct wasm_memory *m, void *c,
-                                      uint64_t *a)
-{
-    (void)s;
-    struct wasi_fd *f = fd_of(CTX(c), A32(0));
-    uint8_t *p = at(m, A32(1), 64);
-    struct stat st;
-    if (!p) RET(WE_FAULT);
-    if (!f) RET(WE_BADF);
-    memset(p, 0, 64);
-    if (A32(0) <= 2) {
-        p[16] = 2;
-        RET(WE_SUCCESS);
-    }
-    if (fstat(f->host, &st) < 0) RET(wasi_errno(errno));
-    fill_filestat(p, &st);
-    RET(WE_SUCCESS);
-}
-
-/* ---- paths beneath the preopen ------------------------------------------------------- */
-static int free_fd(struct wasi_ctx *w)
-{
-    for (int i = 4; i < WASI_MAX_FDS; i++)
-        if (w->fds[i].host < 0) return i;
-    return -1;
-}
-
-/* Copy a module path into a NUL-terminated host string; refuse embedded NULs. */
-static uint32_t copy_path(struct wasm_memory *m, uint32_t p, uint32_t len, char *out, size_t cap)
-{
-    const uint8_t *src = at(m, p, len);
-    if (!src) return WE_FAULT;
-    if (len >= cap) return WE_NAMETOOLONG;
-    if (memchr(src, 0, len)) return WE_INVAL;
-    memcpy(out, src, len);
-    out[len] = 0;
-    return WE_SUCCESS;
-}
-
-static int open_beneath(int dirfd, const char *path, uint64_t flags, uint64_t mode)
-{
-    /* Safe: the kernel resolves the path strictly beneath the preopened directory; "..",
-     * absolute paths, symlinks and magic links are refused (EXDEV/ELOOP), so nothing outside
-     * the workspace can be named. */
-    struct open_how how = {.flags = flags,
-                           .mode = mode,
-                           .resolve =
-                               RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
-    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-}
-
-static enum wasm_trap path_open(struct wasm_store *s, struct wasm_memory *m, void *c, uint64_t *a)
-{
-    (void)s;
-    struct wasi_ctx *w = CTX(c);
-    struct wasi_fd *dir = fd_of(w, A32(0));
-    uint32_t oflags = A32(4), fdflags = A32(7);
-    uint64_t rights = a[5];
-    char path[4096];
-    uint8_t *pfd = at(m, A32(8), 4);
-    if (!pfd) RET(WE_FAULT);
-    uint32_t e = copy_path(m, A32(2), A32(3), path, sizeof(path));
-    if (e) RET(e);
-    if (!dir || !dir->is_dir) RET(WE_BADF);
-    int slot = free_fd(w);
-    if (slot < 0) RET(WE_NOMEM);
-    bool want_write = (rights & ((1ull << 6) | (1ull << 22))) != 0; /* fd_write, fd_allocate... */
-    int flags = O_CLOEXEC | O_NOFOLLOW | (want_write ? O_RDWR : O_RDONLY);
-    if (oflags & 1) flags |= O_CREAT;
-    if (oflags & 2) flags = (flags & ~O_RDWR) | O_DIRECTORY;
-    if (oflags & 4) flags |= O_EXCL;
-    if (oflags & 8) flags |= O_TRUNC;
-    if (fdflags & 1) flags |= O_APPEND;
-    int fd = open_beneath(dir->host, path, (uint64_t)flags, (flags & O_CREAT) ? 0600 : 0);
-    if (fd < 0 && errno == EISDIR && want_write) /* directories open read-only */
-        fd = open_beneath(dir->host, path,
-                          (uint64_t)((flags & ~(O_RDWR | O_CREAT | O_TRUNC)) | O_RDONLY), 0);
-    if (fd < 0) RET(wasi_errno(errno));
-    struct stat st;
-    w->fds[slot].host = fd;
-    w->fds[slot].is_dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
-    put32(pfd, (uint32_t)slot);
-    RET(WE_SUCCESS);
-}
-
-static enum wasm_trap path_filestat_get(struct wasm_store *s, struct wasm_memory *m, void *c,
-                                        uint64_t *a)
-{
-    (void)s;
-    struct wasi_fd *dir = fd_of(CTX(c), A32(0));
-    char path[4096];
-    uint8_t *p = at(m, A32(4), 64);
-    struct stat st;
-    if (!p) RET(WE_FAULT);
-    uint32_t e = copy_path(m, A32(2), A32(3), path, sizeof(path));
-    if (e) RET(e);
-    if (!dir || !dir->is_dir) RET(WE_BADF);
-    int fd = open_beneath(dir->host, path, O_PATH | O_CLOEXEC | O_NOFOLLOW, 0);
-    if (fd < 0) RET(wasi_errno(errno));
-    int rc = fstat(fd, &st);
-    int saved = errno;
-    close(fd);
-    if (rc < 0) RET(wasi_errno(saved));
-    fill_filestat(p, &st);
-    RET(WE_SUCCESS);
-}
-
-static enum wasm_trap fd_fdstat_set_flags(struct wasm_store *s, struct wasm_memory *m, void *c,
-                                          uint64_t *a)
-{
-    (void)s, (void)m;
-    if (!fd_of(CTX(c), A32(0))) RET(WE_BADF);
-    RET(A32(1) == 0 ? WE_SUCCESS : WE_NOSYS); /* no flag changes after open */
-}
-
-struct linux_dirent64 {
-    uint64_t d_ino;
-    int64_t d_off;
-    unsigned short d_reclen;
-    unsigned char d_type;
-    char d_name[];
-};
-
-static uint8_t dt_filetype(unsigned char t)
-{
-    return t == DT_DIR ? 3 : t == DT_REG ? 4 : t == DT_LNK ? 7 : t == DT_CHR ? 2 : 0;
-}
-
-/* Entries are numbered from 0 in getdents order; the cookie is the next entry's number. */
-static enum wasm_trap fd_readdir(struct wasm_store *s, struct wasm_memory *m, void *c, uint64_t *a)
-{
-    (void)s;
-    struct wasi_fd *f = fd_of(CTX(c), A32(0));
-    uint32_t buf = A32(1), len = A32(2);
-    uint64_t cookie = a[3], index = 0, used = 0;
-    uint8_t *out = at(m, buf, len), *pused = at(m, A32(4), 4);
-    if (!out || !pused) RET(WE_FAULT);
-    if (!f || !f->is_dir) RET(WE_BADF);
-    if (lseek(f->host, 0, SEEK_SET) < 0) RET(wasi_errno(errno));
-    char dbuf[4096];
-    for (;;) {
-        long n = syscall(SYS_getdents64, f->host, dbuf, sizeof(dbuf));
-        if (n < 0) RET(wasi_errno(errno));
-        if (n == 0) break;
-        for (long off = 0; off < n;) {
-            struct linux_dirent64 *d = (struct linux_dirent64 *)(dbuf + off);
-            off += d->d_reclen;
-            if (index++ < cookie) continue;
-            uint8_t hdr[24];
-            uint32_t namelen = (uint32_t)strlen(d->d_name);
-            put64(hdr, index);
-            put64(hdr + 8, d->d_ino);
-            put32(hdr + 16, namelen);
-            memset(hdr + 20, 0, 4);
-            hdr[20] = dt_filetype(d->d_type);
-            /* Copy what fits; a full buffer tells the caller to come back with a cookie. */
-            uint64_t room = len - used;
-            uint64_t k = room < 24 ? room : 24;
-            memcpy(out + used, hdr, k);
-            used += k;
-            room = len - used;
-            k = room < namelen ? room : namelen;
-            memcpy(out + used, d->d_name, k);
-            used += k;
-            if (used >= len) goto done;
-        }
-    }
-done:
-    put32(pused, (uint32_t)used);
-    RET(WE_SUCCESS);
-}
-
-/* ---- clocks, random, process ---------------------------------------------------------- */
-static enum wasm_trap clock_time_get(struct wasm_store *s, struct wasm_memory *m, void *c,
-                                     uint64_t *a)
+static WASI_HOST(clock_time_get)
 {
     (void)s, (void)c;
-    uint8_t *p = at(m, A32(2), 8);
+    uint8_t *p = wasi_at(m, A32(2), 8);
     struct timespec ts;
+    clockid_t id;
     if (!p) RET(WE_FAULT);
-    clockid_t id = A32(0) == 0 ? CLOCK_REALTIME : A32(0) == 1 ? CLOCK_MONOTONIC : (clockid_t)-1;
-    if (id == (clockid_t)-1) RET(WE_INVAL);
-    clock_gettime(id, &ts);
-    put64(p, (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec);
+    if (!host_clock(A32(0), &id)) RET(WE_INVAL);
+    if (clock_gettime(id, &ts) < 0) RET(wasi_errno(errno));
+    put64(p, ns_of(&ts));
     RET(WE_SUCCESS);
 }
 
-static enum wasm_trap clock_res_get(struct wasm_store *s, struct wasm_memory *m, void *c,
-                                    uint64_t *a)
+static WASI_HOST(clock_res_get)
 {
     (void)s, (void)c;
-    uint8_t *p = at(m, A32(1), 8);
+    uint8_t *p = wasi_at(m, A32(1), 8);
+    struct timespec ts;
+    clockid_t id;
     if (!p) RET(WE_FAULT);
-    if (A32(0) > 1) RET(WE_INVAL);
-    put64(p, 1000);
+    if (!host_clock(A32(0), &id)) RET(WE_INVAL);
+    if (clock_getres(id, &ts) < 0) RET(wasi_errno(errno));
+    put64(p, ns_of(&ts));
     RET(WE_SUCCESS);
 }
 
-static enum wasm_trap random_get(struct wasm_store *s, struct wasm_memory *m, void *c, uint64_t *a)
+static WASI_HOST(random_get)
 {
     (void)s, (void)c;
     uint32_t len = A32(1);
-    uint8_t *p = at(m, A32(0), len);
+    uint8_t *p = wasi_at(m, A32(0), len);
     if (!p) RET(WE_FAULT);
     for (uint32_t done = 0; done < len;) {
         ssize_t k = getrandom(p + done, len - done, 0);
@@ -541,7 +215,151 @@ static enum wasm_trap random_get(struct wasm_store *s, struct wasm_memory *m, vo
     RET(WE_SUCCESS);
 }
 
-static enum wasm_trap proc_exit(struct wasm_store *s, struct wasm_memory *m, void *c, uint64_t *a)
+/* ---- poll_oneoff ------------------------------------------------------------------------ */
+/* Subscriptions are 48 bytes in preview 1 (userdata, tag, then the clock or fd record at 16);
+ * wasi_unstable's clock record starts with an extra 8-byte identifier, making them 56. Events
+ * are 32 bytes in both: userdata, errno (u16 at 8), type (u8 at 10), nbytes (u64 at 16), flags
+ * (u16 at 24, 1 = hangup). Clock subscriptions sleep; stdin, stdout, stderr and files are
+ * always ready (their data is in memory or on a local file system), so any fd subscription
+ * answers at once. */
+enum { EV_CLOCK = 0, EV_FD_READ = 1, EV_FD_WRITE = 2 };
+
+struct sub {
+    uint64_t userdata;
+    uint8_t tag;
+    uint32_t clock_or_fd;
+    uint64_t timeout;
+    uint16_t flags;
+};
+
+static void read_sub(const uint8_t *p, enum wasi_flavour fl, struct sub *sb)
+{
+    sb->userdata = get64(p);
+    sb->tag = p[8];
+    const uint8_t *u = p + 16;
+    if (sb->tag == EV_CLOCK && fl == WASI_UNSTABLE) u += 8; /* skip the identifier */
+    sb->clock_or_fd = get32(u);
+    sb->timeout = sb->tag == EV_CLOCK ? get64(u + 8) : 0;
+    sb->flags = sb->tag == EV_CLOCK ? (uint16_t)(u[24] | u[25] << 8) : 0;
+}
+
+static void put_event(uint8_t *e, const struct sub *sb, uint32_t err, uint64_t nbytes, bool hup)
+{
+    memset(e, 0, 32);
+    put64(e, sb->userdata);
+    put16(e + 8, (uint16_t)err);
+    e[10] = sb->tag;
+    put64(e + 16, nbytes);
+    put16(e + 24, hup ? 1 : 0);
+}
+
+/* What an fd subscription reports: errno, bytes available and hangup. */
+static uint32_t fd_readiness(struct wasi_ctx *w, const struct sub *sb, uint64_t *nbytes, bool *hup)
+{
+    struct wasi_fd *f = wasi_fd_get(w, sb->clock_or_fd);
+    *nbytes = 0, *hup = false;
+    if (!f || f->kind == WASI_FD_DIR) return WE_BADF;
+    bool reading = sb->tag == EV_FD_READ;
+    if (f->kind == WASI_FD_STDIN) {
+        if (!reading) return WE_BADF;
+        *nbytes = w->stdin_len - w->stdin_pos;
+        *hup = *nbytes == 0;
+    } else if (f->kind == WASI_FD_STDOUT || f->kind == WASI_FD_STDERR) {
+        if (reading) return WE_BADF;
+        uint64_t used = w->out.len + w->err.len;
+        *nbytes = used < w->output_cap ? w->output_cap - used : 0;
+    } else if (reading) {
+        struct stat st;
+        off_t pos = lseek(f->host, 0, SEEK_CUR);
+        if (fstat(f->host, &st) == 0 && pos >= 0 && st.st_size > pos)
+            *nbytes = (uint64_t)(st.st_size - pos);
+    }
+    return WE_SUCCESS;
+}
+
+/* The absolute CLOCK_MONOTONIC time at which a clock subscription fires, from the clocks read
+ * once when poll_oneoff started (now[0] monotonic, now[1] realtime), or a WE_* errno. */
+static uint32_t clock_deadline(const struct sub *sb, const uint64_t now[2], uint64_t *at)
+{
+    uint64_t t = sb->timeout;
+    if (sb->clock_or_fd > 1) return WE_INVAL; /* CPU-time clocks cannot be slept on */
+    if (!(sb->flags & 1))                     /* relative */
+        *at = now[0] + t < now[0] ? UINT64_MAX : now[0] + t;
+    else if (sb->clock_or_fd == 1)
+        *at = t;
+    else
+        *at = t <= now[1] ? now[0] : now[0] + (t - now[1]);
+    return WE_SUCCESS;
+}
+
+static enum wasm_trap poll_oneoff_fl(struct wasm_memory *m, struct wasi_ctx *w, uint64_t *a,
+                                     enum wasi_flavour fl)
+{
+    size_t sub_size = fl == WASI_UNSTABLE ? 56 : 48;
+    uint32_t n = A32(2);
+    uint8_t *in = wasi_at(m, A32(0), (uint64_t)n * sub_size);
+    uint8_t *out = wasi_at(m, A32(1), (uint64_t)n * 32), *pn = wasi_at(m, A32(3), 4);
+    if (!in || !out || !pn) RET(WE_FAULT);
+    if (n == 0) RET(WE_INVAL);
+    uint32_t nev = 0;
+    uint64_t first = UINT64_MAX, now[2];
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now[0] = ns_of(&ts);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now[1] = ns_of(&ts);
+    for (uint32_t i = 0; i < n; i++) { /* fd events, and errors, are answered at once */
+        struct sub sb;
+        read_sub(in + (size_t)i * sub_size, fl, &sb);
+        uint64_t nbytes = 0, at = 0;
+        bool hup = false;
+        uint32_t e;
+        if (sb.tag == EV_CLOCK) {
+            e = clock_deadline(&sb, now, &at);
+            if (!e) {
+                first = at < first ? at : first;
+                continue;
+            }
+        } else if (sb.tag == EV_FD_READ || sb.tag == EV_FD_WRITE) {
+            e = fd_readiness(w, &sb, &nbytes, &hup);
+        } else {
+            RET(WE_INVAL);
+        }
+        put_event(out + 32 * nev++, &sb, e, nbytes, hup);
+    }
+    if (nev == 0) {
+        /* Only clocks: sleep until the first fires, but never past the call's deadline. */
+        bool cut = w->deadline_ns && first > w->deadline_ns;
+        uint64_t until = cut ? w->deadline_ns : first;
+        ts = (struct timespec){(time_t)(until / 1000000000ull), (long)(until % 1000000000ull)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+            ;
+        if (cut) return WASM_TRAP_DEADLINE;
+        for (uint32_t i = 0; i < n; i++) {
+            struct sub sb;
+            uint64_t at;
+            read_sub(in + (size_t)i * sub_size, fl, &sb);
+            if (clock_deadline(&sb, now, &at) == 0 && at <= until)
+                put_event(out + 32 * nev++, &sb, WE_SUCCESS, 0, false);
+        }
+    }
+    put32(pn, nev);
+    RET(WE_SUCCESS);
+}
+
+static WASI_HOST(poll_oneoff)
+{
+    (void)s;
+    return poll_oneoff_fl(m, CTX(c), a, WASI_PREVIEW1);
+}
+static WASI_HOST(poll_oneoff_unstable)
+{
+    (void)s;
+    return poll_oneoff_fl(m, CTX(c), a, WASI_UNSTABLE);
+}
+
+/* ---- process ------------------------------------------------------------------------- */
+static WASI_HOST(proc_exit)
 {
     (void)m;
     CTX(c)->exit_code = (int)A32(0);
@@ -549,43 +367,89 @@ static enum wasm_trap proc_exit(struct wasm_store *s, struct wasm_memory *m, voi
     return WASM_TRAP_EXIT;
 }
 
-static enum wasm_trap sched_yield_fn(struct wasm_store *s, struct wasm_memory *m, void *c,
-                                     uint64_t *a)
+/* A tool that raises a signal stops, as a process would; the call reports it as a trap. */
+static WASI_HOST(proc_raise)
+{
+    (void)s, (void)m;
+    if (A32(0) == 0 || A32(0) > 30) RET(WE_INVAL);
+    CTX(c)->raised = (int)A32(0);
+    return WASM_TRAP_HOST;
+}
+
+static WASI_HOST(sched_yield)
 {
     (void)s, (void)m, (void)c;
     RET(WE_SUCCESS);
 }
 
+/* ---- sockets: none exist, so each of these fails ---------------------------------------- */
+static WASI_HOST(sock_refused)
+{
+    (void)s, (void)m;
+    RET(wasi_fd_get(CTX(c), A32(0)) ? WE_NOTSOCK : WE_BADF);
+}
+
 /* ---- the table ------------------------------------------------------------------------ */
+enum { IN_BOTH = 3, IN_PREVIEW1 = 1, IN_UNSTABLE = 2 };
 struct wasi_fn {
     const char *name;
     const char *params; /* i = i32, I = i64 */
     bool result;        /* returns an errno (i32) */
+    uint8_t in;         /* which of the two modules offers it */
     wasm_host_fn fn;
 };
 
 static const struct wasi_fn wasi_fns[] = {
-    {"args_get", "ii", true, args_get},
-    {"args_sizes_get", "ii", true, args_sizes_get},
-    {"environ_get", "ii", true, environ_get},
-    {"environ_sizes_get", "ii", true, environ_sizes_get},
-    {"fd_read", "iiii", true, fd_read},
-    {"fd_write", "iiii", true, fd_write},
-    {"fd_close", "i", true, fd_close},
-    {"fd_seek", "iIii", true, fd_seek},
-    {"fd_fdstat_get", "ii", true, fd_fdstat_get},
-    {"fd_prestat_get", "ii", true, fd_prestat_get},
-    {"fd_prestat_dir_name", "iii", true, fd_prestat_dir_name},
-    {"fd_filestat_get", "ii", true, fd_filestat_get},
-    {"fd_readdir", "iiiIi", true, fd_readdir},
-    {"path_open", "iiiiiIIii", true, path_open},
-    {"path_filestat_get", "iiiii", true, path_filestat_get},
-    {"fd_fdstat_set_flags", "ii", true, fd_fdstat_set_flags},
-    {"clock_time_get", "iIi", true, clock_time_get},
-    {"clock_res_get", "ii", true, clock_res_get},
-    {"random_get", "ii", true, random_get},
-    {"proc_exit", "i", false, proc_exit},
-    {"sched_yield", "", true, sched_yield_fn},
+    {"args_get", "ii", true, IN_BOTH, args_get},
+    {"args_sizes_get", "ii", true, IN_BOTH, args_sizes_get},
+    {"environ_get", "ii", true, IN_BOTH, environ_get},
+    {"environ_sizes_get", "ii", true, IN_BOTH, environ_sizes_get},
+    {"clock_res_get", "ii", true, IN_BOTH, clock_res_get},
+    {"clock_time_get", "iIi", true, IN_BOTH, clock_time_get},
+    {"fd_advise", "iIIi", true, IN_BOTH, wasi_fd_advise},
+    {"fd_allocate", "iII", true, IN_BOTH, wasi_fd_allocate},
+    {"fd_close", "i", true, IN_BOTH, wasi_fd_close},
+    {"fd_datasync", "i", true, IN_BOTH, wasi_fd_datasync},
+    {"fd_fdstat_get", "ii", true, IN_BOTH, wasi_fd_fdstat_get},
+    {"fd_fdstat_set_flags", "ii", true, IN_BOTH, wasi_fd_fdstat_set_flags},
+    {"fd_fdstat_set_rights", "iII", true, IN_BOTH, wasi_fd_fdstat_set_rights},
+    {"fd_filestat_get", "ii", true, IN_PREVIEW1, wasi_fd_filestat_get},
+    {"fd_filestat_get", "ii", true, IN_UNSTABLE, wasi_fd_filestat_get_unstable},
+    {"fd_filestat_set_size", "iI", true, IN_BOTH, wasi_fd_filestat_set_size},
+    {"fd_filestat_set_times", "iIIi", true, IN_BOTH, wasi_fd_filestat_set_times},
+    {"fd_pread", "iiiIi", true, IN_BOTH, wasi_fd_pread},
+    {"fd_prestat_get", "ii", true, IN_BOTH, wasi_fd_prestat_get},
+    {"fd_prestat_dir_name", "iii", true, IN_BOTH, wasi_fd_prestat_dir_name},
+    {"fd_pwrite", "iiiIi", true, IN_BOTH, wasi_fd_pwrite},
+    {"fd_read", "iiii", true, IN_BOTH, wasi_fd_read},
+    {"fd_readdir", "iiiIi", true, IN_BOTH, wasi_fd_readdir},
+    {"fd_renumber", "ii", true, IN_BOTH, wasi_fd_renumber},
+    {"fd_seek", "iIii", true, IN_PREVIEW1, wasi_fd_seek},
+    {"fd_seek", "iIii", true, IN_UNSTABLE, wasi_fd_seek_unstable},
+    {"fd_sync", "i", true, IN_BOTH, wasi_fd_sync},
+    {"fd_tell", "ii", true, IN_BOTH, wasi_fd_tell},
+    {"fd_write", "iiii", true, IN_BOTH, wasi_fd_write},
+    {"path_create_directory", "iii", true, IN_BOTH, wasi_path_create_directory},
+    {"path_filestat_get", "iiiii", true, IN_PREVIEW1, wasi_path_filestat_get},
+    {"path_filestat_get", "iiiii", true, IN_UNSTABLE, wasi_path_filestat_get_unstable},
+    {"path_filestat_set_times", "iiiiIIi", true, IN_BOTH, wasi_path_filestat_set_times},
+    {"path_link", "iiiiiii", true, IN_BOTH, wasi_path_link},
+    {"path_open", "iiiiiIIii", true, IN_BOTH, wasi_path_open},
+    {"path_readlink", "iiiiii", true, IN_BOTH, wasi_path_readlink},
+    {"path_remove_directory", "iii", true, IN_BOTH, wasi_path_remove_directory},
+    {"path_rename", "iiiiii", true, IN_BOTH, wasi_path_rename},
+    {"path_symlink", "iiiii", true, IN_BOTH, wasi_path_symlink},
+    {"path_unlink_file", "iii", true, IN_BOTH, wasi_path_unlink_file},
+    {"poll_oneoff", "iiii", true, IN_PREVIEW1, poll_oneoff},
+    {"poll_oneoff", "iiii", true, IN_UNSTABLE, poll_oneoff_unstable},
+    {"proc_exit", "i", false, IN_BOTH, proc_exit},
+    {"proc_raise", "i", true, IN_BOTH, proc_raise},
+    {"sched_yield", "", true, IN_BOTH, sched_yield},
+    {"random_get", "ii", true, IN_BOTH, random_get},
+    {"sock_accept", "iii", true, IN_PREVIEW1, sock_refused},
+    {"sock_recv", "iiiiii", true, IN_BOTH, sock_refused},
+    {"sock_send", "iiiii", true, IN_BOTH, sock_refused},
+    {"sock_shutdown", "ii", true, IN_BOTH, sock_refused},
 };
 
 static void sig_of(const struct wasi_fn *f, uint8_t *params, uint32_t *np)
@@ -597,9 +461,12 @@ static void sig_of(const struct wasi_fn *f, uint8_t *params, uint32_t *np)
 
 static const struct wasi_fn *lookup(const struct wasm_import_desc *d)
 {
-    if (strcmp(d->module, "wasi_snapshot_preview1") != 0 || d->kind != WASM_EXT_FUNC) return NULL;
+    uint8_t in = strcmp(d->module, "wasi_snapshot_preview1") == 0 ? IN_PREVIEW1
+                 : strcmp(d->module, "wasi_unstable") == 0        ? IN_UNSTABLE
+                                                                  : 0;
+    if (!in || d->kind != WASM_EXT_FUNC) return NULL;
     for (size_t i = 0; i < sizeof(wasi_fns) / sizeof(wasi_fns[0]); i++) {
-        if (strcmp(wasi_fns[i].name, d->name) != 0) continue;
+        if (!(wasi_fns[i].in & in) || strcmp(wasi_fns[i].name, d->name) != 0) continue;
         uint8_t params[16];
         uint32_t np;
         sig_of(&wasi_fns[i], params, &np);
@@ -619,7 +486,8 @@ int wasi_check_imports(const struct wasm_module *m, struct gate_error *err)
         wasm_module_import(m, i, &d);
         if (!lookup(&d))
             return gate_err(err, GATE_E_WASM_LINK,
-                            "import %s.%s is not provided (only the WASI preview 1 subset is)",
+                            "import %s.%s is not provided (only WASI functions, from "
+                            "wasi_snapshot_preview1 or wasi_unstable, with their own types)",
                             d.module, d.name);
     }
     return 0;
@@ -644,6 +512,12 @@ int wasi_link(struct wasm_store *s, const struct wasm_module *m, struct wasi_ctx
     return 0;
 }
 
+/* ---- the context ------------------------------------------------------------------------ */
+static void set_fd(struct wasi_fd *f, uint8_t kind, int host, uint64_t rights)
+{
+    *f = (struct wasi_fd){.kind = kind, .host = host, .rights = rights, .rights_inh = 0};
+}
+
 void wasi_ctx_init(struct wasi_ctx *w, char *const *argv, char *const *env, const void *in,
                    size_t in_len, uint64_t output_cap, int dirfd)
 {
@@ -655,21 +529,32 @@ void wasi_ctx_init(struct wasi_ctx *w, char *const *argv, char *const *env, cons
     w->output_cap = output_cap;
     for (int i = 0; i < WASI_MAX_FDS; i++)
         w->fds[i].host = -1;
-    for (int i = 0; i < 3; i++)
-        w->fds[i].host = i; /* markers only: stdio never touches host fds 0-2 */
-    if (dirfd >= 0) {
-        w->fds[3].host = dirfd;
-        w->fds[3].is_dir = true;
-    }
+    /* stdio never touches the worker's own descriptors 0-2: they are buffers. */
+    set_fd(&w->fds[0], WASI_FD_STDIN, -1, WR_ALL & ~WR_MUTATE);
+    set_fd(&w->fds[1], WASI_FD_STDOUT, -1, WR_ALL);
+    set_fd(&w->fds[2], WASI_FD_STDERR, -1, WR_ALL);
+    if (dirfd >= 0) wasi_ctx_add_preopen(w, dirfd, "/workspace", false);
+}
+
+int wasi_ctx_add_preopen(struct wasi_ctx *w, int dirfd, const char *name, bool readonly)
+{
+    int fd = wasi_fd_alloc(w);
+    if (fd < 0) return -1;
+    uint64_t rights = readonly ? WR_ALL & ~WR_MUTATE : WR_ALL;
+    set_fd(&w->fds[fd], WASI_FD_DIR, dirfd, rights);
+    w->fds[fd].rights_inh = rights;
+    w->fds[fd].readonly = readonly;
+    w->fds[fd].preopen = name;
+    return 0;
 }
 
 void wasi_ctx_free(struct wasi_ctx *w)
 {
-    for (int i = 4; i < WASI_MAX_FDS; i++)
-        if (w->fds[i].host >= 0) {
-            close(w->fds[i].host);
-            w->fds[i].host = -1;
-        }
+    for (int i = 0; i < WASI_MAX_FDS; i++) {
+        if (w->fds[i].owned && w->fds[i].host >= 0) close(w->fds[i].host);
+        w->fds[i].kind = WASI_FD_FREE;
+        w->fds[i].host = -1;
+    }
     gate_buf_free(&w->out);
     gate_buf_free(&w->err);
 }

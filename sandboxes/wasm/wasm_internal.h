@@ -1,7 +1,7 @@
 /* wasm_internal.h: the engine's data structures, shared by its source files only.
  *
  * - the decoded module (struct wasm_module) and the byte reader with bounds-checked LEB128;
- * - the compiled code: an array of 8-byte cells, each instruction a handler address followed
+ * - the compiled code: an array of 8-byte cells, each instruction a handler (offset) followed
  *   by operand cells holding frame-relative byte offsets of value slots and immediates;
  * - the runtime objects (instances, memories, tables, globals, functions, the store).
  */
@@ -54,12 +54,13 @@ struct wlimits {
     bool has_max;
 };
 
-enum wconst_op { WC_I32, WC_I64, WC_F32, WC_F64, WC_REF_NULL, WC_REF_FUNC, WC_GLOBAL_GET };
+enum wconst_op { WC_I32, WC_I64, WC_F32, WC_F64, WC_V128, WC_REF_NULL, WC_REF_FUNC, WC_GLOBAL_GET };
 struct wconst {
     uint8_t op; /* enum wconst_op */
     uint8_t type;
     uint32_t idx;
     uint64_t val;
+    uint64_t hi; /* v128: the upper 64 bits */
 };
 
 struct wimport {
@@ -108,7 +109,7 @@ struct wdata {
 
 /* One compiled code cell. */
 union wcell {
-    const void *h;
+    int64_t h; /* an instruction's first cell: its handler (wasm_interp_handlers) */
     uint64_t u;
     int64_t i;
     struct {
@@ -163,6 +164,12 @@ struct wasm_module {
     bool has_datacount;
     uint32_t datacount;
     uint8_t *func_declared; /* per function: referenced outside function bodies (C.refs) */
+    /* A module mapped from a shared image (share.c): the mapping, and the image's fd with the
+     * offset and length of its initial memory contents (image_fd -1: none). */
+    void *image;
+    size_t image_size;
+    int image_fd;
+    uint64_t image_mem_off, image_mem_len;
 };
 
 int wasm_decode(const uint8_t *bytes, size_t len, struct wasm_module *m, struct gate_error *err);
@@ -187,7 +194,10 @@ struct wasm_table {
 };
 
 struct wasm_global {
-    uint64_t val;
+    union {
+        uint64_t val;
+        uint64_t v128[2]; /* v128 globals: low half first (v128[0] is val) */
+    };
     uint8_t type;
     bool mut;
 };
@@ -235,8 +245,8 @@ void *wstore_alloc(struct wasm_store *s, size_t size);
 /* Grow m by delta pages; returns the old page count or -1. */
 int64_t wasm_memory_grow(struct wasm_store *s, struct wasm_memory *m, uint32_t delta);
 int64_t wasm_table_grow(struct wasm_store *s, struct wasm_table *t, uint32_t delta, uint64_t init);
-/* Handler addresses of the interpreter, indexed by enum wop. */
-const void *const *wasm_interp_handlers(void);
+/* Handler offsets of the interpreter (what a handler cell holds), indexed by enum wop. */
+const int32_t *wasm_interp_handlers(void);
 enum wasm_trap wasm_interp_run(struct wasm_store *s, struct wasm_func *f, uint64_t *args);
 /* Bulk operations shared by the interpreter and instantiation. */
 enum wasm_trap wasm_table_init(struct wasm_instance *inst, uint32_t table, uint32_t elem,
@@ -244,5 +254,12 @@ enum wasm_trap wasm_table_init(struct wasm_instance *inst, uint32_t table, uint3
 enum wasm_trap wasm_memory_init(struct wasm_instance *inst, uint32_t data, uint64_t d, uint64_t src,
                                 uint64_t n);
 uint64_t wasm_eval_const(const struct wasm_instance *inst, const struct wconst *c);
+/* Give a new instance its memory's initial contents by mapping the module image's copy
+ * copy-on-write, marking the active data segments applied. False when the module has no such
+ * image: the segments are then copied one by one. */
+bool wasm_memory_image_apply(struct wasm_instance *inst);
+/* Set a defined global to its initial value (any type, v128 included). */
+void wasm_global_init(struct wasm_global *g, const struct wasm_instance *inst,
+                      const struct wconst *c);
 
 #endif

@@ -1,11 +1,16 @@
 """The wasm tier through the real `gatehouse serve`: the example tools compiled to
 WebAssembly (wasm-jsonq, wasm-textstats) answer over the HTTP API, and modules that trap or
-spin end with status trapped / resource_limit instead of hurting the gateway."""
+spin end with status trapped / resource_limit instead of hurting the gateway. The WASI
+conformance program, a program using sleep, a wasi_unstable module and a stock Lua 5.4
+run through the gateway in real workers; the tier refuses to start without its worker
+program, and a worker's failed setup step reaches the caller by name."""
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
+import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -27,6 +32,60 @@ limits: {wall_timeout: 10s, fuel: 2000000}
 """
 
 
+CONFORMANCE_POLICY = """
+name: %s
+description: WASI conformance checks.
+module: tools/wasm-wasi-conformance.wasm
+isolation: wasm
+limits: {wall_timeout: 20s}
+filesystem:
+  workspace: {size_mb: 8}
+  read_only: [%s]
+arguments:
+  type: object
+  properties:
+    mode: {type: string, enum: [check, sleep, raise]}
+"""
+
+UNSTABLE_POLICY = """
+name: wasm-unstable
+description: A module importing wasi_unstable only.
+module: tools/wasm-wasi-unstable.wasm
+isolation: wasm
+filesystem: {workspace: {size_mb: 8}}
+"""
+
+LUA_POLICY = """
+name: lua
+description: Stock Lua 5.4 running a script from a read-only directory.
+module: tools/lua54.wasm
+isolation: wasm
+limits: {wall_timeout: 20s, memory_mb: 64}
+env: {LUA_INIT: "@%s/main.lua"}
+filesystem:
+  read_only: [%s]
+pool: {size: 3}
+arguments:
+  type: object
+  properties:
+    name: {type: string, maxLength: 64}
+"""
+
+LUA_SCRIPT = """
+local args = io.read("a")
+local name = args:match('"name":"([^"]*)"') or "nobody"
+local t = {}
+for i = 1, 10 do t[#t + 1] = i * i end
+print(string.format("hello, %s: %d squares summing to %d", name, #t,
+      (function() local s = 0 for _, v in ipairs(t) do s = s + v end return s end)()))
+os.exit(0)
+"""
+
+
+def built(name):
+    return os.path.exists(os.path.join(TOOLS, name))
+
+
 def setUpModule():
     for name in ("wasm-jsonq", "wasm-textstats"):
         if not os.path.exists(os.path.join(TOOLS, name + ".wasm")):
@@ -41,6 +100,22 @@ class WasmTier(unittest.TestCase):
         for name in ("wasm-jsonq", "wasm-textstats"):
             shutil.copy(os.path.join(SRC_POLICIES, name + ".yaml"), cls.dir)
             shutil.copy(os.path.join(TOOLS, name + ".wasm"), os.path.join(cls.dir, "tools"))
+        # A directory the tool may read (through a read-only preopen), readable by its uid.
+        cls.ro = tempfile.mkdtemp(prefix="gh-wasm-ro-")
+        os.chmod(cls.ro, 0o755)
+        for fname, text in (("ro.txt", "read-only\n"), ("main.lua", LUA_SCRIPT)):
+            with open(os.path.join(cls.ro, fname), "w") as f:
+                f.write(text)
+            os.chmod(os.path.join(cls.ro, fname), 0o644)
+        for name in ("wasm-wasi-conformance.wasm", "wasm-wasi-unstable.wasm", "lua54.wasm"):
+            if built(name):
+                shutil.copy(os.path.join(TOOLS, name), os.path.join(cls.dir, "tools"))
+        if built("wasm-wasi-conformance.wasm"):
+            harness.write_policy(cls.dir, "wasi-conformance", CONFORMANCE_POLICY % ("wasi-conformance", cls.ro))
+        if built("wasm-wasi-unstable.wasm"):
+            harness.write_policy(cls.dir, "wasm-unstable", UNSTABLE_POLICY)
+        if built("lua54.wasm"):
+            harness.write_policy(cls.dir, "lua", LUA_POLICY % (cls.ro, cls.ro))
         for name, data in (("wasm-trap", TRAP_WASM), ("wasm-spin", SPIN_WASM)):
             with open(os.path.join(cls.dir, "tools", name + ".wasm"), "wb") as f:
                 f.write(data)
@@ -53,6 +128,11 @@ class WasmTier(unittest.TestCase):
         cls.gw.stop()
         cls.gw.cleanup()
         shutil.rmtree(cls.dir, ignore_errors=True)
+        shutil.rmtree(cls.ro, ignore_errors=True)
+
+    def need(self, module):
+        if not built(module):
+            self.skipTest("%s was not built (no wasm32-wasi toolchain or Lua source)" % module)
 
     def test_textstats_counts_words(self):
         r = self.gw.call("wasm-textstats", {"text": "hello w\u00f6rld\nbye"})
@@ -88,6 +168,101 @@ class WasmTier(unittest.TestCase):
         # the gateway (and the replaced worker) still serve calls afterwards
         again = self.gw.call("wasm-textstats", {"text": "a b"}).json()
         self.assertEqual(again["status"], "succeeded")
+
+    def test_wasi_conformance_passes_through_the_gateway(self):
+        self.need("wasm-wasi-conformance.wasm")
+        body = self.gw.call("wasi-conformance", {"mode": "check"}).json()
+        failures = [l for l in body["stdout"].splitlines() if l.startswith("not ok")]
+        self.assertEqual(failures, [], body["stdout"][-2000:])
+        self.assertEqual(body["status"], "succeeded", body)
+        self.assertRegex(body["stdout"], r"\n\d+ passed, 0 failed\n")
+
+    def test_program_using_sleep_runs(self):
+        self.need("wasm-wasi-conformance.wasm")
+        body = self.gw.call("wasi-conformance", {"mode": "sleep"}).json()
+        self.assertEqual(body["status"], "succeeded", body)
+        self.assertEqual(body["stdout"], "slept 20 ms\n")
+
+    def test_proc_raise_traps_the_call(self):
+        self.need("wasm-wasi-conformance.wasm")
+        body = self.gw.call("wasi-conformance", {"mode": "raise"}).json()
+        self.assertEqual(body["status"], "trapped", body)
+        self.assertIn("proc_raise: signal 6", body.get("detail", ""), body)
+        self.assertNotIn("proc_raise returned", body["stdout"])
+
+    def test_wasi_unstable_module_runs(self):
+        self.need("wasm-wasi-unstable.wasm")
+        body = self.gw.call("wasm-unstable", {}).json()
+        self.assertEqual(body["status"], "succeeded", body)
+        self.assertIn("wasi_unstable: all passed", body["stdout"])
+        self.assertNotIn("not ok", body["stdout"])
+
+    def test_stock_lua_runs_a_script(self):
+        self.need("lua54.wasm")
+        body = self.gw.call("lua", {"name": "gate"}).json()
+        self.assertEqual(body["status"], "succeeded", body)
+        self.assertEqual(body["stdout"], "hello, gate: 10 squares summing to 385\n")
+
+    def test_concurrent_calls_share_a_pool_of_its_size(self):
+        self.need("lua54.wasm")
+        results = []
+
+        def client():
+            for _ in range(3):
+                results.append(self.gw.call("lua", {"name": "x"}).json()["status"])
+
+        threads = [threading.Thread(target=client) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(results, ["succeeded"] * 18)
+        metrics = self.gw.request("GET", "/metrics").body.decode()
+        size = re.search(r'^gatehouse_wasm_pool_size\{tool="lua"\} (\d+)$', metrics, re.M)
+        idle = re.search(r'^gatehouse_wasm_pool_idle\{tool="lua"\} (\d+)$', metrics, re.M)
+        self.assertEqual(size.group(1), "3", metrics)
+        self.assertLessEqual(int(idle.group(1)), 3)
+
+
+class WasmTierSetup(unittest.TestCase):
+    """How the tier fails: never a weaker sandbox, always naming what is wrong."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="gh-wasm-setup-")
+        os.makedirs(os.path.join(self.dir, "tools"))
+        with open(os.path.join(self.dir, "tools", "wasm-trap.wasm"), "wb") as f:
+            f.write(TRAP_WASM)
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def test_missing_worker_program_refuses_the_tier(self):
+        harness.write_policy(self.dir, "wasm-trap", RAW_POLICY % ("wasm-trap", "wasm-trap"))
+        gw = harness.Gateway(self.dir, env={"GATE_WASM_WORKER": "/nonexistent/gatehouse-wasm-worker"})
+        try:
+            with self.assertRaises(RuntimeError) as cm:
+                gw.start()
+            self.assertIn("/nonexistent/gatehouse-wasm-worker", str(cm.exception))
+            self.assertIn("isolation 'wasm' is not available", str(cm.exception))
+        finally:
+            gw.stop()
+            gw.cleanup()
+
+    def test_worker_setup_failure_names_the_step(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root: workers drop to the tool identity only as root")
+        secret = tempfile.mkdtemp(prefix="gh-wasm-secret-")  # 0700 root: the tool cannot open it
+        try:
+            harness.write_policy(self.dir, "wasm-trap", RAW_POLICY % ("wasm-trap", "wasm-trap") +
+                                 "filesystem: {read_only: [%s]}\n" % secret)
+            with harness.Gateway(self.dir) as gw:
+                r = gw.call("wasm-trap", {})
+                self.assertEqual(r.status, 500, r.body)
+                err = r.json()["error"]
+                self.assertEqual(err["code"], "sandbox_setup_failed")
+                self.assertIn("open read-only directory %s: EACCES" % secret, err["message"])
+        finally:
+            os.rmdir(secret)
 
 
 if __name__ == "__main__":

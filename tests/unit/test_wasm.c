@@ -15,12 +15,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "sandbox.h"
 #include "wasi.h"
 #include "wasmrt.h"
+#include "../../sandboxes/wasm/wasm_tier.h"
 
 extern const struct sbx_ops sbx_wasm_ops;
 
@@ -292,18 +296,23 @@ static const struct bad_module bad_modules[] = {
       0x0a, 0x01, 0x08, 0x01, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x7f, 0x0b},
      30,
      "too many locals"},
-    {"SIMD value type", {HDR, 0x01, 0x05, 0x01, 0x60, 0x01, 0x7b, 0x00}, 15, "SIMD"},
+    {"SIMD lane index out of range", /* (i8x16.extract_lane_s 16 (v128.const ...)) */
+     {HDR,  0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02, 0x01, 0x00, 0x0a, 0x1a,
+      0x01, 0x18, 0x00, 0xfd, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xfd, 0x15, 0x10, 0x1a, 0x0b},
+     46,
+     "invalid lane index"},
     {"bad value type", {HDR, 0x01, 0x05, 0x01, 0x60, 0x01, 0x55, 0x00}, 15, "malformed value type"},
     {"type mismatch",
      {HDR,  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7f, 0x03, 0x02,
       0x01, 0x00, 0x0a, 0x06, 0x01, 0x04, 0x00, 0x42, 0x00, 0x0b},
      27,
      "validate: func 0: type mismatch at offset 0x"},
-    {"SIMD opcode",
-     {HDR, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02, 0x01, 0x00, 0x0a, 0x06, 0x01, 0x04, 0x00,
-      0xfd, 0x0c, 0x0b},
-     26,
-     "SIMD"},
+    {"reserved SIMD opcode",
+     {HDR,  0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02, 0x01,
+      0x00, 0x0a, 0x07, 0x01, 0x05, 0x00, 0xfd, 0x9a, 0x01, 0x0b},
+     27,
+     "illegal opcode 0xfd 154"},
     {"unknown opcode",
      {HDR, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02, 0x01, 0x00, 0x0a, 0x05, 0x01, 0x03, 0x00,
       0xff, 0x0b},
@@ -417,6 +426,144 @@ static void test_wasm_loop_params_survive_back_edges(void **state)
     rt_close(&r);
 }
 
+/* simd.wat: v128 values in every place a value can be (parameters and results between
+ * scalars, locals, a multi-value block result carried by br_if, a mutable global):
+ * (module (memory 1)
+ *   (global $g (mut v128) (v128.const i32x4 1 2 3 4))
+ *   (func $mix (export "mix") (param $a i32) (param $b v128) (param $c i64) (param $d v128)
+ *         (result v128 i32 v128)
+ *     (i32x4.add (local.get $b) (local.get $d))
+ *     (i32.add (local.get $a) (i32.wrap_i64 (local.get $c))) (local.get $d))
+ *   (func (export "caller") (param $x i32) (result i32) (local $v v128) (local $n i32)
+ *     (block (result v128 i32 v128)
+ *       (call $mix (local.get $x) (global.get $g) (i64.const 10)
+ *                  (v128.const i32x4 100 200 300 400))
+ *       (br_if 0 (local.get $x)))
+ *     (local.set $v) (local.set $n)
+ *     (global.set $g (i32x4.add (local.get $v)))
+ *     (i32.add (local.get $n) (i32x4.extract_lane 3 (global.get $g))))
+ *   (func (export "load") (param i32) (result v128) (v128.load (local.get 0))))
+ */
+static const uint8_t mod_simd[] = {
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x1b, 0x04, 0x60, 0x04, 0x7f, 0x7b, 0x7e,
+    0x7b, 0x03, 0x7b, 0x7f, 0x7b, 0x60, 0x01, 0x7f, 0x01, 0x7f, 0x60, 0x00, 0x03, 0x7b, 0x7f, 0x7b,
+    0x60, 0x01, 0x7f, 0x01, 0x7b, 0x03, 0x04, 0x03, 0x00, 0x01, 0x03, 0x05, 0x03, 0x01, 0x00, 0x01,
+    0x06, 0x16, 0x01, 0x7b, 0x01, 0xfd, 0x0c, 0x01, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x03,
+    0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x0b, 0x07, 0x17, 0x03, 0x03, 0x6d, 0x69, 0x78, 0x00,
+    0x00, 0x06, 0x63, 0x61, 0x6c, 0x6c, 0x65, 0x72, 0x00, 0x01, 0x04, 0x6c, 0x6f, 0x61, 0x64, 0x00,
+    0x02, 0x0a, 0x57, 0x03, 0x11, 0x00, 0x20, 0x01, 0x20, 0x03, 0xfd, 0xae, 0x01, 0x20, 0x00, 0x20,
+    0x02, 0xa7, 0x6a, 0x20, 0x03, 0x0b, 0x3a, 0x02, 0x01, 0x7b, 0x01, 0x7f, 0x02, 0x02, 0x20, 0x00,
+    0x23, 0x00, 0x42, 0x0a, 0xfd, 0x0c, 0x64, 0x00, 0x00, 0x00, 0xc8, 0x00, 0x00, 0x00, 0x2c, 0x01,
+    0x00, 0x00, 0x90, 0x01, 0x00, 0x00, 0x10, 0x00, 0x20, 0x00, 0x0d, 0x00, 0x0b, 0x21, 0x01, 0x21,
+    0x02, 0x20, 0x01, 0xfd, 0xae, 0x01, 0x24, 0x00, 0x20, 0x02, 0x23, 0x00, 0xfd, 0x1b, 0x03, 0x6a,
+    0x0b, 0x08, 0x00, 0x20, 0x00, 0xfd, 0x00, 0x04, 0x00, 0x0b,
+};
+
+static uint64_t lanes32(uint32_t lo, uint32_t hi)
+{
+    return (uint64_t)hi << 32 | lo;
+}
+
+static void test_wasm_simd_values_take_two_slots(void **state)
+{
+    (void)state;
+    struct rt r;
+    rt_open(&r, mod_simd, sizeof(mod_simd), 1, 0);
+    /* The host ABI: mix(7, {1,2,3,4}, 5, {10,20,30,40}) in six slots, results in five. */
+    uint64_t s[8] = {7, lanes32(1, 2), lanes32(3, 4), 5, lanes32(10, 20), lanes32(30, 40)};
+    uint32_t np = 0, nr = 0;
+    struct wasm_extern e;
+    assert_int_equal(wasm_instance_export(r.inst, "mix", &e), 0);
+    wasm_functype_slots(wasm_func_type(e.u.func), &np, &nr);
+    assert_int_equal(np, 6);
+    assert_int_equal(nr, 5);
+    assert_int_equal(call(&r, "mix", s), WASM_TRAP_NONE);
+    assert_true(s[0] == lanes32(11, 22) && s[1] == lanes32(33, 44));
+    assert_int_equal(s[2], 12);
+    assert_true(s[3] == lanes32(10, 20) && s[4] == lanes32(30, 40));
+    /* Through a call, a block and br_if inside the engine: 11 + (4 + 400 + 400); the global
+     * keeps its new value for the next call: 11 + (804 + 400 + 400). */
+    assert_int_equal(call_i32(&r, "caller", 1, 0), 815);
+    assert_int_equal(call_i32(&r, "caller", 1, 0), 1615);
+    expect_trap(&r, "load", 65536 - 15, 0, WASM_TRAP_MEM_OOB);
+    uint64_t z[2] = {65536 - 16, 0};
+    assert_int_equal(call(&r, "load", z), WASM_TRAP_NONE);
+    assert_true(z[0] == 0 && z[1] == 0);
+    rt_close(&r);
+}
+
+/* share.wat: (module (memory 1) (data (i32.const 100) "hello")
+ *   (func (export "get") (param i32) (result i32) (i32.load8_u (local.get 0)))
+ *   (func (export "put") (param i32 i32) (i32.store8 (local.get 0) (local.get 1)))) */
+static const uint8_t mod_share[] = {
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x0b, 0x02, 0x60, 0x01, 0x7f,
+    0x01, 0x7f, 0x60, 0x02, 0x7f, 0x7f, 0x00, 0x03, 0x03, 0x02, 0x00, 0x01, 0x05, 0x03,
+    0x01, 0x00, 0x01, 0x07, 0x0d, 0x02, 0x03, 0x67, 0x65, 0x74, 0x00, 0x00, 0x03, 0x70,
+    0x75, 0x74, 0x00, 0x01, 0x0a, 0x13, 0x02, 0x07, 0x00, 0x20, 0x00, 0x2d, 0x00, 0x00,
+    0x0b, 0x09, 0x00, 0x20, 0x00, 0x20, 0x01, 0x3a, 0x00, 0x00, 0x0b, 0x0b, 0x0c, 0x01,
+    0x00, 0x41, 0xe4, 0x00, 0x0b, 0x05, 0x68, 0x65, 0x6c, 0x6c, 0x6f,
+};
+
+/* Instantiate a mapped module in a store of its own. */
+static void rt_open_mapped(struct rt *r, int fd)
+{
+    struct gate_error err = {0};
+    struct wasm_limits_cfg lim;
+    enum wasm_trap trap;
+    assert_int_equal(wasm_module_map(fd, &r->mod, &err), 0);
+    wasm_limits_default(&lim);
+    lim.max_mem_pages = 4;
+    r->store = wasm_store_new(&lim);
+    assert_non_null(r->store);
+    assert_int_equal(wasm_instantiate(r->store, r->mod, NULL, 0, &r->inst, &trap, &err), 0);
+}
+
+static void test_wasm_shared_module_maps_sealed_and_copy_on_write(void **state)
+{
+    (void)state;
+    struct wasm_module *m = NULL;
+    struct gate_error err = {0};
+    assert_int_equal(wasm_module_load(mod_share, sizeof(mod_share), &m, &err), 0);
+    int fd = wasm_module_share(m, &err);
+    wasm_module_free(m);
+    assert_true(fd >= 0);
+    int seals = fcntl(fd, F_GET_SEALS);
+    assert_int_equal(seals & (F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL),
+                     F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
+    assert_true(write(fd, "x", 1) < 0); /* nobody can change the code under a worker */
+    struct rt a, b;
+    rt_open_mapped(&a, fd);
+    rt_open_mapped(&b, fd);
+    close(fd); /* the modules keep what they need */
+    assert_int_equal(call_i32(&a, "get", 100, 0), 'h');
+    uint64_t s[2] = {100, 'X'};
+    assert_int_equal(call(&a, "put", s), WASM_TRAP_NONE);
+    assert_int_equal(call_i32(&a, "get", 100, 0), 'X');
+    assert_int_equal(call_i32(&b, "get", 100, 0), 'h'); /* a's write stayed a's */
+    assert_int_equal(call_i32(&b, "get", 104, 0), 'o');
+    expect_trap(&b, "get", 65536, 0, WASM_TRAP_MEM_OOB);
+    rt_close(&a);
+    rt_close(&b);
+}
+
+static void test_wasm_map_refuses_what_share_did_not_make(void **state)
+{
+    (void)state;
+    struct wasm_module *m = NULL;
+    struct gate_error err = {0};
+    int fd = memfd_create("not-an-image", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    assert_true(fd >= 0);
+    char junk[4096] = "GWASMIM1 but not an image";
+    assert_int_equal(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+    assert_int_equal(wasm_module_map(fd, &m, &err), -1); /* not sealed */
+    assert_non_null(strstr(err.msg, "sealed"));
+    assert_int_equal(
+        fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL), 0);
+    assert_int_equal(wasm_module_map(fd, &m, &err), -1); /* sealed, but not an image */
+    assert_int_equal(err.code, GATE_E_WASM_INVALID);
+    close(fd);
+}
+
 /* ---- WASI: host ABI (W5) and paths (W6) ---------------------------------------------- */
 struct wasi_rt {
     struct rt r;
@@ -493,6 +640,82 @@ static void test_wasm_wasi_paths_stay_in_the_preopen(void **state)
     snprintf(path, sizeof(path), "%s/ok.txt", dir);
     unlink(path);
     rmdir(dir);
+}
+
+/* ---- the worker's seccomp filter --------------------------------------------------------- */
+enum filter_probe {
+    PROBE_INSTANTIATE,   /* a mapped module's memory image, copy-on-write: allowed */
+    PROBE_FCNTL_GETFL,   /* WASI's fd_fdstat_get: allowed */
+    PROBE_EXEC_MEMORY,   /* mmap of executable anonymous memory: killed */
+    PROBE_MPROTECT_EXEC, /* making reserved memory executable: killed */
+    PROBE_IMAGE_SHARED,  /* a shared (writable-through) mapping of the image: killed */
+    PROBE_FCNTL_DUPFD,   /* any fcntl command but F_GETFL/F_SETFL: killed */
+};
+
+/* Run one probe in a child under the worker's filter; its wait status. */
+static int run_filtered(struct wasm_module *m, enum filter_probe probe)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = wasm_module_image_fd(m);
+        if (wasm_worker_filter(fd) < 0) _exit(2);
+        if (probe == PROBE_INSTANTIATE) {
+            struct gate_error err = {0};
+            struct wasm_limits_cfg lim;
+            struct wasm_instance *inst = NULL;
+            struct wasm_extern get;
+            enum wasm_trap trap = WASM_TRAP_NONE;
+            wasm_limits_default(&lim);
+            struct wasm_store *s = wasm_store_new(&lim);
+            uint64_t slots[2] = {100, 0};
+            if (!s || wasm_instantiate(s, m, NULL, 0, &inst, &trap, &err) < 0 ||
+                wasm_instance_export(inst, "get", &get) < 0 ||
+                wasm_call(s, get.u.func, slots) != WASM_TRAP_NONE || slots[0] != 'h')
+                _exit(3);
+            wasm_store_free(s);
+        } else if (probe == PROBE_FCNTL_GETFL) {
+            if (fcntl(fd, F_GETFL) < 0) _exit(3);
+        } else if (probe == PROBE_EXEC_MEMORY) {
+            mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        } else if (probe == PROBE_MPROTECT_EXEC) {
+            void *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            mprotect(p, 4096, PROT_READ | PROT_EXEC);
+        } else if (probe == PROBE_IMAGE_SHARED) {
+            mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+        } else {
+            fcntl(fd, F_DUPFD, 100);
+        }
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+static void test_wasm_worker_filter_maps_only_the_module_image(void **state)
+{
+    (void)state;
+    struct wasm_module *loaded = NULL, *m = NULL;
+    struct gate_error err = {0};
+    assert_int_equal(wasm_module_load(mod_share, sizeof(mod_share), &loaded, &err), 0);
+    int fd = wasm_module_share(loaded, &err);
+    wasm_module_free(loaded);
+    assert_true(fd >= 0);
+    assert_int_equal(wasm_module_map(fd, &m, &err), 0);
+    close(fd);
+    assert_true(wasm_module_image_fd(m) >= 0); /* a data segment at a constant offset */
+    for (enum filter_probe p = PROBE_INSTANTIATE; p <= PROBE_FCNTL_GETFL; p++) {
+        int status = run_filtered(m, p);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+    for (enum filter_probe p = PROBE_EXEC_MEMORY; p <= PROBE_FCNTL_DUPFD; p++) {
+        int status = run_filtered(m, p);
+        assert_true(WIFSIGNALED(status));
+        assert_int_equal(WTERMSIG(status), SIGSYS);
+    }
+    wasm_module_free(m);
 }
 
 /* ---- the sandbox row ------------------------------------------------------------------- */
@@ -656,9 +879,13 @@ int main(void)
         cmocka_unit_test(test_wasm_growth_past_cap_returns_minus_one),
         cmocka_unit_test(test_wasm_runaway_code_is_stopped),
         cmocka_unit_test(test_wasm_loop_params_survive_back_edges),
+        cmocka_unit_test(test_wasm_simd_values_take_two_slots),
+        cmocka_unit_test(test_wasm_shared_module_maps_sealed_and_copy_on_write),
+        cmocka_unit_test(test_wasm_map_refuses_what_share_did_not_make),
         cmocka_unit_test(test_wasm_unlisted_import_is_refused),
         cmocka_unit_test(test_wasm_host_calls_check_pointers),
         cmocka_unit_test(test_wasm_wasi_paths_stay_in_the_preopen),
+        cmocka_unit_test(test_wasm_worker_filter_maps_only_the_module_image),
         cmocka_unit_test_setup_teardown(test_wasm_tier_runs_a_wasi_tool, tier_setup, NULL),
         cmocka_unit_test(test_wasm_tier_reports_traps_and_fuel),
         cmocka_unit_test(test_wasm_tier_workspace_is_a_private_preopen),

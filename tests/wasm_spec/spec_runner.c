@@ -1,12 +1,14 @@
 /* spec_runner.c: run the WebAssembly spec test suite against gatehouse's engine.
  *
- * usage: spec_runner <testsuite dir> <known-failures file> [file.wast ...]
+ * usage: spec_runner <testsuite dir> <known-failures file> [--shared] [file.wast ...]
  *
  * Each .wast file is converted with wabt's wast2json into a temporary directory, then every
  * command is executed in a child process (so a crash in one file is reported, not fatal).
  * Text-format modules (.wat) are counted as skipped. The known-failures file lists
- * "<file.wast>: <reason>" lines; the exit status is 1 if any file not listed fails, 77 if the
- * suite or wast2json is missing, else 0. The last line is "N passed, N failed, N skipped".
+ * "<file.wast>: <reason>" lines. With --shared, every module is run from the image
+ * wasm_module_share writes and wasm_module_map maps, as workers run them. The exit status is 1 if
+ * any file not listed fails, 77 if the suite or wast2json is missing, else 0. The last line is "N
+ * passed, N failed, N skipped".
  */
 #include <dirent.h>
 #include <errno.h>
@@ -120,6 +122,9 @@ static int resolve(struct run *r, const char *module, const char *name, struct w
 }
 
 /* ---- modules ------------------------------------------------------------------------ */
+/* --shared: every module goes through wasm_module_share and wasm_module_map first. */
+static bool via_share;
+
 static int load_module(struct run *r, const char *filename, struct wasm_module **m,
                        struct gate_error *err)
 {
@@ -130,6 +135,13 @@ static int load_module(struct run *r, const char *filename, struct wasm_module *
     if (gate_read_file(path, 64u << 20, &data, &len, err) < 0) return -1;
     int rc = wasm_module_load((const uint8_t *)data, len, m, err);
     free(data);
+    if (rc == 0 && via_share) { /* run what a worker maps, not what was compiled */
+        int fd = wasm_module_share(*m, err);
+        wasm_module_free(*m);
+        *m = NULL;
+        rc = fd < 0 ? -1 : wasm_module_map(fd, m, err);
+        if (fd >= 0) close(fd);
+    }
     return rc;
 }
 
@@ -167,34 +179,76 @@ static void keep(struct wasm_module *m)
 }
 
 /* ---- values --------------------------------------------------------------------------- */
-static uint64_t parse_value(json_t *v)
+/* A value takes one slot, a v128 two (low half first). Lanes of a v128 are given as decimal
+ * strings of lane_type ("i8".."i64", "f32", "f64"). */
+static unsigned lane_bits(const char *lane_type)
 {
-    const char *type = json_string_value(json_object_get(v, "type"));
-    const char *val = json_string_value(json_object_get(v, "value"));
-    if (!val || !strcmp(val, "null")) return 0;
-    uint64_t x = strtoull(val, NULL, 10);
-    if (type && (!strcmp(type, "externref") || !strcmp(type, "funcref"))) return x + 1;
-    return x;
+    return (unsigned)strtoul(lane_type + 1, NULL, 10);
 }
 
-static bool value_matches(json_t *want, uint64_t got)
+static size_t parse_value(json_t *v, uint64_t *slots)
+{
+    const char *type = json_string_value(json_object_get(v, "type"));
+    json_t *jv = json_object_get(v, "value");
+    if (type && !strcmp(type, "v128")) {
+        unsigned bits = lane_bits(json_string_value(json_object_get(v, "lane_type")));
+        uint8_t bytes[16] = {0};
+        for (size_t i = 0; i < json_array_size(jv) && (i + 1) * bits <= 128; i++) {
+            uint64_t x = strtoull(json_string_value(json_array_get(jv, i)), NULL, 10);
+            memcpy(bytes + i * bits / 8, &x, bits / 8);
+        }
+        memcpy(slots, bytes, 16);
+        return 2;
+    }
+    const char *val = json_string_value(jv);
+    slots[0] = 0;
+    if (!val || !strcmp(val, "null")) return 1;
+    uint64_t x = strtoull(val, NULL, 10);
+    if (type && (!strcmp(type, "externref") || !strcmp(type, "funcref"))) x++;
+    slots[0] = x;
+    return 1;
+}
+
+static bool float_matches(const char *val, uint64_t got, unsigned bits)
+{
+    uint64_t quiet = bits == 32 ? 0x7fc00000u : 0x7ff8000000000000ull;
+    uint64_t abs = bits == 32 ? got & 0x7fffffffu : got & 0x7fffffffffffffffull;
+    if (!strcmp(val, "nan:canonical")) return abs == quiet;
+    if (!strcmp(val, "nan:arithmetic")) return (got & quiet) == quiet;
+    return got == strtoull(val, NULL, 10);
+}
+
+/* Whether the value at slots matches want; *used is set to the slots it takes. */
+static bool value_matches(json_t *want, const uint64_t *slots, size_t *used)
 {
     const char *type = json_string_value(json_object_get(want, "type"));
-    const char *val = json_string_value(json_object_get(want, "value"));
+    json_t *jv = json_object_get(want, "value");
+    const char *val = json_string_value(jv);
+    uint64_t got = slots[0];
+    *used = 1;
+    if (type && !strcmp(type, "v128")) {
+        const char *lt = json_string_value(json_object_get(want, "lane_type"));
+        unsigned bits = lt ? lane_bits(lt) : 0;
+        uint8_t bytes[16];
+        *used = 2;
+        if (!bits || json_array_size(jv) * bits != 128) return false;
+        memcpy(bytes, slots, 16);
+        for (size_t i = 0; i < json_array_size(jv); i++) {
+            uint64_t lane = 0;
+            const char *lv = json_string_value(json_array_get(jv, i));
+            memcpy(&lane, bytes + i * bits / 8, bits / 8);
+            bool ok =
+                lt[0] == 'f'
+                    ? float_matches(lv, lane, bits)
+                    : lane == (strtoull(lv, NULL, 10) & (bits == 64 ? ~0ull : (1ull << bits) - 1));
+            if (!ok) return false;
+        }
+        return true;
+    }
     if (!type || !val) return false;
     if (!strcmp(type, "i32")) return (uint32_t)got == (uint32_t)strtoull(val, NULL, 10);
-    if (!strcmp(type, "f32")) {
-        uint32_t b = (uint32_t)got;
-        if (!strcmp(val, "nan:canonical")) return (b & 0x7fffffffu) == 0x7fc00000u;
-        if (!strcmp(val, "nan:arithmetic")) return (b & 0x7fc00000u) == 0x7fc00000u;
-        return b == (uint32_t)strtoull(val, NULL, 10);
-    }
-    if (!strcmp(type, "f64")) {
-        if (!strcmp(val, "nan:canonical"))
-            return (got & 0x7fffffffffffffffull) == 0x7ff8000000000000ull;
-        if (!strcmp(val, "nan:arithmetic"))
-            return (got & 0x7ff8000000000000ull) == 0x7ff8000000000000ull;
-    }
+    if (!strcmp(type, "f32")) return float_matches(val, (uint32_t)got, 32);
+    if (!strcmp(type, "f64")) return float_matches(val, got, 64);
     if (!strcmp(type, "externref") || !strcmp(type, "funcref")) {
         if (!strcmp(val, "null")) return got == 0;
         if (!strcmp(type, "funcref")) return got != 0;
@@ -222,21 +276,23 @@ static int do_action(struct run *r, json_t *action, uint64_t *out, size_t *nout)
     if (!inst || !field || !type || wasm_instance_export(inst, field, &e) < 0) return -1;
     if (!strcmp(type, "get")) {
         if (e.kind != WASM_EXT_GLOBAL) return -1;
-        out[0] = wasm_global_get(e.u.global, NULL, NULL);
+        wasm_global_get_v128(e.u.global, out);
         *nout = 1;
         return 0;
     }
     if (e.kind != WASM_EXT_FUNC) return -1;
     json_t *args = json_object_get(action, "args");
-    uint64_t slots[256] = {0};
+    uint64_t slots[512] = {0};
     const struct wasm_functype *ft = wasm_func_type(e.u.func);
-    if (json_array_size(args) != ft->nparams || ft->nresults > 256 || ft->nparams > 256) return -1;
-    for (size_t i = 0; i < json_array_size(args); i++)
-        slots[i] = parse_value(json_array_get(args, i));
+    uint32_t np = 0, nr = 0;
+    wasm_functype_slots(ft, &np, &nr);
+    if (json_array_size(args) != ft->nparams || nr > 256 || np > 256) return -1;
+    for (size_t i = 0, k = 0; i < json_array_size(args); i++)
+        k += parse_value(json_array_get(args, i), slots + k);
     wasm_store_set_fuel(r->store, 0, gate_monotonic_ns() + 60ull * 1000000000ull);
     enum wasm_trap t = wasm_call(r->store, e.u.func, slots);
     if (t) return (int)t;
-    memcpy(out, slots, ft->nresults * sizeof(uint64_t));
+    memcpy(out, slots, nr * sizeof(uint64_t));
     *nout = ft->nresults;
     return 0;
 }
@@ -302,7 +358,7 @@ static void cmd_register(struct run *r, json_t *cmd)
 
 static void cmd_assert_return(struct run *r, json_t *cmd)
 {
-    uint64_t out[256];
+    uint64_t out[512];
     size_t n = 0;
     json_t *exp = json_object_get(cmd, "expected");
     int rc = do_action(r, json_object_get(cmd, "action"), out, &n);
@@ -314,10 +370,11 @@ static void cmd_assert_return(struct run *r, json_t *cmd)
         result(r, false, cmd, "result count differs");
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        if (!value_matches(json_array_get(exp, i), out[i])) {
+    for (size_t i = 0, k = 0, used = 1; i < n; i++, k += used)
+        if (!value_matches(json_array_get(exp, i), out + k, &used)) {
             char why[128];
-            snprintf(why, sizeof(why), "result %zu: got 0x%llx", i, (unsigned long long)out[i]);
+            snprintf(why, sizeof(why), "result %zu: got 0x%llx 0x%llx", i,
+                     (unsigned long long)out[k], (unsigned long long)out[k + 1]);
             result(r, false, cmd, why);
             return;
         }
@@ -326,7 +383,7 @@ static void cmd_assert_return(struct run *r, json_t *cmd)
 
 static void cmd_assert_trap(struct run *r, json_t *cmd, bool exhaustion)
 {
-    uint64_t out[256];
+    uint64_t out[512];
     size_t n = 0;
     int rc = do_action(r, json_object_get(cmd, "action"), out, &n);
     bool ok = rc > 0 && (!exhaustion || rc == WASM_TRAP_STACK_EXHAUSTED);
@@ -372,7 +429,7 @@ static void run_command(struct run *r, json_t *cmd)
     } else if (!strcmp(type, "register")) {
         cmd_register(r, cmd);
     } else if (!strcmp(type, "action")) {
-        uint64_t out[256];
+        uint64_t out[512];
         size_t n;
         int rc = do_action(r, json_object_get(cmd, "action"), out, &n);
         result(r, rc == 0, cmd, "action failed");
@@ -520,10 +577,12 @@ int main(int argc, char **argv)
         printf("skipped: wast2json (Debian package wabt) is not installed\n");
         return 77;
     }
+    int first = 3;
+    if (argc > 3 && !strcmp(argv[3], "--shared")) via_share = true, first = 4;
     char *names[512];
     size_t n = 0;
-    if (argc > 3)
-        for (int i = 3; i < argc && n < 512; i++)
+    if (argc > first)
+        for (int i = first; i < argc && n < 512; i++)
             names[n++] = strdup(argv[i]);
     else
         n = list_wast(argv[1], names, 512);

@@ -97,6 +97,30 @@ void wasm_module_free(struct wasm_module *m);
 uint32_t wasm_module_nimports(const struct wasm_module *m);
 void wasm_module_import(const struct wasm_module *m, uint32_t i, struct wasm_import_desc *d);
 
+/* ---- sharing a compiled module between processes ------------------------------------- */
+/* The compiled form holds no absolute addresses (instruction handlers are offsets inside the
+ * interpreter), so one copy can be mapped read-only by every worker process: the gateway
+ * compiles a module once at policy load, shares it, and each worker maps it instead of
+ * decoding, validating and compiling it again.
+ *
+ * wasm_module_share writes m's compiled form (code, types, imports, exports, segments and the
+ * initial memory image) into a new memfd sealed against every change (F_SEAL_WRITE,
+ * F_SEAL_GROW, F_SEAL_SHRINK, F_SEAL_SEAL). Returns the fd (O_CLOEXEC; the caller owns it and
+ * hands it to workers as it sees fit), or -1 with err. */
+int wasm_module_share(const struct wasm_module *m, struct gate_error *err);
+/* Map a module made by wasm_module_share. The fd must carry all four seals (so no process can
+ * change the code under a running worker); the image's header is checked (magic, the engine
+ * build it was compiled by, every offset inside the mapping). The code, data segments and the
+ * initial memory image stay in the read-only shared mapping; *out owns the mapping, so fd may
+ * be closed afterwards. The caller owns *out (wasm_module_free). -1 with GATE_E_WASM_INVALID
+ * if the fd does not hold such an image from this build. */
+int wasm_module_map(int fd, struct wasm_module **out, struct gate_error *err);
+/* The descriptor a module mapped by wasm_module_map keeps for its initial memory image: each
+ * instantiation maps it MAP_PRIVATE|MAP_FIXED, PROT_READ|PROT_WRITE over the new memory.
+ * -1 when the module has no image (loaded, or segments that do not allow one), so a caller
+ * that filters system calls can allow exactly that mapping. */
+int wasm_module_image_fd(const struct wasm_module *m);
+
 /* ---- stores ---------------------------------------------------------------------------- */
 struct wasm_limits_cfg {
     uint64_t fuel;            /* instruction budget (approximate), 0 = unlimited */
@@ -143,13 +167,18 @@ int wasm_instantiate(struct wasm_store *s, const struct wasm_module *m,
 int wasm_instance_export(const struct wasm_instance *inst, const char *name,
                          struct wasm_extern *out);
 const struct wasm_functype *wasm_func_type(const struct wasm_func *f);
-/* Call f with args in slots[0..nparams); results land in slots[0..nresults). slots must hold
- * max(nparams, nresults) values. */
+/* Slots the parameters and the results of t take (a v128 takes two). */
+void wasm_functype_slots(const struct wasm_functype *t, uint32_t *nparams, uint32_t *nresults);
+/* Call f with args in slots[0..nparams); results land in slots[0..nresults). A value takes
+ * one 8-byte slot, a v128 two (low 64 bits first); slots must hold the larger of the
+ * parameters' and the results' slot counts (wasm_functype_slots). */
 enum wasm_trap wasm_call(struct wasm_store *s, struct wasm_func *f, uint64_t *slots);
 
 /* ---- objects ------------------------------------------------------------------------- */
 uint8_t *wasm_memory_data(const struct wasm_memory *m, uint64_t *size);
 uint64_t wasm_global_get(const struct wasm_global *g, uint8_t *type, bool *mut);
+/* Both halves of a v128 global (low 64 bits first). */
+void wasm_global_get_v128(const struct wasm_global *g, uint64_t out[2]);
 /* Whether a host object matches an import's declared type (for linking checks). */
 
 #endif
