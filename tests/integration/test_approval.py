@@ -543,7 +543,8 @@ def test_restart_delivers_undelivered_webhook():
         check(p["args_sha256"] == a["args_sha256"], p)
         # The attempt that succeeded counts once the gateway has read its answer.
         wh = wait_delivered(gw, a["call_id"])
-        check(wh["attempts"] >= 3, wh)
+        # The failed attempts before the restart stay counted; the count is at least theirs.
+        check(wh["attempts"] >= 2, wh)
         r = decide(gw, a["call_id"], p["decision_token"], args_sha256=a["args_sha256"], approver="receiver")
         check(r.status == 200, r.body)
         check(final(gw, a["call_id"])["status"] == "succeeded", "not run")
