@@ -19,6 +19,7 @@ static const struct command commands[] = {
     {"call", cmd_call, "call TOOL [ARGUMENTS-JSON] [--wait S]: call a tool on a running gateway"},
     {"approvals", cmd_approvals, "approvals list|show|approve|deny: decide held calls"},
     {"agents", cmd_agents, "agents add NAME: make an agent's token (printed once)"},
+    {"db", cmd_db, "db migrate [--check]: the shared PostgreSQL schema (several gateways)"},
 };
 
 static void usage(FILE *f)

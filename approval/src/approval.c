@@ -175,6 +175,8 @@ static void expire_due(struct approval *a)
     approval_rows_free(rows, n);
 }
 
+static int interrupt_started(struct approval *a, struct gate_error *err);
+
 static void *timer_main(void *arg)
 {
     struct approval *a = arg;
@@ -182,6 +184,9 @@ static void *timer_main(void *arg)
     while (!a->stopping) {
         pthread_mutex_unlock(&a->lock);
         expire_due(a);
+        struct gate_error err = {0};
+        if (a->ops->list_orphans && interrupt_started(a, &err) < 0)
+            gate_log("error", "approval.store", "dead runs: %s", err.msg);
         pthread_mutex_lock(&a->lock);
         if (a->stopping) break;
         uint64_t ns = gate_monotonic_ns() + EXPIRY_TICK_MS * 1000000ull;
@@ -207,13 +212,17 @@ static int copy_config(struct approval *a, const struct approval_config *cfg,
     return 0;
 }
 
-/* Calls that were running when the gateway died: their outcome is unknown, and running
- * them again could repeat an irreversible effect. Mark them interrupted, never re-run. */
+/* Calls that were running when their gateway died: their outcome is unknown, and running
+ * them again could repeat an irreversible effect. Mark them interrupted, never re-run. An
+ * embedded store finds them at open; a shared one by their expired lease, at every tick. */
 static int interrupt_started(struct approval *a, struct gate_error *err)
 {
     struct approval_row *rows = NULL;
     size_t n = 0;
-    if (a->ops->list_by_state(a->store, ST_STARTED, 0, NULL, &rows, &n, err) < 0) return -1;
+    if ((a->ops->list_orphans
+             ? a->ops->list_orphans(a->store, &rows, &n, err)
+             : a->ops->list_by_state(a->store, ST_STARTED, 0, NULL, &rows, &n, err)) < 0)
+        return -1;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         struct approval_row *r = &rows[i];
@@ -294,13 +303,13 @@ int approval_open(const char *state_dir, const struct approval_config *cfg, stru
     static const struct approval_config none = {0};
     struct approval *a = alloc_approval();
     if (!a) return gate_err(err, GATE_E_NOMEM, "out of memory");
-    a->ops = &approval_store_sqlite;
+    a->ops = cfg && cfg->database ? &approval_store_pg : &approval_store_sqlite;
     a->audit = audit;
     a->hooks = *hooks;
     a->public_url = strdup(public_url ? public_url : "");
     if (!a->public_url || copy_config(a, cfg ? cfg : &none, err) < 0 ||
-        a->ops->open(state_dir, &a->store, err) < 0 || interrupt_started(a, err) < 0 ||
-        start_threads(a, err) < 0) {
+        a->ops->open(state_dir, cfg ? cfg : &none, &a->store, err) < 0 ||
+        interrupt_started(a, err) < 0 || start_threads(a, err) < 0) {
         approval_close(a);
         return gate_err_wrap(err, "approval");
     }

@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 
+#include "approval.h"
 #include "gate.h"
 
 /* States of a held call. Final: denied, expired, finished, interrupted. */
@@ -69,8 +70,10 @@ typedef int (*store_hook)(void *ctx, struct gate_error *err);
 
 struct approval_store_ops {
     const char *name;
-    /* Open (creating) the store under state_dir. *handle is owned by the caller (close). */
-    int (*open)(const char *state_dir, void **handle, struct gate_error *err);
+    /* Open (creating or migrating) the store: under state_dir (embedded) or in cfg->database
+     * (shared). *handle is owned by the caller (close). */
+    int (*open)(const char *state_dir, const struct approval_config *cfg, void **handle,
+                struct gate_error *err);
     void (*close)(void *handle);
     /* Insert a new row in state pending_approval; then hook; commit. */
     int (*insert_held)(void *h, const struct approval_row *row, store_hook hook, void *ctx,
@@ -88,6 +91,10 @@ struct approval_store_ops {
     int (*list_by_state)(void *h, const char *state, int64_t expires_before,
                          const struct store_page *page, struct approval_row **rows, size_t *n,
                          struct gate_error *err);
+    /* Shared stores only (NULL for an embedded one, where every call found `started` when the
+     * store opens is an orphan): calls in `started` whose gateway stopped renewing its lease.
+     * Rows as list_by_state. A CAS started -> interrupted succeeds only on such a call. */
+    int (*list_orphans)(void *h, struct approval_row **rows, size_t *n, struct gate_error *err);
     /* Held calls of agent in state pending_approval. */
     int (*count_pending)(void *h, const char *agent, size_t *n, struct gate_error *err);
     /* The call one of whose decision tokens hashes to token_sha256: 1 + call_id (40 bytes). */
@@ -107,6 +114,7 @@ struct approval_store_ops {
 };
 
 extern const struct approval_store_ops approval_store_sqlite;
+extern const struct approval_store_ops approval_store_pg;
 
 void approval_rows_free(struct approval_row *rows, size_t n);
 

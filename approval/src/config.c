@@ -128,5 +128,9 @@ void approval_config_free(struct approval_config *cfg)
     if (!cfg) return;
     free(cfg->webhook_url);
     free(cfg->webhook_secret);
+    free(cfg->database);
+    if (cfg->database_password)
+        explicit_bzero(cfg->database_password, strlen(cfg->database_password));
+    free(cfg->database_password);
     memset(cfg, 0, sizeof(*cfg));
 }

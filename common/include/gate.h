@@ -58,7 +58,8 @@
     X(AUDIT_UNAVAILABLE, "audit_unavailable", 503, "the audit log cannot be written")              \
     X(SHUTTING_DOWN, "shutting_down", 503, "the gateway is shutting down")                         \
     X(HTTP_VERSION, "http_version_not_supported", 505, "only HTTP/1.0 and HTTP/1.1 are served")    \
-    X(UNAVAILABLE, "unavailable", 503, "service unavailable")
+    X(UNAVAILABLE, "unavailable", 503, "service unavailable")                                      \
+    X(DATABASE_UNAVAILABLE, "database_unavailable", 503, "the shared database cannot be reached")
 
 enum gate_code {
 #define GATE_X_ENUM(name, code, status, msg) GATE_E_##name,
