@@ -187,6 +187,8 @@ static void *timer_main(void *arg)
         struct gate_error err = {0};
         if (a->ops->list_orphans && interrupt_started(a, &err) < 0)
             gate_log("error", "approval.store", "dead runs: %s", err.msg);
+        if (a->ops->list_webhook_orphans && approval_delivery_adopt(a, &err) < 0)
+            gate_log("error", "approval.store", "dead deliveries: %s", err.msg);
         pthread_mutex_lock(&a->lock);
         if (a->stopping) break;
         uint64_t ns = gate_monotonic_ns() + EXPIRY_TICK_MS * 1000000ull;
@@ -226,6 +228,12 @@ static int interrupt_started(struct approval *a, struct gate_error *err)
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         struct approval_row *r = &rows[i];
+        if (strcmp(r->state, ST_APPROVED) == 0) {
+            /* Approved by a gateway that died before starting it: run it here (the CAS
+             * approved -> started still lets only one gateway run it). */
+            rc = approval_start_run(a, r->call_id, err);
+            continue;
+        }
         json_t *res = json_pack("{s:s,s:s,s:s,s:s}", "call_id", r->call_id, "tool", r->tool,
                                 "status", "interrupted", "detail",
                                 "the gateway stopped while the call was running; its outcome is "

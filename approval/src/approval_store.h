@@ -92,9 +92,17 @@ struct approval_store_ops {
                          const struct store_page *page, struct approval_row **rows, size_t *n,
                          struct gate_error *err);
     /* Shared stores only (NULL for an embedded one, where every call found `started` when the
-     * store opens is an orphan): calls in `started` whose gateway stopped renewing its lease.
-     * Rows as list_by_state. A CAS started -> interrupted succeeds only on such a call. */
+     * store opens is an orphan): calls in `approved` or `started` whose gateway stopped
+     * renewing its lease. Rows as list_by_state. A CAS started -> interrupted succeeds only
+     * on such a call. */
     int (*list_orphans)(void *h, struct approval_row **rows, size_t *n, struct gate_error *err);
+    /* Shared stores only: pending calls whose webhook is undelivered and whose delivering
+     * gateway stopped renewing its lease (at most 100). */
+    int (*list_webhook_orphans)(void *h, struct approval_row **rows, size_t *n,
+                                struct gate_error *err);
+    /* Shared stores only: take (or keep) the lease on delivering call_id's webhook. 1 if this
+     * gateway holds it now, 0 if another live gateway does, -1 on error. */
+    int (*claim_webhook)(void *h, const char *call_id, struct gate_error *err);
     /* Held calls of agent in state pending_approval. */
     int (*count_pending)(void *h, const char *agent, size_t *n, struct gate_error *err);
     /* The call one of whose decision tokens hashes to token_sha256: 1 + call_id (40 bytes). */

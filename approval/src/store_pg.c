@@ -38,10 +38,21 @@ static int take(struct pg *p, struct gate_error *err)
     return 0;
 }
 
+/* A statement that failed because the connection was lost (the server restarted since we
+ * last used it) is retried once on a new connection: only for BEGIN and for reads, which
+ * have changed nothing. */
+static bool reconnected(struct pg *p, const struct gate_error *err)
+{
+    if (err->code != GATE_E_DATABASE_UNAVAILABLE) return false;
+    PQreset(p->conn);
+    return PQstatus(p->conn) == CONNECTION_OK;
+}
+
 static int begin_txn(struct pg *p, struct gate_error *err)
 {
     if (take(p, err) < 0) return -1;
-    if (pg_simple(p, "BEGIN", err) < 0) {
+    if (pg_simple(p, "BEGIN", err) < 0 &&
+        (!reconnected(p, err) || pg_simple(p, "BEGIN", err) < 0)) {
         pthread_mutex_unlock(&p->lock);
         return -1;
     }
@@ -84,14 +95,16 @@ static int pg_insert_held(void *h, const struct approval_row *r, store_hook hook
                           r->webhook_url,
                           r->token_sha256,
                           num(c, r->created_ms, false),
-                          num(e, r->expires_ms, false)};
+                          num(e, r->expires_ms, false),
+                          p->node};
     if (begin_txn(p, err) < 0) return -1;
     int rc = write_rows(p,
                         "INSERT INTO calls (call_id, tool, policy_sha256, args_json, args_sha256,"
                         " agent, session, blast_radius, webhook_url, state, token_sha256,"
-                        " created_ms, expires_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,"
-                        "'" ST_PENDING "',$10,$11::bigint,$12::bigint)",
-                        12, vals, err, "insert");
+                        " created_ms, expires_ms, webhook_node, webhook_lease_ms)"
+                        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'" ST_PENDING "',$10,$11::bigint,"
+                        "$12::bigint, $13, " PG_NOW_MS " + " PG_LEASE_MS_STR ")",
+                        13, vals, err, "insert");
     if (rc == 1 && r->token_sha256) {
         const char *tv[] = {r->token_sha256, r->call_id};
         if (write_rows(p, "INSERT INTO decision_tokens (token_sha256, call_id) VALUES ($1,$2)", 2,
@@ -132,10 +145,12 @@ static int pg_cas_state(void *h, const char *call_id, const char *from, const ch
         " reason=COALESCE($4, reason), result_json=COALESCE($5, result_json),"
         " decided_ms=COALESCE($6::bigint, decided_ms), started_ms=COALESCE($7::bigint, started_ms),"
         " finished_ms=COALESCE($8::bigint, finished_ms),"
-        /* The gateway that starts a call holds its lease (renewed by its heartbeat). */
-        " run_node=CASE WHEN $1::text='" ST_STARTED "' THEN $11 ELSE run_node END,"
-        " run_lease_ms=CASE WHEN $1::text='" ST_STARTED "' THEN " PG_NOW_MS " + " PG_LEASE_MS_STR
-        " ELSE run_lease_ms END"
+        /* The gateway that approves or starts a call holds its run lease (renewed by its
+         * heartbeat): if it dies, another starts the approved call, or interrupts the started. */
+        " run_node=CASE WHEN $1::text IN ('" ST_APPROVED "', '" ST_STARTED "') THEN $11"
+        "  ELSE run_node END,"
+        " run_lease_ms=CASE WHEN $1::text IN ('" ST_APPROVED "', '" ST_STARTED "') THEN " PG_NOW_MS
+        " + " PG_LEASE_MS_STR " ELSE run_lease_ms END"
         " WHERE call_id=$9 AND state=$10::text"
         /* A decision commits only inside the window it was made for. */
         " AND (state<>'" ST_PENDING "' OR $1::text='" ST_EXPIRED "'"
@@ -177,6 +192,7 @@ static PGresult *query(struct pg *p, const char *sql, int n, const char *const *
 {
     if (take(p, err) < 0) return NULL;
     PGresult *res = pg_exec(p, sql, n, vals, err, what);
+    if (!res && reconnected(p, err)) res = pg_exec(p, sql, n, vals, err, what);
     pthread_mutex_unlock(&p->lock);
     return res;
 }
@@ -239,11 +255,43 @@ static int pg_list_orphans(void *h, struct approval_row **rows, size_t *n, struc
 {
     *rows = NULL;
     *n = 0;
-    PGresult *res = query(h,
-                          "SELECT " COLUMNS " FROM calls WHERE state='" ST_STARTED "'"
-                          " AND run_lease_ms < " PG_NOW_MS " ORDER BY created_ms, call_id",
-                          0, NULL, err, "list dead runs");
+    PGresult *res =
+        query(h,
+              "SELECT " COLUMNS " FROM calls WHERE state IN ('" ST_APPROVED "', '" ST_STARTED
+              "') AND run_lease_ms < " PG_NOW_MS " ORDER BY created_ms, call_id",
+              0, NULL, err, "list dead runs");
     return res ? rows_of(res, rows, n, err) : -1;
+}
+
+static int pg_list_webhook_orphans(void *h, struct approval_row **rows, size_t *n,
+                                   struct gate_error *err)
+{
+    char max[24];
+    const char *vals[] = {num(max, WEBHOOK_MAX_ATTEMPTS, false)};
+    *rows = NULL;
+    *n = 0;
+    PGresult *res = query(h,
+                          "SELECT " COLUMNS " FROM calls WHERE state='" ST_PENDING "'"
+                          " AND webhook_delivered = 0 AND webhook_url IS NOT NULL"
+                          " AND webhook_attempts < $1::int AND webhook_lease_ms < " PG_NOW_MS
+                          " ORDER BY created_ms, call_id LIMIT 100",
+                          1, vals, err, "list dead deliveries");
+    return res ? rows_of(res, rows, n, err) : -1;
+}
+
+static int pg_claim_webhook(void *h, const char *call_id, struct gate_error *err)
+{
+    struct pg *p = h;
+    const char *vals[] = {call_id, p->node};
+    PGresult *res = query(h,
+                          "UPDATE calls SET webhook_node=$2, webhook_lease_ms=" PG_NOW_MS
+                          " + " PG_LEASE_MS_STR " WHERE call_id=$1 AND (webhook_node IS NULL"
+                          " OR webhook_node=$2 OR webhook_lease_ms < " PG_NOW_MS ")",
+                          2, vals, err, "claim a delivery");
+    if (!res) return -1;
+    int claimed = atoi(PQcmdTuples(res)) == 1;
+    PQclear(res);
+    return claimed;
 }
 
 static int pg_count_pending(void *h, const char *agent, size_t *n, struct gate_error *err)
@@ -335,6 +383,8 @@ const struct approval_store_ops approval_store_pg = {
     .get = pg_get,
     .list_by_state = pg_list_by_state,
     .list_orphans = pg_list_orphans,
+    .list_webhook_orphans = pg_list_webhook_orphans,
+    .claim_webhook = pg_claim_webhook,
     .count_pending = pg_count_pending,
     .find_by_token = pg_find_by_token,
     .add_token = pg_add_token,

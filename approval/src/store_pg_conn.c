@@ -36,6 +36,10 @@ static const char *const MIGRATIONS[] = {
     " call_id TEXT NOT NULL REFERENCES calls(call_id), attempt INTEGER NOT NULL,"
     " ts_ms BIGINT NOT NULL, http_status INTEGER NOT NULL, error TEXT,"
     " PRIMARY KEY (call_id, attempt));",
+    /* 2: webhook delivery leases: one gateway at a time delivers a call's webhook. */
+    "ALTER TABLE calls ADD COLUMN webhook_node TEXT, ADD COLUMN webhook_lease_ms BIGINT;"
+    "CREATE INDEX calls_webhook_due ON calls(webhook_lease_ms)"
+    " WHERE state = 'pending_approval' AND webhook_delivered = 0 AND webhook_url IS NOT NULL;",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -48,10 +52,13 @@ int pg_fail(struct pg *p, PGresult *res, struct gate_error *err, const char *wha
     char one_line[512];
     snprintf(one_line, sizeof(one_line), "%s", msg && *msg ? msg : "unknown error");
     one_line[strcspn(one_line, "\n")] = '\0';
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    /* A lost connection (no SQLSTATE: the error is libpq's own), a connection exception (08)
+     * or a server shutting down (57P) is the database being unavailable (503), not a bug. */
+    bool lost = PQstatus(p->conn) != CONNECTION_OK || !state || strncmp(state, "08", 2) == 0 ||
+                strncmp(state, "57P", 3) == 0;
     PQclear(res);
-    /* A lost connection is the database being unavailable (503), not an internal error. */
-    enum gate_code code =
-        PQstatus(p->conn) != CONNECTION_OK ? GATE_E_DATABASE_UNAVAILABLE : GATE_E_IO;
+    enum gate_code code = lost ? GATE_E_DATABASE_UNAVAILABLE : GATE_E_IO;
     return gate_err(err, code, "approval store (postgresql): %s: %s", what, one_line);
 }
 
@@ -213,9 +220,17 @@ static void *beat_main(void *arg)
             pg_ready(p, &err) < 0
                 ? NULL
                 : pg_exec(p,
-                          "UPDATE calls SET run_lease_ms = " PG_NOW_MS " + " PG_LEASE_MS_STR
-                          " WHERE run_node = $1 AND state = 'started'",
-                          1, vals, &err, "renew run leases");
+                          "UPDATE calls SET"
+                          " run_lease_ms = CASE WHEN run_node = $1 AND state IN ('" ST_APPROVED
+                          "', '" ST_STARTED "') THEN " PG_NOW_MS " + " PG_LEASE_MS_STR
+                          " ELSE run_lease_ms END,"
+                          " webhook_lease_ms = CASE WHEN webhook_node = $1 AND state = '" ST_PENDING
+                          "' AND webhook_delivered = 0 THEN " PG_NOW_MS " + " PG_LEASE_MS_STR
+                          " ELSE webhook_lease_ms END"
+                          " WHERE (run_node = $1 AND state IN ('" ST_APPROVED "', '" ST_STARTED
+                          "')) OR (webhook_node = $1 AND state = '" ST_PENDING
+                          "' AND webhook_delivered = 0)",
+                          1, vals, &err, "renew leases");
         pthread_mutex_unlock(&p->lock);
         if (!res) gate_log("warn", "approval.db", "%s", err.msg);
         PQclear(res);

@@ -6,6 +6,7 @@ its own state directory and audit log. Side effects are counted in the ledger to
 which every gateway's runs append to: one line per execution, whichever gateway ran it.
 """
 import glob
+import inspect
 import json
 import os
 import pwd
@@ -18,8 +19,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import test_approval  # noqa: E402  (its independent Standard Webhooks receiver)
 
 ALICE = "3f9c0c6b5e2d4a71-alice-token"
+ECHO = os.path.join(harness.BUILD_POLICIES, "tools", "echo")
 PGPASS = "pg-test-Secret-7"
 WAIT_S = 90  # upper bound for anything that should happen "soon"; never a performance check
 TOOL = os.path.join(harness.BUILD_POLICIES, "tools", "ledger")
@@ -45,6 +48,23 @@ arguments:
     account: {{type: string, maxLength: 64}}
     amount: {{type: integer}}
   required: [account, amount]
+  additionalProperties: false
+"""
+ECHO_POLICY = """name: echo
+description: echo for tests
+command: ["{tool}"]
+isolation: process
+blast_radius: low
+reversible: true
+limits:
+  wall_timeout: 30s
+  memory_mb: 64
+  pids: 8
+arguments:
+  type: object
+  properties:
+    text: {{type: string, maxLength: 64}}
+  required: [text]
   additionalProperties: false
 """
 
@@ -147,15 +167,19 @@ class Env:
             extra = '  LEDGER_DELAY_MS: "%s"\n' % delay if delay else ""
             harness.write_policy(self.policies, name, POLICY.format(
                 name=name, tool=TOOL, ledger=self.ledger, extra_env=extra))
+        harness.write_policy(self.policies, "echo", ECHO_POLICY.format(tool=ECHO))
         self.gws = {}
+        self.webhook_port = None
 
     def config(self, name):
         """Gateway A takes the password from PGPASSWORD, the others from password_env."""
         path = os.path.join(self.root, name + ".yaml")
         db = ("database: %s\n" % self.uri if name == "a" else
               "database:\n  url: %s\n  password_env: GATE_TEST_DB_PASSWORD\n" % self.uri)
+        hook = ("  webhook_url: http://127.0.0.1:%d/hook\n  webhook_secret_env: TEST_WEBHOOK_SECRET\n"
+                % self.webhook_port if self.webhook_port else "")
         with open(path, "w") as f:
-            f.write(db + "approval:\n  approvers:\n    alice: %s\n" % ALICE)
+            f.write(db + "approval:\n" + hook + "  approvers:\n    alice: %s\n" % ALICE)
         os.chmod(path, 0o600)  # a literal approver token
         return path
 
@@ -163,6 +187,7 @@ class Env:
         state = os.path.join(self.root, "state-" + name)
         os.makedirs(state, exist_ok=True)
         env = {"PGPASSWORD": PGPASS} if name == "a" else {"GATE_TEST_DB_PASSWORD": PGPASS}
+        env["TEST_WEBHOOK_SECRET"] = test_approval.SECRET
         gw = harness.Gateway(self.policies, state_dir=state,
                              extra_args=["--config", self.config(name)], env=env)
         self.gws[name] = gw
@@ -374,6 +399,61 @@ def test_gateway_killed_mid_run_is_interrupted_by_another_never_rerun(cluster):
         env.close()
 
 
+def test_webhook_lease_of_a_killed_gateway_is_taken_over(cluster):
+    env = Env(cluster, "hook")
+    env.webhook_port = harness.free_port()  # nobody listens yet: A's deliveries fail
+    rec = None
+    try:
+        a, b = env.start_together(["a", "b"])
+        held = hold(a)
+        cid = held["call_id"]
+        check(harness.wait_until(
+            lambda: cluster.sql("hook", "SELECT webhook_attempts FROM calls WHERE call_id='%s'" % cid)
+            not in ("", "0"), WAIT_S), "A never tried to deliver")
+        a.kill9()
+        rec = test_approval.Receiver(port=env.webhook_port).start()
+        _, _, payload = rec.wait_for(cid, timeout=WAIT_S)  # signature verified by the receiver
+        check(payload["call_id"] == cid and payload["args_sha256"] == held["args_sha256"], payload)
+        check(harness.wait_until(lambda: "webhook.sent" in env.events("b", cid), WAIT_S),
+              "B did not record the delivery: %s" % env.events("b", cid))
+        check("webhook.sent" not in env.events("a", cid), "A delivered too")
+        # The token of B's delivery decides the call, through either gateway.
+        r = b.request("POST", "/v1/approvals/" + cid,
+                      {"decision": "approve", "args_sha256": held["args_sha256"]},
+                      headers={"authorization": "Bearer " + payload["decision_token"]})
+        check(r.status == 200, "decide with the adopted delivery's token: %d %s" % (r.status, r.body))
+        check(wait_final(b, cid) == "succeeded", "not run")
+        check(env.executions(cid) == 1, "executions")
+        stop_clean(env, "b")
+    finally:
+        if rec:
+            rec.stop()
+        env.close()
+
+
+def test_database_down_503_direct_calls_go_on_nothing_lost(cluster):
+    env = Env(cluster, "down")
+    try:
+        (a,) = env.start_together(["a"])
+        before = hold(a)["call_id"]
+        cluster.stop()
+        try:
+            r = a.call("ledger", {"account": "acme", "amount": 1})
+            check(r.status == 503 and r.json()["error"]["code"] == "database_unavailable",
+                  "hold with the database down: %d %s" % (r.status, r.body))
+            r = a.call("echo", {"text": "hi"})
+            check(r.status == 200, "a direct call with the database down: %d %s" % (r.status, r.body))
+        finally:
+            cluster.start()
+        check(status(a, before) == "pending_approval", "an acknowledged hold was lost")
+        after = hold(a)  # reconnected
+        check(decide(a, after).status == 200, "decide after the database came back")
+        check(wait_final(a, after["call_id"]) == "succeeded", "not run after reconnect")
+        stop_clean(env, "a")
+    finally:
+        env.close()
+
+
 def test_sqlite_default_unchanged_without_database():
     """No database: key: the embedded store in the state directory, as before."""
     root = tempfile.mkdtemp(prefix="gh-pgnone-")
@@ -393,7 +473,9 @@ def main():
     cluster = Cluster()
     failed = 0
     try:
-        tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_")]
+        tests = [(n, f) for n, f in sorted(globals().items())
+                 if n.startswith("test_") and inspect.isfunction(f)
+                 and (len(sys.argv) < 2 or sys.argv[1] in n)]  # an optional name filter
         for name, fn in tests:
             t0 = time.monotonic()
             try:
