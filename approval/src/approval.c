@@ -177,6 +177,11 @@ static void expire_due(struct approval *a)
 
 static int interrupt_started(struct approval *a, struct gate_error *err);
 
+static void notify_change(void *ctx, const char *call_id)
+{
+    approval_notify(ctx, call_id);
+}
+
 static void *timer_main(void *arg)
 {
     struct approval *a = arg;
@@ -189,6 +194,8 @@ static void *timer_main(void *arg)
             gate_log("error", "approval.store", "dead runs: %s", err.msg);
         if (a->ops->list_webhook_orphans && approval_delivery_adopt(a, &err) < 0)
             gate_log("error", "approval.store", "dead deliveries: %s", err.msg);
+        if (a->ops->drain_changes && a->ops->drain_changes(a->store, notify_change, a, &err) < 0)
+            gate_log("warn", "approval.store", "changes made elsewhere: %s", err.msg);
         pthread_mutex_lock(&a->lock);
         if (a->stopping) break;
         uint64_t ns = gate_monotonic_ns() + EXPIRY_TICK_MS * 1000000ull;

@@ -96,6 +96,10 @@ struct approval_store_ops {
      * renewing its lease. Rows as list_by_state. A CAS started -> interrupted succeeds only
      * on such a call. */
     int (*list_orphans)(void *h, struct approval_row **rows, size_t *n, struct gate_error *err);
+    /* Shared stores only: changed(ctx, call_id) for each call any gateway changed since the
+     * last call (never blocks), so long polls here wake for transitions made elsewhere. */
+    int (*drain_changes)(void *h, void (*changed)(void *ctx, const char *call_id), void *ctx,
+                         struct gate_error *err);
     /* Shared stores only: pending calls whose webhook is undelivered and whose delivering
      * gateway stopped renewing its lease (at most 100). */
     int (*list_webhook_orphans)(void *h, struct approval_row **rows, size_t *n,

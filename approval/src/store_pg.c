@@ -79,6 +79,17 @@ static int write_rows(struct pg *p, const char *sql, int n, const char *const *v
     return rows;
 }
 
+/* In the open transaction: tell every gateway's listener that call_id changed (delivered on
+ * commit only, so a long poll elsewhere wakes to the committed state). */
+static int tell_others(struct pg *p, const char *call_id, struct gate_error *err)
+{
+    const char *vals[] = {call_id};
+    PGresult *res =
+        pg_exec(p, "SELECT pg_notify('" PG_CHANNEL "', $1)", 1, vals, err, "notify a change");
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
 static int pg_insert_held(void *h, const struct approval_row *r, store_hook hook, void *ctx,
                           struct gate_error *err)
 {
@@ -111,7 +122,7 @@ static int pg_insert_held(void *h, const struct approval_row *r, store_hook hook
                        tv, err, "insert token") != 1)
             rc = -1;
     }
-    if (rc == 1 && hook && hook(ctx, err) < 0)
+    if (rc == 1 && (tell_others(p, r->call_id, err) < 0 || (hook && hook(ctx, err) < 0)))
         rc = -1;
     else if (rc == 0)
         rc = gate_err(err, GATE_E_INTERNAL, "approval store: insert changed nothing");
@@ -159,7 +170,7 @@ static int pg_cas_state(void *h, const char *call_id, const char *from, const ch
          * under the row lock, in case its gateway renewed it since it was listed). */
         " AND NOT ($1::text='" ST_INTERRUPTED "' AND run_lease_ms >= " PG_NOW_MS ")",
         11, vals, err, "update");
-    if (rc == 1 && hook && hook(ctx, err) < 0) rc = -1;
+    if (rc == 1 && (tell_others(p, call_id, err) < 0 || (hook && hook(ctx, err) < 0))) rc = -1;
     return finish_txn(p, rc, err);
 }
 
@@ -383,6 +394,7 @@ const struct approval_store_ops approval_store_pg = {
     .get = pg_get,
     .list_by_state = pg_list_by_state,
     .list_orphans = pg_list_orphans,
+    .drain_changes = pg_drain_changes,
     .list_webhook_orphans = pg_list_webhook_orphans,
     .claim_webhook = pg_claim_webhook,
     .count_pending = pg_count_pending,

@@ -14,10 +14,13 @@
 #define PG_BEAT_MS 1000
 #define PG_LEASE_MS_STR "5000"
 /* The database server's clock, in ms: every gateway compares leases on the same clock. */
+/* The channel on which every committed transition names its call (NOTIFY/LISTEN). */
+#define PG_CHANNEL "gatehouse_calls"
 #define PG_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 
 struct pg {
     PGconn *conn;         /* one connection: libpq connections are not shared by threads */
+    PGconn *listen;       /* LISTENs on PG_CHANNEL; used by the expiry timer's thread only */
     pthread_mutex_t lock; /* ... so every use holds this */
     char node[17];        /* this gateway's random id, in run_node */
     pthread_t beat;
@@ -37,5 +40,7 @@ int pg_ready(struct pg *p, struct gate_error *err);
 int pg_open(const char *state_dir, const struct approval_config *cfg, void **handle,
             struct gate_error *err);
 void pg_close(void *h);
+int pg_drain_changes(void *h, void (*changed)(void *ctx, const char *call_id), void *ctx,
+                     struct gate_error *err);
 
 #endif

@@ -245,6 +245,39 @@ static void *beat_main(void *arg)
     return NULL;
 }
 
+static int listen_changes(struct pg *p, struct gate_error *err)
+{
+    PGresult *res = PQexec(p->listen, "LISTEN " PG_CHANNEL);
+    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    return ok ? 0
+              : gate_err(err, GATE_E_DATABASE_UNAVAILABLE, "LISTEN: %s", PQerrorMessage(p->listen));
+}
+
+/* Calls changed by any gateway (this one too) since the last call: changed(ctx, call_id) for
+ * each, without blocking. A lost listener reconnects; changes made meanwhile are not named,
+ * and long polls on them answer at their timeout with the state as it is. */
+int pg_drain_changes(void *h, void (*changed)(void *ctx, const char *call_id), void *ctx,
+                     struct gate_error *err)
+{
+    struct pg *p = h;
+    if (PQstatus(p->listen) != CONNECTION_OK) {
+        PQreset(p->listen);
+        if (PQstatus(p->listen) != CONNECTION_OK || listen_changes(p, err) < 0)
+            return gate_err(err, GATE_E_DATABASE_UNAVAILABLE, "listen for changes: %s",
+                            PQerrorMessage(p->listen));
+    }
+    if (!PQconsumeInput(p->listen))
+        return gate_err(err, GATE_E_DATABASE_UNAVAILABLE, "listen for changes: %s",
+                        PQerrorMessage(p->listen));
+    PGnotify *n;
+    while ((n = PQnotifies(p->listen))) {
+        changed(ctx, n->extra);
+        PQfreemem(n);
+    }
+    return 0;
+}
+
 int pg_open(const char *state_dir, const struct approval_config *cfg, void **handle,
             struct gate_error *err)
 {
@@ -263,6 +296,11 @@ int pg_open(const char *state_dir, const struct approval_config *cfg, void **han
     if (gate_random_hex(p->node, 8) < 0 ||
         !(p->conn = connect_db(cfg->database, cfg->database_password, err))) {
         if (!err->msg[0]) gate_err(err, GATE_E_INTERNAL, "no randomness for the node id");
+        pg_close(p);
+        return -1;
+    }
+    if (!(p->listen = connect_db(cfg->database, cfg->database_password, err)) ||
+        listen_changes(p, err) < 0) {
         pg_close(p);
         return -1;
     }
@@ -287,6 +325,7 @@ void pg_close(void *h)
     pthread_mutex_unlock(&p->beat_lock);
     if (p->beat_started) pthread_join(p->beat, NULL);
     PQfinish(p->conn);
+    PQfinish(p->listen);
     pthread_cond_destroy(&p->beat_wake);
     pthread_mutex_destroy(&p->beat_lock);
     pthread_mutex_destroy(&p->lock);

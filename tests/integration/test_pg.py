@@ -171,10 +171,10 @@ class Env:
         self.gws = {}
         self.webhook_port = None
 
-    def config(self, name):
+    def config(self, name, database=True):
         """Gateway A takes the password from PGPASSWORD, the others from password_env."""
         path = os.path.join(self.root, name + ".yaml")
-        db = ("database: %s\n" % self.uri if name == "a" else
+        db = ("" if not database else "database: %s\n" % self.uri if name == "a" else
               "database:\n  url: %s\n  password_env: GATE_TEST_DB_PASSWORD\n" % self.uri)
         hook = ("  webhook_url: http://127.0.0.1:%d/hook\n  webhook_secret_env: TEST_WEBHOOK_SECRET\n"
                 % self.webhook_port if self.webhook_port else "")
@@ -305,10 +305,19 @@ def test_hold_on_a_approve_on_b_runs_once(cluster):
         check(status(b, cid) == "pending_approval", "B does not see A's hold")
         r = b.request("GET", "/v1/approvals?status=pending", headers={"authorization": "Bearer " + ALICE})
         check(r.status == 200 and cid in [x["call_id"] for x in r.json()["approvals"]], r.body)
+        # A long poll on A is woken by what B does: it answers long before its own 100 s
+        # (the client gives up at 90 s, so a poll that is not woken fails the test).
+        polled = []
+        poller = threading.Thread(target=lambda: polled.append(
+            a.request("GET", "/v1/calls/%s?wait=100s" % cid, timeout=90)))
+        poller.start()
         r = decide(b, held)
         check(r.status == 200, "approve on B: %d %s" % (r.status, r.body))
         check(wait_final(b, cid) == "succeeded", "not succeeded")
         check(status(a, cid) == status(b, cid), "A and B disagree")
+        poller.join()
+        check(polled and polled[0].json()["status"] == "succeeded",
+              "A's long poll: %s" % (polled[0].body if polled else "failed"))
         check(decide(a, held).status == 409, "decided twice")
         check(env.executions(cid) == 1, "executions: %d" % env.executions(cid))
         check(env.events("a", cid).count("call.held") == 1, env.events("a", cid))
