@@ -121,6 +121,11 @@ struct approval_query {
 int approval_list(struct approval *a, const struct approval_auth *auth,
                   const struct approval_query *q, json_t **out, struct gate_error *err);
 
+/* "sqlite" or "postgresql" (NULL without a queue), and whether a shared store's database
+ * answered its last heartbeat (why, if not; always true for the embedded store). */
+const char *approval_store_name(struct approval *a);
+bool approval_store_healthy(struct approval *a, char *why, size_t len);
+
 /* Held calls of agent awaiting approval (for its max_pending quota). */
 int approval_pending_count(struct approval *a, const char *agent, size_t *n,
                            struct gate_error *err);

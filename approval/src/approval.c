@@ -375,6 +375,16 @@ void approval_close(struct approval *a)
     free(a);
 }
 
+const char *approval_store_name(struct approval *a)
+{
+    return a ? a->ops->name : NULL;
+}
+
+bool approval_store_healthy(struct approval *a, char *why, size_t len)
+{
+    return !a || !a->ops->healthy || a->ops->healthy(a->store, why, len);
+}
+
 int approval_pending_count(struct approval *a, const char *agent, size_t *n, struct gate_error *err)
 {
     *n = 0;

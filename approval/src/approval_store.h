@@ -96,6 +96,8 @@ struct approval_store_ops {
      * renewing its lease. Rows as list_by_state. A CAS started -> interrupted succeeds only
      * on such a call. */
     int (*list_orphans)(void *h, struct approval_row **rows, size_t *n, struct gate_error *err);
+    /* Shared stores only: whether the database answered the last heartbeat (why if not). */
+    bool (*healthy)(void *h, char *why, size_t len);
     /* Shared stores only: changed(ctx, call_id) for each call any gateway changed since the
      * last call (never blocks), so long polls here wake for transitions made elsewhere. */
     int (*drain_changes)(void *h, void (*changed)(void *ctx, const char *call_id), void *ctx,

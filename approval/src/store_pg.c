@@ -395,6 +395,7 @@ const struct approval_store_ops approval_store_pg = {
     .list_by_state = pg_list_by_state,
     .list_orphans = pg_list_orphans,
     .drain_changes = pg_drain_changes,
+    .healthy = pg_healthy,
     .list_webhook_orphans = pg_list_webhook_orphans,
     .claim_webhook = pg_claim_webhook,
     .count_pending = pg_count_pending,

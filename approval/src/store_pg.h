@@ -27,6 +27,7 @@ struct pg {
     pthread_mutex_t beat_lock;
     pthread_cond_t beat_wake;
     bool stopping, beat_started;
+    char health[1024]; /* the last heartbeat's error, "" if it reached the database */
 };
 
 /* Fill err from res (or the connection), PQclear(res), return -1. */
@@ -40,6 +41,7 @@ int pg_ready(struct pg *p, struct gate_error *err);
 int pg_open(const char *state_dir, const struct approval_config *cfg, void **handle,
             struct gate_error *err);
 void pg_close(void *h);
+bool pg_healthy(void *h, char *why, size_t len);
 int pg_drain_changes(void *h, void (*changed)(void *ctx, const char *call_id), void *ctx,
                      struct gate_error *err);
 

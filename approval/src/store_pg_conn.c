@@ -235,6 +235,7 @@ static void *beat_main(void *arg)
         if (!res) gate_log("warn", "approval.db", "%s", err.msg);
         PQclear(res);
         pthread_mutex_lock(&p->beat_lock);
+        snprintf(p->health, sizeof(p->health), "%s", res ? "" : err.msg);
         if (p->stopping) break;
         uint64_t ns = gate_monotonic_ns() + PG_BEAT_MS * 1000000ull;
         struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull),
@@ -276,6 +277,16 @@ int pg_drain_changes(void *h, void (*changed)(void *ctx, const char *call_id), v
         PQfreemem(n);
     }
     return 0;
+}
+
+bool pg_healthy(void *h, char *why, size_t len)
+{
+    struct pg *p = h;
+    pthread_mutex_lock(&p->beat_lock);
+    bool ok = p->health[0] == '\0';
+    if (!ok) snprintf(why, len, "%s", p->health);
+    pthread_mutex_unlock(&p->beat_lock);
+    return ok;
 }
 
 int pg_open(const char *state_dir, const struct approval_config *cfg, void **handle,

@@ -445,8 +445,13 @@ def test_database_down_503_direct_calls_go_on_nothing_lost(cluster):
     try:
         (a,) = env.start_together(["a"])
         before = hold(a)["call_id"]
+        check(a.request("GET", "/healthz").json().get("approval_store") == "postgresql", "healthz")
         cluster.stop()
         try:
+            check(harness.wait_until(lambda: a.request("GET", "/healthz").json()["status"] == "degraded",
+                                     WAIT_S), "/healthz does not say the database is down")
+            h = a.request("GET", "/healthz")
+            check(h.status == 200 and h.json()["database"].startswith("unavailable"), h.body)
             r = a.call("ledger", {"account": "acme", "amount": 1})
             check(r.status == 503 and r.json()["error"]["code"] == "database_unavailable",
                   "hold with the database down: %d %s" % (r.status, r.body))
@@ -455,6 +460,8 @@ def test_database_down_503_direct_calls_go_on_nothing_lost(cluster):
         finally:
             cluster.start()
         check(status(a, before) == "pending_approval", "an acknowledged hold was lost")
+        check(harness.wait_until(lambda: a.request("GET", "/healthz").json()["status"] == "ok",
+                                 WAIT_S), "/healthz does not say the database is back")
         after = hold(a)  # reconnected
         check(decide(a, after).status == 200, "decide after the database came back")
         check(wait_final(a, after["call_id"]) == "succeeded", "not run after reconnect")
