@@ -362,7 +362,7 @@ void agents_free(struct agents *a)
         free(a->approvers[i].name);
         free_strv(a->approvers[i].tools);
     }
-    explicit_bzero(a->agents, a->nagents * sizeof(*a->agents));
+    if (a->agents) explicit_bzero(a->agents, a->nagents * sizeof(*a->agents)); /* none: NULL */
     free(a->agents);
     free(a->approvers);
     pthread_mutex_destroy(&a->anonymous.lock);
