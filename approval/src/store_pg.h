@@ -12,7 +12,7 @@
  * PG_LEASE_MS old takes the gateway for dead and marks the call interrupted. The margin is
  * wide because the machines are shared: a heartbeat late by seconds must not kill a run. */
 #define PG_BEAT_MS 1000
-#define PG_LEASE_MS_STR "5000"
+#define PG_LEASE_MS_STR "10000"
 /* The database server's clock, in ms: every gateway compares leases on the same clock. */
 /* The channel on which every committed transition names its call (NOTIFY/LISTEN). */
 #define PG_CHANNEL "gatehouse_calls"
@@ -21,6 +21,7 @@
 struct pg {
     PGconn *conn;         /* one connection: libpq connections are not shared by threads */
     PGconn *listen;       /* LISTENs on PG_CHANNEL; used by the expiry timer's thread only */
+    PGconn *beat_conn;    /* the lease heartbeat's own */
     pthread_mutex_t lock; /* ... so every use holds this */
     char node[17];        /* this gateway's random id, in run_node */
     pthread_t beat;

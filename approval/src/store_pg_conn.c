@@ -215,11 +215,13 @@ static void *beat_main(void *arg)
         pthread_mutex_unlock(&p->beat_lock);
         const char *vals[] = {p->node};
         struct gate_error err = {0};
-        pthread_mutex_lock(&p->lock);
+        /* Its own connection: behind the store's one, a burst of transitions (each with an
+         * audit fsync) could delay the renewal past the lease and get live runs interrupted. */
+        struct pg beat = {.conn = p->beat_conn};
         PGresult *res =
-            pg_ready(p, &err) < 0
+            pg_ready(&beat, &err) < 0
                 ? NULL
-                : pg_exec(p,
+                : pg_exec(&beat,
                           "UPDATE calls SET"
                           " run_lease_ms = CASE WHEN run_node = $1 AND state IN ('" ST_APPROVED
                           "', '" ST_STARTED "') THEN " PG_NOW_MS " + " PG_LEASE_MS_STR
@@ -231,7 +233,6 @@ static void *beat_main(void *arg)
                           "')) OR (webhook_node = $1 AND state = '" ST_PENDING
                           "' AND webhook_delivered = 0)",
                           1, vals, &err, "renew leases");
-        pthread_mutex_unlock(&p->lock);
         if (!res) gate_log("warn", "approval.db", "%s", err.msg);
         PQclear(res);
         pthread_mutex_lock(&p->beat_lock);
@@ -311,6 +312,7 @@ int pg_open(const char *state_dir, const struct approval_config *cfg, void **han
         return -1;
     }
     if (!(p->listen = connect_db(cfg->database, cfg->database_password, err)) ||
+        !(p->beat_conn = connect_db(cfg->database, cfg->database_password, err)) ||
         listen_changes(p, err) < 0) {
         pg_close(p);
         return -1;
@@ -337,6 +339,7 @@ void pg_close(void *h)
     if (p->beat_started) pthread_join(p->beat, NULL);
     PQfinish(p->conn);
     PQfinish(p->listen);
+    PQfinish(p->beat_conn);
     pthread_cond_destroy(&p->beat_wake);
     pthread_mutex_destroy(&p->beat_lock);
     pthread_mutex_destroy(&p->lock);

@@ -355,7 +355,8 @@ def test_concurrent_approvals_across_gateways_exactly_once(cluster):
             cid = h["call_id"]
             st = sorted(results[cid])
             check(st == [200] + [409] * (per_call - 1), "%s: statuses %r" % (cid, st))
-            check(wait_final(gws[0], cid) == "succeeded", "%s did not succeed" % cid)
+            st = wait_final(gws[0], cid)
+            check(st == "succeeded", "%s ended %s: %s" % (cid, st, gws[0].request("GET", "/v1/calls/" + cid).body))
             check(env.executions(cid) == 1, "%s ran %d times" % (cid, env.executions(cid)))
             starts = env.events("a", cid).count("call.started") + env.events("b", cid).count("call.started")
             check(starts == 1, "%s started %d times" % (cid, starts))
