@@ -163,7 +163,7 @@ class Env:
         os.mkdir(self.ledger)
         os.chmod(self.ledger, 0o777)
         self.policies = os.path.join(self.root, "policies")
-        for name, delay in (("ledger", None), ("ledger_8s", "8000"), ("ledger_slow", "600000")):
+        for name, delay in (("ledger", None), ("ledger_15s", "15000"), ("ledger_slow", "600000")):
             extra = '  LEDGER_DELAY_MS: "%s"\n' % delay if delay else ""
             harness.write_policy(self.policies, name, POLICY.format(
                 name=name, tool=TOOL, ledger=self.ledger, extra_env=extra))
@@ -371,7 +371,7 @@ def test_long_run_keeps_its_lease(cluster):
     env = Env(cluster, "lease")
     try:
         a, b = env.start_together(["a", "b"])
-        held = hold(a, tool="ledger_8s")
+        held = hold(a, tool="ledger_15s")
         check(decide(a, held).status == 200, "approve")
         cid = held["call_id"]
         final = wait_final(b, cid)
