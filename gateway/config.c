@@ -4,6 +4,7 @@
  *   agents:    who may call which tools, with which quotas (agents.h)
  *   defaults:  quotas for agents that set none
  *   metrics:   {public: false}
+ *   database:  postgresql://... : held calls shared by several gateways (approval.h)
  *
  * A file that holds a secret in clear (a literal token or webhook secret) must not be readable
  * by group or others, as OpenSSH refuses private keys: a tool in the cheapest tier runs as
@@ -19,7 +20,8 @@
 
 #include "gateway.h"
 
-static const char *const top_keys[] = {"approval", "agents", "defaults", "metrics", NULL};
+static const char *const top_keys[] = {"approval", "agents",   "defaults",
+                                       "metrics",  "database", NULL};
 
 static int check_top_keys(const struct ynode *root, const char *file, struct gate_error *err)
 {
@@ -33,7 +35,7 @@ static int check_top_keys(const struct ynode *root, const char *file, struct gat
         if (!ok)
             return gate_err(err, GATE_E_CONFIG,
                             "%s:%d:%d: unknown key '%s' (known: approval, agents, defaults, "
-                            "metrics)",
+                            "metrics, database)",
                             file, at.line, at.col, root->keys[i]);
     }
     return 0;
@@ -82,6 +84,8 @@ int gw_config_load(struct gw *gw, struct approval_config *approval, struct gate_
     bool literal = false;
     int rc = agents_load(root, file, &gw->agents, &literal, err);
     if (rc == 0 && approval_config_parse(ynode_get(root, "approval"), approval, err) < 0)
+        rc = gate_err_wrap(err, "%s", file);
+    if (rc == 0 && approval_database_parse(ynode_get(root, "database"), approval, err) < 0)
         rc = gate_err_wrap(err, "%s", file);
     if (ynode_get(ynode_get(root, "approval"), "webhook_secret")) literal = true;
     ynode_free(root);

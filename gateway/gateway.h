@@ -260,5 +260,6 @@ int cmd_call(int argc, char **argv);
 int cmd_approvals(int argc, char **argv); /* cli_approvals.c */
 int cmd_agents(int argc, char **argv);    /* cli_agents.c */
 int cmd_mcp(int argc, char **argv);       /* cli_mcp.c */
+int cmd_db(int argc, char **argv);        /* cli_db.c */
 
 #endif

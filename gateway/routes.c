@@ -18,6 +18,17 @@ void route_healthz(struct gw *gw, const struct http_req *req, struct http_resp *
                              (json_int_t)call_engine_running(gw->engine));
     policy_set_unref(set);
     if (!audit_ok) json_object_set_new(body, "reason", json_sprintf("audit log: %s", why));
+    /* A shared database down: held calls cannot be held or decided (503 database_unavailable),
+     * but calls that need no approval go on, so the gateway is degraded, not failed. */
+    struct approval *ap = call_engine_approval(gw->engine);
+    char db_why[1024] = "";
+    bool db_ok = approval_store_healthy(ap, db_why, sizeof(db_why));
+    if (approval_store_name(ap))
+        json_object_set_new(body, "approval_store", json_string(approval_store_name(ap)));
+    if (!db_ok) {
+        json_object_set_new(body, "database", json_sprintf("unavailable: %s", db_why));
+        if (audit_ok) json_object_set_new(body, "status", json_string("degraded"));
+    }
     if (atomic_load(&gw->stopping)) json_object_set_new(body, "status", json_string("stopping"));
     http_json(resp, audit_ok && !atomic_load(&gw->stopping) ? 200 : 503, body);
 }

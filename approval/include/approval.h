@@ -31,6 +31,12 @@ struct approval_config {
     enum approval_format webhook_format; /* of webhook_url (a policy's own endpoint: standard) */
     char *public_url; /* base of the links approvers get ("https://gate.example.org"); NULL:
                        * the gateway's listen address */
+    char *webhook_url;    /* default endpoint; NULL = none configured */
+    char *webhook_secret; /* "whsec_..." (from the file or from webhook_secret_env) */
+    /* The top-level `database:` key: a libpq URI (postgresql://...) of a store shared by
+     * several gateways, or NULL: the embedded SQLite store in the state directory. */
+    char *database;
+    char *database_password; /* from database.password_env; NULL: libpq's PGPASSWORD/.pgpass */
 };
 
 /* Parse the `approval:` section of the gateway config (node may be NULL: defaults). Its
@@ -38,6 +44,15 @@ struct approval_config {
 int approval_config_parse(const struct ynode *node, struct approval_config *cfg,
                           struct gate_error *err);
 void approval_config_free(struct approval_config *cfg);
+/* Parse the gateway config's top-level `database:` (node may be NULL: none) into cfg:
+ * either a URI, or {url: URI, password_env: VAR}. */
+int approval_database_parse(const struct ynode *node, struct approval_config *cfg,
+                            struct gate_error *err);
+/* Bring cfg->database's schema to this gateway's version (check_only: only read it), under an
+ * advisory lock so that gateways starting together migrate once. *version is the schema's
+ * version afterwards, *latest this gateway's. */
+int approval_db_migrate(const struct approval_config *cfg, bool check_only, int *version,
+                        int *latest, struct gate_error *err);
 
 /* A held call's identity: what was held, and what an approved call runs with. */
 struct approval_call {
@@ -121,6 +136,11 @@ struct approval_query {
  * approver only. *out owned by the caller. */
 int approval_list(struct approval *a, const struct approval_auth *auth,
                   const struct approval_query *q, json_t **out, struct gate_error *err);
+
+/* "sqlite" or "postgresql" (NULL without a queue), and whether a shared store's database
+ * answered its last heartbeat (why, if not; always true for the embedded store). */
+const char *approval_store_name(struct approval *a);
+bool approval_store_healthy(struct approval *a, char *why, size_t len);
 
 /* Held calls of agent awaiting approval (for its max_pending quota). */
 int approval_pending_count(struct approval *a, const char *agent, size_t *n,

@@ -179,6 +179,13 @@ static void expire_due(struct approval *a)
     approval_rows_free(rows, n);
 }
 
+static int interrupt_started(struct approval *a, struct gate_error *err);
+
+static void notify_change(void *ctx, const char *call_id)
+{
+    approval_notify(ctx, call_id);
+}
+
 static void *timer_main(void *arg)
 {
     struct approval *a = arg;
@@ -186,6 +193,13 @@ static void *timer_main(void *arg)
     while (!a->stopping) {
         pthread_mutex_unlock(&a->lock);
         expire_due(a);
+        struct gate_error err = {0};
+        if (a->ops->list_orphans && interrupt_started(a, &err) < 0)
+            gate_log("error", "approval.store", "dead runs: %s", err.msg);
+        if (a->ops->list_webhook_orphans && approval_delivery_adopt(a, &err) < 0)
+            gate_log("error", "approval.store", "dead deliveries: %s", err.msg);
+        if (a->ops->drain_changes && a->ops->drain_changes(a->store, notify_change, a, &err) < 0)
+            gate_log("warn", "approval.store", "changes made elsewhere: %s", err.msg);
         pthread_mutex_lock(&a->lock);
         if (a->stopping) break;
         uint64_t ns = gate_monotonic_ns() + EXPIRY_TICK_MS * 1000000ull;
@@ -213,16 +227,26 @@ static int copy_config(struct approval *a, const struct approval_config *cfg,
     return 0;
 }
 
-/* Calls that were running when the gateway died: their outcome is unknown, and running
- * them again could repeat an irreversible effect. Mark them interrupted, never re-run. */
+/* Calls that were running when their gateway died: their outcome is unknown, and running
+ * them again could repeat an irreversible effect. Mark them interrupted, never re-run. An
+ * embedded store finds them at open; a shared one by their expired lease, at every tick. */
 static int interrupt_started(struct approval *a, struct gate_error *err)
 {
     struct approval_row *rows = NULL;
     size_t n = 0;
-    if (a->ops->list_by_state(a->store, ST_STARTED, 0, NULL, &rows, &n, err) < 0) return -1;
+    if ((a->ops->list_orphans
+             ? a->ops->list_orphans(a->store, &rows, &n, err)
+             : a->ops->list_by_state(a->store, ST_STARTED, 0, NULL, &rows, &n, err)) < 0)
+        return -1;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         struct approval_row *r = &rows[i];
+        if (strcmp(r->state, ST_APPROVED) == 0) {
+            /* Approved by a gateway that died before starting it: run it here (the CAS
+             * approved -> started still lets only one gateway run it). */
+            rc = approval_start_run(a, r->call_id, err);
+            continue;
+        }
         json_t *res = json_pack("{s:s,s:s,s:s,s:s}", "call_id", r->call_id, "tool", r->tool,
                                 "status", "interrupted", "detail",
                                 "the gateway stopped while the call was running; its outcome is "
@@ -300,13 +324,13 @@ int approval_open(const char *state_dir, const struct approval_config *cfg, stru
     static const struct approval_config none = {0};
     struct approval *a = alloc_approval();
     if (!a) return gate_err(err, GATE_E_NOMEM, "out of memory");
-    a->ops = &approval_store_sqlite;
+    a->ops = cfg && cfg->database ? &approval_store_pg : &approval_store_sqlite;
     a->audit = audit;
     a->hooks = *hooks;
     a->public_url = strdup(public_url ? public_url : "");
     if (!a->public_url || copy_config(a, cfg ? cfg : &none, err) < 0 ||
-        a->ops->open(state_dir, &a->store, err) < 0 || interrupt_started(a, err) < 0 ||
-        start_threads(a, err) < 0) {
+        a->ops->open(state_dir, cfg ? cfg : &none, &a->store, err) < 0 ||
+        interrupt_started(a, err) < 0 || start_threads(a, err) < 0) {
         approval_close(a);
         return gate_err_wrap(err, "approval");
     }
@@ -355,6 +379,16 @@ void approval_close(struct approval *a)
     pthread_cond_destroy(&a->runs_done);
     pthread_mutex_destroy(&a->lock);
     free(a);
+}
+
+const char *approval_store_name(struct approval *a)
+{
+    return a ? a->ops->name : NULL;
+}
+
+bool approval_store_healthy(struct approval *a, char *why, size_t len)
+{
+    return !a || !a->ops->healthy || a->ops->healthy(a->store, why, len);
 }
 
 int approval_pending_count(struct approval *a, const char *agent, size_t *n, struct gate_error *err)

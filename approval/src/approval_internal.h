@@ -85,6 +85,8 @@ int approval_delivery_enqueue(struct approval *a, const char *call_id, int attem
 /* With a->lock held: the first delivery of a new hold, whose token hash is already stored. */
 int approval_delivery_push_locked(struct approval *a, const struct delivery *d);
 void approval_delivery_stop(struct approval *a);
+/* Shared store: take over webhooks whose delivering gateway died (its lease ran out). */
+int approval_delivery_adopt(struct approval *a, struct gate_error *err);
 
 /* A store hook that appends one audit record (the transaction commits only if it is durable). */
 struct audit_hook_ctx {

@@ -14,6 +14,7 @@
 
 #include <stdint.h>
 
+#include "approval.h"
 #include "gate.h"
 
 /* States of a held call. Final: denied, expired, finished, interrupted. */
@@ -69,8 +70,10 @@ typedef int (*store_hook)(void *ctx, struct gate_error *err);
 
 struct approval_store_ops {
     const char *name;
-    /* Open (creating) the store under state_dir. *handle is owned by the caller (close). */
-    int (*open)(const char *state_dir, void **handle, struct gate_error *err);
+    /* Open (creating or migrating) the store: under state_dir (embedded) or in cfg->database
+     * (shared). *handle is owned by the caller (close). */
+    int (*open)(const char *state_dir, const struct approval_config *cfg, void **handle,
+                struct gate_error *err);
     void (*close)(void *handle);
     /* Insert a new row in state pending_approval; then hook; commit. */
     int (*insert_held)(void *h, const struct approval_row *row, store_hook hook, void *ctx,
@@ -88,6 +91,24 @@ struct approval_store_ops {
     int (*list_by_state)(void *h, const char *state, int64_t expires_before,
                          const struct store_page *page, struct approval_row **rows, size_t *n,
                          struct gate_error *err);
+    /* Shared stores only (NULL for an embedded one, where every call found `started` when the
+     * store opens is an orphan): calls in `approved` or `started` whose gateway stopped
+     * renewing its lease. Rows as list_by_state. A CAS started -> interrupted succeeds only
+     * on such a call. */
+    int (*list_orphans)(void *h, struct approval_row **rows, size_t *n, struct gate_error *err);
+    /* Shared stores only: whether the database answered the last heartbeat (why if not). */
+    bool (*healthy)(void *h, char *why, size_t len);
+    /* Shared stores only: changed(ctx, call_id) for each call any gateway changed since the
+     * last call (never blocks), so long polls here wake for transitions made elsewhere. */
+    int (*drain_changes)(void *h, void (*changed)(void *ctx, const char *call_id), void *ctx,
+                         struct gate_error *err);
+    /* Shared stores only: pending calls whose webhook is undelivered and whose delivering
+     * gateway stopped renewing its lease (at most 100). */
+    int (*list_webhook_orphans)(void *h, struct approval_row **rows, size_t *n,
+                                struct gate_error *err);
+    /* Shared stores only: take (or keep) the lease on delivering call_id's webhook. 1 if this
+     * gateway holds it now, 0 if another live gateway does, -1 on error. */
+    int (*claim_webhook)(void *h, const char *call_id, struct gate_error *err);
     /* Held calls of agent in state pending_approval. */
     int (*count_pending)(void *h, const char *agent, size_t *n, struct gate_error *err);
     /* The call one of whose decision tokens hashes to token_sha256: 1 + call_id (40 bytes). */
@@ -107,6 +128,7 @@ struct approval_store_ops {
 };
 
 extern const struct approval_store_ops approval_store_sqlite;
+extern const struct approval_store_ops approval_store_pg;
 
 void approval_rows_free(struct approval_row *rows, size_t n);
 

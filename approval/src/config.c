@@ -179,5 +179,9 @@ void approval_config_free(struct approval_config *cfg)
     free(cfg->webhook_secret);
     free(cfg->webhook_ca_file);
     free(cfg->public_url);
+    free(cfg->database);
+    if (cfg->database_password)
+        explicit_bzero(cfg->database_password, strlen(cfg->database_password));
+    free(cfg->database_password);
     memset(cfg, 0, sizeof(*cfg));
 }

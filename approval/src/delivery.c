@@ -203,6 +203,11 @@ static int deliver(struct approval *a, struct delivery *d)
     struct approval_row r = {0};
     struct gate_error err = {0};
     int found = a->ops->get(a->store, d->call_id, &r, &err);
+    /* A shared store: deliver only under this gateway's lease (0: another live one has it). */
+    if (found == 1 && a->ops->claim_webhook) {
+        int mine = a->ops->claim_webhook(a->store, d->call_id, &err);
+        found = mine < 0 ? -1 : mine;
+    }
     int retry = 0;
     if (found < 0)
         retry = 1; /* the store is unhappy; try again later */
@@ -218,6 +223,26 @@ static int deliver(struct approval *a, struct delivery *d)
     }
     approval_row_clear(&r);
     return retry;
+}
+
+int approval_delivery_adopt(struct approval *a, struct gate_error *err)
+{
+    struct approval_row *rows = NULL;
+    size_t n = 0;
+    if (a->ops->list_webhook_orphans(a->store, &rows, &n, err) < 0) return -1;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        int mine = a->ops->claim_webhook(a->store, rows[i].call_id, err);
+        if (mine == 1) {
+            gate_log("info", "webhook.adopted", "call %s: its delivering gateway is gone",
+                     rows[i].call_id);
+            rc = approval_delivery_enqueue(a, rows[i].call_id, rows[i].webhook_attempts, err);
+        } else if (mine < 0) {
+            rc = -1;
+        }
+    }
+    approval_rows_free(rows, n);
+    return rc;
 }
 
 static uint64_t backoff_ms(int attempt)

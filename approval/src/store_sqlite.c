@@ -69,8 +69,10 @@ static int sq_fail(struct sq *s, struct gate_error *err, const char *what)
     return gate_err(err, GATE_E_IO, "approval store: %s: %s", what, sqlite3_errmsg(s->db));
 }
 
-static int sq_open(const char *state_dir, void **handle, struct gate_error *err)
+static int sq_open(const char *state_dir, const struct approval_config *cfg, void **handle,
+                   struct gate_error *err)
 {
+    (void)cfg;
     char path[4096];
     if (snprintf(path, sizeof(path), "%s/approval.db", state_dir) >= (int)sizeof(path))
         return gate_err(err, GATE_E_CONFIG, "state directory path too long");

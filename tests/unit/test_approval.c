@@ -258,7 +258,7 @@ static void test_store_cas_transitions(void **state)
     struct gate_error err = {0};
     struct approval_row r, got;
     int hooks = 0;
-    assert_int_equal(ops->open(dir, &h, &err), 0);
+    assert_int_equal(ops->open(dir, NULL, &h, &err), 0);
     fill_row(&r, "c_1", "t1");
     assert_int_equal(ops->insert_held(h, &r, counting_hook, &hooks, &err), 1);
     assert_int_equal(ops->insert_held(h, &r, NULL, NULL, &err), -1); /* same id twice */
@@ -309,7 +309,7 @@ static void test_store_cas_transitions(void **state)
     approval_rows_free(rows, n);
     ops->close(h);
     /* Durable: a new connection sees the same state. */
-    assert_int_equal(ops->open(dir, &h, &err), 0);
+    assert_int_equal(ops->open(dir, NULL, &h, &err), 0);
     assert_int_equal(ops->get(h, "c_1", &got, &err), 1);
     assert_string_equal(got.state, ST_APPROVED);
     approval_row_clear(&got);
@@ -540,7 +540,7 @@ static void force_state(struct env *e, const char *id, const char *to)
     const struct approval_store_ops *ops = &approval_store_sqlite;
     void *h = NULL;
     struct gate_error err = {0};
-    assert_int_equal(ops->open(e->dir, &h, &err), 0);
+    assert_int_equal(ops->open(e->dir, NULL, &h, &err), 0);
     assert_int_equal(ops->cas_state(h, id, ST_PENDING, ST_APPROVED, NULL, NULL, NULL, &err), 1);
     if (strcmp(to, ST_STARTED) == 0)
         assert_int_equal(ops->cas_state(h, id, ST_APPROVED, ST_STARTED, NULL, NULL, NULL, &err), 1);

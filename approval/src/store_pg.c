@@ -1,0 +1,406 @@
+/* store_pg.c: the approval store shared by several gateways, in PostgreSQL (libpq).
+ *
+ * The same operations as store_sqlite.c, with the same meaning: every state change is a
+ * compare-and-set ("UPDATE ... WHERE state = from") in a transaction together with the
+ * engine's hook (the audit record), committed only if the hook succeeded. Under READ
+ * COMMITTED, two gateways racing on one row serialise on its row lock, and the second
+ * re-checks `state = from` against the committed row: it changes nothing and runs no hook.
+ * So a call is approved, expired, started or interrupted exactly once, by one gateway,
+ * however many gateways share the database.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_pg.h"
+
+#define COLUMNS                                                                                    \
+    "call_id, tool, policy_sha256, args_json, args_sha256, agent, session, blast_radius,"          \
+    " webhook_url, state, token_sha256, decided_by, decision_auth, reason, result_json,"           \
+    " created_ms, expires_ms, decided_ms, started_ms, finished_ms, webhook_delivered,"             \
+    " webhook_attempts"
+
+/* Decimal text of v into buf (24 bytes), or NULL (SQL NULL) when v is 0 and zero_null. */
+static const char *num(char buf[24], int64_t v, bool zero_null)
+{
+    if (zero_null && v == 0) return NULL;
+    snprintf(buf, 24, "%lld", (long long)v);
+    return buf;
+}
+
+/* Take the connection for one statement or transaction. */
+static int take(struct pg *p, struct gate_error *err)
+{
+    pthread_mutex_lock(&p->lock);
+    if (pg_ready(p, err) < 0) {
+        pthread_mutex_unlock(&p->lock);
+        return -1;
+    }
+    return 0;
+}
+
+/* A statement that failed because the connection was lost (the server restarted since we
+ * last used it) is retried once on a new connection: only for BEGIN and for reads, which
+ * have changed nothing. */
+static bool reconnected(struct pg *p, const struct gate_error *err)
+{
+    if (err->code != GATE_E_DATABASE_UNAVAILABLE) return false;
+    PQreset(p->conn);
+    return PQstatus(p->conn) == CONNECTION_OK;
+}
+
+static int begin_txn(struct pg *p, struct gate_error *err)
+{
+    if (take(p, err) < 0) return -1;
+    if (pg_simple(p, "BEGIN", err) < 0 &&
+        (!reconnected(p, err) || pg_simple(p, "BEGIN", err) < 0)) {
+        pthread_mutex_unlock(&p->lock);
+        return -1;
+    }
+    return 0;
+}
+
+/* Finish a transaction whose body returned rc (1 changed, 0 unchanged, -1 error). */
+static int finish_txn(struct pg *p, int rc, struct gate_error *err)
+{
+    if (rc == 1 && pg_simple(p, "COMMIT", err) < 0) rc = -1;
+    if (rc != 1) pg_simple(p, "ROLLBACK", NULL);
+    pthread_mutex_unlock(&p->lock);
+    return rc;
+}
+
+/* A write in the open transaction: rows changed, or -1. */
+static int write_rows(struct pg *p, const char *sql, int n, const char *const *vals,
+                      struct gate_error *err, const char *what)
+{
+    PGresult *res = pg_exec(p, sql, n, vals, err, what);
+    if (!res) return -1;
+    int rows = atoi(PQcmdTuples(res));
+    PQclear(res);
+    return rows;
+}
+
+/* In the open transaction: tell every gateway's listener that call_id changed (delivered on
+ * commit only, so a long poll elsewhere wakes to the committed state). */
+static int tell_others(struct pg *p, const char *call_id, struct gate_error *err)
+{
+    const char *vals[] = {call_id};
+    PGresult *res =
+        pg_exec(p, "SELECT pg_notify('" PG_CHANNEL "', $1)", 1, vals, err, "notify a change");
+    PQclear(res);
+    return res ? 0 : -1;
+}
+
+static int pg_insert_held(void *h, const struct approval_row *r, store_hook hook, void *ctx,
+                          struct gate_error *err)
+{
+    struct pg *p = h;
+    char c[24], e[24];
+    const char *vals[] = {r->call_id,
+                          r->tool,
+                          r->policy_sha256,
+                          r->args_json,
+                          r->args_sha256,
+                          r->agent,
+                          r->session,
+                          r->blast_radius,
+                          r->webhook_url,
+                          r->token_sha256,
+                          num(c, r->created_ms, false),
+                          num(e, r->expires_ms, false),
+                          p->node};
+    if (begin_txn(p, err) < 0) return -1;
+    int rc = write_rows(p,
+                        "INSERT INTO calls (call_id, tool, policy_sha256, args_json, args_sha256,"
+                        " agent, session, blast_radius, webhook_url, state, token_sha256,"
+                        " created_ms, expires_ms, webhook_node, webhook_lease_ms)"
+                        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'" ST_PENDING "',$10,$11::bigint,"
+                        "$12::bigint, $13, " PG_NOW_MS " + " PG_LEASE_MS_STR ")",
+                        13, vals, err, "insert");
+    if (rc == 1 && r->token_sha256) {
+        const char *tv[] = {r->token_sha256, r->call_id};
+        if (write_rows(p, "INSERT INTO decision_tokens (token_sha256, call_id) VALUES ($1,$2)", 2,
+                       tv, err, "insert token") != 1)
+            rc = -1;
+    }
+    if (rc == 1 && (tell_others(p, r->call_id, err) < 0 || (hook && hook(ctx, err) < 0)))
+        rc = -1;
+    else if (rc == 0)
+        rc = gate_err(err, GATE_E_INTERNAL, "approval store: insert changed nothing");
+    return finish_txn(p, rc, err);
+}
+
+static int pg_cas_state(void *h, const char *call_id, const char *from, const char *to,
+                        const struct store_update *u, store_hook hook, void *ctx,
+                        struct gate_error *err)
+{
+    static const struct store_update none = {0};
+    struct pg *p = h;
+    if (!u) u = &none;
+    char d[24], s[24], f[24];
+    const char *vals[] = {to,
+                          u->decided_by,
+                          u->decision_auth,
+                          u->reason,
+                          u->result_json,
+                          num(d, u->decided_ms, true),
+                          num(s, u->started_ms, true),
+                          num(f, u->finished_ms, true),
+                          call_id,
+                          from,
+                          p->node};
+    if (begin_txn(p, err) < 0) return -1;
+    int rc = write_rows(
+        p,
+        "UPDATE calls SET state=$1::text,"
+        " decided_by=COALESCE($2, decided_by), decision_auth=COALESCE($3, decision_auth),"
+        " reason=COALESCE($4, reason), result_json=COALESCE($5, result_json),"
+        " decided_ms=COALESCE($6::bigint, decided_ms), started_ms=COALESCE($7::bigint, started_ms),"
+        " finished_ms=COALESCE($8::bigint, finished_ms),"
+        /* The gateway that approves or starts a call holds its run lease (renewed by its
+         * heartbeat): if it dies, another starts the approved call, or interrupts the started. */
+        " run_node=CASE WHEN $1::text IN ('" ST_APPROVED "', '" ST_STARTED "') THEN $11"
+        "  ELSE run_node END,"
+        " run_lease_ms=CASE WHEN $1::text IN ('" ST_APPROVED "', '" ST_STARTED "') THEN " PG_NOW_MS
+        " + " PG_LEASE_MS_STR " ELSE run_lease_ms END"
+        " WHERE call_id=$9 AND state=$10::text"
+        /* A decision commits only inside the window it was made for. */
+        " AND (state<>'" ST_PENDING "' OR $1::text='" ST_EXPIRED "'"
+        "      OR $6::bigint IS NULL OR expires_ms > $6::bigint)"
+        /* Only a dead run is interrupted: its lease must have run out (checked again here,
+         * under the row lock, in case its gateway renewed it since it was listed). */
+        " AND NOT ($1::text='" ST_INTERRUPTED "' AND run_lease_ms >= " PG_NOW_MS ")",
+        11, vals, err, "update");
+    if (rc == 1 && (tell_others(p, call_id, err) < 0 || (hook && hook(ctx, err) < 0))) rc = -1;
+    return finish_txn(p, rc, err);
+}
+
+static char *col_dup(PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : strdup(PQgetvalue(res, row, col));
+}
+
+static void read_row(PGresult *res, int row, struct approval_row *r)
+{
+    char **strs[] = {&r->call_id,       &r->tool,   &r->policy_sha256, &r->args_json,
+                     &r->args_sha256,   &r->agent,  &r->session,       &r->blast_radius,
+                     &r->webhook_url,   &r->state,  &r->token_sha256,  &r->decided_by,
+                     &r->decision_auth, &r->reason, &r->result_json};
+    memset(r, 0, sizeof(*r));
+    int i = 0;
+    for (; i < (int)(sizeof(strs) / sizeof(strs[0])); i++)
+        *strs[i] = col_dup(res, row, i);
+    int64_t *ints[] = {&r->created_ms, &r->expires_ms, &r->decided_ms, &r->started_ms,
+                       &r->finished_ms};
+    for (int k = 0; k < 5; k++, i++)
+        *ints[k] = strtoll(PQgetvalue(res, row, i), NULL, 10); /* "" for NULL: 0 */
+    r->webhook_delivered = atoi(PQgetvalue(res, row, i++));
+    r->webhook_attempts = atoi(PQgetvalue(res, row, i++));
+}
+
+/* One query outside a transaction: the result (caller PQclears) or NULL. */
+static PGresult *query(struct pg *p, const char *sql, int n, const char *const *vals,
+                       struct gate_error *err, const char *what)
+{
+    if (take(p, err) < 0) return NULL;
+    PGresult *res = pg_exec(p, sql, n, vals, err, what);
+    if (!res && reconnected(p, err)) res = pg_exec(p, sql, n, vals, err, what);
+    pthread_mutex_unlock(&p->lock);
+    return res;
+}
+
+static int pg_get(void *h, const char *call_id, struct approval_row *out, struct gate_error *err)
+{
+    const char *vals[] = {call_id};
+    PGresult *res = query(h, "SELECT " COLUMNS " FROM calls WHERE call_id=$1", 1, vals, err, "get");
+    if (!res) return -1;
+    int found = PQntuples(res) > 0;
+    if (found) read_row(res, 0, out);
+    PQclear(res);
+    return found;
+}
+
+static int rows_of(PGresult *res, struct approval_row **rows, size_t *n, struct gate_error *err)
+{
+    size_t count = (size_t)PQntuples(res);
+    *rows = NULL;
+    *n = 0;
+    if (count == 0) {
+        PQclear(res);
+        return 0;
+    }
+    struct approval_row *v = calloc(count, sizeof(*v));
+    if (!v) {
+        PQclear(res);
+        return gate_err(err, GATE_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < count; i++)
+        read_row(res, (int)i, &v[i]);
+    PQclear(res);
+    *rows = v;
+    *n = count;
+    return 0;
+}
+
+static int pg_list_by_state(void *h, const char *state, int64_t expires_before,
+                            const struct store_page *page, struct approval_row **rows, size_t *n,
+                            struct gate_error *err)
+{
+    char e[24], a[24], l[24];
+    const char *vals[] = {state, num(e, expires_before, false),
+                          num(a, page ? page->after_created_ms : INT64_MIN, false),
+                          page && page->after_call_id ? page->after_call_id : "",
+                          page && page->limit ? num(l, (int64_t)page->limit, false) : NULL};
+    *rows = NULL;
+    *n = 0;
+    PGresult *res = query(h,
+                          "SELECT " COLUMNS " FROM calls WHERE ($1::text IS NULL OR state=$1)"
+                          " AND ($2::bigint = 0 OR expires_ms <= $2::bigint)"
+                          " AND (created_ms > $3::bigint OR (created_ms = $3::bigint"
+                          "      AND call_id > $4))"
+                          " ORDER BY created_ms, call_id LIMIT $5::bigint",
+                          5, vals, err, "list");
+    return res ? rows_of(res, rows, n, err) : -1;
+}
+
+static int pg_list_orphans(void *h, struct approval_row **rows, size_t *n, struct gate_error *err)
+{
+    *rows = NULL;
+    *n = 0;
+    PGresult *res =
+        query(h,
+              "SELECT " COLUMNS " FROM calls WHERE state IN ('" ST_APPROVED "', '" ST_STARTED
+              "') AND run_lease_ms < " PG_NOW_MS " ORDER BY created_ms, call_id",
+              0, NULL, err, "list dead runs");
+    return res ? rows_of(res, rows, n, err) : -1;
+}
+
+static int pg_list_webhook_orphans(void *h, struct approval_row **rows, size_t *n,
+                                   struct gate_error *err)
+{
+    char max[24];
+    const char *vals[] = {num(max, WEBHOOK_MAX_ATTEMPTS, false)};
+    *rows = NULL;
+    *n = 0;
+    PGresult *res = query(h,
+                          "SELECT " COLUMNS " FROM calls WHERE state='" ST_PENDING "'"
+                          " AND webhook_delivered = 0 AND webhook_url IS NOT NULL"
+                          " AND webhook_attempts < $1::int AND webhook_lease_ms < " PG_NOW_MS
+                          " ORDER BY created_ms, call_id LIMIT 100",
+                          1, vals, err, "list dead deliveries");
+    return res ? rows_of(res, rows, n, err) : -1;
+}
+
+static int pg_claim_webhook(void *h, const char *call_id, struct gate_error *err)
+{
+    struct pg *p = h;
+    const char *vals[] = {call_id, p->node};
+    PGresult *res = query(h,
+                          "UPDATE calls SET webhook_node=$2, webhook_lease_ms=" PG_NOW_MS
+                          " + " PG_LEASE_MS_STR " WHERE call_id=$1 AND (webhook_node IS NULL"
+                          " OR webhook_node=$2 OR webhook_lease_ms < " PG_NOW_MS ")",
+                          2, vals, err, "claim a delivery");
+    if (!res) return -1;
+    int claimed = atoi(PQcmdTuples(res)) == 1;
+    PQclear(res);
+    return claimed;
+}
+
+static int pg_count_pending(void *h, const char *agent, size_t *n, struct gate_error *err)
+{
+    const char *vals[] = {agent};
+    PGresult *res = query(h,
+                          "SELECT count(*) FROM calls WHERE state='" ST_PENDING "'"
+                          " AND agent IS NOT DISTINCT FROM $1",
+                          1, vals, err, "count");
+    if (!res) return -1;
+    *n = (size_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return 0;
+}
+
+static int pg_find_by_token(void *h, const char *token_sha256, char call_id[40],
+                            struct gate_error *err)
+{
+    const char *vals[] = {token_sha256};
+    PGresult *res = query(h, "SELECT call_id FROM decision_tokens WHERE token_sha256=$1", 1, vals,
+                          err, "token lookup");
+    if (!res) return -1;
+    int found = PQntuples(res) > 0;
+    if (found) snprintf(call_id, 40, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return found;
+}
+
+static int pg_add_token(void *h, const char *call_id, const char *token_sha256,
+                        struct gate_error *err)
+{
+    struct pg *p = h;
+    const char *vals[] = {token_sha256, call_id};
+    if (begin_txn(p, err) < 0) return -1;
+    int rc = write_rows(p, "INSERT INTO decision_tokens (token_sha256, call_id) VALUES ($1,$2)", 2,
+                        vals, err, "insert token") == 1
+                 ? 1
+                 : -1;
+    if (rc == 1 && write_rows(p, "UPDATE calls SET token_sha256=$1 WHERE call_id=$2", 2, vals, err,
+                              "latest token") < 0)
+        rc = -1;
+    return finish_txn(p, rc, err) < 0 ? -1 : 0;
+}
+
+static int pg_record_attempt(void *h, const char *call_id, int attempt, int64_t ts_ms,
+                             int http_status, const char *error, struct gate_error *err)
+{
+    struct pg *p = h;
+    char a[24], t[24], s[24];
+    const char *vals[] = {call_id, num(a, attempt, false), num(t, ts_ms, false),
+                          num(s, http_status, false), error};
+    if (begin_txn(p, err) < 0) return -1;
+    int rc = write_rows(p,
+                        "INSERT INTO webhook_attempts (call_id, attempt, ts_ms, http_status, error)"
+                        " VALUES ($1,$2::int,$3::bigint,$4::int,$5) ON CONFLICT (call_id, attempt)"
+                        " DO UPDATE SET ts_ms=EXCLUDED.ts_ms, http_status=EXCLUDED.http_status,"
+                        " error=EXCLUDED.error",
+                        5, vals, err, "insert attempt") == 1
+                 ? 1
+                 : -1;
+    if (rc == 1 && write_rows(p,
+                              "UPDATE calls SET webhook_attempts=GREATEST(webhook_attempts,"
+                              " $2::int) WHERE call_id=$1",
+                              2, vals, err, "attempt count") < 0)
+        rc = -1;
+    return finish_txn(p, rc, err) < 0 ? -1 : 0;
+}
+
+static int pg_mark_delivered(void *h, const char *call_id, store_hook hook, void *ctx,
+                             struct gate_error *err)
+{
+    struct pg *p = h;
+    const char *vals[] = {call_id};
+    if (begin_txn(p, err) < 0) return -1;
+    int rc = write_rows(p,
+                        "UPDATE calls SET webhook_delivered=1 WHERE call_id=$1"
+                        " AND webhook_delivered=0",
+                        1, vals, err, "delivered");
+    if (rc == 1 && hook && hook(ctx, err) < 0) rc = -1;
+    return finish_txn(p, rc, err);
+}
+
+const struct approval_store_ops approval_store_pg = {
+    .name = "postgresql",
+    .open = pg_open,
+    .close = pg_close,
+    .insert_held = pg_insert_held,
+    .cas_state = pg_cas_state,
+    .get = pg_get,
+    .list_by_state = pg_list_by_state,
+    .list_orphans = pg_list_orphans,
+    .drain_changes = pg_drain_changes,
+    .healthy = pg_healthy,
+    .list_webhook_orphans = pg_list_webhook_orphans,
+    .claim_webhook = pg_claim_webhook,
+    .count_pending = pg_count_pending,
+    .find_by_token = pg_find_by_token,
+    .add_token = pg_add_token,
+    .record_attempt = pg_record_attempt,
+    .mark_delivered = pg_mark_delivered,
+};

@@ -1,0 +1,49 @@
+/* store_pg.h: what the PostgreSQL store's two files share (private to approval/). */
+#ifndef GATE_STORE_PG_H
+#define GATE_STORE_PG_H
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "approval_internal.h"
+
+/* A run's lease: renewed every PG_BEAT_MS by its gateway; another gateway that finds it
+ * PG_LEASE_MS old takes the gateway for dead and marks the call interrupted. The margin is
+ * wide because the machines are shared: a heartbeat late by seconds must not kill a run. */
+#define PG_BEAT_MS 1000
+#define PG_LEASE_MS_STR "10000"
+/* The database server's clock, in ms: every gateway compares leases on the same clock. */
+/* The channel on which every committed transition names its call (NOTIFY/LISTEN). */
+#define PG_CHANNEL "gatehouse_calls"
+#define PG_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+
+struct pg {
+    PGconn *conn;         /* one connection: libpq connections are not shared by threads */
+    PGconn *listen;       /* LISTENs on PG_CHANNEL; used by the expiry timer's thread only */
+    PGconn *beat_conn;    /* the lease heartbeat's own */
+    pthread_mutex_t lock; /* ... so every use holds this */
+    char node[17];        /* this gateway's random id, in run_node */
+    pthread_t beat;
+    pthread_mutex_t beat_lock;
+    pthread_cond_t beat_wake;
+    bool stopping, beat_started;
+    char health[1024]; /* the last heartbeat's error, "" if it reached the database */
+};
+
+/* Fill err from res (or the connection), PQclear(res), return -1. */
+int pg_fail(struct pg *p, PGresult *res, struct gate_error *err, const char *what);
+/* One statement with text parameters; the result (caller PQclears) or NULL with err filled. */
+PGresult *pg_exec(struct pg *p, const char *sql, int n, const char *const *vals,
+                  struct gate_error *err, const char *what);
+int pg_simple(struct pg *p, const char *sql, struct gate_error *err);
+/* With p->lock held: a usable connection (reconnecting once), or -1. */
+int pg_ready(struct pg *p, struct gate_error *err);
+int pg_open(const char *state_dir, const struct approval_config *cfg, void **handle,
+            struct gate_error *err);
+void pg_close(void *h);
+bool pg_healthy(void *h, char *why, size_t len);
+int pg_drain_changes(void *h, void (*changed)(void *ctx, const char *call_id), void *ctx,
+                     struct gate_error *err);
+
+#endif

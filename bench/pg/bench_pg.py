@@ -1,0 +1,100 @@
+"""bench_pg: held calls through PostgreSQL against SQLite, and two gateways against one (issue 15).
+
+Targets: a held call's hold + approve + run round trip through PostgreSQL at most 1.5x the
+SQLite one, and 8 clients holding calls on two gateways at least 1.6x one gateway's hold rate.
+Everything is measured in this one run, back to back and concurrently, on a throwaway
+PostgreSQL cluster started here (as tests/integration/test_pg.py does). Only the ratios mean
+something on a shared machine.
+
+  GATEHOUSE=build/gateway/gatehouse GATE_BUILD_DIR=build python3 bench/pg/bench_pg.py [ROUNDS]
+"""
+import os
+import statistics
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "integration"))
+import harness  # noqa: E402
+import test_pg  # noqa: E402
+
+CLIENTS = 8
+
+
+def round_trip(gw):
+    t0 = time.monotonic()
+    held = test_pg.hold(gw)
+    r = test_pg.decide(gw, held)
+    test_pg.check(r.status == 200, r.body)
+    r = gw.request("GET", "/v1/calls/%s?wait=30s" % held["call_id"])
+    test_pg.check(r.json()["status"] == "succeeded", r.body)
+    return time.monotonic() - t0
+
+
+def concurrent(fn, gws, per_client):
+    """CLIENTS threads, client i on gws[i % len(gws)], each calling fn per_client times back
+    to back; returns (calls per second, per-call latencies)."""
+    lat, lock, go = [], threading.Lock(), threading.Event()
+
+    def client(gw):
+        go.wait()
+        for _ in range(per_client):
+            dt = fn(gw)
+            with lock:
+                lat.append(dt)
+    threads = [threading.Thread(target=client, args=(gws[i % len(gws)],)) for i in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    t0 = time.monotonic()
+    go.set()
+    for t in threads:
+        t.join()
+    return len(lat) / (time.monotonic() - t0), lat
+
+
+def hold_only(gw):
+    t0 = time.monotonic()
+    test_pg.hold(gw)
+    return time.monotonic() - t0
+
+
+def main():
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    cluster = test_pg.Cluster()
+    pg = test_pg.Env(cluster, "bench")
+    try:
+        a, b = pg.start_together(["a", "b"])
+        # The SQLite reference: the same policies and approvers, no database: key.
+        sgw = harness.Gateway(pg.policies, extra_args=["--config", pg.config("s", database=False)])
+        sgw.start()
+        try:
+            for gw in (a, sgw):  # warm up both
+                round_trip(gw)
+            # Interleaved, so that load on the machine hits both alike.
+            pg_rt, sq_rt = [], []
+            for _ in range(rounds):
+                pg_rt.append(round_trip(a))
+                sq_rt.append(round_trip(sgw))
+            p_pg, p_sq = statistics.median(pg_rt) * 1e3, statistics.median(sq_rt) * 1e3
+            print("round trip hold+approve+run p50: postgresql %.1f ms  sqlite %.1f ms  ratio %.2f"
+                  " (target <= 1.5)" % (p_pg, p_sq, p_pg / p_sq))
+            per = max(rounds, 10)
+            one, _ = concurrent(hold_only, [a], per)
+            two, _ = concurrent(hold_only, [a, b], per)
+            one_again, _ = concurrent(hold_only, [a], per)
+            ref = (one + one_again) / 2
+            print("holds/s with %d clients: one gateway %.0f (%.0f, %.0f)  two gateways %.0f  "
+                  "ratio %.2f (target >= 1.6)" % (CLIENTS, ref, one, one_again, two, two / ref))
+            sq_rate, _ = concurrent(hold_only, [sgw], per)
+            print("holds/s with %d clients: one gateway on sqlite %.0f (reference)" % (CLIENTS, sq_rate))
+        finally:
+            sgw.stop()
+            sgw.cleanup()
+    finally:
+        pg.close()
+        cluster.close()
+
+
+if __name__ == "__main__":
+    main()

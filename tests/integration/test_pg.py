@@ -1,0 +1,510 @@
+"""Several gateways on one PostgreSQL (issue 15), against a real server.
+
+A throwaway cluster of Debian's PostgreSQL is started here (initdb into a temporary directory,
+pg_ctl on a Unix socket in it, password authentication), and real gateways share it, each with
+its own state directory and audit log. Side effects are counted in the ledger tool's own file,
+which every gateway's runs append to: one line per execution, whichever gateway ran it.
+"""
+import glob
+import inspect
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import test_approval  # noqa: E402  (its independent Standard Webhooks receiver)
+
+ALICE = "3f9c0c6b5e2d4a71-alice-token"
+ECHO = os.path.join(harness.BUILD_POLICIES, "tools", "echo")
+PGPASS = "pg-test-Secret-7"
+WAIT_S = 90  # upper bound for anything that should happen "soon"; never a performance check
+TOOL = os.path.join(harness.BUILD_POLICIES, "tools", "ledger")
+
+POLICY = """name: {name}
+description: ledger for tests
+command: ["{tool}"]
+isolation: process
+blast_radius: high
+reversible: false
+approval:
+  required: true
+  timeout: 1h
+env:
+  LEDGER_DIR: {ledger}
+{extra_env}limits:
+  wall_timeout: 20m
+  memory_mb: 64
+  pids: 8
+arguments:
+  type: object
+  properties:
+    account: {{type: string, maxLength: 64}}
+    amount: {{type: integer}}
+  required: [account, amount]
+  additionalProperties: false
+"""
+ECHO_POLICY = """name: echo
+description: echo for tests
+command: ["{tool}"]
+isolation: process
+blast_radius: low
+reversible: true
+limits:
+  wall_timeout: 30s
+  memory_mb: 64
+  pids: 8
+arguments:
+  type: object
+  properties:
+    text: {{type: string, maxLength: 64}}
+  required: [text]
+  additionalProperties: false
+"""
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def pg_bin():
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return os.path.dirname(found[-1]) if found else None
+
+
+def ensure_postgresql():
+    if pg_bin():
+        return pg_bin()
+    if os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    if not pg_bin():
+        harness.skip("PostgreSQL cannot be installed here (apt-get install postgresql failed)")
+    return pg_bin()
+
+
+class Cluster:
+    """A throwaway PostgreSQL cluster owned by the postgres user, on a socket in its own dir."""
+
+    def __init__(self):
+        self.bin = ensure_postgresql()
+        try:
+            self.user = pwd.getpwnam("postgres")
+        except KeyError:
+            harness.skip("no postgres user (the postgresql package is not set up)")
+        if os.geteuid() != 0:
+            harness.skip("the test cluster is started as the postgres user: needs root")
+        self.root = tempfile.mkdtemp(prefix="gh-pg-")
+        os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
+        self.port = harness.free_port()
+        self.data = os.path.join(self.root, "data")
+        pwfile = os.path.join(self.root, "pw")
+        with open(pwfile, "w") as f:
+            f.write(PGPASS + "\n")
+        os.chown(pwfile, self.user.pw_uid, self.user.pw_gid)
+        self.as_postgres([os.path.join(self.bin, "initdb"), "-D", self.data, "-U", "postgres",
+                          "--auth=scram-sha-256", "--pwfile=" + pwfile, "-E", "UTF8", "--no-sync"])
+        self.start()
+
+    def as_postgres(self, argv, check_rc=True):
+        p = subprocess.run(["runuser", "-u", "postgres", "--"] + argv, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, cwd=self.root, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                                                                         "PGPASSWORD": PGPASS})
+        if check_rc and p.returncode != 0:
+            raise RuntimeError("%s: %s" % (argv[0], p.stdout.decode(errors="replace")))
+        return p
+
+    def start(self):
+        self.as_postgres([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-w", "-l",
+                          os.path.join(self.root, "server.log"), "-o",
+                          "-k %s -p %d -c listen_addresses='' -c fsync=off" % (self.root, self.port),
+                          "start"])
+
+    def stop(self):
+        self.as_postgres([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-m", "immediate",
+                          "stop"], check_rc=False)
+
+    def uri(self, db):
+        return "postgresql://postgres@/%s?host=%s&port=%d" % (db, self.root, self.port)
+
+    def sql(self, db, statement):
+        p = self.as_postgres([os.path.join(self.bin, "psql"), "-X", "-A", "-t", "-q", "-v",
+                              "ON_ERROR_STOP=1", "-h", self.root, "-p", str(self.port), "-d", db,
+                              "-c", statement])
+        return p.stdout.decode().strip()
+
+    def new_db(self, name):
+        self.sql("postgres", "CREATE DATABASE %s" % name)
+        return self.uri(name)
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Env:
+    """Policies, a ledger, and gateways sharing one database (each its own state dir)."""
+
+    def __init__(self, cluster, db):
+        self.cluster = cluster
+        self.db = db
+        self.uri = cluster.new_db(db)
+        self.root = tempfile.mkdtemp(prefix="gh-pgenv-")
+        os.chmod(self.root, 0o755)  # the tool runs as nobody and must reach the ledger
+        self.ledger = os.path.join(self.root, "ledger")
+        os.mkdir(self.ledger)
+        os.chmod(self.ledger, 0o777)
+        self.policies = os.path.join(self.root, "policies")
+        for name, delay in (("ledger", None), ("ledger_15s", "15000"), ("ledger_slow", "600000")):
+            extra = '  LEDGER_DELAY_MS: "%s"\n' % delay if delay else ""
+            harness.write_policy(self.policies, name, POLICY.format(
+                name=name, tool=TOOL, ledger=self.ledger, extra_env=extra))
+        harness.write_policy(self.policies, "echo", ECHO_POLICY.format(tool=ECHO))
+        self.gws = {}
+        self.webhook_port = None
+
+    def config(self, name, database=True):
+        """Gateway A takes the password from PGPASSWORD, the others from password_env."""
+        path = os.path.join(self.root, name + ".yaml")
+        db = ("" if not database else "database: %s\n" % self.uri if name == "a" else
+              "database:\n  url: %s\n  password_env: GATE_TEST_DB_PASSWORD\n" % self.uri)
+        hook = ("  webhook_url: http://127.0.0.1:%d/hook\n  webhook_secret_env: TEST_WEBHOOK_SECRET\n"
+                % self.webhook_port if self.webhook_port else "")
+        with open(path, "w") as f:
+            f.write(db + "approval:\n" + hook + "  approvers:\n    alice: %s\n" % ALICE)
+        os.chmod(path, 0o600)  # a literal approver token
+        return path
+
+    def gateway(self, name):
+        state = os.path.join(self.root, "state-" + name)
+        os.makedirs(state, exist_ok=True)
+        env = {"PGPASSWORD": PGPASS} if name == "a" else {"GATE_TEST_DB_PASSWORD": PGPASS}
+        env["TEST_WEBHOOK_SECRET"] = test_approval.SECRET
+        gw = harness.Gateway(self.policies, state_dir=state,
+                             extra_args=["--config", self.config(name)], env=env)
+        self.gws[name] = gw
+        return gw
+
+    def start_together(self, names):
+        """Start gateways at the same moment (their migrations race on an empty database)."""
+        gws = [self.gateway(n) for n in names]
+        errors = []
+
+        def start(gw):
+            try:
+                gw.start(timeout=WAIT_S)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+        threads = [threading.Thread(target=start, args=(gw,)) for gw in gws]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        check(not errors, "start: %r" % errors)
+        return gws
+
+    def executions(self, call_id):
+        path = os.path.join(self.ledger, "ledger.jsonl")
+        if not os.path.exists(path):
+            return 0
+        with open(path) as f:
+            return sum(1 for line in f if line.strip() and json.loads(line)["call_id"] == call_id)
+
+    def events(self, name, call_id):
+        return [r["event"] for r in harness.audit_records(self.gws[name].state_dir)
+                if r.get("call_id") == call_id]
+
+    def close(self):
+        for gw in self.gws.values():
+            if gw.proc and gw.proc.poll() is None:
+                gw.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def hold(gw, tool="ledger", amount=100):
+    r = gw.call(tool, {"account": "acme", "amount": amount})
+    check(r.status == 202, "hold: %d %s" % (r.status, r.body))
+    return r.json()
+
+
+def decide(gw, held, decision="approve"):
+    body = {"decision": decision, "approver": "alice", "args_sha256": held["args_sha256"]}
+    return gw.request("POST", "/v1/approvals/" + held["call_id"], body,
+                      headers={"authorization": "Bearer " + ALICE})
+
+
+def status(gw, call_id):
+    r = gw.request("GET", "/v1/calls/" + call_id)
+    check(r.status == 200, "GET %s: %d %s" % (call_id, r.status, r.body))
+    return r.json()["status"]
+
+
+NOT_FINAL = ("pending_approval", "approved", "running")
+
+
+def wait_final(gw, call_id):
+    got = []
+    ok = harness.wait_until(lambda: got.append(status(gw, call_id)) or got[-1] not in NOT_FINAL,
+                            WAIT_S)
+    check(ok, "%s: still %s" % (call_id, got[-1:]))
+    return got[-1]
+
+
+def wait_status(gw, call_id, want):
+    got = []
+    ok = harness.wait_until(lambda: got.append(status(gw, call_id)) or got[-1] in want, WAIT_S)
+    check(ok, "%s: status %s, want %s" % (call_id, got[-1:], want))
+    return got[-1]
+
+
+def stop_clean(env, name):
+    gw = env.gws[name]
+    rc = gw.stop()
+    check(rc == 0, "gateway %s exited %r:\n%s" % (name, rc, gw.read_log()[-3000:]))
+    rc, out = harness.verify_audit(gw.state_dir)
+    check(rc == 0, "audit verify (%s): %s" % (name, out))
+
+
+# ---- tests ----------------------------------------------------------------------------------
+
+def test_migrations_from_empty_racing_and_idempotent(cluster):
+    uri = cluster.new_db("mig")
+    run = lambda *a: subprocess.run([harness.GATEHOUSE, "db", "migrate"] + list(a),  # noqa: E731
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    env={"PGPASSWORD": PGPASS, "PATH": "/usr/bin:/bin"})
+    p = run("--check", uri)
+    check(p.returncode == 1 and b"BEHIND" in p.stdout, "check on empty: %r" % p)
+    check(cluster.sql("mig", "SELECT to_regclass('calls') IS NULL") == "t", "--check changed the db")
+    procs = [subprocess.Popen([harness.GATEHOUSE, "db", "migrate", uri], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, env={"PGPASSWORD": PGPASS})
+             for _ in range(4)]
+    outs = [(pr.wait(), pr.stdout.read()) for pr in procs]
+    check(all(rc == 0 for rc, _ in outs), "racing migrations: %r" % outs)
+    check(run("--check", uri).returncode == 0, "not current after migrate")
+    check(run(uri).returncode == 0, "re-run not idempotent")
+    check(cluster.sql("mig", "SELECT count(*) = count(DISTINCT version) AND count(*) > 0"
+                             " FROM schema_migrations") == "t", "a migration recorded twice")
+    p = run("--check", "postgresql://postgres@/mig?host=/nonexistent&port=1")
+    check(p.returncode == 2 and b"connect" in p.stdout, "unreachable: %r" % p)
+
+
+def test_hold_on_a_approve_on_b_runs_once(cluster):
+    env = Env(cluster, "holdab")
+    try:
+        a, b = env.start_together(["a", "b"])
+        held = hold(a)
+        cid = held["call_id"]
+        check(status(b, cid) == "pending_approval", "B does not see A's hold")
+        r = b.request("GET", "/v1/approvals?status=pending", headers={"authorization": "Bearer " + ALICE})
+        check(r.status == 200 and cid in [x["call_id"] for x in r.json()["approvals"]], r.body)
+        # A long poll on A is woken by what B does: it answers long before its own 100 s
+        # (the client gives up at 90 s, so a poll that is not woken fails the test).
+        polled = []
+        poller = threading.Thread(target=lambda: polled.append(
+            a.request("GET", "/v1/calls/%s?wait=100s" % cid, timeout=90)))
+        poller.start()
+        r = decide(b, held)
+        check(r.status == 200, "approve on B: %d %s" % (r.status, r.body))
+        check(wait_final(b, cid) == "succeeded", "not succeeded")
+        check(status(a, cid) == status(b, cid), "A and B disagree")
+        poller.join()
+        check(polled and polled[0].json()["status"] == "succeeded",
+              "A's long poll: %s" % (polled[0].body if polled else "failed"))
+        check(decide(a, held).status == 409, "decided twice")
+        check(env.executions(cid) == 1, "executions: %d" % env.executions(cid))
+        check(env.events("a", cid).count("call.held") == 1, env.events("a", cid))
+        check(env.events("b", cid).count("call.started") == 1, env.events("b", cid))
+        check("call.started" not in env.events("a", cid), "A ran it too")
+        stop_clean(env, "a")
+        stop_clean(env, "b")
+    finally:
+        env.close()
+
+
+def test_concurrent_approvals_across_gateways_exactly_once(cluster):
+    env = Env(cluster, "conc")
+    calls, per_call = 25, 8  # 200 approvals in flight, spread over both gateways
+    try:
+        gws = env.start_together(["a", "b"])
+        held = [hold(gws[i % 2]) for i in range(calls)]
+        results = {h["call_id"]: [] for h in held}
+        lock = threading.Lock()
+        go = threading.Event()
+
+        def approve(gw, h):
+            go.wait()
+            r = decide(gw, h)
+            with lock:
+                results[h["call_id"]].append(r.status)
+        threads = [threading.Thread(target=approve, args=(gws[k % 2], h))
+                   for h in held for k in range(per_call)]
+        for t in threads:
+            t.start()
+        go.set()
+        for t in threads:
+            t.join()
+        for h in held:
+            cid = h["call_id"]
+            st = sorted(results[cid])
+            check(st == [200] + [409] * (per_call - 1), "%s: statuses %r" % (cid, st))
+            st = wait_final(gws[0], cid)
+            check(st == "succeeded", "%s ended %s: %s" % (cid, st, gws[0].request("GET", "/v1/calls/" + cid).body))
+            check(env.executions(cid) == 1, "%s ran %d times" % (cid, env.executions(cid)))
+            starts = env.events("a", cid).count("call.started") + env.events("b", cid).count("call.started")
+            check(starts == 1, "%s started %d times" % (cid, starts))
+        stop_clean(env, "a")
+        stop_clean(env, "b")
+    finally:
+        env.close()
+
+
+def test_long_run_keeps_its_lease(cluster):
+    """A run longer than the lease is not taken for dead while its gateway lives."""
+    env = Env(cluster, "lease")
+    try:
+        a, b = env.start_together(["a", "b"])
+        held = hold(a, tool="ledger_15s")
+        check(decide(a, held).status == 200, "approve")
+        cid = held["call_id"]
+        final = wait_final(b, cid)
+        check(final == "succeeded", "a live run ended %s (interrupted: its lease was lost)" % final)
+        check(env.executions(cid) == 1, "executions")
+        stop_clean(env, "a")
+        stop_clean(env, "b")
+    finally:
+        env.close()
+
+
+def test_gateway_killed_mid_run_is_interrupted_by_another_never_rerun(cluster):
+    env = Env(cluster, "killed")
+    try:
+        a, b = env.start_together(["a", "b"])
+        held = hold(b, tool="ledger_slow")
+        cid = held["call_id"]
+        check(decide(a, held).status == 200, "approve on A")
+        # The tool has made its irreversible write and is still running, on A.
+        check(harness.wait_until(lambda: env.executions(cid) == 1, WAIT_S), "the ledger write")
+        check(status(b, cid) == "running", "not running")
+        a.kill9()
+        check(wait_status(b, cid, ["interrupted"]) == "interrupted", "not interrupted")
+        check(env.events("b", cid).count("call.interrupted") == 1, env.events("b", cid))
+        # A restarted A (a new node) does not run it again, nor can it be decided again.
+        a = env.gateway("a")
+        a.start(timeout=WAIT_S)
+        check(status(a, cid) == "interrupted", "state changed")
+        check(decide(a, held).status == 409, "decided again")
+        check(env.executions(cid) == 1, "re-run: %d" % env.executions(cid))
+        check("call.interrupted" not in env.events("a", cid), "interrupted twice")
+        stop_clean(env, "a")
+        stop_clean(env, "b")
+    finally:
+        env.close()
+
+
+def test_webhook_lease_of_a_killed_gateway_is_taken_over(cluster):
+    env = Env(cluster, "hook")
+    env.webhook_port = harness.free_port()  # nobody listens yet: A's deliveries fail
+    rec = None
+    try:
+        a, b = env.start_together(["a", "b"])
+        held = hold(a)
+        cid = held["call_id"]
+        check(harness.wait_until(
+            lambda: cluster.sql("hook", "SELECT webhook_attempts FROM calls WHERE call_id='%s'" % cid)
+            not in ("", "0"), WAIT_S), "A never tried to deliver")
+        a.kill9()
+        rec = test_approval.Receiver(port=env.webhook_port).start()
+        _, _, payload = rec.wait_for(cid, timeout=WAIT_S)  # signature verified by the receiver
+        check(payload["call_id"] == cid and payload["args_sha256"] == held["args_sha256"], payload)
+        check(harness.wait_until(lambda: "webhook.sent" in env.events("b", cid), WAIT_S),
+              "B did not record the delivery: %s" % env.events("b", cid))
+        check("webhook.sent" not in env.events("a", cid), "A delivered too")
+        # The token of B's delivery decides the call, through either gateway.
+        r = b.request("POST", "/v1/approvals/" + cid,
+                      {"decision": "approve", "args_sha256": held["args_sha256"]},
+                      headers={"authorization": "Bearer " + payload["decision_token"]})
+        check(r.status == 200, "decide with the adopted delivery's token: %d %s" % (r.status, r.body))
+        check(wait_final(b, cid) == "succeeded", "not run")
+        check(env.executions(cid) == 1, "executions")
+        stop_clean(env, "b")
+    finally:
+        if rec:
+            rec.stop()
+        env.close()
+
+
+def test_database_down_503_direct_calls_go_on_nothing_lost(cluster):
+    env = Env(cluster, "down")
+    try:
+        (a,) = env.start_together(["a"])
+        before = hold(a)["call_id"]
+        check(a.request("GET", "/healthz").json().get("approval_store") == "postgresql", "healthz")
+        cluster.stop()
+        try:
+            check(harness.wait_until(lambda: a.request("GET", "/healthz").json()["status"] == "degraded",
+                                     WAIT_S), "/healthz does not say the database is down")
+            h = a.request("GET", "/healthz")
+            check(h.status == 200 and h.json()["database"].startswith("unavailable"), h.body)
+            r = a.call("ledger", {"account": "acme", "amount": 1})
+            check(r.status == 503 and r.json()["error"]["code"] == "database_unavailable",
+                  "hold with the database down: %d %s" % (r.status, r.body))
+            r = a.call("echo", {"text": "hi"})
+            check(r.status == 200, "a direct call with the database down: %d %s" % (r.status, r.body))
+        finally:
+            cluster.start()
+        check(status(a, before) == "pending_approval", "an acknowledged hold was lost")
+        check(harness.wait_until(lambda: a.request("GET", "/healthz").json()["status"] == "ok",
+                                 WAIT_S), "/healthz does not say the database is back")
+        after = hold(a)  # reconnected
+        check(decide(a, after).status == 200, "decide after the database came back")
+        check(wait_final(a, after["call_id"]) == "succeeded", "not run after reconnect")
+        stop_clean(env, "a")
+    finally:
+        env.close()
+
+
+def test_sqlite_default_unchanged_without_database():
+    """No database: key: the embedded store in the state directory, as before."""
+    root = tempfile.mkdtemp(prefix="gh-pgnone-")
+    try:
+        harness.write_policy(os.path.join(root, "p"), "ledger", POLICY.format(
+            name="ledger", tool=TOOL, ledger=root, extra_env=""))
+        with harness.Gateway(os.path.join(root, "p")) as gw:
+            hold(gw)
+            check(os.path.exists(os.path.join(gw.state_dir, "approval.db")), "no approval.db")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main():
+    if not harness.GATEHOUSE or not os.path.exists(harness.GATEHOUSE):
+        harness.skip("GATEHOUSE binary not built")
+    cluster = Cluster()
+    failed = 0
+    try:
+        tests = [(n, f) for n, f in sorted(globals().items())
+                 if n.startswith("test_") and inspect.isfunction(f)
+                 and (len(sys.argv) < 2 or sys.argv[1] in n)]  # an optional name filter
+        for name, fn in tests:
+            t0 = time.monotonic()
+            try:
+                fn(cluster) if fn.__code__.co_argcount else fn()
+                print("ok   %s (%.1fs)" % (name, time.monotonic() - t0), flush=True)
+            except Exception as e:  # noqa: BLE001 - every failure is reported and counted
+                failed += 1
+                print("FAIL %s: %s" % (name, e), flush=True)
+    finally:
+        cluster.close()
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
