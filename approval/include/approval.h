@@ -31,8 +31,6 @@ struct approval_config {
     enum approval_format webhook_format; /* of webhook_url (a policy's own endpoint: standard) */
     char *public_url; /* base of the links approvers get ("https://gate.example.org"); NULL:
                        * the gateway's listen address */
-    char *webhook_url;    /* default endpoint; NULL = none configured */
-    char *webhook_secret; /* "whsec_..." (from the file or from webhook_secret_env) */
     /* The top-level `database:` key: a libpq URI (postgresql://...) of a store shared by
      * several gateways, or NULL: the embedded SQLite store in the state directory. */
     char *database;
