@@ -42,7 +42,9 @@
  * |                           | host                                   |                          |
  * | filesystem.workspace      | {size_mb: 1..1048576} or true/false    | none; size_mb 64         |
  * | filesystem.exec_workspace | bool                                   | false                    |
- * | network                   | none, sandbox (sandbox: gvisor only)   | none                     |
+ * | network                   | none, sandbox (sandbox: gvisor only),  | none                     |
+ * |                           | {egress: ["HOST:PORT", "CIDR:PORT",    |                          |
+ * |                           | "[V6]:PORT"], dns: bool} (network.c)   |                          |
  * | seccomp.allow, .deny      | lists of syscall names libseccomp      | empty                    |
  * |                           | knows                                  |                          |
  * | gvisor.platform           | ptrace, systrap, kvm (gvisor only)     | ptrace                   |
@@ -349,7 +351,9 @@ static void key_network(struct loader *l, const struct ynode *v)
 {
     static const char *const names[] = {"none", "sandbox"};
     int mode = 0;
-    if (pick_enum(&l->c, v, "network", names, 2, &mode) == 0)
+    if (v->kind == YNODE_MAP)
+        policy_network_read(&l->c, v);
+    else if (pick_enum(&l->c, v, "network", names, 2, &mode) == 0)
         l->c.p->network = (enum network_mode)mode;
 }
 
@@ -564,6 +568,13 @@ static void cross_checks(struct loader *l)
     if (p->isolation != ISOLATION_GVISOR && (n = ynode_get(l->root, "network")) &&
         p->network == NETWORK_SANDBOX)
         pctx_err(c, n->loc, "network: sandbox is only available with isolation: gvisor");
+    /* WASI has no sockets; the other tiers do not give a tool a filtered network yet. */
+    if (p->isolation != ISOLATION_PROCESS && (n = ynode_get(l->root, "network")) &&
+        p->network == NETWORK_EGRESS)
+        pctx_err(c, n->loc, "network.egress is not available with isolation: %s (%s)",
+                 policy_isolation_name(p->isolation),
+                 p->isolation == ISOLATION_WASM ? "WASI has no sockets"
+                                                : "only the process tier filters egress so far");
     if (p->isolation != ISOLATION_GVISOR && ynode_get(l->root, "gvisor"))
         pctx_err(c, ynode_key_loc(l->root, "gvisor"),
                  "'gvisor' settings are only used with isolation: gvisor");
@@ -653,6 +664,7 @@ void policy_free(struct policy *p)
     free(p->path);
     free(p->name);
     free(p->description);
+    policy_network_free(&p->net);
     strv_free(p->command);
     strv_free(p->env);
     free(p->approval.webhook);

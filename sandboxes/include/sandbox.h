@@ -49,6 +49,9 @@ struct sbx_config {
      * Their group is tool_gid. */
     uid_t call_uid_base;
     unsigned call_uid_count;
+    /* The gateway's API endpoint, which no tool may reach (network policy); NULL when policies
+     * are only checked (gatehouse policy check): nothing is then enforced. */
+    const struct policy_endpoint *gateway;
 };
 
 struct sbx_call {
@@ -66,6 +69,8 @@ struct sbx_result {
     bool output_truncated;
     bool pids_limit_hit;
     char detail[256]; /* trap name, failed setup step, limit hit; "" if none */
+    json_t *network;  /* what the call tried on the network ({allowed, denied, ...}); owned;
+                         NULL where the tier does not report it */
 };
 void sbx_result_free(struct sbx_result *r);
 
