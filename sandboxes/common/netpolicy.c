@@ -18,6 +18,10 @@
 #include "netpolicy.skel.h"
 #include "netpolicy_maps.h"
 
+/* Upper bounds of the per-call cost histogram, in microseconds. */
+#define NET_COST_BUCKETS 8
+static const unsigned cost_bounds_us[NET_COST_BUCKETS] = {5, 10, 20, 50, 100, 200, 500, 1000};
+
 struct sbx_net {
     uint32_t policy_id;
     struct netpol_key4 *keys4;
@@ -29,6 +33,7 @@ struct sbx_net {
 /* What one uid slot has seen of its current call. */
 struct slot_events {
     uint64_t cookie;
+    uint64_t begin_ns; /* time spent putting the call under its policy */
     struct netpol_event ev[NETPOL_EVENTS_MAX];
     unsigned n;
 };
@@ -49,6 +54,9 @@ static struct {
     uint64_t next_cookie;
     uint32_t next_policy_id;
     uint64_t denied_total;
+    /* Time the gateway spends per call on network policy (begin + end), for /metrics. */
+    uint64_t cost_buckets[NET_COST_BUCKETS + 1]; /* the last: above every bound */
+    uint64_t cost_sum_ns, cost_count;
 } net = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_policy_id = NETPOL_NONE_ID + 1};
 
 /* The cgroup v2 mount: the controller-less hierarchy of a hybrid host, or a pure v2 host's. */
@@ -372,6 +380,7 @@ int sbx_net_prepare(const struct policy *p, struct sbx_net **out, struct gate_er
 int sbx_net_begin(const struct sbx_net *n, uid_t uid, struct gate_error *err)
 {
     if (!n) return 0;
+    uint64_t t0 = gate_monotonic_ns();
     if (uid < net.uid_base || uid - net.uid_base >= net.uid_count)
         return gate_err(err, GATE_E_SANDBOX, "network policy: uid %u is not a tool uid",
                         (unsigned)uid);
@@ -381,7 +390,19 @@ int sbx_net_begin(const struct sbx_net *n, uid_t uid, struct gate_error *err)
     s->cookie = cookie;
     s->n = 0;
     pthread_mutex_unlock(&net.lock);
-    return set_call(uid, n->policy_id, cookie, err);
+    int rc = set_call(uid, n->policy_id, cookie, err);
+    s->begin_ns = gate_monotonic_ns() - t0; /* the slot is this call's until sbx_net_end */
+    return rc;
+}
+
+static void count_cost(uint64_t ns)
+{
+    size_t b = 0;
+    while (b < NET_COST_BUCKETS && ns > (uint64_t)cost_bounds_us[b] * 1000)
+        b++;
+    net.cost_buckets[b]++;
+    net.cost_sum_ns += ns;
+    net.cost_count++;
 }
 
 static json_t *event_json(const struct netpol_event *e)
@@ -406,6 +427,7 @@ static json_t *event_json(const struct netpol_event *e)
 json_t *sbx_net_end(uid_t uid)
 {
     if (!net.ready || uid < net.uid_base || uid - net.uid_base >= net.uid_count) return NULL;
+    uint64_t t0 = gate_monotonic_ns();
     struct netpol_call c = {0};
     uint32_t key = (uint32_t)uid;
     int fd = bpf_map__fd(net.skel->maps.calls);
@@ -423,6 +445,7 @@ json_t *sbx_net_end(uid_t uid)
     s->cookie = 0;
     s->n = 0;
     net.denied_total += c.denied;
+    count_cost(s->begin_ns + (gate_monotonic_ns() - t0));
     pthread_mutex_unlock(&net.lock);
     return json_pack("{s:o,s:o,s:I,s:I}", "allowed", allowed, "denied", denied, "allowed_total",
                      (json_int_t)c.allowed, "denied_total", (json_int_t)c.denied);
@@ -431,12 +454,28 @@ json_t *sbx_net_end(uid_t uid)
 void sbx_net_metrics(struct gate_buf *out)
 {
     pthread_mutex_lock(&net.lock);
-    uint64_t denied = net.denied_total;
-    pthread_mutex_unlock(&net.lock);
     gate_buf_printf(out,
                     "# HELP gatehouse_network_denied_total Connections and datagrams tools "
                     "tried that their network policy refused.\n"
                     "# TYPE gatehouse_network_denied_total counter\n"
-                    "gatehouse_network_denied_total %llu\n",
-                    (unsigned long long)denied);
+                    "gatehouse_network_denied_total %llu\n"
+                    "# HELP gatehouse_network_policy_call_seconds Time the gateway spends per "
+                    "call putting it under its network policy and collecting what it did.\n"
+                    "# TYPE gatehouse_network_policy_call_seconds histogram\n",
+                    (unsigned long long)net.denied_total);
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b <= NET_COST_BUCKETS; b++) {
+        cumulative += net.cost_buckets[b];
+        if (b < NET_COST_BUCKETS)
+            gate_buf_printf(out, "gatehouse_network_policy_call_seconds_bucket{le=\"%g\"} %llu\n",
+                            cost_bounds_us[b] / 1e6, (unsigned long long)cumulative);
+        else
+            gate_buf_printf(out, "gatehouse_network_policy_call_seconds_bucket{le=\"+Inf\"} %llu\n",
+                            (unsigned long long)cumulative);
+    }
+    gate_buf_printf(out,
+                    "gatehouse_network_policy_call_seconds_sum %.9f\n"
+                    "gatehouse_network_policy_call_seconds_count %llu\n",
+                    net.cost_sum_ns / 1e9, (unsigned long long)net.cost_count);
+    pthread_mutex_unlock(&net.lock);
 }
