@@ -17,6 +17,8 @@
 #define AF_INET6 10
 #define SOCK_STREAM 1
 #define SOCK_DGRAM 2
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -173,4 +175,69 @@ int netpol_sock_create(struct bpf_sock *sk)
                0, none);
     }
     return ok;
+}
+
+/* The backstop: every packet a tool's socket sends must go to a destination its policy lists,
+ * whatever path produced it (a connect the hooks above did not see would still end here). The
+ * socket's owner uid names the call, as the caller's uid does above. Packets of other sockets
+ * (the gateway's own) pass. Dropped packets are not reported: the hooks above report the
+ * attempt; here a drop means a path they missed, and the sender gets EPERM. */
+SEC("cgroup_skb/egress")
+int netpol_egress(struct __sk_buff *skb)
+{
+    __u32 uid = bpf_get_socket_uid(skb);
+    struct netpol_call *c = bpf_map_lookup_elem(&calls, &uid);
+    if (!c) return 1;
+    __u8 proto = 0;
+    __u16 port = 0;
+    if (skb->protocol == bpf_htons(ETH_P_IP)) {
+        __u8 vihl = 0;
+        __u32 daddr = 0;
+        if (bpf_skb_load_bytes(skb, 0, &vihl, 1) < 0 || bpf_skb_load_bytes(skb, 9, &proto, 1) < 0 ||
+            bpf_skb_load_bytes(skb, 16, &daddr, 4) < 0)
+            return 0;
+        if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) return 0;
+        if (bpf_skb_load_bytes(skb, (vihl & 0xf) * 4 + 2, &port, 2) < 0) return 0;
+        return allowed4(c->policy_id, port, daddr);
+    }
+    if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+        __u32 daddr[4];
+        /* No extension headers: a tool's TCP and UDP packets carry none. */
+        if (bpf_skb_load_bytes(skb, 6, &proto, 1) < 0 || bpf_skb_load_bytes(skb, 24, daddr, 16) < 0)
+            return 0;
+        if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) return 0;
+        if (bpf_skb_load_bytes(skb, 40 + 2, &port, 2) < 0) return 0;
+        if (daddr[0] == 0 && daddr[1] == 0 && daddr[2] == bpf_htonl(0xffff))
+            return allowed4(c->policy_id, port, daddr[3]);
+        return !in6(NETPOL_DENY_ID, port, daddr) && in6(c->policy_id, port, daddr);
+    }
+    return 0;
+}
+
+/* The sched_process_exec tracepoint's record (see its format file): the common header, then
+ * the file name as a __data_loc (offset in the low 16 bits, length in the high 16). */
+struct exec_record {
+    __u64 common;
+    __u32 filename_loc;
+    int pid;
+    int old_pid;
+};
+
+/* Every program a tool's processes execute, for the call's record. Not a filter: it only
+ * reports (the first NETPOL_EVENTS_MAX per call; all are counted). */
+SEC("tracepoint/sched/sched_process_exec")
+int netpol_exec(struct exec_record *ctx)
+{
+    __u32 uid;
+    struct netpol_call *c = current_call(&uid);
+    if (!c) return 0;
+    if (__sync_fetch_and_add(&c->execs, 1) >= NETPOL_EVENTS_MAX) return 0;
+    struct netpol_exec *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) return 0;
+    e->cookie = c->cookie;
+    e->uid = uid;
+    e->op = NETPOL_OP_EXEC;
+    bpf_probe_read_kernel_str(e->path, sizeof(e->path), (char *)ctx + (ctx->filename_loc & 0xffff));
+    bpf_ringbuf_submit(e, 0);
+    return 0;
 }

@@ -22,7 +22,8 @@ struct netpol_call {
     __u64 cookie;  /* which call holds the uid now; events carry it */
     __u64 allowed; /* attempts, counted atomically by the programs */
     __u64 denied;
-    __u64 emitted; /* events offered to the ring buffer */
+    __u64 emitted; /* network events offered to the ring buffer */
+    __u64 execs;   /* execve calls seen */
 };
 
 /* LPM trie keys: prefixlen counts bits of data, which is the policy id and the port (always
@@ -37,7 +38,12 @@ struct netpol_key6 {
 } __attribute__((packed));
 #define NETPOL_KEY_FIXED_BITS 48u
 
-enum netpol_op { NETPOL_OP_CONNECT = 1, NETPOL_OP_SENDMSG = 2, NETPOL_OP_SOCKET = 3 };
+enum netpol_op {
+    NETPOL_OP_CONNECT = 1,
+    NETPOL_OP_SENDMSG = 2,
+    NETPOL_OP_SOCKET = 3,
+    NETPOL_OP_EXEC = 4 /* a struct netpol_exec */
+};
 
 struct netpol_event {
     __u64 cookie;
@@ -49,6 +55,16 @@ struct netpol_event {
     __u16 port;   /* host order */
     __u16 type;   /* socket type (SOCK_STREAM, SOCK_DGRAM, SOCK_RAW) */
     __u8 addr[16];
+};
+
+/* An execve by a process of the call (sched_process_exec); op at the same offset as above. */
+#define NETPOL_PATH_MAX 128
+struct netpol_exec {
+    __u64 cookie;
+    __u32 uid;
+    __u8 op; /* NETPOL_OP_EXEC */
+    __u8 pad[3];
+    char path[NETPOL_PATH_MAX];
 };
 
 #endif

@@ -44,8 +44,8 @@ void sbx_result_free(struct sbx_result *r)
 {
     gate_buf_free(&r->out);
     gate_buf_free(&r->err);
-    json_decref(r->network);
-    r->network = NULL;
+    json_decref(r->activity);
+    r->activity = NULL;
 }
 
 int sbx_init(const struct sbx_config *cfg)

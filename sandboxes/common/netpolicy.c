@@ -36,6 +36,8 @@ struct slot_events {
     uint64_t begin_ns; /* time spent putting the call under its policy */
     struct netpol_event ev[NETPOL_EVENTS_MAX];
     unsigned n;
+    char exec_path[NETPOL_EVENTS_MAX][NETPOL_PATH_MAX];
+    unsigned nexec;
 };
 
 static struct {
@@ -44,7 +46,7 @@ static struct {
     bool ready;
     char why[1024]; /* why BPF is not in use, when !ready && !checking */
     struct netpolicy_bpf *skel;
-    struct bpf_link *links[5];
+    struct bpf_link *links[7];
     struct ring_buffer *rb;
     char cgroup[4400];     /* our directory */
     char home_procs[4400]; /* cgroup.procs of the directory we came from */
@@ -119,7 +121,15 @@ static int ring_event(void *ctx, void *data, size_t size)
     if (size < sizeof(*e) || e->uid < net.uid_base || e->uid - net.uid_base >= net.uid_count)
         return 0;
     struct slot_events *s = &net.slots[e->uid - net.uid_base];
-    if (s->cookie == e->cookie && s->n < NETPOL_EVENTS_MAX) s->ev[s->n++] = *e;
+    if (s->cookie != e->cookie) return 0;
+    if (e->op == NETPOL_OP_EXEC) {
+        const struct netpol_exec *x = data;
+        if (size < sizeof(*x) || s->nexec >= NETPOL_EVENTS_MAX) return 0;
+        memcpy(s->exec_path[s->nexec], x->path, NETPOL_PATH_MAX);
+        s->exec_path[s->nexec++][NETPOL_PATH_MAX - 1] = '\0';
+    } else if (s->n < NETPOL_EVENTS_MAX) {
+        s->ev[s->n++] = *e;
+    }
     return 0;
 }
 
@@ -136,9 +146,10 @@ static int set_call(uid_t uid, uint32_t policy_id, uint64_t cookie, struct gate_
  * attached above or below us keep running. */
 static int attach_all(int cg, struct gate_error *err)
 {
-    struct bpf_program *progs[] = {net.skel->progs.netpol_connect4, net.skel->progs.netpol_connect6,
-                                   net.skel->progs.netpol_sendmsg4, net.skel->progs.netpol_sendmsg6,
-                                   net.skel->progs.netpol_sock_create};
+    struct bpf_program *progs[] = {
+        net.skel->progs.netpol_connect4,    net.skel->progs.netpol_connect6,
+        net.skel->progs.netpol_sendmsg4,    net.skel->progs.netpol_sendmsg6,
+        net.skel->progs.netpol_sock_create, net.skel->progs.netpol_egress};
     for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
         net.links[i] = bpf_program__attach_cgroup(progs[i], cg);
         if (!net.links[i]) {
@@ -186,6 +197,12 @@ static int init_bpf(const struct sbx_config *cfg, struct gate_error *err)
     autoclose int cg = open(net.cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (cg < 0) return gate_err_errno(err, GATE_E_SANDBOX, errno, "open %s", net.cgroup);
     if (attach_all(cg, err) < 0) return -1;
+    /* Not a cgroup program: it sees every exec on the host and reports only the tool uids'. */
+    net.links[6] = bpf_program__attach(net.skel->progs.netpol_exec);
+    if (!net.links[6]) {
+        int e = errno;
+        return gate_err_errno(err, GATE_E_SANDBOX, e, "attach the sched_process_exec tracepoint");
+    }
     /* Programs first, then the move: from the moment the gateway (and so every tool it will
      * start) is in the directory, the filter is in force. The whole gateway moves, once: a
      * child born here costs nothing, where moving each tool would cost milliseconds. */
@@ -389,6 +406,7 @@ int sbx_net_begin(const struct sbx_net *n, uid_t uid, struct gate_error *err)
     struct slot_events *s = &net.slots[uid - net.uid_base];
     s->cookie = cookie;
     s->n = 0;
+    s->nexec = 0;
     pthread_mutex_unlock(&net.lock);
     int rc = set_call(uid, n->policy_id, cookie, err);
     s->begin_ns = gate_monotonic_ns() - t0; /* the slot is this call's until sbx_net_end */
@@ -435,20 +453,24 @@ json_t *sbx_net_end(uid_t uid)
     struct gate_error err = {0};
     /* Deny-all again before anything else: the uid is free for the next call. */
     set_call(uid, NETPOL_NONE_ID, 0, &err);
-    json_t *allowed = json_array(), *denied = json_array();
+    json_t *allowed = json_array(), *denied = json_array(), *execs = json_array();
     pthread_mutex_lock(&net.lock);
     /* Every event of this call is in the ring by now: its processes are gone. */
     ring_buffer__consume(net.rb);
     struct slot_events *s = &net.slots[uid - net.uid_base];
     for (unsigned i = 0; i < s->n; i++)
         json_array_append_new(s->ev[i].allowed ? allowed : denied, event_json(&s->ev[i]));
+    for (unsigned i = 0; i < s->nexec; i++)
+        json_array_append_new(execs, json_string(s->exec_path[i]));
     s->cookie = 0;
     s->n = 0;
+    s->nexec = 0;
     net.denied_total += c.denied;
     count_cost(s->begin_ns + (gate_monotonic_ns() - t0));
     pthread_mutex_unlock(&net.lock);
-    return json_pack("{s:o,s:o,s:I,s:I}", "allowed", allowed, "denied", denied, "allowed_total",
-                     (json_int_t)c.allowed, "denied_total", (json_int_t)c.denied);
+    return json_pack("{s:{s:o,s:o,s:I,s:I},s:o,s:I}", "network", "allowed", allowed, "denied",
+                     denied, "allowed_total", (json_int_t)c.allowed, "denied_total",
+                     (json_int_t)c.denied, "execs", execs, "execs_total", (json_int_t)c.execs);
 }
 
 void sbx_net_metrics(struct gate_buf *out)

@@ -28,8 +28,9 @@ int sbx_net_prepare(const struct policy *p, struct sbx_net **out, struct gate_er
 void sbx_net_free(struct sbx_net *n);
 /* Put uid under n's policy for a call (before the tool starts). */
 int sbx_net_begin(const struct sbx_net *n, uid_t uid, struct gate_error *err);
-/* After every process of the call is gone: back to deny-all, and what the call tried as
- * {"allowed": [...], "denied": [...], "allowed_total": N, "denied_total": N} (owned), or NULL
+/* After every process of the call is gone: back to deny-all, and what the call did as
+ * {"network": {"allowed": [...], "denied": [...], "allowed_total": N, "denied_total": N},
+ *  "execs": [PATH...], "execs_total": N} (owned; the first 64 of each, counts of all), or NULL
  * when nothing is enforced. */
 json_t *sbx_net_end(uid_t uid);
 void sbx_net_metrics(struct gate_buf *out);

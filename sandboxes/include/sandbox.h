@@ -69,8 +69,9 @@ struct sbx_result {
     bool output_truncated;
     bool pids_limit_hit;
     char detail[256]; /* trap name, failed setup step, limit hit; "" if none */
-    json_t *network;  /* what the call tried on the network ({allowed, denied, ...}); owned;
-                         NULL where the tier does not report it */
+    json_t *activity; /* what the call did, as keys merged into its record and call.finished
+                         ({"network": {allowed, denied, ...}, "execs": [...]}); owned; NULL where
+                         the tier does not report it */
 };
 void sbx_result_free(struct sbx_result *r);
 

@@ -457,7 +457,7 @@ done:
     if (slot >= 0) {
         json_t *net = sbx_net_end(ids.base + (uid_t)slot);
         if (rc == 0)
-            res->network = net;
+            res->activity = net;
         else
             json_decref(net);
         slot_release(slot);

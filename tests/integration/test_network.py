@@ -5,7 +5,8 @@ The tests listen on loopback addresses of their own (127.0.0.2, 127.0.0.3, ::1) 
 ever goes to loopback. Checked: `network: none` reaches nothing, an egress list reaches exactly
 what it lists (also from a grandchild), every attempt is in the call's audit record, a reload
 changes the list for the next call while a call in flight keeps its own, and load errors
-(bad CIDR, missing port, wildcard, wasm, the gateway's own port) name file:line:col.
+(bad CIDR, missing port, wildcard, wasm, the gateway's own port) name file:line:col. The record
+also lists the programs the call executed.
 """
 import os
 import signal
@@ -198,6 +199,8 @@ class NetworkTest(unittest.TestCase):
         self.assertEqual(net["denied_total"], len(net["denied"]))
         fin = finished_record(self.gw.state_dir, rec["call_id"])
         self.assertEqual(fin["network"], net)
+        self.assertEqual(rec["execs"], [NETTOOL])
+        self.assertEqual(fin["execs"], [NETTOOL])
         m = self.gw.request("GET", "/metrics").body.decode()
         self.assertIn("gatehouse_network_denied_total", m)
 
