@@ -225,6 +225,9 @@ struct http_guard_config {
     struct gw_metrics *metrics; /* refusals are counted here (may be NULL) */
 };
 int http_guard_start(const struct http_guard_config *cfg, struct gate_error *err);
+/* --listen HOST:PORT ([V6]:PORT) as a socket address. */
+int gw_parse_listen(const char *listen, struct sockaddr_storage *sa, socklen_t *len,
+                    struct gate_error *err);
 void http_guard_stop_accepting(void);
 void http_guard_stop(void);
 /* The token of the guard connection whose socketpair end (given to libmicrohttpd) is fd; stored

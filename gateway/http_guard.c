@@ -548,8 +548,8 @@ static void *guard_main(void *arg)
 }
 
 /* ---- start and stop --------------------------------------------------------------------- */
-static int parse_listen(const char *listen, struct sockaddr_storage *sa, socklen_t *len,
-                        struct gate_error *err)
+int gw_parse_listen(const char *listen, struct sockaddr_storage *sa, socklen_t *len,
+                    struct gate_error *err)
 {
     char host[128];
     const char *colon = strrchr(listen, ':');
@@ -585,7 +585,7 @@ static int open_listener(const char *addr, struct gate_error *err)
 {
     struct sockaddr_storage sa;
     socklen_t len = 0;
-    if (parse_listen(addr, &sa, &len, err) < 0) return -1;
+    if (gw_parse_listen(addr, &sa, &len, err) < 0) return -1;
     g.lfd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (g.lfd < 0) return gate_err_errno(err, GATE_E_CONFIG, errno, "socket");
     int one = 1;

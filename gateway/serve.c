@@ -1,5 +1,7 @@
 /* serve.c: `gatehouse serve`: start-up, policy reloads, signals and shutdown. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -150,10 +152,33 @@ static void fit_connections(struct gw_options *o)
 static int start_engine(struct gw *gw, struct sbx_config *sc,
                         const struct approval_config *approval, struct gate_error *err);
 
+/* The API endpoint no tool may reach: refused in policies at load, and by the network filter. */
+static int gateway_endpoint(const char *listen, struct policy_endpoint *ep, struct gate_error *err)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = 0;
+    if (gw_parse_listen(listen, &sa, &len, err) < 0) return -1;
+    *ep = (struct policy_endpoint){.family = sa.ss_family};
+    if (sa.ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)&sa;
+        memcpy(ep->addr, &s4->sin_addr, 4);
+        ep->port = ntohs(s4->sin_port);
+    } else {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&sa;
+        memcpy(ep->addr, &s6->sin6_addr, 16);
+        ep->port = ntohs(s6->sin6_port);
+    }
+    policy_network_reserve(ep);
+    return 0;
+}
+
 static int start(struct gw *gw, struct gate_error *err)
 {
+    static struct policy_endpoint endpoint;
     struct sbx_config sc = {.state_dir = gw->opt.state_dir,
-                            .max_concurrent = gw->opt.max_concurrent};
+                            .max_concurrent = gw->opt.max_concurrent,
+                            .gateway = &endpoint};
+    if (gateway_endpoint(gw->opt.listen, &endpoint, err) < 0) return -1;
     if (resolve_user(gw->opt.run_as, &sc.tool_uid, &sc.tool_gid) < 0)
         return gate_err(err, GATE_E_CONFIG, "--run-as %s: no such user, or root", gw->opt.run_as);
     if (parse_uid_range(gw->opt.tool_uids, &sc.call_uid_base, &sc.call_uid_count) < 0)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "netpolicy.h"
 #include "sbx_internal.h"
 
 /* The tiers compiled into this gateway, one row each (crun's static_handlers[]). CMake defines
@@ -43,6 +44,8 @@ void sbx_result_free(struct sbx_result *r)
 {
     gate_buf_free(&r->out);
     gate_buf_free(&r->err);
+    json_decref(r->activity);
+    r->activity = NULL;
 }
 
 int sbx_init(const struct sbx_config *cfg)
@@ -112,6 +115,9 @@ void sbx_shutdown(void)
 {
     for (int i = 0; i < ISOLATION__COUNT; i++)
         if (tiers[i] && tiers[i]->shutdown) tiers[i]->shutdown();
+    /* Last: the tiers' own helpers (pools, launchers) were born in the filtered cgroup too, and
+     * it can only be removed once they are gone. */
+    sbx_net_shutdown();
 }
 
 void sbx_metrics(struct gate_buf *out)

@@ -4,7 +4,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config python3 clang-format
   libmicrohttpd-dev libjansson-dev libyaml-dev libseccomp-dev libcmocka-dev libssl-dev
-  libsqlite3-dev libpcre2-dev libbpf-dev libcap-dev libpq-dev postgresql
+  libsqlite3-dev libpcre2-dev libbpf-dev libcap-dev libpq-dev postgresql bpftool
   clang lld wasi-libc libclang-rt-14-dev libclang-rt-14-dev-wasm32 wabt
   bubblewrap runsc libcap2-bin curl util-linux iproute2 procps
   prometheus

@@ -82,6 +82,7 @@ static json_t *result_record(const struct policy *p, const struct approval_call 
     json_object_set_new(r, "output_truncated", json_boolean(res->output_truncated));
     if (res->pids_limit_hit) json_object_set_new(r, "pids_limit_hit", json_true());
     if (res->detail[0]) json_object_set_new(r, "detail", json_string(res->detail));
+    if (res->activity) json_object_update(r, res->activity);
     json_object_set_new(r, "duration_ms", json_integer((json_int_t)dur_ms));
     json_object_set_new(r, "audit_seq_started", json_integer((json_int_t)started_seq));
     if (finished_seq) json_object_set_new(r, "audit_seq", json_integer((json_int_t)finished_seq));
@@ -115,6 +116,7 @@ static int audit_finished(struct call_engine *e, const struct policy *p,
                   "stdout_sha256", out_sha, "stderr_bytes", (json_int_t)res->err.len,
                   "stderr_sha256", err_sha, "output_truncated", res->output_truncated);
     if (res->detail[0]) json_object_set_new(f, "detail", json_string(res->detail));
+    if (res->activity) json_object_update(f, res->activity);
     int rc = audit_append(e->cfg.audit, "call.finished", f, seq, err);
     json_decref(f);
     return rc;

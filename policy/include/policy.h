@@ -36,6 +36,7 @@ enum microvm_accel { MICROVM_ACCEL_AUTO, MICROVM_ACCEL_KVM, MICROVM_ACCEL_TCG };
 enum network_mode {
     NETWORK_NONE,    /* empty network namespace: only lo (default) */
     NETWORK_SANDBOX, /* gVisor's own netstack (gvisor tier only) */
+    NETWORK_EGRESS,  /* `network: {egress: [...], dns: bool}`: only the listed destinations */
 };
 
 const char *policy_isolation_name(enum isolation iso);
@@ -67,6 +68,34 @@ struct policy_filesystem {
     uint64_t workspace_mb; /* its tmpfs size, default 64 */
     bool exec_workspace;   /* allow exec from writable mounts, default false */
 };
+
+/* One allowed destination of `network.egress`: a prefix and a port. A host name becomes one
+ * entry per address it resolved to when the policy loaded. */
+struct policy_egress {
+    int family;       /* AF_INET or AF_INET6 */
+    uint8_t addr[16]; /* network byte order; 4 bytes used for AF_INET */
+    uint8_t prefix;   /* prefix length in bits */
+    uint16_t port;    /* host byte order, 1..65535 */
+    struct policy_loc loc;
+};
+
+struct policy_network {
+    struct policy_egress *egress; /* owned */
+    size_t n_egress;
+    bool dns; /* port 53 (UDP and TCP) to the name servers of /etc/resolv.conf */
+};
+
+/* The gateway's own API endpoint, which no policy may list (its `network.egress` entries are
+ * refused at load when they cover it). family 0 = none known. Set once before policies load. */
+struct policy_endpoint {
+    int family;
+    uint8_t addr[16];
+    uint16_t port;
+};
+void policy_network_reserve(const struct policy_endpoint *gateway);
+/* Whether e covers a connection to the gateway endpoint g (a wildcard listen address is
+ * reachable through every address, including 0.0.0.0 and ::). */
+bool policy_egress_covers(const struct policy_egress *e, const struct policy_endpoint *g);
 
 struct policy_approval {
     bool required;
@@ -106,6 +135,9 @@ struct policy {
      * a tier's prepare step) can name the entry. */
     struct policy_loc *seccomp_allow_locs;
     struct policy_loc *seccomp_deny_locs;
+
+    /* NETWORK_EGRESS: the destinations the tool may reach (network.c). */
+    struct policy_network net;
 
     /* Set by the sandbox module's prepare step; freed with the policy. */
     void *sbx_state;

@@ -28,7 +28,7 @@
 static const char *const isolation_names[] = {"process", "container", "gvisor",
                                               "microvm", "wasm",      NULL};
 static const char *const blast_names[] = {"low", "medium", "high", "critical", NULL};
-static const char *const network_names[] = {"none", "sandbox", NULL};
+static const char *const network_names[] = {"none", "sandbox", "egress", NULL};
 static const char *const gvisor_platforms[] = {"ptrace", "systrap", "kvm", NULL};
 static const char *const microvm_accels[] = {"auto", "kvm", "tcg", NULL};
 
@@ -132,6 +132,22 @@ static void read_pool_size(struct loader *l, const struct policy_key *k, const s
     if (pctx_uint(&l->c, v, k->path, 0, max, &size) < 0) return;
     l->c.p->pool_size = (uint32_t)size;
     l->c.p->pool_size_set = true;
+}
+
+/* network: none | sandbox, or {egress: [...], dns: bool} (network.c). "egress" is a name only
+ * so that comparisons and diffs can rank it (the widest); it is never written as a scalar. */
+static void read_network(struct loader *l, const struct policy_key *k, const struct ynode *v)
+{
+    if (v->kind == YNODE_MAP) {
+        policy_network_read(&l->c, v);
+        return;
+    }
+    pkey_read(&l->c, k, v);
+    if (l->c.p->network == NETWORK_EGRESS) {
+        pctx_err(&l->c, v->loc,
+                 "'network: egress' is written as a mapping: {egress: [HOST:PORT, ...]}");
+        l->c.p->network = NETWORK_NONE;
+    }
 }
 
 static bool is_env_name(const char *s)
@@ -410,7 +426,12 @@ const struct policy_key policy_keys[] = {
      .weaker = "the tool can run programs it wrote", .doc = "allow exec from writable mounts"},
     {.path = "network", .type = PKEY_ENUM, FIELD(network), .names = network_names,
      .def = "none", .change = PCHANGE_MORE_WEAKENS, .weaker = "the tool can reach a network",
-     .doc = "none (only lo), or sandbox (gVisor's own netstack; gvisor only)"},
+     .read = read_network,
+     .doc = "none (only lo), sandbox (gVisor's own netstack; gvisor only), or {egress: "
+            "[\"HOST:PORT\", \"CIDR:PORT\", \"[V6]:PORT\"], dns: bool} (process only)",
+     .schema = "{\"oneOf\":[{\"enum\":[\"none\",\"sandbox\"]},{\"type\":\"object\","
+               "\"properties\":{\"egress\":{\"type\":\"array\",\"items\":{\"type\":"
+               "\"string\"}},\"dns\":{\"type\":\"boolean\"}},\"additionalProperties\":false}]}"},
     {.path = "seccomp", .type = PKEY_SECTION, .doc = "changes to the tier's syscall filter"},
     {.path = "seccomp.allow", .type = PKEY_STRING_LIST, FIELD(seccomp_allow), .def_doc = "empty",
      .change = PCHANGE_ADDED_WEAKENS, .weaker = "the tool can make more system calls",
@@ -660,6 +681,14 @@ static void validate(struct loader *l)
             pctx_err(c, root->loc, "missing required key '%s'", policy_keys[i].path);
     for (size_t i = 0; i < policy_ncross_rules; i++)
         check_cross_rule(l, &policy_cross_rules[i]);
+    /* WASI has no sockets; the other tiers do not give a tool a filtered network yet. */
+    const struct ynode *n = ynode_get(root, "network");
+    struct policy *p = c->p;
+    if (n && p->network == NETWORK_EGRESS && p->isolation != ISOLATION_PROCESS)
+        pctx_err(c, n->loc, "network.egress is not available with isolation: %s (%s)",
+                 policy_isolation_name(p->isolation),
+                 p->isolation == ISOLATION_WASM ? "WASI has no sockets"
+                                                : "only the process tier filters egress so far");
 }
 
 /* ---- loading ------------------------------------------------------------------------------ */
@@ -736,6 +765,7 @@ void policy_free(struct policy *p)
     free(p->path);
     free(p->name);
     free(p->description);
+    policy_network_free(&p->net);
     strv_free(p->command);
     strv_free(p->env);
     free(p->approval.webhook);

@@ -48,6 +48,11 @@ void strv_free(char **v);
 /* A list of syscall names, each known to libseccomp for the native architecture. */
 int policy_check_syscalls(struct pctx *c, const struct ynode *n, const char *what, char ***out);
 
+/* ---- network (network.c) ------------------------------------------------------------- */
+/* Read `network:` (none | sandbox | {egress: [...], dns: bool}) into c->p. */
+void policy_network_read(struct pctx *c, const struct ynode *v);
+void policy_network_free(struct policy_network *n);
+
 /* ---- argument schema (schema.c) -------------------------------------------------------- */
 /* Convert a YAML value to JSON: plain integers and decimals become numbers, plain
  * true/false booleans, plain null/~/empty null, everything else a string. */

@@ -50,6 +50,9 @@ struct sbx_config {
     uid_t call_uid_base;
     unsigned call_uid_count;
     unsigned max_concurrent; /* --max-concurrent: calls the gateway runs at once (pool sizes) */
+    /* The gateway's API endpoint, which no tool may reach (network policy); NULL when policies
+     * are only checked (gatehouse policy check): nothing is then enforced. */
+    const struct policy_endpoint *gateway;
 };
 
 struct sbx_call {
@@ -67,6 +70,9 @@ struct sbx_result {
     bool output_truncated;
     bool pids_limit_hit;
     char detail[256]; /* trap name, failed setup step, limit hit; "" if none */
+    json_t *activity; /* what the call did, as keys merged into its record and call.finished
+                         ({"network": {allowed, denied, ...}, "execs": [...]}); owned; NULL where
+                         the tier does not report it */
 };
 void sbx_result_free(struct sbx_result *r);
 

@@ -53,6 +53,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "netpolicy.h"
 #include "sbx_internal.h"
 
 /* Spawner threads per policy: two can start children at once on a 2-core machine. */
@@ -81,6 +82,7 @@ struct spawn_req {
 struct process_state {
     struct sock_fprog seccomp;
     uint64_t setsid_cookie[6];
+    struct sbx_net *net; /* the policy's network allowlist in the kernel */
     pthread_mutex_t lock;
     pthread_cond_t work; /* a request was queued, or stop */
     struct spawn_req *head, *tail;
@@ -195,6 +197,11 @@ static int process_init(const struct sbx_config *cfg, struct gate_error *err)
     ids.count = cfg->call_uid_count;
     ids.gid = cfg->tool_gid;
     sweep_tmp(ids.base, ids.base + ids.count); /* what a gateway killed mid-call left */
+    /* Without the filter the tier still starts, but every policy naming it fails to load with
+     * the reason (sbx_net_prepare): a tool never gets the host's network silently. */
+    struct gate_error nerr = {0};
+    if (sbx_net_init(cfg, &nerr) < 0)
+        gate_log("error", "network.unavailable", "network policy cannot be enforced: %s", nerr.msg);
     return 0;
 }
 
@@ -253,6 +260,7 @@ static void state_free(void *state)
     pthread_cond_destroy(&st->work);
     pthread_mutex_destroy(&st->lock);
     free(st->seccomp.filter);
+    sbx_net_free(st->net);
     free(st);
 }
 
@@ -280,6 +288,11 @@ static int process_prepare(struct policy *p, struct gate_error *err)
     }
     if (sbx_seccomp_compile(SBX_SECCOMP_DENYLIST, p->seccomp_allow, p->seccomp_deny,
                             st->setsid_cookie, &st->seccomp, err) < 0) {
+        free(st);
+        return -1;
+    }
+    if (sbx_net_prepare(p, &st->net, err) < 0) {
+        free(st->seccomp.filter);
         free(st);
         return -1;
     }
@@ -502,6 +515,8 @@ static int process_run(const struct policy *p, const struct sbx_call *call, stru
     }
     struct child_args args = {p,      st,      env,       in[0],
                               out[1], errp[1], report[1], ids.base + (uid_t)slot};
+    /* The uid's network policy is set before the tool exists, and reset to deny-all below. */
+    if (sbx_net_begin(st->net, args.uid, err) < 0) goto done;
     uint64_t start = gate_monotonic_ns();
     pid_t pid = spawn(st, &args, child_stack + sizeof(child_stack), err);
     if (pid < 0) goto done;
@@ -533,7 +548,14 @@ static int process_run(const struct policy *p, const struct sbx_call *call, stru
     in[1] = out[0] = errp[0] = -1; /* owned by sbx_supervise now */
     rc = sbx_supervise(&sv, res, NULL, err);
 done:
-    if (slot >= 0) slot_release(slot);
+    if (slot >= 0) {
+        json_t *net = sbx_net_end(ids.base + (uid_t)slot);
+        if (rc == 0)
+            res->activity = net;
+        else
+            json_decref(net);
+        slot_release(slot);
+    }
     close_pair(in);
     close_pair(out);
     close_pair(errp);
@@ -549,4 +571,5 @@ const struct sbx_ops sbx_process_ops = {
     .prepare = process_prepare,
     .run = process_run,
     .shutdown = process_shutdown,
+    .metrics = sbx_net_metrics,
 };

@@ -1,0 +1,503 @@
+/* netpolicy.c: per-call network policy with libbpf (see netpolicy.h and bpf/netpolicy.bpf.c). */
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include "netpolicy.h"
+#include "netpolicy.skel.h"
+#include "netpolicy_maps.h"
+
+/* Upper bounds of the per-call cost histogram, in microseconds. */
+#define NET_COST_BUCKETS 8
+static const unsigned cost_bounds_us[NET_COST_BUCKETS] = {5, 10, 20, 50, 100, 200, 500, 1000};
+
+struct sbx_net {
+    uint32_t policy_id;
+    struct netpol_key4 *keys4;
+    size_t n4;
+    struct netpol_key6 *keys6;
+    size_t n6;
+};
+
+/* What one uid slot has seen of its current call. */
+struct slot_events {
+    uint64_t cookie;
+    uint64_t begin_ns; /* time spent putting the call under its policy */
+    struct netpol_event ev[NETPOL_EVENTS_MAX];
+    unsigned n;
+    char exec_path[NETPOL_EVENTS_MAX][NETPOL_PATH_MAX];
+    unsigned nexec;
+};
+
+static struct {
+    pthread_mutex_t lock; /* ids, the ring buffer and slots */
+    bool checking;        /* policy check: validate only */
+    bool ready;
+    char why[1024]; /* why BPF is not in use, when !ready && !checking */
+    struct netpolicy_bpf *skel;
+    struct bpf_link *links[7];
+    struct ring_buffer *rb;
+    char cgroup[4400];     /* our directory */
+    char home_procs[4400]; /* cgroup.procs of the directory we came from */
+    uid_t uid_base;
+    unsigned uid_count;
+    struct slot_events *slots;
+    uint64_t next_cookie;
+    uint32_t next_policy_id;
+    uint64_t denied_total;
+    /* Time the gateway spends per call on network policy (begin + end), for /metrics. */
+    uint64_t cost_buckets[NET_COST_BUCKETS + 1]; /* the last: above every bound */
+    uint64_t cost_sum_ns, cost_count;
+} net = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_policy_id = NETPOL_NONE_ID + 1};
+
+/* The cgroup v2 mount: the controller-less hierarchy of a hybrid host, or a pure v2 host's. */
+static const char *cgroup2_mount(void)
+{
+    static const char *const candidates[] = {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"};
+    for (size_t i = 0; i < 2; i++) {
+        struct statfs sf;
+        if (statfs(candidates[i], &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC)
+            return candidates[i];
+    }
+    return NULL;
+}
+
+/* Our cgroup v2 path ("/..." under the mount), from the "0::" line of /proc/self/cgroup. */
+static int own_cgroup(char *out, size_t size)
+{
+    autofclose FILE *f = fopen("/proc/self/cgroup", "re");
+    char line[4096];
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "0::", 3) == 0) {
+            line[strcspn(line, "\n")] = '\0';
+            snprintf(out, size, "%s", line + 3);
+            return 0;
+        }
+    return -1;
+}
+
+static int write_pid(const char *procs, struct gate_error *err)
+{
+    autoclose int fd = open(procs, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return gate_err_errno(err, GATE_E_SANDBOX, errno, "open %s", procs);
+    char buf[32];
+    int len = snprintf(buf, sizeof(buf), "%d", (int)getpid());
+    if (write(fd, buf, (size_t)len) != len)
+        return gate_err_errno(err, GATE_E_SANDBOX, errno, "write %s", procs);
+    return 0;
+}
+
+/* Directories of gateways that died without cleaning up are empty: remove them (rmdir fails on
+ * a live gateway's, which holds its process). */
+static void sweep_stale(const char *parent)
+{
+    DIR *d = opendir(parent);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strncmp(de->d_name, "gatehouse-net-", 14) == 0) {
+            char sub[4400 + 256];
+            snprintf(sub, sizeof(sub), "%s/%s", parent, de->d_name);
+            rmdir(sub);
+        }
+    closedir(d);
+}
+
+static int ring_event(void *ctx, void *data, size_t size)
+{
+    (void)ctx;
+    const struct netpol_event *e = data;
+    if (size < sizeof(*e) || e->uid < net.uid_base || e->uid - net.uid_base >= net.uid_count)
+        return 0;
+    struct slot_events *s = &net.slots[e->uid - net.uid_base];
+    if (s->cookie != e->cookie) return 0;
+    if (e->op == NETPOL_OP_EXEC) {
+        const struct netpol_exec *x = data;
+        if (size < sizeof(*x) || s->nexec >= NETPOL_EVENTS_MAX) return 0;
+        memcpy(s->exec_path[s->nexec], x->path, NETPOL_PATH_MAX);
+        s->exec_path[s->nexec++][NETPOL_PATH_MAX - 1] = '\0';
+    } else if (s->n < NETPOL_EVENTS_MAX) {
+        s->ev[s->n++] = *e;
+    }
+    return 0;
+}
+
+static int set_call(uid_t uid, uint32_t policy_id, uint64_t cookie, struct gate_error *err)
+{
+    struct netpol_call c = {.policy_id = policy_id, .cookie = cookie};
+    uint32_t key = (uint32_t)uid;
+    if (bpf_map_update_elem(bpf_map__fd(net.skel->maps.calls), &key, &c, BPF_ANY) < 0)
+        return gate_err_errno(err, GATE_E_SANDBOX, errno, "network policy: update the call map");
+    return 0;
+}
+
+/* Attach every program to our directory. BPF_F_ALLOW_MULTI through bpf_link: programs others
+ * attached above or below us keep running. */
+static int attach_all(int cg, struct gate_error *err)
+{
+    struct bpf_program *progs[] = {
+        net.skel->progs.netpol_connect4,    net.skel->progs.netpol_connect6,
+        net.skel->progs.netpol_sendmsg4,    net.skel->progs.netpol_sendmsg6,
+        net.skel->progs.netpol_sock_create, net.skel->progs.netpol_egress};
+    for (size_t i = 0; i < sizeof(progs) / sizeof(progs[0]); i++) {
+        net.links[i] = bpf_program__attach_cgroup(progs[i], cg);
+        if (!net.links[i]) {
+            int e = errno;
+            net.links[i] = NULL;
+            return gate_err_errno(err, GATE_E_SANDBOX, e, "attach %s to %s",
+                                  bpf_program__name(progs[i]), net.cgroup);
+        }
+    }
+    return 0;
+}
+
+static int add_deny(const struct policy_endpoint *g);
+
+static int init_bpf(const struct sbx_config *cfg, struct gate_error *err)
+{
+    const char *mnt = cgroup2_mount();
+    if (!mnt) return gate_err(err, GATE_E_SANDBOX, "no cgroup v2 hierarchy is mounted");
+    char self[4096];
+    if (own_cgroup(self, sizeof(self)) < 0)
+        return gate_err(err, GATE_E_SANDBOX, "no cgroup v2 line in /proc/self/cgroup");
+    const char *sep = strcmp(self, "/") == 0 ? "" : self;
+    char parent[4200];
+    snprintf(parent, sizeof(parent), "%s%s", mnt, sep);
+    snprintf(net.home_procs, sizeof(net.home_procs), "%s/cgroup.procs", parent);
+    snprintf(net.cgroup, sizeof(net.cgroup), "%s/gatehouse-net-%d", parent, (int)getpid());
+    sweep_stale(parent);
+
+    libbpf_set_strict_mode(LIBBPF_STRICT_ALL);
+    net.skel = netpolicy_bpf__open();
+    if (!net.skel) return gate_err_errno(err, GATE_E_SANDBOX, errno, "open the BPF programs");
+    if (bpf_map__set_max_entries(net.skel->maps.calls, cfg->call_uid_count) < 0 ||
+        netpolicy_bpf__load(net.skel) < 0)
+        return gate_err_errno(err, GATE_E_SANDBOX, errno, "load the BPF programs");
+    for (unsigned i = 0; i < cfg->call_uid_count; i++)
+        if (set_call(cfg->call_uid_base + i, NETPOL_NONE_ID, 0, err) < 0) return -1;
+    if (add_deny(cfg->gateway) < 0)
+        return gate_err_errno(err, GATE_E_SANDBOX, errno, "deny the gateway's own address");
+    net.rb = ring_buffer__new(bpf_map__fd(net.skel->maps.events), ring_event, NULL, NULL);
+    if (!net.rb) return gate_err_errno(err, GATE_E_SANDBOX, errno, "open the BPF ring buffer");
+
+    /* Made by root, 0755: a tool can neither move itself out nor add programs. */
+    if (mkdir(net.cgroup, 0755) < 0 && errno != EEXIST)
+        return gate_err_errno(err, GATE_E_SANDBOX, errno, "mkdir %s", net.cgroup);
+    autoclose int cg = open(net.cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cg < 0) return gate_err_errno(err, GATE_E_SANDBOX, errno, "open %s", net.cgroup);
+    if (attach_all(cg, err) < 0) return -1;
+    /* Not a cgroup program: it sees every exec on the host and reports only the tool uids'. */
+    net.links[6] = bpf_program__attach(net.skel->progs.netpol_exec);
+    if (!net.links[6]) {
+        int e = errno;
+        return gate_err_errno(err, GATE_E_SANDBOX, e, "attach the sched_process_exec tracepoint");
+    }
+    /* Programs first, then the move: from the moment the gateway (and so every tool it will
+     * start) is in the directory, the filter is in force. The whole gateway moves, once: a
+     * child born here costs nothing, where moving each tool would cost milliseconds. */
+    char procs[4400 + 16];
+    snprintf(procs, sizeof(procs), "%s/cgroup.procs", net.cgroup);
+    return write_pid(procs, err);
+}
+
+int sbx_net_init(const struct sbx_config *cfg, struct gate_error *err)
+{
+    if (!cfg->gateway) {
+        net.checking = true;
+        return 0;
+    }
+    net.uid_base = cfg->call_uid_base;
+    net.uid_count = cfg->call_uid_count;
+    net.slots = calloc(cfg->call_uid_count, sizeof(*net.slots));
+    if (!net.slots) return gate_err(err, GATE_E_NOMEM, "out of memory");
+    if (init_bpf(cfg, err) < 0) {
+        snprintf(net.why, sizeof(net.why), "%s", err->msg);
+        sbx_net_shutdown();
+        return -1;
+    }
+    net.ready = true;
+    return 0;
+}
+
+void sbx_net_shutdown(void)
+{
+    if (net.ready || net.skel) {
+        struct gate_error err = {0};
+        struct stat st;
+        /* Back home first, so the directory can go. */
+        if (stat(net.cgroup, &st) == 0 && write_pid(net.home_procs, &err) == 0) rmdir(net.cgroup);
+    }
+    for (size_t i = 0; i < sizeof(net.links) / sizeof(net.links[0]); i++) {
+        bpf_link__destroy(net.links[i]);
+        net.links[i] = NULL;
+    }
+    ring_buffer__free(net.rb);
+    net.rb = NULL;
+    netpolicy_bpf__destroy(net.skel);
+    net.skel = NULL;
+    net.ready = false;
+    free(net.slots);
+    net.slots = NULL;
+}
+
+/* ---- policies as map entries ----------------------------------------------------------- */
+static void key4(struct netpol_key4 *k, uint32_t policy_id, uint16_t port, const uint8_t *addr,
+                 unsigned prefix)
+{
+    memset(k, 0, sizeof(*k));
+    uint16_t port_be = htons(port);
+    k->prefixlen = NETPOL_KEY_FIXED_BITS + prefix;
+    memcpy(&k->data[0], &policy_id, 4);
+    memcpy(&k->data[4], &port_be, 2);
+    memcpy(&k->data[6], addr, 4);
+}
+
+static void key6(struct netpol_key6 *k, uint32_t policy_id, uint16_t port, const uint8_t *addr,
+                 unsigned prefix)
+{
+    memset(k, 0, sizeof(*k));
+    uint16_t port_be = htons(port);
+    k->prefixlen = NETPOL_KEY_FIXED_BITS + prefix;
+    memcpy(&k->data[0], &policy_id, 4);
+    memcpy(&k->data[4], &port_be, 2);
+    memcpy(&k->data[6], addr, 16);
+}
+
+static int put4(const struct netpol_key4 *k)
+{
+    uint8_t one = 1;
+    return bpf_map_update_elem(bpf_map__fd(net.skel->maps.allow4), k, &one, BPF_ANY);
+}
+
+static int put6(const struct netpol_key6 *k)
+{
+    uint8_t one = 1;
+    return bpf_map_update_elem(bpf_map__fd(net.skel->maps.allow6), k, &one, BPF_ANY);
+}
+
+/* The gateway's API: its listen address, plus 0.0.0.0 / :: ("this host"); everything on its
+ * port when it listens on a wildcard address. */
+static int add_deny(const struct policy_endpoint *g)
+{
+    static const uint8_t zero[16];
+    struct netpol_key4 k4;
+    struct netpol_key6 k6;
+    if (g->family == AF_INET) {
+        bool any = memcmp(g->addr, zero, 4) == 0;
+        key4(&k4, NETPOL_DENY_ID, g->port, g->addr, any ? 0 : 32);
+        if (put4(&k4) < 0) return -1;
+        key4(&k4, NETPOL_DENY_ID, g->port, zero, 32);
+        return put4(&k4);
+    }
+    bool any = memcmp(g->addr, zero, 16) == 0;
+    key6(&k6, NETPOL_DENY_ID, g->port, g->addr, any ? 0 : 128);
+    if (put6(&k6) < 0) return -1;
+    key6(&k6, NETPOL_DENY_ID, g->port, zero, 128);
+    if (put6(&k6) < 0) return -1;
+    /* A dual-stack wildcard listener also answers IPv4. */
+    key4(&k4, NETPOL_DENY_ID, g->port, zero, any ? 0 : 32);
+    return put4(&k4);
+}
+
+static int add_entry(struct sbx_net *n, int family, const uint8_t *addr, unsigned prefix,
+                     uint16_t port)
+{
+    if (family == AF_INET) {
+        struct netpol_key4 *grown = realloc(n->keys4, (n->n4 + 1) * sizeof(*grown));
+        if (!grown) return -1;
+        n->keys4 = grown;
+        key4(&grown[n->n4++], n->policy_id, port, addr, prefix);
+        return 0;
+    }
+    struct netpol_key6 *grown = realloc(n->keys6, (n->n6 + 1) * sizeof(*grown));
+    if (!grown) return -1;
+    n->keys6 = grown;
+    key6(&grown[n->n6++], n->policy_id, port, addr, prefix);
+    return 0;
+}
+
+/* dns: true: port 53 of every `nameserver` line of /etc/resolv.conf, read at load. */
+static int add_resolvers(struct sbx_net *n, struct gate_error *err)
+{
+    autofclose FILE *f = fopen("/etc/resolv.conf", "re");
+    if (!f) return gate_err_errno(err, GATE_E_POLICY, errno, "network.dns: /etc/resolv.conf");
+    char line[512], addr[256];
+    while (fgets(line, sizeof(line), f)) {
+        uint8_t a[16] = {0};
+        if (sscanf(line, " nameserver %255s", addr) != 1) continue;
+        int family = strchr(addr, ':') ? AF_INET6 : AF_INET;
+        if (inet_pton(family, addr, a) != 1) continue;
+        if (add_entry(n, family, a, family == AF_INET ? 32 : 128, 53) < 0)
+            return gate_err(err, GATE_E_NOMEM, "out of memory");
+    }
+    return 0;
+}
+
+void sbx_net_free(struct sbx_net *n)
+{
+    if (!n) return;
+    for (size_t i = 0; net.skel && i < n->n4; i++)
+        bpf_map_delete_elem(bpf_map__fd(net.skel->maps.allow4), &n->keys4[i]);
+    for (size_t i = 0; net.skel && i < n->n6; i++)
+        bpf_map_delete_elem(bpf_map__fd(net.skel->maps.allow6), &n->keys6[i]);
+    free(n->keys4);
+    free(n->keys6);
+    free(n);
+}
+
+int sbx_net_prepare(const struct policy *p, struct sbx_net **out, struct gate_error *err)
+{
+    *out = NULL;
+    if (net.checking) return 0;
+    if (!net.ready)
+        return gate_err(err, GATE_E_POLICY,
+                        "the process tier cannot filter the network on this host (%s): a tool "
+                        "would have the host's whole network",
+                        net.why[0] ? net.why : "not initialised");
+    struct sbx_net *n = calloc(1, sizeof(*n));
+    if (!n) return gate_err(err, GATE_E_NOMEM, "out of memory");
+    pthread_mutex_lock(&net.lock);
+    n->policy_id = net.next_policy_id++;
+    pthread_mutex_unlock(&net.lock);
+    int rc = 0;
+    if (p->network == NETWORK_EGRESS) {
+        for (size_t i = 0; i < p->net.n_egress && rc == 0; i++) {
+            const struct policy_egress *e = &p->net.egress[i];
+            if (add_entry(n, e->family, e->addr, e->prefix, e->port) < 0)
+                rc = gate_err(err, GATE_E_NOMEM, "out of memory");
+        }
+        if (rc == 0 && p->net.dns) rc = add_resolvers(n, err);
+    }
+    for (size_t i = 0; rc == 0 && i < n->n4; i++)
+        if (put4(&n->keys4[i]) < 0)
+            rc = gate_err_errno(err, GATE_E_POLICY, errno, "network policy: add an entry");
+    for (size_t i = 0; rc == 0 && i < n->n6; i++)
+        if (put6(&n->keys6[i]) < 0)
+            rc = gate_err_errno(err, GATE_E_POLICY, errno, "network policy: add an entry");
+    if (rc < 0) {
+        sbx_net_free(n);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+/* ---- calls ----------------------------------------------------------------------------- */
+int sbx_net_begin(const struct sbx_net *n, uid_t uid, struct gate_error *err)
+{
+    if (!n) return 0;
+    uint64_t t0 = gate_monotonic_ns();
+    if (uid < net.uid_base || uid - net.uid_base >= net.uid_count)
+        return gate_err(err, GATE_E_SANDBOX, "network policy: uid %u is not a tool uid",
+                        (unsigned)uid);
+    pthread_mutex_lock(&net.lock);
+    uint64_t cookie = ++net.next_cookie;
+    struct slot_events *s = &net.slots[uid - net.uid_base];
+    s->cookie = cookie;
+    s->n = 0;
+    s->nexec = 0;
+    pthread_mutex_unlock(&net.lock);
+    int rc = set_call(uid, n->policy_id, cookie, err);
+    s->begin_ns = gate_monotonic_ns() - t0; /* the slot is this call's until sbx_net_end */
+    return rc;
+}
+
+static void count_cost(uint64_t ns)
+{
+    size_t b = 0;
+    while (b < NET_COST_BUCKETS && ns > (uint64_t)cost_bounds_us[b] * 1000)
+        b++;
+    net.cost_buckets[b]++;
+    net.cost_sum_ns += ns;
+    net.cost_count++;
+}
+
+static json_t *event_json(const struct netpol_event *e)
+{
+    static const char *const ops[] = {"?", "connect", "sendmsg", "socket"};
+    char addr[INET6_ADDRSTRLEN] = "";
+    const char *proto = e->proto == IPPROTO_TCP ? "tcp" : e->proto == IPPROTO_UDP ? "udp" : NULL;
+    json_t *j = json_pack("{s:s}", "op", ops[e->op < 4 ? e->op : 0]);
+    if (e->op == NETPOL_OP_SOCKET) {
+        json_object_set_new(j, "family", json_string(e->family == AF_INET6 ? "inet6" : "inet"));
+        json_object_set_new(j, "type", json_integer(e->type));
+        json_object_set_new(j, "protocol", json_integer(e->proto));
+        return j;
+    }
+    inet_ntop(e->family == AF_INET6 ? AF_INET6 : AF_INET, e->addr, addr, sizeof(addr));
+    json_object_set_new(j, "proto", proto ? json_string(proto) : json_integer(e->proto));
+    json_object_set_new(j, "addr", json_string(addr));
+    json_object_set_new(j, "port", json_integer(e->port));
+    return j;
+}
+
+json_t *sbx_net_end(uid_t uid)
+{
+    if (!net.ready || uid < net.uid_base || uid - net.uid_base >= net.uid_count) return NULL;
+    uint64_t t0 = gate_monotonic_ns();
+    struct netpol_call c = {0};
+    uint32_t key = (uint32_t)uid;
+    int fd = bpf_map__fd(net.skel->maps.calls);
+    bpf_map_lookup_elem(fd, &key, &c);
+    struct gate_error err = {0};
+    /* Deny-all again before anything else: the uid is free for the next call. */
+    set_call(uid, NETPOL_NONE_ID, 0, &err);
+    json_t *allowed = json_array(), *denied = json_array(), *execs = json_array();
+    pthread_mutex_lock(&net.lock);
+    /* Every event of this call is in the ring by now: its processes are gone. */
+    ring_buffer__consume(net.rb);
+    struct slot_events *s = &net.slots[uid - net.uid_base];
+    for (unsigned i = 0; i < s->n; i++)
+        json_array_append_new(s->ev[i].allowed ? allowed : denied, event_json(&s->ev[i]));
+    for (unsigned i = 0; i < s->nexec; i++)
+        json_array_append_new(execs, json_string(s->exec_path[i]));
+    s->cookie = 0;
+    s->n = 0;
+    s->nexec = 0;
+    net.denied_total += c.denied;
+    count_cost(s->begin_ns + (gate_monotonic_ns() - t0));
+    pthread_mutex_unlock(&net.lock);
+    return json_pack("{s:{s:o,s:o,s:I,s:I},s:o,s:I}", "network", "allowed", allowed, "denied",
+                     denied, "allowed_total", (json_int_t)c.allowed, "denied_total",
+                     (json_int_t)c.denied, "execs", execs, "execs_total", (json_int_t)c.execs);
+}
+
+void sbx_net_metrics(struct gate_buf *out)
+{
+    pthread_mutex_lock(&net.lock);
+    gate_buf_printf(out,
+                    "# HELP gatehouse_network_denied_total Connections and datagrams tools "
+                    "tried that their network policy refused.\n"
+                    "# TYPE gatehouse_network_denied_total counter\n"
+                    "gatehouse_network_denied_total %llu\n"
+                    "# HELP gatehouse_network_policy_call_seconds Time the gateway spends per "
+                    "call putting it under its network policy and collecting what it did.\n"
+                    "# TYPE gatehouse_network_policy_call_seconds histogram\n",
+                    (unsigned long long)net.denied_total);
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b <= NET_COST_BUCKETS; b++) {
+        cumulative += net.cost_buckets[b];
+        if (b < NET_COST_BUCKETS)
+            gate_buf_printf(out, "gatehouse_network_policy_call_seconds_bucket{le=\"%g\"} %llu\n",
+                            cost_bounds_us[b] / 1e6, (unsigned long long)cumulative);
+        else
+            gate_buf_printf(out, "gatehouse_network_policy_call_seconds_bucket{le=\"+Inf\"} %llu\n",
+                            (unsigned long long)cumulative);
+    }
+    gate_buf_printf(out,
+                    "gatehouse_network_policy_call_seconds_sum %.9f\n"
+                    "gatehouse_network_policy_call_seconds_count %llu\n",
+                    net.cost_sum_ns / 1e9, (unsigned long long)net.cost_count);
+    pthread_mutex_unlock(&net.lock);
+}

@@ -1,0 +1,40 @@
+/* netpolicy.h: per-call network policy in the kernel (private to sandboxes/).
+ *
+ * The BPF programs of bpf/netpolicy.bpf.c are attached once, at gateway start, to a cgroup v2
+ * directory of the gateway's own that the gateway moves itself into (one migration, at start:
+ * moving costs milliseconds on this kernel; every tool is then born there for free). A call is
+ * recognised by its per-call host uid; a policy is a set of map entries written when it loads
+ * and removed with it, so a call switches policy with one map update. Between calls every tool
+ * uid is held to the deny-all policy: nothing a tool left behind could reach the network.
+ */
+#ifndef GATE_NETPOLICY_H
+#define GATE_NETPOLICY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "sandbox.h"
+
+struct sbx_net;
+
+/* At gateway start: load the programs, make the cgroup, move the gateway in, attach, and hold
+ * every uid of cfg's call range to the deny-all policy. Without cfg->gateway (policy check)
+ * nothing is loaded and policies are only validated. Returns -1 with err if BPF cannot be
+ * used; process-tier policies then fail to load with that reason. */
+int sbx_net_init(const struct sbx_config *cfg, struct gate_error *err);
+/* Compile p's network policy into map entries. *out is owned by the caller (sbx_net_free);
+ * NULL when only checking. */
+int sbx_net_prepare(const struct policy *p, struct sbx_net **out, struct gate_error *err);
+void sbx_net_free(struct sbx_net *n);
+/* Put uid under n's policy for a call (before the tool starts). */
+int sbx_net_begin(const struct sbx_net *n, uid_t uid, struct gate_error *err);
+/* After every process of the call is gone: back to deny-all, and what the call did as
+ * {"network": {"allowed": [...], "denied": [...], "allowed_total": N, "denied_total": N},
+ *  "execs": [PATH...], "execs_total": N} (owned; the first 64 of each, counts of all), or NULL
+ * when nothing is enforced. */
+json_t *sbx_net_end(uid_t uid);
+void sbx_net_metrics(struct gate_buf *out);
+/* Detach, move the gateway back to its cgroup and remove the directory. */
+void sbx_net_shutdown(void);
+
+#endif

@@ -1,0 +1,297 @@
+"""Network policy (issue 17), through the real `gatehouse serve` and the real BPF filter.
+
+The tests listen on loopback addresses of their own (127.0.0.2, 127.0.0.3, ::1) and a tool
+(tests/nettool) tries each destination, the gateway's own port and a raw socket; traffic only
+ever goes to loopback. Checked: `network: none` reaches nothing, an egress list reaches exactly
+what it lists (also from a grandchild), every attempt is in the call's audit record, a reload
+changes the list for the next call while a call in flight keeps its own, and load errors
+(bad CIDR, missing port, wildcard, wasm, the gateway's own port) name file:line:col. The record
+also lists the programs the call executed.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import unittest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+
+NETTOOL = os.path.join(harness.BUILD_POLICIES, "tools", "nettool")
+WASM_MODULE = os.path.join(harness.BUILD_POLICIES, "tools", "wasm-jsonq.wasm")
+
+
+def bpf_unavailable():
+    if os.geteuid() != 0:
+        return "needs root (the gateway attaches BPF programs to a cgroup)"
+    for mnt in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        if os.path.exists(os.path.join(mnt, "cgroup.procs")) and \
+                os.path.exists(os.path.join(mnt, "cgroup.subtree_control")):
+            return None
+    return "no cgroup v2 hierarchy mounted"
+
+
+class Listeners:
+    """TCP listeners on 127.0.0.2 and 127.0.0.3 and [::1], a UDP socket on 127.0.0.2."""
+
+    def __init__(self):
+        self.socks = []
+        self.tcp2 = self._tcp(socket.AF_INET, "127.0.0.2")
+        self.tcp3 = self._tcp(socket.AF_INET, "127.0.0.3")
+        try:
+            self.tcp6 = self._tcp(socket.AF_INET6, "::1")
+        except OSError:
+            self.tcp6 = None
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.2", 0))
+        self.udp.setblocking(False)
+        self.socks.append(self.udp)
+        self.udp2 = self.udp.getsockname()[1]
+
+    def _tcp(self, family, addr):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.bind((addr, 0))
+        s.listen(64)
+        self.socks.append(s)
+        return s.getsockname()[1]
+
+    def datagrams(self):
+        got = []
+        while True:
+            try:
+                got.append(self.udp.recv(64))
+            except BlockingIOError:
+                return got
+
+    def close(self):
+        for s in self.socks:
+            s.close()
+
+
+def nettool_policy(name, network=""):
+    return """
+name: %s
+description: Tries network destinations.
+command: ["%s"]
+isolation: process
+%s
+arguments:
+  type: object
+  properties:
+    try: {type: array, items: {type: string}}
+""" % (name, NETTOOL, network)
+
+
+def outcomes(record):
+    """{attempt: "ok" | "EPERM" | ...} from the tool's stdout."""
+    out = {}
+    for line in record["stdout"].splitlines():
+        what, _, result = line.rpartition(" ")
+        out[what] = result
+    return out
+
+
+def finished_record(state_dir, call_id):
+    for r in harness.audit_records(state_dir):
+        if r.get("event") == "call.finished" and r.get("fields", r).get("call_id") == call_id:
+            return r.get("fields", r)
+    return None
+
+
+def dests(entries):
+    return sorted((e["op"], e.get("proto"), e.get("addr"), e.get("port")) for e in entries)
+
+
+class NetworkTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        why = bpf_unavailable()
+        if why:
+            harness.skip(why)
+        cls.ln = Listeners()
+        ln = cls.ln
+        cls.dir = tempfile.mkdtemp(prefix="gh-pol-net-")
+        harness.write_policy(cls.dir, "none", nettool_policy("none"))
+        egress = ['"127.0.0.2:%d"' % ln.tcp2, '"127.0.0.2:%d"' % ln.udp2]
+        if ln.tcp6:
+            egress.append('"[::1]:%d"' % ln.tcp6)
+        harness.write_policy(cls.dir, "some", nettool_policy(
+            "some", "network:\n  egress: [%s]\n" % ", ".join(egress)))
+        harness.write_policy(cls.dir, "reload", nettool_policy(
+            "reload", "network: {egress: [\"127.0.0.2:%d\"]}\n" % ln.tcp2))
+        cls.gw = harness.Gateway(cls.dir).start()
+        if "network.unavailable" in cls.gw.read_log():
+            log = cls.gw.read_log()
+            cls.gw.stop()
+            harness.skip("BPF cannot be used here: " + log)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.stop()
+        cls.gw.cleanup()
+        cls.ln.close()
+
+    def attempts(self):
+        ln, gw = self.ln, self.gw
+        a = {
+            "listed": "tcp:127.0.0.2:%d" % ln.tcp2,
+            "other": "tcp:127.0.0.3:%d" % ln.tcp3,
+            "gateway": "tcp:127.0.0.1:%d" % gw.port,
+            "gateway_any": "tcp:0.0.0.0:%d" % gw.port,
+            "udp_listed": "udp:127.0.0.2:%d" % ln.udp2,
+            "udp_other": "udp:127.0.0.3:%d" % ln.udp2,
+            "grandchild_listed": "fork:tcp:127.0.0.2:%d" % ln.tcp2,
+            "grandchild_other": "fork:tcp:127.0.0.3:%d" % ln.tcp3,
+            "raw": "raw",
+        }
+        if ln.tcp6:
+            a["v6_listed"] = "tcp6:[::1]:%d" % ln.tcp6
+            a["v6_mapped_gateway"] = "tcp6:[::ffff:127.0.0.1]:%d" % gw.port
+        return a
+
+    def run_tool(self, tool, attempts):
+        r = self.gw.call(tool, {"try": list(attempts.values())})
+        self.assertEqual(r.status, 200, r.body)
+        rec = r.json()
+        self.assertEqual(rec["status"], "succeeded", rec)
+        got = outcomes(rec)
+        return rec, {k: got.get(v) for k, v in attempts.items()}
+
+    def test_none_reaches_nothing(self):
+        self.ln.datagrams()
+        rec, got = self.run_tool("none", self.attempts())
+        for k, v in got.items():
+            self.assertNotEqual(v, "ok", "%s reached with network: none (%s)" % (k, rec["stdout"]))
+            if k != "raw":
+                self.assertEqual(v, "EPERM", k)
+        self.assertEqual(self.ln.datagrams(), [])
+        net = rec["network"]
+        self.assertEqual(net["allowed"], [])
+        self.assertEqual(net["allowed_total"], 0)
+        self.assertIn(("connect", "tcp", "127.0.0.1", self.gw.port), dests(net["denied"]))
+        self.assertIn(("sendmsg", "udp", "127.0.0.2", self.ln.udp2), dests(net["denied"]))
+        fin = finished_record(self.gw.state_dir, rec["call_id"])
+        self.assertIsNotNone(fin)
+        self.assertEqual(fin["network"], net)
+
+    def test_egress_reaches_exactly_the_list(self):
+        self.ln.datagrams()
+        rec, got = self.run_tool("some", self.attempts())
+        ok = {"listed", "udp_listed", "grandchild_listed", "v6_listed"}
+        for k, v in got.items():
+            if k in ok:
+                self.assertEqual(v, "ok", "%s: %s" % (k, rec["stdout"]))
+            else:
+                self.assertNotEqual(v, "ok", "%s reached: %s" % (k, rec["stdout"]))
+        self.assertEqual(self.ln.datagrams(), [b"x"])
+        net = rec["network"]
+        ln, port = self.ln, self.gw.port
+        allowed = dests(net["allowed"])
+        self.assertEqual(allowed.count(("connect", "tcp", "127.0.0.2", ln.tcp2)), 2)  # + grandchild
+        self.assertIn(("sendmsg", "udp", "127.0.0.2", ln.udp2), allowed)
+        denied = dests(net["denied"])
+        for d in [("connect", "tcp", "127.0.0.3", ln.tcp3), ("connect", "tcp", "127.0.0.1", port),
+                  ("connect", "tcp", "0.0.0.0", port), ("sendmsg", "udp", "127.0.0.3", ln.udp2)]:
+            self.assertIn(d, denied)
+        self.assertEqual(net["denied_total"], len(net["denied"]))
+        fin = finished_record(self.gw.state_dir, rec["call_id"])
+        self.assertEqual(fin["network"], net)
+        self.assertEqual(rec["execs"], [NETTOOL])
+        self.assertEqual(fin["execs"], [NETTOOL])
+        m = self.gw.request("GET", "/metrics").body.decode()
+        self.assertIn("gatehouse_network_denied_total", m)
+
+    def test_reload_changes_the_next_call_not_one_in_flight(self):
+        ln, gw = self.ln, self.gw
+        gate = os.path.join(tempfile.mkdtemp(prefix="gh-net-gate-"), "go")
+        os.chmod(os.path.dirname(gate), 0o755)
+        listed, other = "tcp:127.0.0.2:%d" % ln.tcp2, "tcp:127.0.0.3:%d" % ln.tcp3
+        result = {}
+
+        def in_flight():
+            result["r"] = gw.call("reload", {"try": ["wait:" + gate, listed, other]})
+
+        t = threading.Thread(target=in_flight)
+        t.start()
+        # The call is running once its call.started record is written.
+        self.assertTrue(harness.wait_until(lambda: any(
+            r.get("event") == "call.started" and r.get("fields", r).get("tool") == "reload"
+            for r in harness.audit_records(gw.state_dir)), 20))
+        harness.write_policy(self.dir, "reload", nettool_policy(
+            "reload", "network: {egress: [\"127.0.0.3:%d\"]}\n" % ln.tcp3))
+        loads = sum(1 for r in harness.audit_records(gw.state_dir) if r.get("event") == "policy.loaded")
+        gw.send_signal(signal.SIGHUP)
+        self.assertTrue(harness.wait_until(lambda: sum(
+            1 for r in harness.audit_records(gw.state_dir) if r.get("event") == "policy.loaded") > loads, 20))
+        after = outcomes(gw.call("reload", {"try": [listed, other]}).json())
+        self.assertEqual((after[listed], after[other]), ("EPERM", "ok"))
+        open(gate, "w").close()
+        t.join(30)
+        before = outcomes(result["r"].json())
+        self.assertEqual((before[listed], before[other]), ("ok", "EPERM"))
+
+
+class LoadErrorTest(unittest.TestCase):
+    def check(self, network, isolation="process", extra=""):
+        d = tempfile.mkdtemp(prefix="gh-pol-bad-")
+        text = nettool_policy("bad", network).replace("isolation: process", "isolation: " + isolation)
+        if isolation == "wasm":
+            text = ("name: bad\ndescription: x\nisolation: wasm\nmodule: %s\n%s" % (WASM_MODULE, network))
+        path = harness.write_policy(d, "bad", text + extra)
+        p = subprocess.run([harness.GATEHOUSE, "policy", "check", d], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        return path, p.stdout + p.stderr
+
+    def test_errors_name_file_line_col(self):
+        cases = [
+            ('network:\n  egress: ["10.0.0.1/8:443"]\n', "bits set past /8"),
+            ('network:\n  egress: ["10.0.0.0/33:443"]\n', "not a valid IPv4"),
+            ('network:\n  egress: ["10.0.0.0/08:443"]\n', "not a valid IPv4"),
+            ('network:\n  egress: ["10.0.0.1"]\n', "a port is required"),
+            ('network:\n  egress: ["[::1]"]\n', "expected [IPV6]:PORT"),
+            ('network:\n  egress: ["127.0.0.1:0"]\n', "the port must be"),
+            ('network:\n  egress: ["*:443"]\n', "wildcard"),
+            ('network:\n  egress: ["*.example.com:443"]\n', "wildcard"),
+            ('network:\n  egress: ["[2001:db8::1/129]:443"]\n', "not a valid IPv6"),
+            ('network:\n  egres: []\n', "unknown key 'egres'"),
+        ]
+        for network, want in cases:
+            path, out = self.check(network)
+            self.assertIn(want, out, network)
+            self.assertRegex(out, r"%s:\d+:\d+: " % path, network)
+
+    def test_location_is_the_entry(self):
+        path, out = self.check('network:\n  egress:\n    - "127.0.0.2:80"\n    - "10.0.0.1/8:443"\n')
+        with open(path) as f:
+            lines = f.read().split("\n")
+        want = next(i for i, l in enumerate(lines, 1) if "10.0.0.1/8" in l)
+        self.assertIn("%s:%d:7: network.egress: '10.0.0.1/8:443'" % (path, want), out)
+
+    def test_wasm_refuses_egress(self):
+        _, out = self.check('network:\n  egress: ["127.0.0.2:80"]\n', isolation="wasm")
+        self.assertIn("not available with isolation: wasm (WASI has no sockets)", out)
+
+    def test_gateway_port_refused_at_load(self):
+        if bpf_unavailable():
+            harness.skip(bpf_unavailable())
+        d = tempfile.mkdtemp(prefix="gh-pol-gw-")
+        harness.write_policy(d, "fine", nettool_policy("fine"))
+        with harness.Gateway(d) as gw:
+            for entry in ["127.0.0.1:%d" % gw.port, "127.0.0.0/8:%d" % gw.port,
+                          "0.0.0.0:%d" % gw.port, "localhost:%d" % gw.port]:
+                path = harness.write_policy(d, "fine", nettool_policy(
+                    "fine", 'network: {egress: ["%s"]}\n' % entry))
+                gw.send_signal(signal.SIGHUP)
+                self.assertTrue(harness.wait_until(
+                    lambda: "reaches the gateway's own API" in gw.read_log() and
+                    entry in gw.read_log(), 20), entry)
+                self.assertRegex(gw.read_log(), r"%s:\d+:\d+: network.egress: '%s'" % (path, entry))
+            rejected = [r for r in harness.audit_records(gw.state_dir) if r.get("event") == "policy.rejected"]
+            self.assertEqual(len(rejected), 4)
+
+
+if __name__ == "__main__":
+    unittest.main()
