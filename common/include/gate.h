@@ -60,7 +60,7 @@
     X(HTTP_VERSION, "http_version_not_supported", 505, "only HTTP/1.0 and HTTP/1.1 are served")    \
     X(UNAVAILABLE, "unavailable", 503, "service unavailable")                                      \
     X(ORIGIN_NOT_ALLOWED, "origin_not_allowed", 403, "requests from this Origin are not served")   \
-    X(SESSION_NOT_FOUND, "session_not_found", 404, "no such MCP session (initialize again)") \
+    X(SESSION_NOT_FOUND, "session_not_found", 404, "no such MCP session (initialize again)")       \
     X(DATABASE_UNAVAILABLE, "database_unavailable", 503, "the shared database cannot be reached")
 
 enum gate_code {

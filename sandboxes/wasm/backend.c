@@ -41,38 +41,14 @@ static bool drop_identity;
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct wasm_state *live;
 
-/* Find gatehouse-wasm-worker: $GATE_WASM_WORKER, next to the running program, or in
- * ../libexec (the build tree's layout) or ../libexec/gatehouse (an installed layout). */
+/* Find gatehouse-wasm-worker beside the gateway or in its libexec directory (the build tree's
+ * and the installed layouts). Missing, the tier is refused: never a weaker sandbox. */
 static int find_helper(struct gate_error *err)
 {
-    static const char *const rel[] = {"gatehouse-wasm-worker", "../libexec/gatehouse-wasm-worker",
-                                      "../libexec/gatehouse/gatehouse-wasm-worker"};
-    const char *env = getenv("GATE_WASM_WORKER");
-    char self[4096];
-    if (env && env[0]) {
-        if (env[0] == '/' && access(env, X_OK) == 0 && strlen(env) < sizeof(helper_path)) {
-            snprintf(helper_path, sizeof(helper_path), "%s", env);
-            return 0;
-        }
-        return gate_err(err, GATE_E_SANDBOX,
-                        "GATE_WASM_WORKER=%.200s is not an absolute path to an executable", env);
-    }
-    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    char *slash = n > 0 ? (self[n] = 0, strrchr(self, '/')) : NULL;
-    if (!slash) return gate_err_errno(err, GATE_E_SANDBOX, errno, "wasm: readlink /proc/self/exe");
-    *slash = 0;
-    for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
-        char cand[4160];
-        snprintf(cand, sizeof(cand), "%s/%s", self, rel[i]);
-        if (access(cand, X_OK) == 0 && strlen(cand) < sizeof(helper_path)) {
-            snprintf(helper_path, sizeof(helper_path), "%s", cand);
-            return 0;
-        }
-    }
+    if (sbx_find_libexec("gatehouse-wasm-worker", helper_path, sizeof(helper_path)) == 0) return 0;
     return gate_err(err, GATE_E_SANDBOX,
-                    "gatehouse-wasm-worker not found: looked for %.300s/%s, %s/%s and %s/%s "
-                    "(or set GATE_WASM_WORKER)",
-                    self, rel[0], self, rel[1], self, rel[2]);
+                    "gatehouse-wasm-worker not found beside the gatehouse program nor in its "
+                    "../libexec or ../libexec/gatehouse directory");
 }
 
 static int wasm_init(const struct sbx_config *cfg, struct gate_error *err)

@@ -49,7 +49,9 @@ class Response:
 class Gateway:
     """A running gatehouse. Use as a context manager or call start()/stop()."""
 
-    def __init__(self, policies, state_dir=None, extra_args=(), env=None, keep_state=False):
+    def __init__(self, policies, state_dir=None, extra_args=(), env=None, keep_state=False,
+                 binary=None):
+        self.binary = binary or GATEHOUSE
         self.policies = policies
         self.own_state = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="gh-state-")
@@ -61,8 +63,8 @@ class Gateway:
         self.log_path = os.path.join(self.state_dir, "gateway.log")
 
     def start(self, timeout=20.0):
-        if not GATEHOUSE or not os.path.exists(GATEHOUSE):
-            raise RuntimeError("GATEHOUSE binary not set or missing: %r" % GATEHOUSE)
+        if not self.binary or not os.path.exists(self.binary):
+            raise RuntimeError("GATEHOUSE binary not set or missing: %r" % self.binary)
         self.port = free_port()
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
         for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
@@ -70,7 +72,7 @@ class Gateway:
                 env[k] = os.environ[k]
         env.update(self.env)
         self.log = open(self.log_path, "ab")
-        args = [GATEHOUSE, "serve", "--listen", "127.0.0.1:%d" % self.port,
+        args = [self.binary, "serve", "--listen", "127.0.0.1:%d" % self.port,
                 "--policies", self.policies, "--state-dir", self.state_dir] + self.extra_args
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=env)
         deadline = time.monotonic() + timeout

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -67,6 +68,36 @@ class ExamplesTest(unittest.TestCase):
                 j = r.json()
                 self.assertEqual(j["status"], expected, j)
                 self.assertIn(text, j["stdout"])
+
+    def test_installed_layout_runs_every_tier(self):
+        """cmake --install puts the binary, every helper program and the manual page where the
+        installed gateway finds them: each example runs from the installed binary."""
+        prefix = tempfile.mkdtemp(prefix="gh-install-")
+        try:
+            p = subprocess.run(["cmake", "--install", harness.BUILD_DIR, "--prefix", prefix],
+                               capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            for rel in ("bin/gatehouse", "share/man/man1/gatehouse.1",
+                        "libexec/gatehouse/gatehouse-wasm-worker",
+                        "libexec/gatehouse/gatehouse-ct-helper",
+                        "libexec/gatehouse/gatehouse-gvisor-helper",
+                        "libexec/gatehouse/gatehouse-microvm-init"):
+                self.assertTrue(os.path.exists(os.path.join(prefix, rel)), rel)
+            binary = os.path.join(prefix, "bin", "gatehouse")
+            gw = harness.Gateway(harness.BUILD_POLICIES, binary=binary,
+                                 extra_args=["--config", CONFIG],
+                                 env={"GATEHOUSE_DEMO_APPROVER_TOKEN": DEMO_TOKEN})
+            with gw:
+                for name in self.names:
+                    args, expected, text = EXAMPLES[name]
+                    if expected == "approval":
+                        continue
+                    with self.subTest(tool=name):
+                        j = gw.call(name, args).json()
+                        self.assertEqual(j.get("status"), expected, j)
+                        self.assertIn(text, j["stdout"])
+        finally:
+            shutil.rmtree(prefix, ignore_errors=True)
 
     def test_zz_metrics_pass_promtool(self):
         """After every example ran (tests run in name order), /metrics has a # HELP and a

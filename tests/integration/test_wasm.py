@@ -238,15 +238,21 @@ class WasmTierSetup(unittest.TestCase):
 
     def test_missing_worker_program_refuses_the_tier(self):
         harness.write_policy(self.dir, "wasm-trap", RAW_POLICY % ("wasm-trap", "wasm-trap"))
-        gw = harness.Gateway(self.dir, env={"GATE_WASM_WORKER": "/nonexistent/gatehouse-wasm-worker"})
+        # A copy of the gateway with no gatehouse-wasm-worker beside it nor in ../libexec.
+        alone = tempfile.mkdtemp(prefix="gh-wasm-alone-")
+        os.makedirs(os.path.join(alone, "bin"))
+        binary = os.path.join(alone, "bin", "gatehouse")
+        shutil.copy2(harness.GATEHOUSE, binary)
+        gw = harness.Gateway(self.dir, binary=binary)
         try:
             with self.assertRaises(RuntimeError) as cm:
                 gw.start()
-            self.assertIn("/nonexistent/gatehouse-wasm-worker", str(cm.exception))
+            self.assertIn("gatehouse-wasm-worker not found", str(cm.exception))
             self.assertIn("isolation 'wasm' is not available", str(cm.exception))
         finally:
             gw.stop()
             gw.cleanup()
+            shutil.rmtree(alone, ignore_errors=True)
 
     def test_worker_setup_failure_names_the_step(self):
         if os.geteuid() != 0:
