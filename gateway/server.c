@@ -86,6 +86,7 @@ static struct {
     pthread_cond_t work, timer;
     struct conn_state *queue_head, *queue_tail;
     unsigned workers, idle, max_workers;
+    unsigned queued; /* requests in the queue */
     bool stopping;
     pthread_t timer_thread;
     bool timer_started;
@@ -317,6 +318,12 @@ static unsigned bucket_of(const char *call_id)
     return h % WAIT_BUCKETS;
 }
 
+static void *worker_main(void *arg);
+
+/* Queue a request for a worker, and start one more worker (up to max_workers) unless an idle
+ * one is left for it. Idle workers already woken for earlier requests still count as idle
+ * until they run, so the test is queued > idle, not idle == 0: otherwise a request could wait
+ * behind a long call that a single woken worker took first. */
 static void enqueue_locked(struct conn_state *cs)
 {
     cs->next = NULL;
@@ -327,6 +334,16 @@ static void enqueue_locked(struct conn_state *cs)
     else
         s.queue_head = cs;
     s.queue_tail = cs;
+    s.queued++;
+    if (s.queued > s.idle && s.workers < s.max_workers) {
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_t t;
+        if (pthread_create(&t, &attr, worker_main, NULL) == 0) s.workers++;
+        pthread_attr_destroy(&attr);
+    }
+    pthread_cond_signal(&s.work);
 }
 
 /* Move the waits selected by pick (all when call_id is NULL and now is 0) to the work queue. */
@@ -346,7 +363,6 @@ static void release_waits_locked(const char *call_id, uint64_t now)
             s.nwaits--;
             cs->parked = false;
             enqueue_locked(cs);
-            pthread_cond_signal(&s.work);
         }
         if (call_id) break;
     }
@@ -367,7 +383,6 @@ static void park_locked(struct conn_state *cs)
 {
     if (s.stopping || atomic_load(&s.changes) != cs->change_seen) {
         enqueue_locked(cs);
-        pthread_cond_signal(&s.work);
     } else {
         unsigned b = bucket_of(cs->resp.wait_call);
         cs->next = s.waits[b];
@@ -595,6 +610,7 @@ static void *worker_main(void *arg)
         struct conn_state *cs = s.queue_head;
         s.queue_head = cs->next;
         if (!s.queue_head) s.queue_tail = NULL;
+        s.queued--;
         pthread_mutex_unlock(&s.lock);
         run_handler(cs);
         pthread_mutex_lock(&s.lock);
@@ -605,20 +621,10 @@ out:
     return NULL;
 }
 
-/* Queue a request for a worker; start one more when none is idle (up to max_workers). */
 static void submit(struct conn_state *cs)
 {
     pthread_mutex_lock(&s.lock);
     enqueue_locked(cs);
-    if (s.idle == 0 && s.workers < s.max_workers) {
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_t t;
-        if (pthread_create(&t, &attr, worker_main, NULL) == 0) s.workers++;
-        pthread_attr_destroy(&attr);
-    }
-    pthread_cond_signal(&s.work);
     pthread_mutex_unlock(&s.lock);
 }
 

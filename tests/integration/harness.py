@@ -120,10 +120,17 @@ class Gateway:
                 return float(line.split()[1])
         return None
 
-    def wait_inflight(self, n, timeout=20.0):
-        """Wait until n calls are running (gatehouse_calls_inflight)."""
-        if not wait_until(lambda: self.metric("gatehouse_calls_inflight") == n, timeout):
-            raise AssertionError("never %d calls in flight" % n)
+    def wait_inflight(self, n, timeout=20.0, caller=None):
+        """Wait until n calls are running (gatehouse_calls_inflight). caller: the thread making
+        the call, if any: its end also ends the wait (the call did not stay running)."""
+        seen = []
+
+        def check():
+            seen.append(self.metric("gatehouse_calls_inflight"))
+            return seen[-1] == n or (caller is not None and not caller.is_alive())
+        if not wait_until(check, timeout) or seen[-1] != n:
+            raise AssertionError("never %d calls in flight (last seen %s; log:\n%s)"
+                                 % (n, seen[-1:], self.read_log()[-3000:]))
 
     def send_signal(self, sig):
         self.proc.send_signal(sig)

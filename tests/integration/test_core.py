@@ -487,7 +487,7 @@ class LimitsTest(unittest.TestCase):
             results = []
             t = threading.Thread(target=lambda: results.append(gw.call("slow", {})))
             t.start()
-            gw.wait_inflight(1)
+            gw.wait_inflight(1, caller=t)
             r = gw.call("echo", {"text": "x"})
             t.join()
             self.assertEqual(r.status, 429, r.body)
@@ -529,7 +529,11 @@ limits: {wall_timeout: 60s}
         results = []
         t = threading.Thread(target=lambda: results.append(gw.call("slow", {})))
         t.start()
-        gw.wait_inflight(1)
+        try:
+            gw.wait_inflight(1, caller=t)
+        except AssertionError as e:
+            t.join()
+            raise AssertionError("%s\ncall: %s" % (e, [(r.status, r.body[:300]) for r in results]))
         rc = gw.stop(signal.SIGTERM)
         t.join()
         self.assertEqual(rc, 0)

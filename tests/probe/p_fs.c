@@ -479,9 +479,11 @@ void p29_cross_call(void)
         int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         int rc = s >= 0 ? bind(s, (struct sockaddr *)&addr, alen) : -1;
         v_attempt(&v, " plant(abstract socket)", rc, errno, false);
-        int shm = shmget(p29_key(), 4096, IPC_CREAT | 0644);
-        v_attempt(&v, " plant(SysV shm)", shm, errno, false);
-        v.error = fd < 0 || rc < 0 || shm < 0;
+        int shm = shmget(p29_key(), 4096, IPC_CREAT | 0644), shm_errno = errno;
+        v_attempt(&v, " plant(SysV shm)", shm, shm_errno, false);
+        /* ENOSYS: this kernel has no SysV IPC (the microVM guest's): no such channel to plant
+         * in, nor to see through; the other two still must be planted. */
+        v.error = fd < 0 || rc < 0 || (shm < 0 && shm_errno != ENOSYS);
         unsigned long long planted = p29_now_ns();
         struct timespec ts = {(time_t)(g_args.hold_ms / 1000),
                               (long)(g_args.hold_ms % 1000) * 1000000L};
