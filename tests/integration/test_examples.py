@@ -73,6 +73,7 @@ class ExamplesTest(unittest.TestCase):
         """cmake --install puts the binary, every helper program and the manual page where the
         installed gateway finds them: each example runs from the installed binary."""
         prefix = tempfile.mkdtemp(prefix="gh-install-")
+        os.chmod(prefix, 0o755)  # as /usr/local is: wasm workers exec their program as the tool uid
         try:
             p = subprocess.run(["cmake", "--install", harness.BUILD_DIR, "--prefix", prefix],
                                capture_output=True, text=True)
