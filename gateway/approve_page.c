@@ -146,10 +146,13 @@ static void session_end(const char *sid)
 static void set_cookie(struct gw *gw, struct http_resp *resp, const char *sid, bool clear)
 {
     char v[256];
-    /* Secure everywhere but loopback, where a browser talks plain http to a local gateway. */
+    /* Secure everywhere but a loopback gateway browsed over plain http; a loopback gateway
+     * behind a TLS proxy (approval.public_url https://...) gets it too. */
+    bool plain = gw_listen_loopback(gw->opt.listen) &&
+                 !(gw->public_url && !strncasecmp(gw->public_url, "https://", 8));
     snprintf(v, sizeof(v), "%s=%s; Path=/; Max-Age=%llu; HttpOnly; SameSite=Strict%s",
              SESSION_COOKIE, clear ? "" : sid, clear ? 0ull : SESSION_TTL_MS / 1000,
-             gw_listen_loopback(gw->opt.listen) ? "" : "; Secure");
+             plain ? "" : "; Secure");
     http_add_header(resp, "Set-Cookie", v);
 }
 

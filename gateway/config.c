@@ -88,6 +88,16 @@ int gw_config_load(struct gw *gw, struct approval_config *approval, struct gate_
     if (rc == 0 && approval_database_parse(ynode_get(root, "database"), approval, err) < 0)
         rc = gate_err_wrap(err, "%s", file);
     if (ynode_get(ynode_get(root, "approval"), "webhook_secret")) literal = true;
+    /* A database URI with a password in it (user:PASS@ or password=) is a literal secret too:
+     * with it a tool could reach PostgreSQL (a Unix socket is not filtered) and approve. */
+    const char *db = approval->database, *auth = db ? strstr(db, "://") : NULL;
+    if (auth) {
+        auth += 3;
+        size_t len = strcspn(auth, "/?#"); /* the authority: [user[:password]@]host[:port] */
+        const char *at = memchr(auth, '@', len);
+        if ((at && memchr(auth, ':', (size_t)(at - auth))) || strstr(db, "password="))
+            literal = true;
+    }
     ynode_free(root);
     if (rc == 0 && gw->opt.config) rc = check_mode(gw->opt.config, literal, err);
     if (rc == 0 && !agents_configured(gw->agents)) {

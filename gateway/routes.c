@@ -26,7 +26,9 @@ void route_healthz(struct gw *gw, const struct http_req *req, struct http_resp *
     if (approval_store_name(ap))
         json_object_set_new(body, "approval_store", json_string(approval_store_name(ap)));
     if (!db_ok) {
-        json_object_set_new(body, "database", json_sprintf("unavailable: %s", db_why));
+        /* Public route: the database's own error (host, user, why) goes to the log only. */
+        json_object_set_new(body, "database", json_string("unavailable (see the gateway's log)"));
+        gate_log("warn", "database.unavailable", "%s", db_why);
         if (audit_ok) json_object_set_new(body, "status", json_string("degraded"));
     }
     if (atomic_load(&gw->stopping)) json_object_set_new(body, "status", json_string("stopping"));

@@ -66,8 +66,15 @@ static int parse_uid_range(const char *s, uid_t *base, unsigned *count)
 
 static int open_approval(struct gw *gw, const struct approval_config *cfg, struct gate_error *err)
 {
-    const char *links = cfg->public_url ? cfg->public_url : gw->public_url;
-    return call_engine_open_approval(gw->engine, gw->opt.state_dir, cfg, links, err);
+    /* approval.public_url, when set, is the gateway's address for everything that names it:
+     * links in webhooks, the MCP Origin check, the approval page's cookie (Secure for https). */
+    if (cfg->public_url) {
+        char *url = strdup(cfg->public_url);
+        if (!url) return gate_err(err, GATE_E_NOMEM, NULL);
+        free(gw->public_url);
+        gw->public_url = url;
+    }
+    return call_engine_open_approval(gw->engine, gw->opt.state_dir, cfg, gw->public_url, err);
 }
 
 static void wait_for_calls(struct gw *gw, unsigned ms)

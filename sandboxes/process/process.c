@@ -36,8 +36,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <grp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <sched.h>
@@ -104,20 +104,39 @@ static struct {
 /* The shared temporary directories every uid may write to. */
 static const char *const shared_tmp[] = {"/tmp", "/dev/shm", NULL};
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* Remove everything inside the directory open as dirfd (taken), by descriptor only: every
+ * step is relative to a directory already open, a name is opened with O_NOFOLLOW (a symbolic
+ * link is removed, never followed) and a directory on another device is left alone. So even if
+ * another call's tool swaps a directory for a link while this runs (its uid may share a
+ * group-writable directory with the dead one), nothing outside the swept tree can be touched. */
+static void remove_inside(int dirfd, dev_t dev, int depth)
 {
-    (void)st, (void)ftw;
-    if (flag == FTW_DP)
-        rmdir(path);
-    else
-        unlink(path);
-    return 0;
+    DIR *d = fdopendir(dirfd);
+    if (!d) {
+        close(dirfd);
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        struct stat st;
+        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
+        if (!S_ISDIR(st.st_mode)) {
+            unlinkat(dirfd, de->d_name, 0);
+            continue;
+        }
+        int sub = st.st_dev == dev && depth < 64
+                      ? openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                      : -1;
+        if (sub >= 0) remove_inside(sub, dev, depth + 1);
+        unlinkat(dirfd, de->d_name, AT_REMOVEDIR);
+    }
+    closedir(d);
 }
 
-/* Remove what uids [lo, hi) own at the top of the shared directories. Safe as root: every
- * process of those uids is dead (their calls' groups were killed and none can leave its
- * group), so nothing can swap a directory for a symbolic link during the walk, and the walk
- * never follows one (FTW_PHYS) nor leaves the file system (FTW_MOUNT). */
+/* Remove what uids [lo, hi) own at the top of the shared directories (safe as root: see
+ * remove_inside; the top-level entry is checked and removed relative to the shared directory's
+ * own descriptor). */
 static void sweep_tmp(uid_t lo, uid_t hi)
 {
     for (size_t d = 0; shared_tmp[d]; d++) {
@@ -130,14 +149,57 @@ static void sweep_tmp(uid_t lo, uid_t hi)
                 fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_uid < lo ||
                 st.st_uid >= hi)
                 continue;
-            char path[512];
-            snprintf(path, sizeof(path), "%s/%s", shared_tmp[d], de->d_name);
-            if (S_ISDIR(st.st_mode))
-                nftw(path, remove_entry, 8, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-            else
+            if (S_ISDIR(st.st_mode)) {
+                int sub =
+                    openat(dirfd(dir), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub >= 0) remove_inside(sub, st.st_dev, 0);
+                unlinkat(dirfd(dir), de->d_name, AT_REMOVEDIR);
+            } else {
                 unlinkat(dirfd(dir), de->d_name, 0);
+            }
         }
         closedir(dir);
+    }
+}
+
+/* Whether process pid (a /proc entry name) has a real or effective uid in [lo, hi). Read from
+ * its status, not from the owner of /proc/PID, which a tool can make root's
+ * (PR_SET_DUMPABLE 0). */
+static bool uid_in_range(const char *pid, uid_t lo, uid_t hi)
+{
+    char path[300], buf[2048];
+    snprintf(path, sizeof(path), "/proc/%s/status", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) return false;
+    buf[n] = '\0';
+    const char *u = strstr(buf, "\nUid:");
+    unsigned long r = 0, e = 0;
+    if (!u || sscanf(u + 5, "%lu %lu", &r, &e) != 2) return false;
+    return (r >= lo && r < hi) || (e >= lo && e < hi);
+}
+
+/* Kill every process running as a uid of [lo, hi): after a gateway was killed, a tool's
+ * children can outlive it (only the direct child has PDEATHSIG), with no network filter left
+ * (the BPF links died with that gateway) and a uid the next calls would be given. Root may
+ * signal any process; these uids belong to the tier alone (--tool-uids). */
+static void kill_uid_range(uid_t lo, uid_t hi)
+{
+    for (int round = 0; round < 50; round++) {
+        int found = 0;
+        DIR *proc = opendir("/proc");
+        if (!proc) return;
+        struct dirent *de;
+        while ((de = readdir(proc))) {
+            if (de->d_name[0] < '1' || de->d_name[0] > '9' || !uid_in_range(de->d_name, lo, hi))
+                continue;
+            if (kill((pid_t)atoi(de->d_name), SIGKILL) == 0) found++;
+        }
+        closedir(proc);
+        if (!found) return;
+        usleep(20 * 1000); /* let them die before looking again (a fork may have raced) */
     }
 }
 
@@ -196,7 +258,9 @@ static int process_init(const struct sbx_config *cfg, struct gate_error *err)
     ids.base = cfg->call_uid_base;
     ids.count = cfg->call_uid_count;
     ids.gid = cfg->tool_gid;
-    sweep_tmp(ids.base, ids.base + ids.count); /* what a gateway killed mid-call left */
+    /* What a gateway killed mid-call left: its tools' surviving processes, then their files. */
+    kill_uid_range(ids.base, ids.base + ids.count);
+    sweep_tmp(ids.base, ids.base + ids.count);
     /* Without the filter the tier still starts, but every policy naming it fails to load with
      * the reason (sbx_net_prepare): a tool never gets the host's network silently. */
     struct gate_error nerr = {0};

@@ -282,6 +282,17 @@ class StartupRulesTest(unittest.TestCase):
         with harness.Gateway(self.pdir, extra_args=["--config", cfg]) as gw:
             self.assertEqual(gw.request("GET", "/v1/approvals", headers=bearer(T_CAROL)).status, 200)
 
+    def test_readable_config_with_a_database_password_is_refused(self):
+        for uri in ("postgresql://gh:s3cret@127.0.0.1:1/gh", "postgres://gh@127.0.0.1:1/gh?password=s3cret"):
+            cfg = os.path.join(self.root, "db.yaml")
+            with open(cfg, "w") as f:
+                f.write("database: %s\n" % uri)
+            os.chmod(cfg, 0o644)
+            p = run_serve(["--listen", "127.0.0.1:%d" % harness.free_port(), "--policies", self.pdir,
+                           "--state-dir", self.state, "--config", cfg])
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn("chmod 600", p.stderr, uri)
+
     def test_non_loopback_listen_without_agents_is_refused(self):
         p = run_serve(["--listen", "0.0.0.0:%d" % harness.free_port(), "--policies", self.pdir,
                        "--state-dir", self.state])

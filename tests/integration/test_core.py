@@ -593,6 +593,42 @@ class AuditFailClosedTest(unittest.TestCase):
 
 
 class CrashTest(unittest.TestCase):
+    def test_tools_surviving_a_killed_gateway_are_killed_at_the_next_start(self):
+        """Only a tool's direct child dies with the gateway (PDEATHSIG); its children would keep
+        a tool uid (which the next calls get) and no network filter. The next start kills them."""
+        d = tempfile.mkdtemp(prefix="gh-pol-")
+        harness.write_policy(d, "survivor", """
+name: survivor
+description: Leaves children running in its group.
+command: ["/bin/sh", "-c", "sleep 43.21 & sleep 43.22 & wait"]
+isolation: process
+limits: {wall_timeout: 60s}
+""")
+        gw = harness.Gateway(d).start()
+        try:
+            threading.Thread(target=lambda: self._call_quietly(gw), daemon=True).start()
+            self.assertTrue(harness.wait_until(lambda: len(pgrep("sleep 43.2")) >= 2, 20))
+            gw.kill9()
+            self.assertTrue(harness.wait_until(lambda: len(pgrep("sleep 43.2")) >= 1, 5),
+                            "expected the grandchildren to outlive the killed gateway")
+            gw2 = harness.Gateway(d, state_dir=gw.state_dir).start()
+            try:
+                self.assertTrue(wait_gone("sleep 43.2", 10), "survivors still running")
+            finally:
+                gw2.stop()
+        finally:
+            for pid in pgrep("sleep 43.2"):
+                os.kill(pid, signal.SIGKILL)
+            gw.cleanup()
+            shutil.rmtree(d, ignore_errors=True)
+
+    @staticmethod
+    def _call_quietly(gw):
+        try:
+            gw.call("survivor", {})
+        except OSError:
+            pass  # the gateway was killed under it
+
     def test_kill9_during_calls_loses_no_acknowledged_record(self):
         d = make_policy_dir(["echo"])
         state = tempfile.mkdtemp(prefix="gh-crash-")
