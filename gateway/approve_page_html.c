@@ -196,6 +196,8 @@ static void outcome(struct gate_buf *b, const json_t *rec, const struct page_for
         put(b, ". The call did not run.");
     } else if (state && strcmp(state, "denied") == 0) {
         put(b, "Denied. The call did not run.");
+    } else if (state && strcmp(state, "withdrawn") == 0) {
+        put(b, "Withdrawn by its caller. The call did not run.");
     } else if (state && strcmp(state, "interrupted") == 0) {
         put(b, "Approved, but the gateway stopped while it ran.");
     } else {

@@ -22,6 +22,7 @@
 #define ST_APPROVED "approved"
 #define ST_DENIED "denied"
 #define ST_EXPIRED "expired"
+#define ST_WITHDRAWN "withdrawn" /* the caller cancelled the held call (MCP) */
 #define ST_STARTED "started"
 #define ST_FINISHED "finished"
 #define ST_INTERRUPTED "interrupted"

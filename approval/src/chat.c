@@ -27,7 +27,9 @@ static void chat_escape(struct gate_buf *b, const char *s, size_t max, enum appr
 {
     size_t start = b->len;
     for (const char *p = s ? s : ""; *p; p++) {
-        if (b->len - start >= max) {
+        /* Cut only at the start of a character (never inside a UTF-8 sequence: the message
+         * would not be valid JSON text and could never be sent). */
+        if (b->len - start >= max && ((unsigned char)*p & 0xC0) != 0x80) {
             gate_buf_append(b, "...", 3);
             break;
         }
@@ -143,11 +145,14 @@ json_t *approval_chat_followup(enum approval_format f, const struct approval_row
     if (strcmp(r->state, ST_EXPIRED) == 0)
         gate_buf_printf(&b, "Expired: %s (call %s) was not decided in time and did not run.",
                         r->tool, r->call_id);
+    else if (strcmp(r->state, ST_WITHDRAWN) == 0)
+        gate_buf_printf(&b, "Withdrawn: %s (call %s) was cancelled by its caller and did not run.",
+                        r->tool, r->call_id);
     else if (strcmp(r->state, ST_DENIED) == 0)
         gate_buf_printf(&b, "Denied: %s (call %s) by ", r->tool, r->call_id);
     else
         gate_buf_printf(&b, "Approved: %s (call %s) by ", r->tool, r->call_id);
-    if (strcmp(r->state, ST_EXPIRED) != 0) {
+    if (strcmp(r->state, ST_EXPIRED) != 0 && strcmp(r->state, ST_WITHDRAWN) != 0) {
         chat_escape(&b, r->decided_by, 200, f);
         if (r->reason && *r->reason) {
             gate_buf_append(&b, ": ", 2);

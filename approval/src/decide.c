@@ -252,8 +252,8 @@ int approval_view(struct approval *a, const char *call_id, const struct approval
 
 static int state_filter(const char *status, const char **state, struct gate_error *err)
 {
-    static const char *states[] = {ST_PENDING, ST_APPROVED, ST_DENIED,     ST_EXPIRED,
-                                   ST_STARTED, ST_FINISHED, ST_INTERRUPTED};
+    static const char *states[] = {ST_PENDING,   ST_APPROVED, ST_DENIED,   ST_EXPIRED,
+                                   ST_WITHDRAWN, ST_STARTED,  ST_FINISHED, ST_INTERRUPTED};
     if (!status || strcmp(status, "pending") == 0) {
         *state = ST_PENDING;
         return 0;

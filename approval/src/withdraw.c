@@ -9,8 +9,6 @@
 
 #include "approval_internal.h"
 
-#define ST_WITHDRAWN "withdrawn"
-
 int approval_withdraw(struct approval *a, const char *call_id, const char *agent,
                       struct gate_error *err)
 {
