@@ -16,6 +16,7 @@
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -248,12 +249,40 @@ static void check_arguments(struct lint_ctx *c)
 
 /* ---- GH107: network ----------------------------------------------------------------------- */
 
+/* Loopback, private and link-local ranges (RFC 1918, RFC 6598, RFC 4193, 127/8, ::1,
+ * 169.254/16, fe80::/10): reaching one is reaching an internal service. */
+static bool internal_range(const struct policy_egress *e)
+{
+    const uint8_t *a = e->addr;
+    if (e->family == AF_INET)
+        return a[0] == 10 || a[0] == 127 || (a[0] == 172 && (a[1] & 0xF0) == 16) ||
+               (a[0] == 192 && a[1] == 168) || (a[0] == 169 && a[1] == 254) ||
+               (a[0] == 100 && (a[1] & 0xC0) == 64);
+    static const uint8_t loop6[16] = {[15] = 1};
+    return (a[0] & 0xFE) == 0xFC || (a[0] == 0xFE && (a[1] & 0xC0) == 0x80) ||
+           memcmp(a, loop6, 16) == 0;
+}
+
 static void check_network(struct lint_ctx *c)
 {
-    if (c->f->p->network != NETWORK_SANDBOX) return;
-    lint_emit(c, "GH107", LINT_OFF, value_loc(c, "network"), "network",
-              "network: sandbox gives the tool a network with no egress list: every destination, "
-              "0.0.0.0/0 and ::/0, private ranges included, is reachable");
+    const struct policy *p = c->f->p;
+    if (p->network == NETWORK_SANDBOX)
+        lint_emit(c, "GH107", LINT_OFF, value_loc(c, "network"), "network",
+                  "network: sandbox gives the tool a network with no egress list: every "
+                  "destination, 0.0.0.0/0 and ::/0, private ranges included, is reachable");
+    if (p->network != NETWORK_EGRESS) return;
+    for (size_t i = 0; i < p->net.n_egress; i++) {
+        const struct policy_egress *e = &p->net.egress[i];
+        if (e->prefix == 0)
+            lint_emit(c, "GH107", LINT_ERROR, e->loc, "network.egress",
+                      "network.egress entry %zu reaches every %s address (prefix /0) on port %u", i,
+                      e->family == AF_INET ? "IPv4" : "IPv6", e->port);
+        else if (internal_range(e))
+            lint_emit(c, "GH107", LINT_OFF, e->loc, "network.egress",
+                      "network.egress entry %zu reaches a loopback, private or link-local range "
+                      "(port %u): say why in a '# gatehouse: allow GH107 -- reason' comment",
+                      i, e->port);
+    }
 }
 
 /* ---- GH108, GH109: the tool's program file ------------------------------------------------ */

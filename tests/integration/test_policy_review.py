@@ -274,6 +274,14 @@ class PolicyReviewTest(unittest.TestCase):
 
     # ---- lint -----------------------------------------------------------------------------
 
+    def test_lint_gh107_egress_entries(self):
+        text = HEAD + 'network:\n  egress: ["0.0.0.0/0:443", "10.0.0.0/8:5432", "203.0.113.7:443"]\n'
+        p = gh("policy", "lint", self.write("egress.yaml", text))
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        self.assertRegex(p.stdout, r"error GH107: network.egress entry 0 reaches every IPv4")
+        self.assertRegex(p.stdout, r"warning GH107: network.egress entry 1 reaches a loopback, private")
+        self.assertNotIn("entry 2", p.stdout)
+
     def test_lint_examples_clean_and_exit_codes(self):
         p = gh("policy", "lint", harness.BUILD_POLICIES)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
