@@ -209,8 +209,11 @@ static bool origin_allowed(struct gw *gw, const char *origin)
     static const char *const loopback[] = {"localhost", "127.0.0.1", "[::1]"};
     for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++)
         if (strlen(loopback[i]) == n && strncasecmp(host, loopback[i], n) == 0) return true;
-    size_t ul = gw->public_url ? strlen(gw->public_url) : 0;
-    return ul && strncasecmp(origin, gw->public_url, ul) == 0 && origin[ul] == '\0';
+    /* The gateway's own address (approval.public_url, else http://--listen): an Origin is a
+     * scheme and authority, so a path or trailing slash of the URL is not compared. */
+    const char *u = gw->public_url, *ua = u ? strstr(u, "://") : NULL;
+    size_t ul = ua ? (size_t)(ua + 3 - u) + strcspn(ua + 3, "/?#") : 0;
+    return ul && strncasecmp(origin, u, ul) == 0 && origin[ul] == '\0';
 }
 
 static bool accepts(const struct http_req *req, const char *type)
