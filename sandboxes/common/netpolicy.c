@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,10 @@ static void sweep_stale(const char *parent)
     struct dirent *de;
     while ((de = readdir(d)))
         if (strncmp(de->d_name, "gatehouse-net-", 14) == 0) {
+            /* Another gateway on this host that is starting has made its directory and not yet
+             * moved in (so it is empty): only a dead gateway's directory is stale. */
+            pid_t owner = (pid_t)atoi(de->d_name + 14);
+            if (owner > 0 && (kill(owner, 0) == 0 || errno == EPERM)) continue;
             char sub[4400 + 256];
             snprintf(sub, sizeof(sub), "%s/%s", parent, de->d_name);
             rmdir(sub);

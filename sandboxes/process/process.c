@@ -47,6 +47,7 @@
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -203,6 +204,25 @@ static void kill_uid_range(uid_t lo, uid_t hi)
     }
 }
 
+/* Whether this gateway is the only one on the host using tool uids [base, base+count): an
+ * exclusive lock on a file named by the range, kept open until exit. Another gateway holding
+ * it means both hand out the same uids, which lets their calls meet: say so. */
+static bool own_uid_range(uid_t base, unsigned count)
+{
+    char path[128];
+    mkdir("/run/gatehouse", 0700);
+    snprintf(path, sizeof(path), "/run/gatehouse/tool-uids-%u-%u.lock", (unsigned)base, count);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return false;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) return true; /* fd stays open: the lock lives on */
+    close(fd);
+    gate_log("warn", "process.shared_uids",
+             "another gateway on this host uses the same --tool-uids %u:%u: calls of the two can "
+             "get the same uid; give each gateway its own range",
+             (unsigned)base, count);
+    return false;
+}
+
 /* The call's private TMPDIR, owned by its uid. mkdtemp creates it (O_EXCL-like: never an
  * existing path or a link); /tmp is sticky, so no tool can rename or replace it before the
  * chown, which does not follow links either. */
@@ -258,9 +278,14 @@ static int process_init(const struct sbx_config *cfg, struct gate_error *err)
     ids.base = cfg->call_uid_base;
     ids.count = cfg->call_uid_count;
     ids.gid = cfg->tool_gid;
-    /* What a gateway killed mid-call left: its tools' surviving processes, then their files. */
-    kill_uid_range(ids.base, ids.base + ids.count);
-    sweep_tmp(ids.base, ids.base + ids.count);
+    /* What a gateway killed mid-call left: its tools' surviving processes, then their files;
+     * unless another live gateway on this host hands out the same uids (then they may be its
+     * running calls). The lock is held for the gateway's life. `gatehouse policy check` (no
+     * gateway endpoint) touches neither. */
+    if (cfg->gateway && own_uid_range(ids.base, ids.count)) { /* not for `policy check` */
+        kill_uid_range(ids.base, ids.base + ids.count);
+        sweep_tmp(ids.base, ids.base + ids.count);
+    }
     /* Without the filter the tier still starts, but every policy naming it fails to load with
      * the reason (sbx_net_prepare): a tool never gets the host's network silently. */
     struct gate_error nerr = {0};
