@@ -1,13 +1,15 @@
 /* child.c: the child error channel and small helpers shared by the tiers. */
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include "sbx_internal.h"
 
@@ -108,4 +110,39 @@ int sbx_find_libexec(const char *name, char *out, size_t len)
         if (w > 0 && (size_t)w < len && access(out, X_OK) == 0) return 0;
     }
     return -1;
+}
+
+/* Remove everything inside the directory open as dirfd (taken), by descriptor only: every
+ * step is relative to a directory already open, a name is opened with O_NOFOLLOW (a symbolic
+ * link is removed, never followed) and a directory on another device is left alone. So even if
+ * another call's tool swaps a directory for a link while this runs (its uid may share a
+ * group-writable directory with the dead one), nothing outside the swept tree can be touched. */
+static void remove_inside_at(int dirfd, dev_t dev, int depth)
+{
+    DIR *d = fdopendir(dirfd);
+    if (!d) {
+        close(dirfd);
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        struct stat st;
+        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
+        if (!S_ISDIR(st.st_mode)) {
+            unlinkat(dirfd, de->d_name, 0);
+            continue;
+        }
+        int sub = st.st_dev == dev && depth < 64
+                      ? openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                      : -1;
+        if (sub >= 0) remove_inside_at(sub, dev, depth + 1);
+        unlinkat(dirfd, de->d_name, AT_REMOVEDIR);
+    }
+    closedir(d);
+}
+
+void sbx_remove_inside(int dirfd, dev_t dev)
+{
+    remove_inside_at(dirfd, dev, 0);
 }

@@ -95,6 +95,10 @@ void sbx_free_strv(char **v);
  * (the build tree's layout) or in ../libexec/gatehouse (an installed layout). Fills out with
  * its path; -1 if none is executable. */
 int sbx_find_libexec(const char *name, char *out, size_t len);
+/* Remove everything inside the directory open as dirfd (taken and closed), by descriptor only:
+ * O_NOFOLLOW, unlinkat relative to open directories, nothing on another device than dev. Safe
+ * as root on a tree a tool wrote, even while another tool changes it. */
+void sbx_remove_inside(int dirfd, dev_t dev);
 
 /* ---- warm pools (pool.c) -------------------------------------------------------- */
 /* Sandboxes made ready ahead of demand, one pool per prepared policy: a refill thread keeps

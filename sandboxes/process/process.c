@@ -105,38 +105,8 @@ static struct {
 /* The shared temporary directories every uid may write to. */
 static const char *const shared_tmp[] = {"/tmp", "/dev/shm", NULL};
 
-/* Remove everything inside the directory open as dirfd (taken), by descriptor only: every
- * step is relative to a directory already open, a name is opened with O_NOFOLLOW (a symbolic
- * link is removed, never followed) and a directory on another device is left alone. So even if
- * another call's tool swaps a directory for a link while this runs (its uid may share a
- * group-writable directory with the dead one), nothing outside the swept tree can be touched. */
-static void remove_inside(int dirfd, dev_t dev, int depth)
-{
-    DIR *d = fdopendir(dirfd);
-    if (!d) {
-        close(dirfd);
-        return;
-    }
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        struct stat st;
-        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue;
-        if (!S_ISDIR(st.st_mode)) {
-            unlinkat(dirfd, de->d_name, 0);
-            continue;
-        }
-        int sub = st.st_dev == dev && depth < 64
-                      ? openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                      : -1;
-        if (sub >= 0) remove_inside(sub, dev, depth + 1);
-        unlinkat(dirfd, de->d_name, AT_REMOVEDIR);
-    }
-    closedir(d);
-}
-
 /* Remove what uids [lo, hi) own at the top of the shared directories (safe as root: see
- * remove_inside; the top-level entry is checked and removed relative to the shared directory's
+ * sbx_remove_inside; the top-level entry is checked and removed relative to the shared directory's
  * own descriptor). */
 static void sweep_tmp(uid_t lo, uid_t hi)
 {
@@ -153,7 +123,7 @@ static void sweep_tmp(uid_t lo, uid_t hi)
             if (S_ISDIR(st.st_mode)) {
                 int sub =
                     openat(dirfd(dir), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                if (sub >= 0) remove_inside(sub, st.st_dev, 0);
+                if (sub >= 0) sbx_remove_inside(sub, st.st_dev);
                 unlinkat(dirfd(dir), de->d_name, AT_REMOVEDIR);
             } else {
                 unlinkat(dirfd(dir), de->d_name, 0);

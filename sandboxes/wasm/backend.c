@@ -18,7 +18,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,13 +174,6 @@ static int wasm_prepare(struct policy *p, struct gate_error *err)
     pthread_mutex_unlock(&live_lock);
     p->sbx_state = st;
     p->sbx_state_free = state_free;
-    return 0;
-}
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    remove(path);
     return 0;
 }
 
@@ -349,9 +341,13 @@ static int exchange(struct wasm_worker *w, const struct policy *p, const struct 
 static void remove_workspace(int *dirfd, const char *path)
 {
     if (*dirfd < 0) return;
-    close(*dirfd);
+    struct stat st;
+    if (fstat(*dirfd, &st) == 0)
+        sbx_remove_inside(*dirfd, st.st_dev); /* takes the descriptor */
+    else
+        close(*dirfd);
     *dirfd = -1;
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    rmdir(path);
 }
 
 static int wasm_run(const struct policy *p, const struct sbx_call *call, struct sbx_result *res,
