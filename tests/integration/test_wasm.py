@@ -176,6 +176,9 @@ class WasmTier(unittest.TestCase):
         self.assertEqual(failures, [], body["stdout"][-2000:])
         self.assertEqual(body["status"], "succeeded", body)
         self.assertRegex(body["stdout"], r"\n\d+ passed, 0 failed\n")
+        # The call's workspace (files, directories, links it made) is gone with the call.
+        ws_root = os.path.join(self.gw.state_dir, "wasm-workspaces")
+        self.assertEqual(os.listdir(ws_root), [])
 
     def test_program_using_sleep_runs(self):
         self.need("wasm-wasi-conformance.wasm")
