@@ -44,7 +44,8 @@ static const struct serve_option options[] = {
     {"run-as", "USER", OPT_STRING, OFF(run_as),
      "identity for container/gVisor tools (a name or uid, never root). Default nobody"},
     {"tool-uids", "BASE:COUNT", OPT_STRING, OFF(tool_uids),
-     "host uids handed out one per running process-tier call. Default 1900000000:1024"},
+     "host uids handed out one per running process-tier call; give each gateway on one host its "
+     "own range. Default 1900000000:1024"},
     {"grace", "SECONDS", OPT_SECONDS, OFF(grace_ms),
      "on SIGTERM, how long running calls may finish before they are killed. Default 10"},
 };

@@ -46,6 +46,20 @@ class Response:
         return json.loads(self.body)
 
 
+_gateways_made = 0
+
+
+def own_tool_uids():
+    """A --tool-uids range of this gateway's own. Test suites run side by side on one host (two
+    engineers, CI next to a developer): gateways sharing the default range would share tool uids,
+    and a starting gateway that owns the range kills every process under it, including another
+    suite's running tools (README, "Several gateways on one host")."""
+    global _gateways_made
+    _gateways_made += 1
+    slot = (os.getpid() * 8 + _gateways_made) % 400000
+    return "%d:1024" % (1900000000 + 1024 * (1 + slot))
+
+
 class Gateway:
     """A running gatehouse. Use as a context manager or call start()/stop()."""
 
@@ -56,6 +70,8 @@ class Gateway:
         self.own_state = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="gh-state-")
         self.extra_args = list(extra_args)
+        if not any(a.startswith("--tool-uids") for a in self.extra_args):
+            self.extra_args += ["--tool-uids", own_tool_uids()]
         self.env = dict(env or {})
         self.keep_state = keep_state
         self.port = None

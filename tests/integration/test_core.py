@@ -611,7 +611,8 @@ limits: {wall_timeout: 60s}
             gw.kill9()
             self.assertTrue(harness.wait_until(lambda: len(pgrep("sleep 43.2")) >= 1, 5),
                             "expected the grandchildren to outlive the killed gateway")
-            gw2 = harness.Gateway(d, state_dir=gw.state_dir).start()
+            # The same --tool-uids range: the range's owner kills what is left under it.
+            gw2 = harness.Gateway(d, state_dir=gw.state_dir, extra_args=gw.extra_args).start()
             try:
                 self.assertTrue(wait_gone("sleep 43.2", 10), "survivors still running")
             finally:
