@@ -5,6 +5,7 @@ Environment (set by ctest): GATEHOUSE (binary), GATE_SOURCE_DIR, GATE_BUILD_DIR.
 A test that cannot run here calls skip("why"), which prints the reason and
 exits 77 (ctest counts it as skipped).
 """
+import atexit
 import http.client
 import json
 import os
@@ -21,6 +22,14 @@ SOURCE_DIR = os.environ.get("GATE_SOURCE_DIR", os.path.abspath(os.path.join(os.p
 BUILD_DIR = os.environ.get("GATE_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
 # The build copies policies/*.yaml next to the tools it compiles.
 BUILD_POLICIES = os.path.join(BUILD_DIR, "policies")
+
+# Every temporary file and directory a test makes (tempfile.*) lives in one directory of this
+# test process, removed when it exits: nothing piles up in /tmp run after run (where it would
+# also slow down the process tier's end-of-call sweep). 0711: tools may reach the paths a test
+# hands them (each mkdtemp directory is 0700 unless the test opens it) but cannot list others.
+tempfile.tempdir = tempfile.mkdtemp(prefix="ght-")
+os.chmod(tempfile.tempdir, 0o711)
+atexit.register(shutil.rmtree, tempfile.tempdir, True)
 
 
 def skip(why):
@@ -70,8 +79,9 @@ class Gateway:
         self.own_state = state_dir is None
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="gh-state-")
         self.extra_args = list(extra_args)
-        if not any(a.startswith("--tool-uids") for a in self.extra_args):
+        if "--tool-uids" not in self.extra_args:
             self.extra_args += ["--tool-uids", own_tool_uids()]
+        self.tool_uids = self.extra_args[self.extra_args.index("--tool-uids") + 1]
         self.env = dict(env or {})
         self.keep_state = keep_state
         self.port = None
@@ -168,10 +178,28 @@ class Gateway:
         self.proc.kill()
         self.proc.wait()
         self.log.close()
+        atexit.register(self.remove_tool_leftovers)
 
     def cleanup(self):
         if self.own_state and not self.keep_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def remove_tool_leftovers(self):
+        """At exit, what a killed gateway's calls left under its uids (their TMPDIRs): a start
+        with the same range removes it, and no gateway starts with this range after the test."""
+        lo, count = (int(x) for x in self.tool_uids.split(":"))
+        for top in ("/tmp", "/dev/shm"):
+            for name in os.listdir(top):
+                path = os.path.join(top, name)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                if lo <= st.st_uid < lo + count:
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        os.unlink(path)
 
     def __enter__(self):
         return self.start()

@@ -94,7 +94,13 @@ seccomp: {deny: [setsid]}
     "tmpwrite": """
 name: tmpwrite
 description: Writes temporary files where tools usually do, and says where its TMPDIR is.
-command: ["/bin/sh", "-c", "id -u; echo $TMPDIR; stat -c '%a %u' $TMPDIR; echo x > $TMPDIR/f; mkdir -p /tmp/gh-left-$GATEHOUSE_CALL_ID/d; echo x > /tmp/gh-left-$GATEHOUSE_CALL_ID/d/f; echo x > /dev/shm/gh-left-$GATEHOUSE_CALL_ID"]
+command: ["/bin/sh", "-c", "id -u; echo $TMPDIR; stat -c '%a %u' $TMPDIR; echo x > $TMPDIR/f; mkdir -p /tmp/gh-left-$GATEHOUSE_CALL_ID/d; echo x > /tmp/gh-left-$GATEHOUSE_CALL_ID/d/f; echo x > /dev/shm/gh-left-$GATEHOUSE_CALL_ID; echo y > $TMPDIR/m; mv $TMPDIR/m /tmp/gh-left-mv-$GATEHOUSE_CALL_ID; ln -s /etc/hostname /tmp/gh-left-ln-$GATEHOUSE_CALL_ID"]
+isolation: process
+""",
+    "tmpmany": """
+name: tmpmany
+description: Leaves more entries at the top of /tmp than the gateway keeps names for.
+command: ["/bin/sh", "-c", "for i in $(seq 40); do echo x > /tmp/gh-many-$GATEHOUSE_CALL_ID-$i; done"]
 isolation: process
 """,
     "slow": """
@@ -308,8 +314,17 @@ class CoreTest(unittest.TestCase):
             self.assertTrue(tmpdir.startswith("/tmp/gatehouse-call-"), tmpdir)
             self.assertEqual(mode, "700 " + uid)
             left = [tmpdir] + ["%s/gh-left-%s" % (d, j["call_id"]) for d in ("/tmp", "/dev/shm")]
+            left += ["/tmp/gh-left-%s-%s" % (how, j["call_id"]) for how in ("mv", "ln")]
             for path in left:
                 self.assertFalse(os.path.lexists(path), path + " outlived its call")
+
+    def test_many_temporary_files_are_removed_too(self):
+        """More entries than the gateway remembers names for: the call's end scans /tmp."""
+        for _ in range(2):
+            j = self.gw.call("tmpmany", {}).json()
+            self.assertEqual(j["status"], "succeeded", j)
+            left = [n for n in os.listdir("/tmp") if n.startswith("gh-many-" + j["call_id"])]
+            self.assertEqual(left, [])
 
     def test_every_command_has_help_and_the_error_page_is_the_table(self):
         top = subprocess.run([harness.GATEHOUSE, "--help"], capture_output=True, text=True)
