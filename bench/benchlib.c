@@ -121,6 +121,23 @@ static void *client_main(void *arg)
     return NULL;
 }
 
+uint64_t bench_sequential(int port, const char *path, const char *body, int warmup, int n,
+                          uint64_t *samples, int *failures)
+{
+    int fd = bench_connect(port);
+    for (int i = 0; i < warmup; i++)
+        bench_post(fd, path, body, NULL, 0);
+    uint64_t start = bench_now_ns();
+    for (int i = 0; i < n; i++) {
+        uint64_t t0 = bench_now_ns();
+        if (bench_post(fd, path, body, NULL, 0) != 200) (*failures)++;
+        samples[i] = bench_now_ns() - t0;
+    }
+    uint64_t elapsed = bench_now_ns() - start;
+    close(fd);
+    return elapsed;
+}
+
 uint64_t bench_concurrent(int port, const char *path, const char *body, int clients, int total,
                           uint64_t *samples, int *failures)
 {

@@ -28,6 +28,11 @@ int bench_post(int fd, const char *path, const char *body, char *out, size_t out
  * is copied into head (up to head_len) when head is not NULL. */
 int bench_post_headers(int fd, const char *path, const char *headers, const char *body, char *out,
                        size_t out_len, char *head, size_t head_len);
+/* POST body to path `warmup` times, then n times back to back on one keep-alive connection;
+ * samples[n] receives each timed call's latency in ns. Returns the timed calls' elapsed wall
+ * time in ns; *failures counts answers other than 200. */
+uint64_t bench_sequential(int port, const char *path, const char *body, int warmup, int n,
+                          uint64_t *samples, int *failures);
 /* POST body to path from `clients` threads, each with its own keep-alive connection, `total`
  * calls in all. samples[total] receives each call's latency in ns. Returns the elapsed wall
  * time in ns; *failures counts answers other than 200. */

@@ -27,6 +27,7 @@
 #include "benchlib.h"
 
 #define CLIENTS 8
+#define CALL "/v1/tools/noop/calls"
 #define CROWD 10000
 #define ROUNDS 4
 
@@ -58,18 +59,6 @@ static void crowd(bool fill)
     }
 }
 
-static void sequential(int port, int n, uint64_t *samples)
-{
-    int fd = bench_connect(port);
-    for (int i = 0; i < n; i++) {
-        uint64_t t0 = bench_now_ns();
-        if (bench_post(fd, "/v1/tools/noop/calls", "{\"arguments\":{}}", NULL, 0) != 200)
-            failures++;
-        samples[i] = bench_now_ns() - t0;
-    }
-    close(fd);
-}
-
 /* The TMPDIR's cost: p50 of sequential calls, /tmp as it is against /tmp with CROWD more
  * entries, interleaved in ROUNDS so that the machine's drift hits both alike. */
 static void tmpdir_cost(int port, int n)
@@ -79,9 +68,9 @@ static void tmpdir_cost(int port, int n)
     uint64_t *crowded = calloc((size_t)(per * ROUNDS), sizeof(uint64_t));
     size_t here = entries("/tmp") + entries("/dev/shm");
     for (int r = 0; r < ROUNDS; r++) {
-        sequential(port, per, plain + r * per);
+        bench_sequential(port, CALL, "{\"arguments\":{}}", 0, per, plain + r * per, &failures);
         crowd(true);
-        sequential(port, per, crowded + r * per);
+        bench_sequential(port, CALL, "{\"arguments\":{}}", 0, per, crowded + r * per, &failures);
         crowd(false);
     }
     double p = bench_percentile(plain, (size_t)(per * ROUNDS), 50) / 1e6;
@@ -112,18 +101,7 @@ int main(int argc, char **argv)
     uint64_t *seq = calloc((size_t)n, sizeof(uint64_t));
     uint64_t *direct = calloc((size_t)n, sizeof(uint64_t));
 
-    int fd = bench_connect(gw.port);
-    for (int i = 0; i < 50; i++) /* warm up */
-        bench_post(fd, "/v1/tools/noop/calls", "{\"arguments\":{}}", NULL, 0);
-    uint64_t t_seq = bench_now_ns();
-    for (int i = 0; i < n; i++) {
-        uint64_t t0 = bench_now_ns();
-        if (bench_post(fd, "/v1/tools/noop/calls", "{\"arguments\":{}}", NULL, 0) != 200)
-            failures++;
-        seq[i] = bench_now_ns() - t0;
-    }
-    t_seq = bench_now_ns() - t_seq;
-    close(fd);
+    uint64_t t_seq = bench_sequential(gw.port, CALL, "{\"arguments\":{}}", 50, n, seq, &failures);
 
     char *true_argv[] = {"/bin/true", NULL};
     uint64_t t_direct = bench_now_ns();
@@ -131,8 +109,8 @@ int main(int argc, char **argv)
     t_direct = bench_now_ns() - t_direct;
 
     uint64_t *conc_samples = calloc((size_t)n, sizeof(uint64_t));
-    uint64_t t_conc = bench_concurrent(gw.port, "/v1/tools/noop/calls", "{\"arguments\":{}}",
-                                       CLIENTS, n, conc_samples, &failures);
+    uint64_t t_conc =
+        bench_concurrent(gw.port, CALL, "{\"arguments\":{}}", CLIENTS, n, conc_samples, &failures);
     size_t nconc = (size_t)n;
     uint64_t t_direct_conc = bench_spawn_concurrent(true_argv, CLIENTS, n);
 
