@@ -80,7 +80,7 @@ static void tmpdir_cost(int port, int n)
            "%d more entries: %.3f ms (%.2fx)\n",
            here, p, CROWD, c, c / p);
     printf("private TMPDIR: each entry in /tmp adds %.3f us to a call (%.3f ms at this host's %zu "
-           "entries; noise is about +-0.1 us)\n",
+           "entries)\n",
            per_entry_us, per_entry_us * (double)here / 1e3, here);
     free(plain);
     free(crowded);
