@@ -141,9 +141,9 @@ static void sweep_tmp(uid_t lo, uid_t hi)
     }
 }
 
-/* Whether process pid (a /proc entry name) has a real or effective uid in [lo, hi). Read from
- * its status, not from the owner of /proc/PID, which a tool can make root's
- * (PR_SET_DUMPABLE 0). */
+/* Whether process pid (a /proc entry name) is alive (not a zombie, which no signal removes) with
+ * a real or effective uid in [lo, hi). Read from its status, not from the owner of /proc/PID,
+ * which a tool can make root's (PR_SET_DUMPABLE 0). */
 static bool uid_in_range(const char *pid, uid_t lo, uid_t hi)
 {
     char path[300], buf[2048];
@@ -154,6 +154,9 @@ static bool uid_in_range(const char *pid, uid_t lo, uid_t hi)
     close(fd);
     if (n <= 0) return false;
     buf[n] = '\0';
+    const char *state = strstr(buf, "\nState:");
+    char st = state ? state[7 + strspn(state + 7, " \t")] : '?';
+    if (st == 'Z' || st == 'X') return false;
     const char *u = strstr(buf, "\nUid:");
     unsigned long r = 0, e = 0;
     if (!u || sscanf(u + 5, "%lu %lu", &r, &e) != 2) return false;
