@@ -210,6 +210,27 @@ class Gateway:
         return False
 
 
+def run_functions(tests):
+    """Run test functions (each raises on failure), only those named on the command line if any;
+    report each, and exit 1 if any failed."""
+    import traceback
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    only = sys.argv[1:]
+    failed = 0
+    for t in tests:
+        if only and t.__name__ not in only:
+            continue
+        t0 = time.monotonic()
+        try:
+            t()
+            print("ok   %s (%.1fs)" % (t.__name__, time.monotonic() - t0), flush=True)
+        except Exception as e:  # report every test, then fail
+            failed += 1
+            print("FAIL %s: %s" % (t.__name__, e), flush=True)
+            traceback.print_exc()
+    sys.exit(1 if failed else 0)
+
+
 def settled_fds(pid, timeout=5.0):
     """The number of open descriptors of process pid once it stops changing. The gateway tears
     an HTTP connection down a moment after the client closes it (its socket and both ends of

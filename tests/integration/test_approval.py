@@ -741,24 +741,8 @@ def main():
         harness.skip("GATEHOUSE is not set")
     if not os.path.exists(TOOL):
         harness.skip("the ledger tool is not built: " + TOOL)
-    tests = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
-    only = sys.argv[1:]
-    failed = 0
-    for t in tests:
-        if only and t.__name__ not in only:
-            continue
-        t0 = time.monotonic()
-        try:
-            t()
-            print("ok   %s (%.1fs)" % (t.__name__, time.monotonic() - t0), flush=True)
-        except Exception as e:  # report every test, then fail
-            failed += 1
-            print("FAIL %s: %s" % (t.__name__, e), flush=True)
-            import traceback
-            traceback.print_exc()
-    sys.exit(1 if failed else 0)
+    harness.run_functions([v for k, v in sorted(globals().items()) if k.startswith("test_")])
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     main()

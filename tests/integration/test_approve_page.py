@@ -359,21 +359,10 @@ def test_discord_message_and_follow_up():
 def main():
     if not harness.GATEHOUSE:
         harness.skip("GATEHOUSE is not set")
-    failed = 0
-    for t in (test_link_shows_escaped_call_csrf_single_use_already_decided, test_deny_and_expired_hold,
-              test_sign_in_session_queue_and_decision, test_slack_message_link_and_follow_ups,
-              test_discord_message_and_follow_up):
-        try:
-            t()
-            print("ok   " + t.__name__, flush=True)
-        except Exception as e:  # report every test, then fail
-            failed += 1
-            print("FAIL %s: %s" % (t.__name__, e), flush=True)
-            import traceback
-            traceback.print_exc()
-    sys.exit(1 if failed else 0)
+    harness.run_functions([test_link_shows_escaped_call_csrf_single_use_already_decided,
+                           test_deny_and_expired_hold, test_sign_in_session_queue_and_decision,
+                           test_slack_message_link_and_follow_ups, test_discord_message_and_follow_up])
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     main()
