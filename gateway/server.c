@@ -94,6 +94,7 @@ static struct {
     size_t nwaits;
     atomic_uint_fast64_t changes; /* bumped by every call change */
     atomic_uint nstreams;         /* streamed requests not yet ended */
+    atomic_uint nrequests;        /* requests from their head to their completion */
 } s;
 
 /* ---- small helpers for handlers ------------------------------------------------------- */
@@ -653,6 +654,7 @@ static struct conn_state *new_state(struct MHD_Connection *conn, const char *url
 {
     struct conn_state *cs = calloc(1, sizeof(*cs));
     if (!cs) return NULL;
+    atomic_fetch_add(&s.nrequests, 1);
     cs->conn = conn;
     cs->method = strdup(method);
     cs->path = strdup(url);
@@ -692,6 +694,7 @@ static void free_state(struct conn_state *cs)
     }
     gate_buf_free(&cs->resp.headers);
     free(cs);
+    atomic_fetch_sub(&s.nrequests, 1);
 }
 
 static enum MHD_Result send_resp(struct MHD_Connection *conn, struct http_resp *resp)
@@ -866,9 +869,11 @@ void gw_http_stop_accepting(struct gw *gw)
 void gw_http_stop(struct gw *gw)
 {
     gw_http_stop_accepting(gw);
-    /* Streams got their last run at stop_accepting (their handlers see gw->stopping); let
-     * their last bytes leave, for at most 2 s, before the guard closes every connection. */
-    for (int i = 0; i < 400 && atomic_load(&s.nstreams); i++)
+    /* Streams got their last run at stop_accepting (their handlers see gw->stopping), and a
+     * call that finished in the grace period may still be answering (the engine counts it
+     * done before its response is written): let their last bytes leave, for at most 2 s,
+     * before the guard closes every connection. */
+    for (int i = 0; i < 400 && (atomic_load(&s.nstreams) || atomic_load(&s.nrequests)); i++)
         nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
     http_guard_stop();
     if (s.timer_started) pthread_join(s.timer_thread, NULL);
