@@ -686,13 +686,11 @@ static void validate(struct loader *l)
     const struct ynode *n = ynode_get(root, "network");
     struct policy *p = c->p;
     if (n && p->network == NETWORK_EGRESS &&
-        (p->isolation == ISOLATION_WASM || p->isolation == ISOLATION_MICROVM ||
-         p->isolation == ISOLATION_GVISOR))
+        (p->isolation == ISOLATION_WASM || p->isolation == ISOLATION_MICROVM))
         pctx_err(c, n->loc, "network.egress is not available with isolation: %s (%s)",
                  policy_isolation_name(p->isolation),
-                 p->isolation == ISOLATION_WASM      ? "WASI has no sockets"
-                 : p->isolation == ISOLATION_MICROVM ? "the guest has no network device"
-                                                     : "not filtered in this tier yet");
+                 p->isolation == ISOLATION_WASM ? "WASI has no sockets"
+                                                : "the guest has no network device");
 }
 
 /* ---- loading ------------------------------------------------------------------------------ */

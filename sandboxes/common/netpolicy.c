@@ -103,8 +103,24 @@ static int write_pid(const char *procs, struct gate_error *err)
     return 0;
 }
 
-/* Directories of gateways that died without cleaning up are empty: remove them (rmdir fails on
- * a live gateway's, which holds its process). */
+/* Remove the cgroup directory dir and every directory below it, deepest first (a cgroup's own
+ * files go with it). A directory that still holds a process stays, and so do its parents. */
+static void remove_tree(const char *dir, int depth)
+{
+    DIR *d = depth < 8 ? opendir(dir) : NULL;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (de->d_type == DT_DIR && strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+            char sub[4400 + 256];
+            if (snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name) < (int)sizeof(sub))
+                remove_tree(sub, depth + 1);
+        }
+    if (d) closedir(d);
+    rmdir(dir);
+}
+
+/* Directories of gateways that died without cleaning up: remove them with what the tiers made
+ * below them (a killed gateway leaves its container and microVM parents there). */
 static void sweep_stale(const char *parent)
 {
     DIR *d = opendir(parent);
@@ -118,7 +134,7 @@ static void sweep_stale(const char *parent)
             if (owner > 0 && (kill(owner, 0) == 0 || errno == EPERM)) continue;
             char sub[4400 + 256];
             snprintf(sub, sizeof(sub), "%s/%s", parent, de->d_name);
-            rmdir(sub);
+            remove_tree(sub, 0);
         }
     closedir(d);
 }
@@ -543,6 +559,11 @@ const char *sbx_net_unavailable(void)
     return net.checking ? NULL : net.why[0] ? net.why : "not initialised";
 }
 
+const char *sbx_net_cgroup_dir(void)
+{
+    return net.ready ? net.cgroup : NULL;
+}
+
 uint64_t sbx_net_cgroup_id(const char *dir)
 {
     /* A cgroup v2 directory's inode number is its kernfs id, which is what
@@ -564,6 +585,11 @@ int sbx_net_hold_cgroup(uint64_t cgid, struct gate_error *err)
     if (!net.ready) return 0;
     struct netpol_call c = {.policy_id = NETPOL_NONE_ID, .slot = UINT32_MAX};
     return set_cgcall(cgid, &c, err);
+}
+
+void sbx_net_forget_cgroup(uint64_t cgid)
+{
+    if (net.ready && cgid) bpf_map_delete_elem(bpf_map__fd(net.skel->maps.cgcalls), &cgid);
 }
 
 int sbx_net_begin_cgroup(const struct sbx_net *n, uint64_t cgid, struct gate_error *err)

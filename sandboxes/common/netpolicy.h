@@ -39,6 +39,9 @@ json_t *sbx_net_end(uid_t uid);
  * every sandbox of the tier runs under one host uid. */
 bool sbx_net_enforced(void); /* the programs are attached (else: sbx_net_unavailable says why) */
 const char *sbx_net_unavailable(void);
+/* The gateway's filtered directory (tiers make a sandbox's own directory below it), or NULL
+ * when BPF is not in use. */
+const char *sbx_net_cgroup_dir(void);
 /* The id the programs know dir by (its inode number), or 0 if it cannot be read. */
 uint64_t sbx_net_cgroup_id(const char *dir);
 /* For a sandbox in a network namespace of its own (`network: none`): nothing is filtered,
@@ -49,6 +52,8 @@ int sbx_net_prepare_open(struct sbx_net **out, struct gate_error *err);
 char *sbx_net_resolv_conf(const struct policy *p, struct gate_error *err);
 /* Hold a pool slot's directory to deny-all between calls. */
 int sbx_net_hold_cgroup(uint64_t cgid, struct gate_error *err);
+/* Before a directory that was held or under a policy is removed: its map entry goes. */
+void sbx_net_forget_cgroup(uint64_t cgid);
 /* Put the directory cgid under n's policy, before anything of the call runs in it. */
 int sbx_net_begin_cgroup(const struct sbx_net *n, uint64_t cgid, struct gate_error *err);
 /* After every process of the call is gone: what it did (as sbx_net_end), and the directory
