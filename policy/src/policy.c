@@ -425,10 +425,11 @@ const struct policy_key policy_keys[] = {
      .def = "false", .change = PCHANGE_MORE_WEAKENS,
      .weaker = "the tool can run programs it wrote", .doc = "allow exec from writable mounts"},
     {.path = "network", .type = PKEY_ENUM, FIELD(network), .names = network_names,
-     .def = "none", .change = PCHANGE_MORE_WEAKENS, .weaker = "the tool can reach a network",
+     .def = "none", .change = PCHANGE_CUSTOM, .weaker = "the tool can reach a network",
      .read = read_network,
      .doc = "none (only lo), sandbox (gVisor's own netstack; gvisor only), or {egress: "
-            "[\"HOST:PORT\", \"CIDR:PORT\", \"[V6]:PORT\"], dns: bool} (process only)",
+            "[\"HOST:PORT\", \"CIDR:PORT\", \"[V6]:PORT\"], dns: bool} (process, container, "
+            "gvisor)",
      .schema = "{\"oneOf\":[{\"enum\":[\"none\",\"sandbox\"]},{\"type\":\"object\","
                "\"properties\":{\"egress\":{\"type\":\"array\",\"items\":{\"type\":"
                "\"string\"}},\"dns\":{\"type\":\"boolean\"}},\"additionalProperties\":false}]}"},
