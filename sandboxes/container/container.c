@@ -504,6 +504,9 @@ static int container_run(const struct policy *p, const struct sbx_call *call,
 {
     struct gate_error local = {0};
     if (!err) err = &local;
+    const struct ct_state *st = p->sbx_state;
+    if (st->host_net && !st->net) /* prepared by `policy check`: never run so */
+        return gate_err(err, GATE_E_SANDBOX, "container: the network policy is not enforced");
     __atomic_add_fetch(&ct.calls, 1, __ATOMIC_RELAXED);
     struct pipes pp;
     memset(&pp, 0xff, sizeof(pp)); /* every fd -1 */
@@ -548,7 +551,6 @@ done:
     /* Every process of the call is gone (init reaped, its PID namespace with it): what it did
      * on the network, and its directory back to deny-all or out of the map. */
     json_t *net = sbx_net_end_cgroup(cc.cgid, cc.slot != NULL);
-    const struct ct_state *st = p->sbx_state;
     /* network: none: the filter let everything through to a namespace holding only lo. */
     if (net && !st->host_net)
         json_object_set_new(json_object_get(net, "network"), "own_namespace", json_true());

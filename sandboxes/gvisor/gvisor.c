@@ -390,6 +390,8 @@ static int gvisor_run(const struct policy *p, const struct sbx_call *call, struc
 {
     struct gv_policy *gp = p->sbx_state;
     if (!tier_ready || !gp) return gate_err(err, GATE_E_SANDBOX, "gvisor: tier not initialised");
+    if (p->network == NETWORK_EGRESS && !gp->net) /* prepared by `policy check`: never run so */
+        return gate_err(err, GATE_E_SANDBOX, "gvisor: the network policy is not enforced");
     struct gate_buf input = {0};
     if (gv_call_input(p, call, &input) < 0) return gate_err(err, GATE_E_NOMEM, "out of memory");
     struct gv_box *box = sbx_pool_take(&gp->pool);
