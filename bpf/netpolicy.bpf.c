@@ -1,10 +1,12 @@
 /* netpolicy.bpf.c: per-call network policy, enforced in the kernel (see netpolicy_maps.h).
  *
  * Attached to the gateway's own cgroup v2 directory, so every tool it starts is under it. A
- * process whose uid is not one of the gateway's tool uids (the gateway itself, its helpers)
- * passes untouched; a tool's connect() and unconnected sendmsg() succeed only to a destination
- * its call's policy lists, and it may create only TCP and UDP sockets. Every decision is
- * reported on the ring buffer (the first NETPOL_EVENTS_MAX per call) and counted.
+ * call is found by its process's uid (process tier) or, failing that, by its cgroup v2 id
+ * (container and gvisor tiers: their sandboxes are born in directories below ours). A process
+ * that is neither (the gateway itself, its helpers outside a call's cgroup) passes untouched; a
+ * tool's connect() and unconnected sendmsg() succeed only to a destination its call's policy lists,
+ * and it may create only TCP and UDP sockets. Every decision is reported on the ring buffer (the
+ * first NETPOL_EVENTS_MAX per call) and counted.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -28,6 +30,13 @@ struct {
     __type(key, __u32);
     __type(value, struct netpol_call);
 } calls SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u64);
+    __type(value, struct netpol_call);
+} cgcalls SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -72,12 +81,19 @@ static __always_inline int in6(__u32 policy_id, __u32 port_be, const __u32 *addr
 
 static __always_inline int allowed4(__u32 policy_id, __u32 port_be, __u32 addr_be)
 {
+    if (policy_id == NETPOL_OPEN_ID) return 1;
     if (in4(NETPOL_DENY_ID, port_be, addr_be)) return 0;
     return in4(policy_id, port_be, addr_be);
 }
 
-static __always_inline void report(struct netpol_call *c, __u32 uid, __u8 op, int ok, __u8 family,
-                                   __u8 proto, __u16 type, __u32 port_be, const void *addr)
+static __always_inline int allowed6(__u32 policy_id, __u32 port_be, const __u32 *addr)
+{
+    if (policy_id == NETPOL_OPEN_ID) return 1;
+    return !in6(NETPOL_DENY_ID, port_be, addr) && in6(policy_id, port_be, addr);
+}
+
+static __always_inline void report(struct netpol_call *c, __u8 op, int ok, __u8 family, __u8 proto,
+                                   __u16 type, __u32 port_be, const void *addr)
 {
     if (ok)
         __sync_fetch_and_add(&c->allowed, 1);
@@ -85,7 +101,7 @@ static __always_inline void report(struct netpol_call *c, __u32 uid, __u8 op, in
         __sync_fetch_and_add(&c->denied, 1);
     if (__sync_fetch_and_add(&c->emitted, 1) >= NETPOL_EVENTS_MAX) return;
     struct netpol_event e = {.cookie = c->cookie,
-                             .uid = uid,
+                             .slot = c->slot,
                              .op = op,
                              .allowed = ok ? 1 : 0,
                              .family = family,
@@ -99,27 +115,28 @@ static __always_inline void report(struct netpol_call *c, __u32 uid, __u8 op, in
     bpf_ringbuf_output(&events, &e, sizeof(e), 0);
 }
 
-static __always_inline struct netpol_call *current_call(__u32 *uid)
+static __always_inline struct netpol_call *current_call(void)
 {
-    *uid = (__u32)bpf_get_current_uid_gid();
-    return bpf_map_lookup_elem(&calls, uid);
+    __u32 uid = (__u32)bpf_get_current_uid_gid();
+    struct netpol_call *c = bpf_map_lookup_elem(&calls, &uid);
+    if (c) return c;
+    __u64 cgid = bpf_get_current_cgroup_id();
+    return bpf_map_lookup_elem(&cgcalls, &cgid);
 }
 
 static __always_inline int check4(struct bpf_sock_addr *ctx, __u8 op)
 {
-    __u32 uid;
-    struct netpol_call *c = current_call(&uid);
+    struct netpol_call *c = current_call();
     if (!c) return 1;
     __u32 addr = ctx->user_ip4, port = ctx->user_port;
     int ok = allowed4(c->policy_id, port, addr);
-    report(c, uid, op, ok, AF_INET, (__u8)ctx->protocol, (__u16)ctx->type, port, &addr);
+    report(c, op, ok, AF_INET, (__u8)ctx->protocol, (__u16)ctx->type, port, &addr);
     return ok;
 }
 
 static __always_inline int check6(struct bpf_sock_addr *ctx, __u8 op)
 {
-    __u32 uid;
-    struct netpol_call *c = current_call(&uid);
+    struct netpol_call *c = current_call();
     if (!c) return 1;
     __u32 a[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
     __u32 port = ctx->user_port;
@@ -127,11 +144,11 @@ static __always_inline int check6(struct bpf_sock_addr *ctx, __u8 op)
     /* ::ffff:a.b.c.d reaches the IPv4 address: judge it by the IPv4 rules. */
     if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff)) {
         ok = allowed4(c->policy_id, port, a[3]);
-        report(c, uid, op, ok, AF_INET, (__u8)ctx->protocol, (__u16)ctx->type, port, &a[3]);
+        report(c, op, ok, AF_INET, (__u8)ctx->protocol, (__u16)ctx->type, port, &a[3]);
         return ok;
     }
-    ok = !in6(NETPOL_DENY_ID, port, a) && in6(c->policy_id, port, a);
-    report(c, uid, op, ok, AF_INET6, (__u8)ctx->protocol, (__u16)ctx->type, port, a);
+    ok = allowed6(c->policy_id, port, a);
+    report(c, op, ok, AF_INET6, (__u8)ctx->protocol, (__u16)ctx->type, port, a);
     return ok;
 }
 
@@ -164,22 +181,23 @@ int netpol_sendmsg6(struct bpf_sock_addr *ctx)
 SEC("cgroup/sock_create")
 int netpol_sock_create(struct bpf_sock *sk)
 {
-    __u32 uid;
-    struct netpol_call *c = current_call(&uid);
+    struct netpol_call *c = current_call();
     if (!c) return 1;
-    int ok = (sk->type == SOCK_STREAM && sk->protocol == IPPROTO_TCP) ||
+    int ok = c->policy_id == NETPOL_OPEN_ID ||
+             (sk->type == SOCK_STREAM && sk->protocol == IPPROTO_TCP) ||
              (sk->type == SOCK_DGRAM && sk->protocol == IPPROTO_UDP);
     if (!ok) {
         __u8 none[16] = {};
-        report(c, uid, NETPOL_OP_SOCKET, 0, (__u8)sk->family, (__u8)sk->protocol, (__u16)sk->type,
-               0, none);
+        report(c, NETPOL_OP_SOCKET, 0, (__u8)sk->family, (__u8)sk->protocol, (__u16)sk->type, 0,
+               none);
     }
     return ok;
 }
 
 /* The backstop: every packet a tool's socket sends must go to a destination its policy lists,
  * whatever path produced it (a connect the hooks above did not see would still end here). The
- * socket's owner uid names the call, as the caller's uid does above. Packets of other sockets
+ * socket's owner uid names the call, as the caller's uid does above, or else the cgroup the
+ * socket was made in. Packets of other sockets
  * (the gateway's own) pass. Dropped packets are not reported: the hooks above report the
  * attempt; here a drop means a path they missed, and the sender gets EPERM. */
 SEC("cgroup_skb/egress")
@@ -187,7 +205,11 @@ int netpol_egress(struct __sk_buff *skb)
 {
     __u32 uid = bpf_get_socket_uid(skb);
     struct netpol_call *c = bpf_map_lookup_elem(&calls, &uid);
-    if (!c) return 1;
+    if (!c) {
+        __u64 cgid = bpf_skb_cgroup_id(skb); /* the socket's: where its creator ran */
+        c = bpf_map_lookup_elem(&cgcalls, &cgid);
+    }
+    if (!c || c->policy_id == NETPOL_OPEN_ID) return 1;
     __u8 proto = 0;
     __u16 port = 0;
     if (skb->protocol == bpf_htons(ETH_P_IP)) {
@@ -209,7 +231,7 @@ int netpol_egress(struct __sk_buff *skb)
         if (bpf_skb_load_bytes(skb, 40 + 2, &port, 2) < 0) return 0;
         if (daddr[0] == 0 && daddr[1] == 0 && daddr[2] == bpf_htonl(0xffff))
             return allowed4(c->policy_id, port, daddr[3]);
-        return !in6(NETPOL_DENY_ID, port, daddr) && in6(c->policy_id, port, daddr);
+        return allowed6(c->policy_id, port, daddr);
     }
     return 0;
 }
@@ -228,14 +250,13 @@ struct exec_record {
 SEC("tracepoint/sched/sched_process_exec")
 int netpol_exec(struct exec_record *ctx)
 {
-    __u32 uid;
-    struct netpol_call *c = current_call(&uid);
+    struct netpol_call *c = current_call();
     if (!c) return 0;
     if (__sync_fetch_and_add(&c->execs, 1) >= NETPOL_EVENTS_MAX) return 0;
     struct netpol_exec *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
     if (!e) return 0;
     e->cookie = c->cookie;
-    e->uid = uid;
+    e->slot = c->slot;
     e->op = NETPOL_OP_EXEC;
     bpf_probe_read_kernel_str(e->path, sizeof(e->path), (char *)ctx + (ctx->filename_loc & 0xffff));
     bpf_ringbuf_submit(e, 0);

@@ -2,8 +2,11 @@
  * programs (netpolicy.bpf.c) and the gateway (sandboxes/common/netpolicy.c).
  *
  * A call is known to the programs by the host uid it runs under (the process tier gives each
- * running call a uid of its own). `calls` maps every uid of the gateway's tool range to the
- * policy in force for it: the deny-all policy between calls. A policy is a set of LPM-trie
+ * running call a uid of its own), or else by the cgroup v2 directory it runs in (the container
+ * and gvisor tiers: their sandboxes share one host uid, but each is born in a directory of its
+ * own). `calls` maps every uid of the gateway's tool range to the policy in force for it: the
+ * deny-all policy between calls; `cgcalls` maps those cgroup ids (a pool slot's between calls:
+ * deny-all). A policy is a set of LPM-trie
  * entries keyed (policy id, port, address prefix); policy id 0 holds the destinations no tool
  * may ever reach (the gateway's own API), checked first.
  */
@@ -12,13 +15,17 @@
 
 #include <linux/types.h>
 
-#define NETPOL_DENY_ID 0u     /* entries that are refused whatever the policy */
-#define NETPOL_NONE_ID 1u     /* the policy with no entries: nothing is reachable */
+#define NETPOL_DENY_ID 0u /* entries that are refused whatever the policy */
+#define NETPOL_NONE_ID 1u /* the policy with no entries: nothing is reachable */
+/* Everything passes, and is reported: only for a sandbox in a network namespace of its own
+ * with nothing but lo (the container tier's `network: none`), where the namespace is the
+ * fence and the programs only record what the call did. */
+#define NETPOL_OPEN_ID 2u
 #define NETPOL_EVENTS_MAX 64u /* events reported per call; the rest are only counted */
 
 struct netpol_call {
     __u32 policy_id;
-    __u32 pad;
+    __u32 slot;    /* where the gateway collects this call's events; events carry it */
     __u64 cookie;  /* which call holds the uid now; events carry it */
     __u64 allowed; /* attempts, counted atomically by the programs */
     __u64 denied;
@@ -47,7 +54,7 @@ enum netpol_op {
 
 struct netpol_event {
     __u64 cookie;
-    __u32 uid;
+    __u32 slot;
     __u8 op;      /* enum netpol_op */
     __u8 allowed; /* 1 allowed, 0 denied */
     __u8 family;  /* AF_INET, AF_INET6 */
@@ -61,7 +68,7 @@ struct netpol_event {
 #define NETPOL_PATH_MAX 128
 struct netpol_exec {
     __u64 cookie;
-    __u32 uid;
+    __u32 slot;
     __u8 op; /* NETPOL_OP_EXEC */
     __u8 pad[3];
     char path[NETPOL_PATH_MAX];

@@ -10,7 +10,14 @@
  * (The filter's cost inside connect() is paid only by tools that connect; a no-op tool pays
  * none of it.)
  *
- * usage: bench_netpolicy [GATEHOUSE-BINARY] [N]
+ * Then the container tier: /bin/true under `network: none` (its own network namespace, every
+ * attempt recorded) and under an egress list (the host's namespace, the pool slot's cgroup
+ * under the policy), each from a gateway of its own, next to bwrap --unshare-all running
+ * /bin/true, all back to back and in interleaved blocks (calls none, calls egress, bwrap) so
+ * that load on this shared machine falls on all three alike; and with 8 clients / 8 bwrap at
+ * a time. The target (issue 17): the container tier keeps its ratio to bwrap with egress.
+ *
+ * usage: bench_netpolicy [GATEHOUSE-BINARY] [N] [N-CONTAINER]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,10 +66,86 @@ static double hist_p50(const struct hist *h)
     return 1e9;
 }
 
+/* ---- the container tier, with and without egress, and bwrap ------------------------------ */
+
+#define CT_ROUNDS 5
+#define BODY "{\"arguments\":{}}"
+#define CT_TRUE "description: does nothing\ncommand: [\"/bin/true\"]\nisolation: container\n"
+
+static char *bwrap[] = {"/usr/bin/bwrap", "--unshare-all", "--die-with-parent",
+                        "--ro-bind",      "/usr",          "/usr",
+                        "--symlink",      "usr/lib",       "/lib",
+                        "--symlink",      "usr/lib64",     "/lib64",
+                        "--symlink",      "usr/bin",       "/bin",
+                        "--proc",         "/proc",         "--dev",
+                        "/dev",           "/bin/true",     NULL};
+
+/* per calls back to back on fd into samples (the first, after a pause, is a warm-up). */
+static void block(int fd, const char *path, int per, uint64_t *samples, int *failures)
+{
+    bench_post(fd, path, BODY, NULL, 0);
+    for (int i = 0; i < per; i++) {
+        uint64_t t0 = bench_now_ns();
+        if (bench_post(fd, path, BODY, NULL, 0) != 200) (*failures)++;
+        samples[i] = bench_now_ns() - t0;
+    }
+}
+
+static int bench_container(const char *gatehouse, int n)
+{
+    int failures = 0;
+    struct bench_gw none, egress;
+    if (bench_gw_start(&none, gatehouse, "ct", "name: ct\n" CT_TRUE, NULL) < 0 ||
+        bench_gw_start(&egress, gatehouse, "ct",
+                       "name: ct\n" CT_TRUE
+                       "network: {egress: [\"127.0.0.2:9\", \"10.0.0.0/8:443\", \"[::1]:9\"]}\n",
+                       NULL) < 0) {
+        fprintf(stderr, "cannot start %s with container policies\n", gatehouse);
+        return 1;
+    }
+    int per = n / CT_ROUNDS;
+    size_t total = (size_t)per * CT_ROUNDS;
+    uint64_t *a = calloc(total, sizeof(uint64_t)), *b = calloc(total, sizeof(uint64_t));
+    uint64_t *c = calloc(total, sizeof(uint64_t)), *scratch = calloc(total, sizeof(uint64_t));
+    int fa = bench_connect(none.port), fb = bench_connect(egress.port);
+    uint64_t t_none8 = 0, t_egress8 = 0, t_bw8 = 0;
+    for (int r = 0; r < CT_ROUNDS; r++) {
+        block(fa, "/v1/tools/ct/calls", per, a + (size_t)r * per, &failures);
+        block(fb, "/v1/tools/ct/calls", per, b + (size_t)r * per, &failures);
+        bench_spawn_median(bwrap, per, c + (size_t)r * per);
+    }
+    for (int r = 0; r < CT_ROUNDS; r++) {
+        t_none8 += bench_concurrent(none.port, "/v1/tools/ct/calls", BODY, CLIENTS, per, scratch,
+                                    &failures);
+        t_egress8 += bench_concurrent(egress.port, "/v1/tools/ct/calls", BODY, CLIENTS, per,
+                                      scratch, &failures);
+        t_bw8 += bench_spawn_concurrent(bwrap, CLIENTS, per);
+    }
+    close(fa), close(fb);
+    bench_gw_stop(&none);
+    bench_gw_stop(&egress);
+    double a50 = bench_percentile(a, total, 50) / 1e6, a99 = bench_percentile(a, total, 99) / 1e6;
+    double b50 = bench_percentile(b, total, 50) / 1e6, b99 = bench_percentile(b, total, 99) / 1e6;
+    double c50 = bench_percentile(c, total, 50) / 1e6, c99 = bench_percentile(c, total, 99) / 1e6;
+    double ra = total / (t_none8 / 1e9), rb = total / (t_egress8 / 1e9), rc = total / (t_bw8 / 1e9);
+    printf("container tier: %zu calls each back to back + %zu from %d clients, failures %d\n",
+           total, total, CLIENTS, failures);
+    printf("%-40s %9s %9s %10s\n", "", "p50 ms", "p99 ms", "8 at once/s");
+    printf("%-40s %9.3f %9.3f %10.1f\n", "container, network: none", a50, a99, ra);
+    printf("%-40s %9.3f %9.3f %10.1f\n", "container, network.egress (3 entries)", b50, b99, rb);
+    printf("%-40s %9.3f %9.3f %10.1f\n", "bwrap --unshare-all /bin/true", c50, c99, rc);
+    printf("ratio to bwrap, p50 back to back: none %.2fx, egress %.2fx; 8 at once (rate): none "
+           "%.2fx, egress %.2fx\n",
+           a50 / c50, b50 / c50, ra / rc, rb / rc);
+    free(a), free(b), free(c), free(scratch);
+    return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *gatehouse = argc > 1 ? argv[1] : "build/gateway/gatehouse";
     int n = argc > 2 ? atoi(argv[2]) : 2000;
+    int n_ct = argc > 3 ? atoi(argv[3]) : 500;
     int failures = 0;
     struct bench_gw gw;
     if (bench_gw_start(&gw, gatehouse, "noop",
@@ -114,5 +197,7 @@ int main(int argc, char **argv)
            call_p50, conc_p50, spawn_p50);
     printf("ratio: network policy mean / sequential call p50 = %.3f; / direct spawn p50 = %.3f\n",
            seq_mean / call_p50, seq_mean / spawn_p50);
+    fflush(stdout);
+    if (n_ct > 0 && bench_container(gatehouse, n_ct) != 0) failures++;
     return failures ? 1 : 0;
 }

@@ -222,6 +222,53 @@ static void compare_arguments(const struct pair *pr, const struct policy_key *k)
                    policy_key_node(pr->head->root, k->path));
 }
 
+/* network.egress as written (its YAML items), when the policy has an egress list. */
+static const struct ynode *egress_items(const struct review_file *f)
+{
+    if (f->p->network != NETWORK_EGRESS) return NULL;
+    const struct ynode *n = policy_key_node(f->root, "network.egress");
+    return n && n->kind == YNODE_SEQ ? n : NULL;
+}
+
+static bool lists_entry(const struct ynode *seq, const char *text)
+{
+    for (size_t i = 0; seq && i < seq->n; i++)
+        if (seq->items[i]->kind == YNODE_SCALAR && !strcmp(seq->items[i]->scalar, text))
+            return true;
+    return false;
+}
+
+/* network: the mode, then one row per destination added (a widening: exactly what a security
+ * reviewer must see) or removed, then dns. Entries are compared as written: the same
+ * destination spelled differently shows as removed and added. */
+static void compare_network(const struct pair *pr, const struct policy_key *k)
+{
+    struct policy_key mode = *k;
+    mode.change = PCHANGE_MORE_WEAKENS;
+    compare_scalar(pr, &mode);
+    const struct ynode *a = egress_items(pr->base), *b = egress_items(pr->head);
+    for (size_t i = 0; b && i < b->n; i++) {
+        const struct ynode *e = b->items[i];
+        if (e->kind == YNODE_SCALAR && !lists_entry(a, e->scalar))
+            diff_add(pr->tool, DIFF_WEAKENS, "network.egress", "", e->scalar, e->loc,
+                     "destination added: the tool can reach %s", e->scalar);
+    }
+    for (size_t i = 0; a && i < a->n; i++) {
+        const struct ynode *e = a->items[i];
+        if (e->kind == YNODE_SCALAR && !lists_entry(b, e->scalar))
+            diff_add(pr->tool, DIFF_STRENGTHENS, "network.egress", e->scalar, "",
+                     head_loc(pr, b ? "network.egress" : "network"),
+                     "destination removed: the tool can no longer reach %s", e->scalar);
+    }
+    bool dns_a = a && pr->base->p->net.dns, dns_b = b && pr->head->p->net.dns;
+    if (dns_a != dns_b)
+        diff_add(pr->tool, dns_b ? DIFF_WEAKENS : DIFF_STRENGTHENS, "network.dns",
+                 dns_a ? "true" : "false", dns_b ? "true" : "false",
+                 head_loc(pr, dns_b ? "network.dns" : "network"), "%s",
+                 dns_b ? "the tool can reach the host's name servers (port 53, UDP and TCP)"
+                       : "the tool can no longer reach the host's name servers");
+}
+
 /* The comparison of each PCHANGE_CUSTOM key (NULL: compared elsewhere). */
 static const struct {
     const char *key;
@@ -234,6 +281,7 @@ static const struct {
     {"approval.webhook", compare_webhook},
     {"limits.fuel", compare_fuel},
     {"filesystem.read_only", compare_entries},
+    {"network", compare_network},
     {"arguments", compare_arguments},
 };
 

@@ -4,6 +4,7 @@
  * the JSON Schema agents are given for the arguments (GET /v1/tools input_schema); then the
  * lint findings. The policy is loaded as the gateway loads it, host checks included.
  */
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,6 +35,52 @@ static bool inside_false_section(const struct policy_key *k, const struct policy
     return false;
 }
 
+/* One egress entry as the sandbox's filter holds it: "10.20.0.0/16:5432", "[2001:db8::1]:443". */
+static void format_egress(const struct policy_egress *e, char *out, size_t len)
+{
+    char a[INET6_ADDRSTRLEN] = "";
+    inet_ntop(e->family, e->addr, a, sizeof(a));
+    bool host = e->prefix == (e->family == AF_INET ? 32 : 128);
+    char pfx[8] = "";
+    if (!host) snprintf(pfx, sizeof(pfx), "/%u", e->prefix);
+    snprintf(out, len, e->family == AF_INET6 ? "[%s%s]:%u" : "%s%s:%u", a, pfx, e->port);
+}
+
+/* network.egress: each entry as written, and what it resolved to (what the filter allows). */
+static void print_egress(const struct review_file *f, int indent, FILE *out)
+{
+    const struct policy *p = f->p;
+    const struct ynode *seq = policy_key_node(f->root, "network.egress");
+    fprintf(out, "%*segress:\n", indent + 2, "");
+    for (size_t i = 0; seq && seq->kind == YNODE_SEQ && i < seq->n; i++) {
+        const struct ynode *e = seq->items[i];
+        if (e->kind != YNODE_SCALAR) continue;
+        fprintf(out, "%*s- \"%s\"  # line %d:", indent + 4, "", e->scalar, e->loc.line);
+        for (size_t j = 0; j < p->net.n_egress; j++) {
+            char text[80];
+            if (p->net.egress[j].loc.line != e->loc.line || p->net.egress[j].loc.col != e->loc.col)
+                continue;
+            format_egress(&p->net.egress[j], text, sizeof(text));
+            fprintf(out, " %s", text);
+        }
+        fputc('\n', out);
+    }
+    fprintf(out, "%*sdns: %s%s\n", indent + 2, "", p->net.dns ? "true" : "false",
+            p->net.dns ? "  # port 53 of the gateway host's /etc/resolv.conf name servers" : "");
+}
+
+static json_t *egress_json(const struct policy *p)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < p->net.n_egress; i++) {
+        char text[80];
+        format_egress(&p->net.egress[i], text, sizeof(text));
+        json_array_append_new(
+            list, json_pack("{s:s,s:i}", "destination", text, "line", p->net.egress[i].loc.line));
+    }
+    return json_pack("{s:o,s:b}", "egress", list, "dns", p->net.dns);
+}
+
 static void print_text(const struct review_file *f, FILE *out)
 {
     const struct policy *p = f->p;
@@ -56,6 +103,11 @@ static void print_text(const struct review_file *f, FILE *out)
         }
         pkey_format(k, p, &v);
         bool empty = !v.data || !*v.data;
+        if (!strcmp(k->path, "network") && p->network == NETWORK_EGRESS) {
+            fprintf(out, "%*snetwork:\n", indent, "");
+            print_egress(f, indent, out);
+            continue;
+        }
         fprintf(out, "%*s%s: %s", indent, "", policy_key_leaf(k), empty ? "~" : v.data);
         if (!given)
             fprintf(out, "  # default%s%s", k->def_doc ? ": " : "", k->def_doc ? k->def_doc : "");
@@ -75,7 +127,10 @@ static json_t *effective_json(const struct review_file *f)
         if (k->type == PKEY_SECTION && !(k->flags & PKEY_OR_BOOL)) continue;
         if (!applies(k, f->p)) continue;
         const struct ynode *n = policy_key_node(f->root, k->path);
-        json_t *entry = json_pack("{s:o, s:b}", "value", pkey_json(k, f->p), "default", !n);
+        json_t *value = !strcmp(k->path, "network") && f->p->network == NETWORK_EGRESS
+                            ? egress_json(f->p)
+                            : pkey_json(k, f->p);
+        json_t *entry = json_pack("{s:o, s:b}", "value", value, "default", !n);
         if (entry && n) json_object_set_new(entry, "line", json_integer(n->loc.line));
         if (entry && !n && k->def_doc)
             json_object_set_new(entry, "default_is", json_string(k->def_doc));

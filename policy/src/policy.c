@@ -425,10 +425,11 @@ const struct policy_key policy_keys[] = {
      .def = "false", .change = PCHANGE_MORE_WEAKENS,
      .weaker = "the tool can run programs it wrote", .doc = "allow exec from writable mounts"},
     {.path = "network", .type = PKEY_ENUM, FIELD(network), .names = network_names,
-     .def = "none", .change = PCHANGE_MORE_WEAKENS, .weaker = "the tool can reach a network",
+     .def = "none", .change = PCHANGE_CUSTOM, .weaker = "the tool can reach a network",
      .read = read_network,
      .doc = "none (only lo), sandbox (gVisor's own netstack; gvisor only), or {egress: "
-            "[\"HOST:PORT\", \"CIDR:PORT\", \"[V6]:PORT\"], dns: bool} (process only)",
+            "[\"HOST:PORT\", \"CIDR:PORT\", \"[V6]:PORT\"], dns: bool} (process, container, "
+            "gvisor)",
      .schema = "{\"oneOf\":[{\"enum\":[\"none\",\"sandbox\"]},{\"type\":\"object\","
                "\"properties\":{\"egress\":{\"type\":\"array\",\"items\":{\"type\":"
                "\"string\"}},\"dns\":{\"type\":\"boolean\"}},\"additionalProperties\":false}]}"},
@@ -681,14 +682,16 @@ static void validate(struct loader *l)
             pctx_err(c, root->loc, "missing required key '%s'", policy_keys[i].path);
     for (size_t i = 0; i < policy_ncross_rules; i++)
         check_cross_rule(l, &policy_cross_rules[i]);
-    /* WASI has no sockets; the other tiers do not give a tool a filtered network yet. */
+    /* WASI has no sockets; the microVM's QEMU has no network device (user-mode networking would
+     * send the guest's traffic from QEMU, outside any filter we can key on the call). */
     const struct ynode *n = ynode_get(root, "network");
     struct policy *p = c->p;
-    if (n && p->network == NETWORK_EGRESS && p->isolation != ISOLATION_PROCESS)
+    if (n && p->network == NETWORK_EGRESS &&
+        (p->isolation == ISOLATION_WASM || p->isolation == ISOLATION_MICROVM))
         pctx_err(c, n->loc, "network.egress is not available with isolation: %s (%s)",
                  policy_isolation_name(p->isolation),
                  p->isolation == ISOLATION_WASM ? "WASI has no sockets"
-                                                : "only the process tier filters egress so far");
+                                                : "the guest has no network device");
 }
 
 /* ---- loading ------------------------------------------------------------------------------ */

@@ -21,6 +21,9 @@
 
 /* Upper bounds of the per-call cost histogram, in microseconds. */
 #define NET_COST_BUCKETS 8
+/* Event slots for calls known by cgroup (container, gvisor), after the uid slots: at most
+ * this many such calls at once (a call beyond fails to start, never runs unrecorded). */
+#define NET_CG_SLOTS 128
 static const unsigned cost_bounds_us[NET_COST_BUCKETS] = {5, 10, 20, 50, 100, 200, 500, 1000};
 
 struct sbx_net {
@@ -31,8 +34,9 @@ struct sbx_net {
     size_t n6;
 };
 
-/* What one uid slot has seen of its current call. */
+/* What one slot (a tool uid, or a cgroup call) has seen of its current call. */
 struct slot_events {
+    bool busy; /* a cgroup slot: taken by a call */
     uint64_t cookie;
     uint64_t begin_ns; /* time spent putting the call under its policy */
     struct netpol_event ev[NETPOL_EVENTS_MAX];
@@ -60,7 +64,7 @@ static struct {
     /* Time the gateway spends per call on network policy (begin + end), for /metrics. */
     uint64_t cost_buckets[NET_COST_BUCKETS + 1]; /* the last: above every bound */
     uint64_t cost_sum_ns, cost_count;
-} net = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_policy_id = NETPOL_NONE_ID + 1};
+} net = {.lock = PTHREAD_MUTEX_INITIALIZER, .next_policy_id = NETPOL_OPEN_ID + 1};
 
 /* The cgroup v2 mount: the controller-less hierarchy of a hybrid host, or a pure v2 host's. */
 static const char *cgroup2_mount(void)
@@ -99,8 +103,24 @@ static int write_pid(const char *procs, struct gate_error *err)
     return 0;
 }
 
-/* Directories of gateways that died without cleaning up are empty: remove them (rmdir fails on
- * a live gateway's, which holds its process). */
+/* Remove the cgroup directory dir and every directory below it, deepest first (a cgroup's own
+ * files go with it). A directory that still holds a process stays, and so do its parents. */
+static void remove_tree(const char *dir, int depth)
+{
+    DIR *d = depth < 8 ? opendir(dir) : NULL;
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (de->d_type == DT_DIR && strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+            char sub[4400 + 256];
+            if (snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name) < (int)sizeof(sub))
+                remove_tree(sub, depth + 1);
+        }
+    if (d) closedir(d);
+    rmdir(dir);
+}
+
+/* Directories of gateways that died without cleaning up: remove them with what the tiers made
+ * below them (a killed gateway leaves its container and microVM parents there). */
 static void sweep_stale(const char *parent)
 {
     DIR *d = opendir(parent);
@@ -114,7 +134,7 @@ static void sweep_stale(const char *parent)
             if (owner > 0 && (kill(owner, 0) == 0 || errno == EPERM)) continue;
             char sub[4400 + 256];
             snprintf(sub, sizeof(sub), "%s/%s", parent, de->d_name);
-            rmdir(sub);
+            remove_tree(sub, 0);
         }
     closedir(d);
 }
@@ -123,9 +143,8 @@ static int ring_event(void *ctx, void *data, size_t size)
 {
     (void)ctx;
     const struct netpol_event *e = data;
-    if (size < sizeof(*e) || e->uid < net.uid_base || e->uid - net.uid_base >= net.uid_count)
-        return 0;
-    struct slot_events *s = &net.slots[e->uid - net.uid_base];
+    if (size < sizeof(*e) || e->slot >= net.uid_count + NET_CG_SLOTS) return 0;
+    struct slot_events *s = &net.slots[e->slot];
     if (s->cookie != e->cookie) return 0;
     if (e->op == NETPOL_OP_EXEC) {
         const struct netpol_exec *x = data;
@@ -140,7 +159,8 @@ static int ring_event(void *ctx, void *data, size_t size)
 
 static int set_call(uid_t uid, uint32_t policy_id, uint64_t cookie, struct gate_error *err)
 {
-    struct netpol_call c = {.policy_id = policy_id, .cookie = cookie};
+    struct netpol_call c = {
+        .policy_id = policy_id, .slot = (uint32_t)(uid - net.uid_base), .cookie = cookie};
     uint32_t key = (uint32_t)uid;
     if (bpf_map_update_elem(bpf_map__fd(net.skel->maps.calls), &key, &c, BPF_ANY) < 0)
         return gate_err_errno(err, GATE_E_SANDBOX, errno, "network policy: update the call map");
@@ -224,7 +244,7 @@ int sbx_net_init(const struct sbx_config *cfg, struct gate_error *err)
     }
     net.uid_base = cfg->call_uid_base;
     net.uid_count = cfg->call_uid_count;
-    net.slots = calloc(cfg->call_uid_count, sizeof(*net.slots));
+    net.slots = calloc(cfg->call_uid_count + NET_CG_SLOTS, sizeof(*net.slots));
     if (!net.slots) return gate_err(err, GATE_E_NOMEM, "out of memory");
     if (init_bpf(cfg, err) < 0) {
         snprintf(net.why, sizeof(net.why), "%s", err->msg);
@@ -332,8 +352,10 @@ static int add_entry(struct sbx_net *n, int family, const uint8_t *addr, unsigne
     return 0;
 }
 
-/* dns: true: port 53 of every `nameserver` line of /etc/resolv.conf, read at load. */
-static int add_resolvers(struct sbx_net *n, struct gate_error *err)
+/* Every `nameserver` line of /etc/resolv.conf, read when a policy loads: fn(ctx, family,
+ * address, text) for each; stops at fn's first nonzero answer and returns it. */
+static int each_resolver(int (*fn)(void *, int, const uint8_t *, const char *), void *ctx,
+                         struct gate_error *err)
 {
     autofclose FILE *f = fopen("/etc/resolv.conf", "re");
     if (!f) return gate_err_errno(err, GATE_E_POLICY, errno, "network.dns: /etc/resolv.conf");
@@ -343,10 +365,41 @@ static int add_resolvers(struct sbx_net *n, struct gate_error *err)
         if (sscanf(line, " nameserver %255s", addr) != 1) continue;
         int family = strchr(addr, ':') ? AF_INET6 : AF_INET;
         if (inet_pton(family, addr, a) != 1) continue;
-        if (add_entry(n, family, a, family == AF_INET ? 32 : 128, 53) < 0)
-            return gate_err(err, GATE_E_NOMEM, "out of memory");
+        int rc = fn(ctx, family, a, addr);
+        if (rc) return rc < 0 ? gate_err(err, GATE_E_NOMEM, "out of memory") : rc;
     }
     return 0;
+}
+
+static int add_resolver(void *ctx, int family, const uint8_t *a, const char *text)
+{
+    (void)text;
+    return add_entry(ctx, family, a, family == AF_INET ? 32 : 128, 53);
+}
+
+/* dns: true: port 53 of every name server of /etc/resolv.conf. */
+static int add_resolvers(struct sbx_net *n, struct gate_error *err)
+{
+    return each_resolver(add_resolver, n, err);
+}
+
+static int print_resolver(void *ctx, int family, const uint8_t *a, const char *text)
+{
+    (void)family, (void)a;
+    return gate_buf_printf(ctx, "nameserver %s\n", text) < 0 ? -1 : 0;
+}
+
+char *sbx_net_resolv_conf(const struct policy *p, struct gate_error *err)
+{
+    struct gate_buf b = {0};
+    bool dns = p->network == NETWORK_EGRESS && p->net.dns;
+    int rc = gate_buf_printf(&b, dns ? "# the host's name servers (network.dns)\n"
+                                     : "# no resolver: this tool's policy does not allow DNS\n");
+    if (rc == 0 && dns) rc = each_resolver(print_resolver, &b, err);
+    if (rc == 0) return b.data;
+    gate_buf_free(&b);
+    if (!err->msg[0]) gate_err(err, GATE_E_NOMEM, "out of memory");
+    return NULL;
 }
 
 void sbx_net_free(struct sbx_net *n)
@@ -361,14 +414,23 @@ void sbx_net_free(struct sbx_net *n)
     free(n);
 }
 
+int sbx_net_prepare_open(struct sbx_net **out, struct gate_error *err)
+{
+    *out = NULL;
+    if (!net.ready) return 0; /* the namespace is the fence; nothing to record with */
+    if (!(*out = calloc(1, sizeof(**out)))) return gate_err(err, GATE_E_NOMEM, "out of memory");
+    (*out)->policy_id = NETPOL_OPEN_ID;
+    return 0;
+}
+
 int sbx_net_prepare(const struct policy *p, struct sbx_net **out, struct gate_error *err)
 {
     *out = NULL;
     if (net.checking) return 0;
     if (!net.ready)
         return gate_err(err, GATE_E_POLICY,
-                        "the process tier cannot filter the network on this host (%s): a tool "
-                        "would have the host's whole network",
+                        "the network cannot be filtered on this host (%s): a tool would have "
+                        "the host's whole network",
                         net.why[0] ? net.why : "not initialised");
     struct sbx_net *n = calloc(1, sizeof(*n));
     if (!n) return gate_err(err, GATE_E_NOMEM, "out of memory");
@@ -447,6 +509,31 @@ static json_t *event_json(const struct netpol_event *e)
     return j;
 }
 
+/* What the call in slot did (its map entry c, already taken off it), as sbx_net_end says;
+ * frees the slot's events. t0: when the gateway started ending the call. */
+static json_t *collect(size_t slot, const struct netpol_call *c, uint64_t t0)
+{
+    json_t *allowed = json_array(), *denied = json_array(), *execs = json_array();
+    pthread_mutex_lock(&net.lock);
+    /* Every event of this call is in the ring by now: its processes are gone. */
+    ring_buffer__consume(net.rb);
+    struct slot_events *s = &net.slots[slot];
+    for (unsigned i = 0; i < s->n; i++)
+        json_array_append_new(s->ev[i].allowed ? allowed : denied, event_json(&s->ev[i]));
+    for (unsigned i = 0; i < s->nexec; i++)
+        json_array_append_new(execs, json_string(s->exec_path[i]));
+    s->cookie = 0;
+    s->n = 0;
+    s->nexec = 0;
+    s->busy = false;
+    net.denied_total += c->denied;
+    count_cost(s->begin_ns + (gate_monotonic_ns() - t0));
+    pthread_mutex_unlock(&net.lock);
+    return json_pack("{s:{s:o,s:o,s:I,s:I},s:o,s:I}", "network", "allowed", allowed, "denied",
+                     denied, "allowed_total", (json_int_t)c->allowed, "denied_total",
+                     (json_int_t)c->denied, "execs", execs, "execs_total", (json_int_t)c->execs);
+}
+
 json_t *sbx_net_end(uid_t uid)
 {
     if (!net.ready || uid < net.uid_base || uid - net.uid_base >= net.uid_count) return NULL;
@@ -458,24 +545,98 @@ json_t *sbx_net_end(uid_t uid)
     struct gate_error err = {0};
     /* Deny-all again before anything else: the uid is free for the next call. */
     set_call(uid, NETPOL_NONE_ID, 0, &err);
-    json_t *allowed = json_array(), *denied = json_array(), *execs = json_array();
+    return collect(uid - net.uid_base, &c, t0);
+}
+
+/* ---- calls known by their cgroup (container, gvisor) ------------------------------------- */
+bool sbx_net_enforced(void)
+{
+    return net.ready;
+}
+
+const char *sbx_net_unavailable(void)
+{
+    return net.checking ? NULL : net.why[0] ? net.why : "not initialised";
+}
+
+const char *sbx_net_cgroup_dir(void)
+{
+    return net.ready ? net.cgroup : NULL;
+}
+
+uint64_t sbx_net_cgroup_id(const char *dir)
+{
+    /* A cgroup v2 directory's inode number is its kernfs id, which is what
+     * bpf_get_current_cgroup_id() and bpf_skb_cgroup_id() return. */
+    struct stat st;
+    return dir && stat(dir, &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+static int set_cgcall(uint64_t cgid, const struct netpol_call *c, struct gate_error *err)
+{
+    if (bpf_map_update_elem(bpf_map__fd(net.skel->maps.cgcalls), &cgid, c, BPF_ANY) < 0)
+        return gate_err_errno(err, GATE_E_SANDBOX, errno,
+                              "network policy: update the cgroup call map");
+    return 0;
+}
+
+int sbx_net_hold_cgroup(uint64_t cgid, struct gate_error *err)
+{
+    if (!net.ready) return 0;
+    struct netpol_call c = {.policy_id = NETPOL_NONE_ID, .slot = UINT32_MAX};
+    return set_cgcall(cgid, &c, err);
+}
+
+void sbx_net_forget_cgroup(uint64_t cgid)
+{
+    if (net.ready && cgid) bpf_map_delete_elem(bpf_map__fd(net.skel->maps.cgcalls), &cgid);
+}
+
+int sbx_net_begin_cgroup(const struct sbx_net *n, uint64_t cgid, struct gate_error *err)
+{
+    if (!n) return 0;
+    uint64_t t0 = gate_monotonic_ns();
+    if (!cgid) return gate_err(err, GATE_E_SANDBOX, "network policy: no cgroup v2 directory");
     pthread_mutex_lock(&net.lock);
-    /* Every event of this call is in the ring by now: its processes are gone. */
-    ring_buffer__consume(net.rb);
-    struct slot_events *s = &net.slots[uid - net.uid_base];
-    for (unsigned i = 0; i < s->n; i++)
-        json_array_append_new(s->ev[i].allowed ? allowed : denied, event_json(&s->ev[i]));
-    for (unsigned i = 0; i < s->nexec; i++)
-        json_array_append_new(execs, json_string(s->exec_path[i]));
-    s->cookie = 0;
-    s->n = 0;
-    s->nexec = 0;
-    net.denied_total += c.denied;
-    count_cost(s->begin_ns + (gate_monotonic_ns() - t0));
+    size_t slot = net.uid_count;
+    while (slot < net.uid_count + NET_CG_SLOTS && net.slots[slot].busy)
+        slot++;
+    if (slot == net.uid_count + NET_CG_SLOTS) {
+        pthread_mutex_unlock(&net.lock);
+        return gate_err(err, GATE_E_SANDBOX, "network policy: more than %d sandboxed calls at once",
+                        NET_CG_SLOTS);
+    }
+    struct slot_events *s = &net.slots[slot];
+    struct netpol_call c = {
+        .policy_id = n->policy_id, .slot = (uint32_t)slot, .cookie = ++net.next_cookie};
+    *s = (struct slot_events){.busy = true, .cookie = c.cookie};
     pthread_mutex_unlock(&net.lock);
-    return json_pack("{s:{s:o,s:o,s:I,s:I},s:o,s:I}", "network", "allowed", allowed, "denied",
-                     denied, "allowed_total", (json_int_t)c.allowed, "denied_total",
-                     (json_int_t)c.denied, "execs", execs, "execs_total", (json_int_t)c.execs);
+    int rc = set_cgcall(cgid, &c, err);
+    pthread_mutex_lock(&net.lock);
+    if (rc < 0)
+        s->busy = false;
+    else
+        s->begin_ns = gate_monotonic_ns() - t0;
+    pthread_mutex_unlock(&net.lock);
+    return rc;
+}
+
+json_t *sbx_net_end_cgroup(uint64_t cgid, bool hold)
+{
+    if (!net.ready || !cgid) return NULL;
+    uint64_t t0 = gate_monotonic_ns();
+    struct netpol_call c = {0};
+    int fd = bpf_map__fd(net.skel->maps.cgcalls);
+    if (bpf_map_lookup_elem(fd, &cgid, &c) < 0 || c.slot >= net.uid_count + NET_CG_SLOTS)
+        return NULL;
+    struct gate_error err = {0};
+    /* A pool slot's directory goes back to deny-all for whatever it holds between calls; a
+     * call's own directory is removed after this, and its entry with it. */
+    if (hold)
+        sbx_net_hold_cgroup(cgid, &err);
+    else
+        bpf_map_delete_elem(fd, &cgid);
+    return collect(c.slot, &c, t0);
 }
 
 void sbx_net_metrics(struct gate_buf *out)

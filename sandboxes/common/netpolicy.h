@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "sandbox.h"
 
@@ -33,6 +34,31 @@ int sbx_net_begin(const struct sbx_net *n, uid_t uid, struct gate_error *err);
  *  "execs": [PATH...], "execs_total": N} (owned; the first 64 of each, counts of all), or NULL
  * when nothing is enforced. */
 json_t *sbx_net_end(uid_t uid);
+
+/* Calls known by the cgroup v2 directory their sandbox is born in (container, gvisor), where
+ * every sandbox of the tier runs under one host uid. */
+bool sbx_net_enforced(void); /* the programs are attached (else: sbx_net_unavailable says why) */
+const char *sbx_net_unavailable(void);
+/* The gateway's filtered directory (tiers make a sandbox's own directory below it), or NULL
+ * when BPF is not in use. */
+const char *sbx_net_cgroup_dir(void);
+/* The id the programs know dir by (its inode number), or 0 if it cannot be read. */
+uint64_t sbx_net_cgroup_id(const char *dir);
+/* For a sandbox in a network namespace of its own (`network: none`): nothing is filtered,
+ * everything is recorded. *out NULL when BPF is not in use (owned; sbx_net_free). */
+int sbx_net_prepare_open(struct sbx_net **out, struct gate_error *err);
+/* The text of a sandbox's /etc/resolv.conf for p: the host's name servers with network.dns,
+ * else none (owned; NULL with err). */
+char *sbx_net_resolv_conf(const struct policy *p, struct gate_error *err);
+/* Hold a pool slot's directory to deny-all between calls. */
+int sbx_net_hold_cgroup(uint64_t cgid, struct gate_error *err);
+/* Before a directory that was held or under a policy is removed: its map entry goes. */
+void sbx_net_forget_cgroup(uint64_t cgid);
+/* Put the directory cgid under n's policy, before anything of the call runs in it. */
+int sbx_net_begin_cgroup(const struct sbx_net *n, uint64_t cgid, struct gate_error *err);
+/* After every process of the call is gone: what it did (as sbx_net_end), and the directory
+ * back to deny-all (hold: a pool slot's) or out of the map (a call's own, removed next). */
+json_t *sbx_net_end_cgroup(uint64_t cgid, bool hold);
 void sbx_net_metrics(struct gate_buf *out);
 /* Detach, move the gateway back to its cgroup and remove the directory. */
 void sbx_net_shutdown(void);

@@ -362,6 +362,12 @@ int ct_cg_attach(const struct ct_cg_config *cfg, const struct ct_cgroup *cg, pid
     return 0;
 }
 
+const char *ct_cg_v2_dir(const struct ct_cg_config *cfg, const struct ct_cgroup *cg)
+{
+    int i = cfg->version == CT_CG_V2 ? 0 : CT_V1_UNIFIED;
+    return cfg->version != CT_CG_NONE && cg->made[i] ? cg->path[i] : NULL;
+}
+
 static bool in_pidns(pid_t pid, ino_t pidns)
 {
     char path[64];

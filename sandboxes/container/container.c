@@ -26,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/netpolicy.h"
 #include "container.h"
 
 /* Helpers forked at start; calls beyond this many at once take the direct path. */
@@ -189,6 +190,24 @@ static void container_metrics(struct gate_buf *out)
 
 /* ---- prepare ------------------------------------------------------------------------- */
 
+/* network.egress: the host's network namespace, every connect and datagram decided by the BPF
+ * programs on the sandbox's cgroup (a policy that cannot be enforced fails here, with why);
+ * network: none: a namespace of its own, and the programs only record what the call did. */
+static int prepare_network(const struct policy *p, struct ct_state *st, struct gate_error *err)
+{
+    st->host_net = p->network == NETWORK_EGRESS;
+    st->dns = st->host_net && p->net.dns;
+    if (!(st->resolv = sbx_net_resolv_conf(p, err))) return -1;
+    if (st->host_net) {
+        if (sbx_net_enforced() && !ct.cg.has_unified && ct.cg.version != CT_CG_V2)
+            return gate_err(err, GATE_E_POLICY,
+                            "network.egress: the container tier has no cgroup v2 directory to "
+                            "filter in on this host");
+        return sbx_net_prepare(p, &st->net, err);
+    }
+    return sbx_net_prepare_open(&st->net, err);
+}
+
 static int container_prepare(struct policy *p, struct gate_error *err)
 {
     if (!p->command || !p->command[0] || p->command[0][0] != '/')
@@ -223,6 +242,10 @@ static int container_prepare(struct policy *p, struct gate_error *err)
     for (size_t i = 0; primed_needs[i]; i++)
         for (size_t j = 0; p->seccomp_deny && p->seccomp_deny[j]; j++)
             if (strcmp(primed_needs[i], p->seccomp_deny[j]) == 0) st->primable = false;
+    if (prepare_network(p, st, err) < 0) {
+        ct_state_free(st);
+        return -1;
+    }
     static uint64_t next_image_id;
     st->image_id = __atomic_add_fetch(&next_image_id, 1, __ATOMIC_RELAXED);
     if (ct_plan_identity(st, ct.uid, ct.gid) < 0 || ct_image_build(p, st, &st->image) < 0) {
@@ -241,6 +264,7 @@ struct call_ctx {
     struct ct_slot *slot; /* pooled: the slot's cgroup */
     struct ct_cgroup cg;  /* direct: the call's own cgroup */
     bool have_cg;
+    uint64_t cgid; /* the cgroup v2 directory under the call's network policy, or 0 */
 };
 
 static void kill_call(void *arg)
@@ -335,6 +359,14 @@ pid_t ct_direct_spawn(struct ct_direct *d, struct ct_child_args *a, struct gate_
 {
     if (ct_cg_create(d->cfg, d->cg_name, d->limits, &d->cg, err) < 0) return -1;
     d->have_cg = true;
+    /* The directory is under the call's network policy before the child is in it. */
+    if (d->net) {
+        d->cgid = sbx_net_cgroup_id(ct_cg_v2_dir(d->cfg, &d->cg));
+        if (sbx_net_begin_cgroup(d->net, d->cgid, err) < 0) {
+            d->cgid = 0;
+            return -1;
+        }
+    }
     autofree struct ct_spec *spec = malloc(sizeof(*spec));
     if (!spec) return gate_err(err, GATE_E_NOMEM, "out of memory");
     if (ct_image_decode(d->image->data, d->image->len, d->call_id, spec) < 0)
@@ -342,8 +374,7 @@ pid_t ct_direct_spawn(struct ct_direct *d, struct ct_child_args *a, struct gate_
     a->spec = spec;
     /* No CLONE_VM: the child runs on its own copy of our memory (spec and the caller's
      * stack included), so nothing it does can touch the gateway. */
-    pid_t pid = ct_fork_into(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET |
-                             CLONE_NEWIPC | CLONE_NEWUTS);
+    pid_t pid = ct_fork_into(ct_ns_flags(spec));
     if (pid == 0) {
         d->child(a, d->arg);
         _exit(127); /* not reached: child() never returns */
@@ -404,10 +435,12 @@ static pid_t clone_direct(const struct ct_state *st, const char *call_id, const 
                           .image = &st->image,
                           .call_id = call_id,
                           .sync_w = pp->sync[1],
-                          .child = run_tool};
+                          .child = run_tool,
+                          .net = st->net};
     pid_t pid = ct_direct_spawn(&d, &a, err);
     cc->cg = d.cg;
     cc->have_cg = d.have_cg;
+    cc->cgid = d.cgid;
     return pid;
 }
 
@@ -423,10 +456,18 @@ static pid_t start_child(const struct policy *p, const char *call_id, struct pip
         bool sent = false;
         child_fds(pp, fds);
         int lim = ct_pool_limits(cc->slot, &p->limits, err);
+        /* Before the slot's child can start the tool: the slot's directory under the call's
+         * network policy (it is deny-all between calls). */
+        if (lim == 0 && st->net) {
+            lim = sbx_net_begin_cgroup(st->net, ct_pool_cgroup_id(cc->slot), err);
+            if (lim == 0) cc->cgid = ct_pool_cgroup_id(cc->slot);
+        }
         phase_end(PH_ACQUIRE, t);
         if (lim < 0 || (pid = ct_pool_spawn(cc->slot, st, call_id, fds, fresh, &sent, err)) < 0) {
             if (sent) /* it may be running: fail the call rather than run it twice */
                 return -1;
+            json_decref(sbx_net_end_cgroup(cc->cgid, true));
+            cc->cgid = 0;
             ct_pool_release(cc->slot); /* retired if its helper failed; go direct */
             cc->slot = NULL;
             memset(err, 0, sizeof(*err));
@@ -463,6 +504,9 @@ static int container_run(const struct policy *p, const struct sbx_call *call,
 {
     struct gate_error local = {0};
     if (!err) err = &local;
+    const struct ct_state *st = p->sbx_state;
+    if (st->host_net && !st->net) /* prepared by `policy check`: never run so */
+        return gate_err(err, GATE_E_SANDBOX, "container: the network policy is not enforced");
     __atomic_add_fetch(&ct.calls, 1, __ATOMIC_RELAXED);
     struct pipes pp;
     memset(&pp, 0xff, sizeof(pp)); /* every fd -1 */
@@ -473,6 +517,7 @@ static int container_run(const struct policy *p, const struct sbx_call *call,
     uint64_t start = t;
     pid_t started = start_child(p, call->call_id, &pp, &cc, false, &t, err);
     if (started == -2) { /* retry once, with fresh pipes and a sandbox set up now */
+        json_decref(sbx_net_end_cgroup(cc.cgid, true));
         ct_pool_release(cc.slot);
         close_pipes(&pp);
         cc = (struct call_ctx){.init = -1};
@@ -503,6 +548,16 @@ static int container_run(const struct policy *p, const struct sbx_call *call,
     }
 done:
     if (rc < 0) __atomic_add_fetch(&ct.setup_errs, 1, __ATOMIC_RELAXED);
+    /* Every process of the call is gone (init reaped, its PID namespace with it): what it did
+     * on the network, and its directory back to deny-all or out of the map. */
+    json_t *net = sbx_net_end_cgroup(cc.cgid, cc.slot != NULL);
+    /* network: none: the filter let everything through to a namespace holding only lo. */
+    if (net && !st->host_net)
+        json_object_set_new(json_object_get(net, "network"), "own_namespace", json_true());
+    if (rc == 0)
+        res->activity = net;
+    else
+        json_decref(net);
     if (cc.slot) ct_pool_release(cc.slot);
     if (cc.have_cg && ct_cg_destroy(&ct.cg, &cc.cg) < 0)
         __atomic_add_fetch(&ct.cg_leaks, 1, __ATOMIC_RELAXED);

@@ -23,6 +23,8 @@
 
 #include "../common/sbx_internal.h" /* relative: also found from tests/unit */
 
+struct sbx_net;
+
 #define CT_MAX_BINDS 64
 #define CT_MAX_STRS 1024
 #define CT_IMAGE_MAX (128 * 1024)
@@ -50,7 +52,13 @@ struct ct_state {
     const char *cwd; /* "/workspace" or "/tmp" */
     uint64_t cpu_time_s;
     uint64_t file_size_bytes;
-    bool primable;         /* see struct ct_spec */
+    bool primable; /* see struct ct_spec */
+    /* network.egress: the host's network namespace, filtered by the BPF programs on the
+     * sandbox's cgroup (netpolicy.h); otherwise a namespace of its own with only lo. */
+    bool host_net;
+    bool dns;              /* network.dns: resolv.conf names the host's resolvers */
+    char *resolv;          /* /etc/resolv.conf */
+    struct sbx_net *net;   /* the network policy's map entries, or NULL (not enforced) */
     struct gate_buf image; /* everything above plus argv/env, flat (image.c) */
     /* Unique per prepared image, never reused: what the pool matches primed sandboxes by
      * (an address could be reused by the next policy set after a reload). */
@@ -75,6 +83,9 @@ struct ct_spec {
     uint64_t scratch_flags, cpu_time_s, file_size_bytes;
     bool workspace;
     bool primable; /* the policy's filter allows what a primed child does after it */
+    bool host_net; /* cloned without CLONE_NEWNET (struct ct_state) */
+    bool dns;
+    const char *resolv;
     struct sock_fprog seccomp;
     char *strs[CT_MAX_STRS];
     char call_env[96];
@@ -125,6 +136,9 @@ __attribute__((noreturn)) void ct_child_start(const struct ct_child_args *a);
  * it fails with this step, and the call is retried in a child set up afresh. */
 void ct_child_recheck(const struct ct_child_args *a);
 #define CT_STALE_STEP "primed sandbox is stale:"
+/* The namespaces a child of spec is cloned into: all of them, but the host's network
+ * namespace for a policy with network.egress. */
+unsigned long ct_ns_flags(const struct ct_spec *spec);
 /* Fill ids' argv/environ ranges with this process's own (from /proc/self/stat). */
 struct ct_ids;
 void ct_own_strings(struct ct_ids *ids);
@@ -182,6 +196,8 @@ void ct_cg_counters(const struct ct_cg_config *cfg, const struct ct_cgroup *cg, 
                     uint64_t *pids_max_hits);
 /* Kill what is left, wait until empty, remove. Returns -1 if it could not be removed. */
 int ct_cg_destroy(const struct ct_cg_config *cfg, struct ct_cgroup *cg);
+/* cg's cgroup v2 directory (v2, or the hybrid host's unified tree), or NULL. */
+const char *ct_cg_v2_dir(const struct ct_cg_config *cfg, const struct ct_cgroup *cg);
 /* Read an integer field ("oom_kill 3") from a flat-keyed cgroup file; 0 if absent. */
 uint64_t ct_cg_read_key(const char *path, const char *key);
 
@@ -203,8 +219,10 @@ struct ct_direct {
     int sync_w; /* the write end of a->sync's pipe */
     void (*child)(const struct ct_child_args *a, const void *arg);
     const void *arg;
-    struct ct_cgroup cg; /* out */
-    bool have_cg;        /* out */
+    const struct sbx_net *net; /* the call's network policy (netpolicy.h), or NULL */
+    struct ct_cgroup cg;       /* out */
+    bool have_cg;              /* out */
+    uint64_t cgid;             /* out: cg's directory under net's policy, or 0 */
 };
 pid_t ct_direct_spawn(struct ct_direct *d, struct ct_child_args *a, struct gate_error *err);
 
@@ -226,6 +244,8 @@ int ct_pool_init(const struct ct_cg_config *cfg, const struct ct_ids *ids, const
                  int n);
 /* A free slot, preferring one primed for img; NULL when all are busy. */
 struct ct_slot *ct_pool_acquire(uint64_t image_id);
+/* The cgroup v2 id of the slot's directory (netpolicy.h), 0 if it has none. */
+uint64_t ct_pool_cgroup_id(const struct ct_slot *s);
 /* Set the slot cgroup's limits for this call and remember its counters. */
 int ct_pool_limits(struct ct_slot *s, const struct policy_limits *l, struct gate_error *err);
 /* Hand the job (st's image, call_id, fds: in, out, err, report, status, sync; child ends, the

@@ -42,8 +42,6 @@
 
 #include "container.h"
 
-#define NS_FLAGS                                                                                   \
-    (CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)
 #define SOCK 3 /* the helper's socket to the gateway */
 #define GUARD 4096
 #define INIT_STACK (64 * 1024)
@@ -72,6 +70,8 @@ static size_t arena_size;
 static struct ct_ids ids;
 static char primed[CT_IMAGE_MAX] __attribute__((aligned(16))); /* the next child's image */
 static size_t primed_len;
+static unsigned long primed_ns; /* the namespaces of a child primed for it (ct_ns_flags) */
+static struct ct_spec probe;    /* scratch: an image decoded to read its settings */
 static char job[CT_MSG_HDR + CT_CALL_ID_MAX + CT_IMAGE_MAX] __attribute__((aligned(16)));
 
 static struct arena_data *data_of(const struct arena *a)
@@ -203,6 +203,16 @@ static pid_t spawn_child(const char *jobmsg, size_t len, const int *jobfds, int 
         memcpy(d->msg, jobmsg, len);
     else if (primed_len)
         memcpy(d->msg + CT_CALL_ID_MAX, primed, primed_len);
+    /* A blank child gets every namespace: it can only take a call whose policy has its own
+     * network namespace (pool.c gives the others a job). */
+    unsigned long ns = ct_ns_flags(&(struct ct_spec){.host_net = false});
+    if (jobmsg)
+        ns = len > CT_CALL_ID_MAX &&
+                     ct_image_decode(jobmsg + CT_CALL_ID_MAX, len - CT_CALL_ID_MAX, "", &probe) == 0
+                 ? ct_ns_flags(&probe)
+                 : ns;
+    else if (primed_len)
+        ns = primed_ns;
     char *tool_stack = ar->base + GUARD + INIT_STACK + GUARD;
     d->args = (struct ct_child_args){
         .spec = &d->spec,
@@ -227,8 +237,7 @@ static pid_t spawn_child(const char *jobmsg, size_t len, const int *jobfds, int 
     /* CLONE_PARENT: the gateway's child (it waits for it, and its parent-death signal
      * follows the gateway); it starts in our cgroups. Not CLONE_FILES: it gets a copy of our
      * fds, the job's among them, and closes what it does not need. */
-    pid_t pid =
-        clone(child_main, ar->base + GUARD + INIT_STACK, CLONE_VM | CLONE_PARENT | NS_FLAGS, d);
+    pid_t pid = clone(child_main, ar->base + GUARD + INIT_STACK, CLONE_VM | CLONE_PARENT | ns, d);
     int pidfd = pid > 0 ? (int)syscall(SYS_pidfd_open, pid, 0) : -1;
     close(sv[1]), close(setup[1]), close(sync[0]);
     if (pid > 0 && pidfd < 0) { /* no way to tell when it has left the arena: give it up */
@@ -265,12 +274,12 @@ static void wait_setup(int fd)
 /* Remember the image the next child is primed with (none if its policy cannot be primed). */
 static void set_primed(const char *img, size_t len)
 {
-    static struct ct_spec probe;
     primed_len = 0;
     if (len && len <= sizeof(primed) && ct_image_decode(img, len, "", &probe) == 0 &&
         probe.primable) {
         memcpy(primed, img, len);
         primed_len = len;
+        primed_ns = ct_ns_flags(&probe);
     }
 }
 

@@ -9,6 +9,7 @@
  * list is u32 count + strings, the seccomp program is u32 count + 8-byte instructions
  * (aligned to 8 in the image).
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +75,8 @@ int ct_image_build(const struct policy *p, const struct ct_state *st, struct gat
         put_str(img, st->cwd) < 0 || put_u64(img, st->scratch_flags) < 0 ||
         put_u64(img, st->workspace) < 0 || put_u64(img, st->cpu_time_s) < 0 ||
         put_u64(img, st->file_size_bytes) < 0 || put_u64(img, st->primable) < 0 ||
+        put_u64(img, (st->host_net ? 1u : 0u) | (st->dns ? 2u : 0u)) < 0 ||
+        put_str(img, st->resolv ? st->resolv : "# no network in this sandbox\n") < 0 ||
         put_u32(img, st->seccomp.len) < 0)
         goto out;
     while (img->len % 8)
@@ -178,11 +181,15 @@ int ct_image_decode(const char *img, size_t len, const char *call_id, struct ct_
     spec->cpu_time_s = get_u64(&r);
     spec->file_size_bytes = get_u64(&r);
     spec->primable = get_u64(&r) != 0;
+    uint64_t net = get_u64(&r);
+    spec->host_net = (net & 1) != 0;
+    spec->dns = (net & 2) != 0;
+    spec->resolv = get_str(&r);
     uint32_t ninsn = get_u32(&r);
     size_t off = (size_t)(r.p - img);
     size_t pad = (8 - off % 8) % 8;
-    if (r.bad || !spec->argv || !spec->argv[0] || !spec->env || ninsn == 0 || ninsn > 4096 ||
-        r.left < pad + (size_t)ninsn * sizeof(struct sock_filter))
+    if (r.bad || !spec->resolv || !spec->argv || !spec->argv[0] || !spec->env || ninsn == 0 ||
+        ninsn > 4096 || r.left < pad + (size_t)ninsn * sizeof(struct sock_filter))
         return -1;
     spec->seccomp.len = (unsigned short)ninsn;
     spec->seccomp.filter = (struct sock_filter *)(uintptr_t)(r.p + pad);
@@ -197,4 +204,14 @@ int ct_image_decode(const char *img, size_t len, const char *call_id, struct ct_
     spec->env[n] = spec->call_env;
     spec->env[n + 1] = NULL;
     return 0;
+}
+
+unsigned long ct_ns_flags(const struct ct_spec *spec)
+{
+    unsigned long all =
+        CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
+    /* network.egress: the host's namespace, where the BPF programs on the sandbox's cgroup
+     * decide every connect and datagram (a veth would need NAT, routes and its own cleanup,
+     * and be filtered by the same programs anyway). */
+    return spec->host_net ? all & ~(unsigned long)CLONE_NEWNET : all;
 }

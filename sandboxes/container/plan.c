@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/netpolicy.h"
 #include "container.h"
 
 #define MAX_BINDS 64
@@ -242,6 +243,8 @@ void ct_state_free(void *state)
     sbx_free_strv(st->links);
     free(st->passwd);
     free(st->group);
+    free(st->resolv);
+    sbx_net_free(st->net);
     gate_buf_free(&st->image);
     free(st);
 }

@@ -40,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/netpolicy.h"
 #include "container.h"
 
 #define POOL_MAX 32
@@ -65,6 +66,7 @@ struct ct_slot {
     pid_t warm_pid;                   /* 0: none */
     int warm_sock;                    /* our end of its socket, or -1 */
     bool warm_primed;
+    uint64_t cgid; /* the cgroup v2 id of the slot's directory (network policy), or 0 */
 };
 
 static struct ct_slot slots[POOL_MAX];
@@ -96,6 +98,10 @@ static int make_slot(struct ct_slot *s, int index, const struct ct_ids *ids)
         gate_log("warn", "container.pool", "slot %d: %s", index, err.msg);
         return -1;
     }
+    /* Deny-all from the start: nothing in the slot's directory reaches the network between
+     * calls; a call puts it under its own policy (sbx_net_begin_cgroup) and back. */
+    s->cgid = sbx_net_cgroup_id(ct_cg_v2_dir(pool_cfg, &s->cg));
+    if (s->cgid && sbx_net_hold_cgroup(s->cgid, &err) < 0) goto fail;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) goto fail;
     /* Forked from the main thread at start (the children's parent-death signal follows it),
@@ -136,6 +142,7 @@ static int make_slot(struct ct_slot *s, int index, const struct ct_ids *ids)
     }
     return 0;
 fail:
+    sbx_net_forget_cgroup(s->cgid);
     ct_cg_destroy(pool_cfg, &s->cg);
     return -1;
 }
@@ -154,6 +161,11 @@ int ct_pool_init(const struct ct_cg_config *cfg, const struct ct_ids *ids, const
     for (int i = 0; i < n; i++)
         if (make_slot(&slots[nslots], i, ids) == 0) nslots++;
     return nslots;
+}
+
+uint64_t ct_pool_cgroup_id(const struct ct_slot *s)
+{
+    return s->cgid;
 }
 
 struct ct_slot *ct_pool_acquire(uint64_t image_id)
@@ -282,7 +294,7 @@ static pid_t take_warm(struct ct_slot *s, const struct ct_state *st, char id[CT_
     bool same = s->warm_primed && s->last_id == st->image_id;
     bool ok = false;
     struct ct_ready ready;
-    if (!s->warm_primed) { /* blank: it takes the whole job and sets up now */
+    if (!s->warm_primed && !st->host_net) { /* blank: it takes the whole job, sets up now */
         struct iovec iov[2] = {{id, CT_CALL_ID_MAX}, {img->data, img->len}};
         ok = ct_msg_send(ws, iov, 2, fds, 6) == 0;
     } else if (same) {
@@ -420,6 +432,7 @@ static void teardown_slot(struct ct_slot *s)
         waitpid(s->helper, NULL, 0);
         s->helper = 0;
     }
+    sbx_net_forget_cgroup(s->cgid);
     ct_cg_destroy(pool_cfg, &s->cg);
 }
 

@@ -231,11 +231,14 @@ static void make_tree(const struct ct_child_args *a)
     write_etc(a, "etc/passwd", st->passwd);
     write_etc(a, "etc/group", st->group);
     write_etc(a, "etc/hosts", "127.0.0.1\tlocalhost\n127.0.1.1\tsandbox\n::1\tlocalhost\n");
-    /* No resolver and files-only lookups: name resolution fails at once, no packet sent. */
-    write_etc(a, "etc/resolv.conf", "# no network in this sandbox\n");
+    /* No resolver and files-only lookups unless the policy allows DNS: name resolution then
+     * fails at once, no packet sent. */
+    write_etc(a, "etc/resolv.conf", st->resolv);
     write_etc(a, "etc/nsswitch.conf",
-              "passwd: files\ngroup: files\nshadow: files\n"
-              "hosts: files\nnetworks: files\nservices: files\n");
+              st->dns ? "passwd: files\ngroup: files\nshadow: files\n"
+                        "hosts: files dns\nnetworks: files\nservices: files\n"
+                      : "passwd: files\ngroup: files\nshadow: files\n"
+                        "hosts: files\nnetworks: files\nservices: files\n");
 }
 
 static void mount_dev(const struct ct_child_args *a, const int *dev_fd)
@@ -525,7 +528,7 @@ void ct_child_setup(const struct ct_child_args *a)
     if (unshare(CLONE_NEWCGROUP) < 0) fail_at(r, "unshare", "cgroup", errno);
     if (sethostname("sandbox", 7) < 0) fail_at(r, "sethostname", NULL, errno);
     build_root(a, bind_fd, dev_fd);
-    loopback_up(r);
+    if (!a->spec->host_net) loopback_up(r); /* the host's namespace is not ours to touch */
     confine(a);
 }
 

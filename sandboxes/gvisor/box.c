@@ -104,6 +104,12 @@ static void remove_cgroups(const char *id)
     rmdir(path);
 }
 
+void gv_net_dir(const char *id, char *out, size_t len)
+{
+    const char *dir = sbx_net_cgroup_dir();
+    if (!dir || snprintf(out, len, "%s/gv-%s", dir, id) >= (int)len) out[0] = '\0';
+}
+
 void gv_remove_cgroup_parent(void)
 {
     remove_cgroups("");
@@ -118,6 +124,11 @@ void gv_cleanup_id(const char *id, const char *bundle)
     /* After an OOM kill runsc leaves the cgroups behind; they are ours (our parent, our id). */
     remove_cgroups(id);
     char path[PATH_MAX];
+    gv_net_dir(id, path, sizeof(path));
+    if (path[0]) { /* the keeper's tree is gone: the directory is empty */
+        sbx_net_forget_cgroup(sbx_net_cgroup_id(path));
+        rmdir(path);
+    }
     static const char *const files[] = {"config.json", "pid"};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         GV_PATH(path, "%s/%s", bundle, files[i]);
@@ -169,8 +180,9 @@ void gv_box_destroy(struct gv_box *box)
 static int start_keeper(const struct gv_policy *gp, struct gv_box *box, int child_fds[5],
                         struct gate_error *err)
 {
-    char pidfile[PATH_MAX];
+    char pidfile[PATH_MAX], netdir[PATH_MAX] = "-";
     GV_PATH(pidfile, "%s/pid", box->bundle);
+    if (box->cgid) gv_net_dir(box->id, netdir, sizeof(netdir));
     const char *argv[] = {"gatehouse-gvisor-helper",
                           "keep",
                           gv.runsc,
@@ -180,6 +192,7 @@ static int start_keeper(const struct gv_policy *gp, struct gv_box *box, int chil
                           box->bundle,
                           box->id,
                           pidfile,
+                          netdir,
                           NULL};
     /* Move the sources above the targets first, so that no dup2 overwrites a later source. */
     int high[5] = {-1, -1, -1, -1, -1};
@@ -270,6 +283,21 @@ static int write_bundle(const struct gv_policy *gp, struct gv_box *box, struct g
     return rc == 0 ? 0 : gate_err(err, GATE_E_SANDBOX, "gvisor: cannot write %s", path);
 }
 
+/* network.egress: a cgroup v2 directory of the sandbox's own below the gateway's filtered one,
+ * held to deny-all until a call puts it under the policy. Made by root, 0755: nothing in the
+ * sandbox can leave it. The keeper moves itself in before it starts runsc, so runsc, the
+ * gofer and the sentry (whose host sockets carry the tool's traffic) are all born inside. */
+static int make_net_dir(struct gv_box *box, struct gate_error *err)
+{
+    char dir[PATH_MAX];
+    gv_net_dir(box->id, dir, sizeof(dir));
+    if (!dir[0]) return gate_err(err, GATE_E_SANDBOX, "gvisor: no filtered cgroup v2 directory");
+    if (mkdir(dir, 0755) < 0) return gate_err_errno(err, GATE_E_SANDBOX, errno, "mkdir %s", dir);
+    box->cgid = sbx_net_cgroup_id(dir);
+    if (!box->cgid) return gate_err_errno(err, GATE_E_SANDBOX, errno, "stat %s", dir);
+    return sbx_net_hold_cgroup(box->cgid, err);
+}
+
 int gv_box_spawn(const struct gv_policy *gp, uint32_t timeout_ms, struct gv_box **out,
                  struct gate_error *err)
 {
@@ -286,6 +314,7 @@ int gv_box_spawn(const struct gv_policy *gp, uint32_t timeout_ms, struct gv_box 
     GV_PATH(box->bundle, "%s/%s", gv.bundles, box->id);
     int in[2] = {-1, -1}, outp[2] = {-1, -1}, errp[2] = {-1, -1}, status[2] = {-1, -1};
     int rc = write_bundle(gp, box, err);
+    if (rc == 0 && gp->net) rc = make_net_dir(box, err);
     if (rc == 0 && (pipe2(in, O_CLOEXEC) < 0 || pipe2(outp, O_CLOEXEC) < 0 ||
                     pipe2(errp, O_CLOEXEC) < 0 || pipe2(status, O_CLOEXEC) < 0))
         rc = gate_err_errno(err, GATE_E_SANDBOX, errno, "gvisor: pipe2");

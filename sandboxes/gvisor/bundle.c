@@ -258,11 +258,17 @@ static json_t *linux_json(const struct policy *p)
      * application threads with host stubs. The tool's real cap is RLIMIT_NPROC inside
      * gVisor; this one only stops a runaway sentry. */
     json_int_t pids = (json_int_t)(512 + 4 * l->pids);
-    return json_pack("{s:[{s:s},{s:s},{s:s},{s:s},{s:s}],s:{s:{s:I,s:I},s:{s:I,s:I},s:{s:I}}}",
-                     "namespaces", "type", "pid", "type", "network", "type", "ipc", "type", "uts",
-                     "type", "mount", "resources", "memory", "limit", mem, "swap", mem, "cpu",
-                     "quota", (json_int_t)l->cpu_millis * 100, "period", (json_int_t)100000, "pids",
-                     "limit", pids);
+    json_t *lx = json_pack("{s:[{s:s},{s:s},{s:s},{s:s}],s:{s:{s:I,s:I},s:{s:I,s:I},s:{s:I}}}",
+                           "namespaces", "type", "pid", "type", "ipc", "type", "uts", "type",
+                           "mount", "resources", "memory", "limit", mem, "swap", mem, "cpu",
+                           "quota", (json_int_t)l->cpu_millis * 100, "period", (json_int_t)100000,
+                           "pids", "limit", pids);
+    /* network.egress: runsc --network=host must stay in the host's namespace (a new one would
+     * hold only a down lo); the BPF programs on the sandbox's cgroup are the filter. */
+    if (lx && p->network != NETWORK_EGRESS)
+        json_array_append_new(json_object_get(lx, "namespaces"),
+                              json_pack("{s:s}", "type", "network"));
+    return lx;
 }
 
 int gv_config_template(const struct policy *p, const struct gv_policy *gp, char **out,

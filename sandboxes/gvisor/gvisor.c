@@ -170,6 +170,7 @@ static int gvisor_init(const struct sbx_config *cfg, struct gate_error *err)
 
 static void policy_state_free(struct gv_policy *gp)
 {
+    sbx_net_free(gp->net);
     free(gp->seccomp.filter);
     free(gp->seccomp_dev.filter);
     free(gp->config_json);
@@ -293,8 +294,13 @@ static int gvisor_prepare(struct policy *p, struct gate_error *err)
 {
     struct gv_policy *gp = calloc(1, sizeof(*gp));
     if (!gp) return gate_err(err, GATE_E_NOMEM, "out of memory");
-    gp->network = p->network == NETWORK_SANDBOX ? "sandbox" : "none";
-    if (check_platform(p, &gp->platform, err) < 0 || compile_seccomp(p, gp, err) < 0 ||
+    /* network.egress: runsc's host network (the sentry's own host sockets carry the tool's
+     * traffic), filtered by the BPF programs on the sandbox's cgroup v2 directory. */
+    gp->network = p->network == NETWORK_SANDBOX  ? "sandbox"
+                  : p->network == NETWORK_EGRESS ? "host"
+                                                 : "none";
+    if ((p->network == NETWORK_EGRESS && sbx_net_prepare(p, &gp->net, err) < 0) ||
+        check_platform(p, &gp->platform, err) < 0 || compile_seccomp(p, gp, err) < 0 ||
         gv_config_template(p, gp, &gp->config_json, err) < 0) {
         policy_state_free(gp);
         return -1;
@@ -303,13 +309,14 @@ static int gvisor_prepare(struct policy *p, struct gate_error *err)
      * the policy fails to load instead of failing every call: runsc 0.0~20221219 takes every
      * network namespace for the host's on recent kernels ("cannot run with network enabled in
      * root network namespace"), and its kvm platform hangs at boot on the development host. */
-    if (p->network == NETWORK_SANDBOX || strcmp(gp->platform, "ptrace") != 0) {
+    if (p->network != NETWORK_NONE || strcmp(gp->platform, "ptrace") != 0) {
         struct gv_box *trial = NULL;
         if (gv_box_spawn(gp, GV_TRIAL_TIMEOUT_MS, &trial, err) < 0) {
             policy_state_free(gp);
             return gate_err_wrap(err, "%s does not work with this runsc",
-                                 p->network == NETWORK_SANDBOX ? "network: sandbox"
-                                                               : "gvisor.platform");
+                                 p->network == NETWORK_SANDBOX  ? "network: sandbox"
+                                 : p->network == NETWORK_EGRESS ? "network.egress"
+                                                                : "gvisor.platform");
         }
         gv_box_destroy(trial);
     }
@@ -359,11 +366,32 @@ static void classify(const struct policy *p, const struct gv_box *box, struct sb
     }
 }
 
+/* What the call did on the network, once the keeper (and so the whole sandbox tree) is gone.
+ * The sentry makes the tool's connections on the host and the filter sees each; the tool's
+ * execs happen inside gVisor's kernel, not as host execve calls, so the record has none to
+ * show and says so instead of listing runsc's own. */
+static void record_network(uint64_t cgid, int rc, struct sbx_result *res)
+{
+    json_t *net = sbx_net_end_cgroup(cgid, false);
+    if (!net || rc < 0) {
+        json_decref(net);
+        return;
+    }
+    json_object_del(net, "execs");
+    json_object_del(net, "execs_total");
+    json_object_set_new(net, "execs_unseen",
+                        json_string("the tool runs on gVisor's kernel: its execs are not host "
+                                    "execve calls"));
+    res->activity = net;
+}
+
 static int gvisor_run(const struct policy *p, const struct sbx_call *call, struct sbx_result *res,
                       struct gate_error *err)
 {
     struct gv_policy *gp = p->sbx_state;
     if (!tier_ready || !gp) return gate_err(err, GATE_E_SANDBOX, "gvisor: tier not initialised");
+    if (p->network == NETWORK_EGRESS && !gp->net) /* prepared by `policy check`: never run so */
+        return gate_err(err, GATE_E_SANDBOX, "gvisor: the network policy is not enforced");
     struct gate_buf input = {0};
     if (gv_call_input(p, call, &input) < 0) return gate_err(err, GATE_E_NOMEM, "out of memory");
     struct gv_box *box = sbx_pool_take(&gp->pool);
@@ -372,8 +400,11 @@ static int gvisor_run(const struct policy *p, const struct sbx_call *call, struc
         return -1;
     }
     int pidfd = (int)syscall(SYS_pidfd_open, box->keeper, 0);
-    if (pidfd < 0) { /* without it a timeout could not kill the sandbox: never run so */
-        gate_err_errno(err, GATE_E_SANDBOX, errno, "gvisor: pidfd_open");
+    /* Without a pidfd a timeout could not kill the sandbox: never run so. The sandbox's
+     * directory goes under the call's policy before the tool has its input (and so starts). */
+    if (pidfd < 0 || (box->cgid && sbx_net_begin_cgroup(gp->net, box->cgid, err) < 0)) {
+        if (pidfd < 0) gate_err_errno(err, GATE_E_SANDBOX, errno, "gvisor: pidfd_open");
+        if (pidfd >= 0) close(pidfd);
         gv_box_destroy(box);
         gate_buf_free(&input);
         return -1;
@@ -394,6 +425,7 @@ static int gvisor_run(const struct policy *p, const struct sbx_call *call, struc
     int rc = sbx_supervise(&sv, res, NULL, err);
     box->keeper = -1; /* reaped by sbx_supervise */
     close(pidfd);
+    if (box->cgid) record_network(box->cgid, rc, res);
     gate_buf_free(&input);
     classify(p, box, res);
     /* A sandbox that ended badly is deleted before the call returns; a clean one in the

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "netpolicy.h"
 #include "sbx_internal.h"
 
 /* The sentry's own memory is charged to the sandbox's cgroup too (an idle sandbox: ~15 MB
@@ -52,17 +53,19 @@ extern struct gv_tier gv;
 struct gv_box {
     char id[40];
     char bundle[PATH_MAX];
-    pid_t keeper; /* our child; exits with the sandbox's status once the whole tree is gone */
-    int in_w;     /* the sandbox's stdin (write end); owned */
-    int out_r;    /* its stdout (read end); owned */
-    int err_r;    /* its stderr (read end); owned */
+    pid_t keeper;  /* our child; exits with the sandbox's status once the whole tree is gone */
+    int in_w;      /* the sandbox's stdin (write end); owned */
+    int out_r;     /* its stdout (read end); owned */
+    int err_r;     /* its stderr (read end); owned */
+    uint64_t cgid; /* network.egress: the cgroup v2 directory the keeper moved into, or 0 */
 };
 
 /* A policy's compiled gVisor state (policy->sbx_state). */
 struct gv_policy {
     char *config_json; /* OCI config.json without linux.cgroupsPath */
     const char *platform;
-    const char *network;           /* "none" or "sandbox" */
+    const char *network;           /* "none", "sandbox", or "host" (network.egress) */
+    struct sbx_net *net;           /* network.egress: the policy's map entries; owned */
     struct sock_fprog seccomp;     /* the tier's profile, installed by the launcher; owned */
     struct sock_fprog seccomp_dev; /* refuses mknod of devices (gVisor allows it); owned */
     struct sbx_pool pool;          /* warm sandboxes, booted ahead of demand (sbx_internal.h) */
@@ -88,6 +91,9 @@ void gv_box_destroy(struct gv_box *box);
 bool gv_box_oom(const struct gv_box *box);
 /* runsc delete --force, remove the cgroups and the bundle directory. */
 void gv_cleanup_id(const char *id, const char *bundle);
+/* network.egress: the cgroup v2 directory of sandbox id, below the gateway's filtered one;
+ * "" when there is none. */
+void gv_net_dir(const char *id, char *out, size_t len);
 /* Remove the (empty) cgroup parent of the tier's sandboxes, at shutdown. */
 void gv_remove_cgroup_parent(void);
 /* Queue gv_cleanup_id for the background cleaner (falls back to doing it now). Frees box. */

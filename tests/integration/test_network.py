@@ -1,5 +1,9 @@
 """Network policy (issue 17), through the real `gatehouse serve` and the real BPF filter.
 
+Per tier: process (calls known by their uid), container through its pool and through its
+direct path (calls known by their cgroup v2 directory; `network: none` keeps its own empty
+network namespace, an egress list gets the host's, filtered).
+
 The tests listen on loopback addresses of their own (127.0.0.2, 127.0.0.3, ::1) and a tool
 (tests/nettool) tries each destination, the gateway's own port and a raw socket; traffic only
 ever goes to loopback. Checked: `network: none` reaches nothing, an egress list reaches exactly
@@ -71,18 +75,18 @@ class Listeners:
             s.close()
 
 
-def nettool_policy(name, network=""):
+def nettool_policy(name, network="", isolation="process"):
     return """
 name: %s
 description: Tries network destinations.
 command: ["%s"]
-isolation: process
+isolation: %s
 %s
 arguments:
   type: object
   properties:
     try: {type: array, items: {type: string}}
-""" % (name, NETTOOL, network)
+""" % (name, NETTOOL, isolation, network)
 
 
 def outcomes(record):
@@ -106,6 +110,14 @@ def dests(entries):
 
 
 class NetworkTest(unittest.TestCase):
+    """The process tier; subclasses run the same checks in other tiers."""
+    ISOLATION = "process"
+    ENV = None
+    OWN_NAMESPACE = False  # network: none is a namespace of its own (refused there, not EPERM)
+    RECORDS_NONE = True    # a call with network: none has a network record
+    EXECS_SEEN = True      # the tool's execs are host execve calls
+    RAW_IN_OWN = False     # network: none lets a raw socket be made (in its own stack)
+
     @classmethod
     def setUpClass(cls):
         why = bpf_unavailable()
@@ -114,19 +126,24 @@ class NetworkTest(unittest.TestCase):
         cls.ln = Listeners()
         ln = cls.ln
         cls.dir = tempfile.mkdtemp(prefix="gh-pol-net-")
-        harness.write_policy(cls.dir, "none", nettool_policy("none"))
+        iso = cls.ISOLATION
+        harness.write_policy(cls.dir, "none", nettool_policy("none", isolation=iso))
         egress = ['"127.0.0.2:%d"' % ln.tcp2, '"127.0.0.2:%d"' % ln.udp2]
         if ln.tcp6:
             egress.append('"[::1]:%d"' % ln.tcp6)
         harness.write_policy(cls.dir, "some", nettool_policy(
-            "some", "network:\n  egress: [%s]\n" % ", ".join(egress)))
+            "some", "network:\n  egress: [%s]\n" % ", ".join(egress), iso))
         harness.write_policy(cls.dir, "reload", nettool_policy(
-            "reload", "network: {egress: [\"127.0.0.2:%d\"]}\n" % ln.tcp2))
-        cls.gw = harness.Gateway(cls.dir).start()
+            "reload", "network: {egress: [\"127.0.0.2:%d\"]}\n" % ln.tcp2, iso))
+        cls.gw = harness.Gateway(cls.dir, env=cls.ENV).start()
         if "network.unavailable" in cls.gw.read_log():
             log = cls.gw.read_log()
             cls.gw.stop()
             harness.skip("BPF cannot be used here: " + log)
+        r = cls.gw.call("none", {"try": []})
+        if r.status != 200 and b"not available" in r.body:
+            cls.gw.stop()
+            harness.skip("isolation %s unavailable here: %s" % (iso, r.body.decode()))
 
     @classmethod
     def tearDownClass(cls):
@@ -164,15 +181,29 @@ class NetworkTest(unittest.TestCase):
         self.ln.datagrams()
         rec, got = self.run_tool("none", self.attempts())
         for k, v in got.items():
+            self.assertIsNotNone(v, "%s not tried: %s" % (k, rec["stdout"]))
+            if self.OWN_NAMESPACE and (k.startswith("udp") or (k == "raw" and self.RAW_IN_OWN)):
+                continue  # sent into the sandbox's own lo: the listener's check below
             self.assertNotEqual(v, "ok", "%s reached with network: none (%s)" % (k, rec["stdout"]))
-            if k != "raw":
+            if k != "raw" and not self.OWN_NAMESPACE:
                 self.assertEqual(v, "EPERM", k)
         self.assertEqual(self.ln.datagrams(), [])
+        if not self.RECORDS_NONE:
+            self.assertNotIn("network", rec)
+            return
         net = rec["network"]
-        self.assertEqual(net["allowed"], [])
-        self.assertEqual(net["allowed_total"], 0)
-        self.assertIn(("connect", "tcp", "127.0.0.1", self.gw.port), dests(net["denied"]))
-        self.assertIn(("sendmsg", "udp", "127.0.0.2", self.ln.udp2), dests(net["denied"]))
+        if self.OWN_NAMESPACE:
+            # Nothing filtered, everything recorded: the attempts stayed in the sandbox's own
+            # namespace, whose lo has none of the listeners.
+            self.assertIs(net.get("own_namespace"), True)
+            self.assertIn(("connect", "tcp", "127.0.0.1", self.gw.port), dests(net["allowed"]))
+            self.assertIn(("sendmsg", "udp", "127.0.0.2", self.ln.udp2), dests(net["allowed"]))
+        else:
+            self.assertEqual(net["allowed"], [])
+            self.assertEqual(net["allowed_total"], 0)
+            self.assertIn(("connect", "tcp", "127.0.0.1", self.gw.port), dests(net["denied"]))
+            self.assertIn(("sendmsg", "udp", "127.0.0.2", self.ln.udp2), dests(net["denied"]))
+        self.assertEqual(rec["execs"], [NETTOOL])
         fin = finished_record(self.gw.state_dir, rec["call_id"])
         self.assertIsNotNone(fin)
         self.assertEqual(fin["network"], net)
@@ -184,8 +215,10 @@ class NetworkTest(unittest.TestCase):
         for k, v in got.items():
             if k in ok:
                 self.assertEqual(v, "ok", "%s: %s" % (k, rec["stdout"]))
-            else:
+            elif k == "raw":
                 self.assertNotEqual(v, "ok", "%s reached: %s" % (k, rec["stdout"]))
+            else:
+                self.assertEqual(v, "EPERM", "%s: %s" % (k, rec["stdout"]))
         self.assertEqual(self.ln.datagrams(), [b"x"])
         net = rec["network"]
         ln, port = self.ln, self.gw.port
@@ -199,12 +232,34 @@ class NetworkTest(unittest.TestCase):
         self.assertEqual(net["denied_total"], len(net["denied"]))
         fin = finished_record(self.gw.state_dir, rec["call_id"])
         self.assertEqual(fin["network"], net)
-        self.assertEqual(rec["execs"], [NETTOOL])
-        self.assertEqual(fin["execs"], [NETTOOL])
+        self.assertNotIn("own_namespace", net)
+        if self.EXECS_SEEN:
+            self.assertEqual(rec["execs"], [NETTOOL])
+            self.assertEqual(fin["execs"], [NETTOOL])
+        else:  # said so, never faked with runsc's own execs
+            self.assertNotIn("execs", rec)
+            self.assertIn("gVisor", rec["execs_unseen"])
         m = self.gw.request("GET", "/metrics").body.decode()
         self.assertIn("gatehouse_network_denied_total", m)
 
+    def test_calls_back_to_back_keep_their_own_policy(self):
+        # A pool slot (or tool uid) serves "some" and "none" in turn: each call is under its
+        # own policy, and what one call did never shows in the other's record.
+        listed = "tcp:127.0.0.2:%d" % self.ln.tcp2
+        for _ in range(3):
+            for tool, want in (("some", "ok"), ("none", "ECONNREFUSED" if self.OWN_NAMESPACE
+                                                else "EPERM")):
+                rec, got = self.run_tool(tool, {"listed": listed})
+                self.assertEqual(got["listed"], want, (tool, rec["stdout"]))
+                if tool == "none" and not self.RECORDS_NONE:
+                    continue
+                net = rec["network"]
+                self.assertEqual(len(net["allowed"]) + len(net["denied"]), 1, (tool, net))
+
     def test_reload_changes_the_next_call_not_one_in_flight(self):
+        if self.ISOLATION != "process":
+            self.skipTest("the gate file is outside the sandbox's root; reload is per policy, "
+                          "the same in every tier")
         ln, gw = self.ln, self.gw
         gate = os.path.join(tempfile.mkdtemp(prefix="gh-net-gate-"), "go")
         os.chmod(os.path.dirname(gate), 0o755)
@@ -232,6 +287,41 @@ class NetworkTest(unittest.TestCase):
         t.join(30)
         before = outcomes(result["r"].json())
         self.assertEqual((before[listed], before[other]), ("ok", "EPERM"))
+
+
+class ContainerNetworkTest(NetworkTest):
+    """The container tier through its pool: each slot's cgroup v2 directory is filtered."""
+    ISOLATION = "container"
+    OWN_NAMESPACE = True
+
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            harness.skip("the container tier needs root (uid maps, cgroups)")
+        super().setUpClass()
+
+
+class ContainerDirectNetworkTest(ContainerNetworkTest):
+    """The container tier's direct path: a cgroup of the call's own, put under its policy
+    before the child is moved in."""
+    ENV = {"GATEHOUSE_CONTAINER_POOL": "0"}
+
+
+class GvisorNetworkTest(NetworkTest):
+    """gVisor: network: none is gVisor's own netstack with only loopback (--network=none, not
+    recorded); an egress list runs runsc --network=host with the keeper, runsc, the gofer and the
+    sentry in a filtered cgroup v2 directory of the sandbox's own."""
+    ISOLATION = "gvisor"
+    OWN_NAMESPACE = True
+    RECORDS_NONE = False
+    EXECS_SEEN = False
+    RAW_IN_OWN = True  # gVisor's own netstack makes ping sockets; they reach only its lo
+
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            harness.skip("the gvisor tier needs root (runsc)")
+        super().setUpClass()
 
 
 class LoadErrorTest(unittest.TestCase):
@@ -273,6 +363,10 @@ class LoadErrorTest(unittest.TestCase):
     def test_wasm_refuses_egress(self):
         _, out = self.check('network:\n  egress: ["127.0.0.2:80"]\n', isolation="wasm")
         self.assertIn("not available with isolation: wasm (WASI has no sockets)", out)
+
+    def test_microvm_refuses_egress(self):
+        _, out = self.check('network:\n  egress: ["127.0.0.2:80"]\n', isolation="microvm")
+        self.assertIn("not available with isolation: microvm (the guest has no network device)", out)
 
     def test_gateway_port_refused_at_load(self):
         if bpf_unavailable():

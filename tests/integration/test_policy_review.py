@@ -453,6 +453,55 @@ class PolicyReviewTest(unittest.TestCase):
             for name, v in verdicts.items():
                 self.assertTrue(v["valid"], "%s: %s" % (name, v["errors"]))
 
+    def test_diff_egress_entries_row_per_destination(self):
+        # A widened allowlist is what a security reviewer must see: one row per destination
+        # added (weakens, exit 3) or removed (strengthens), and dns, located in HEAD.
+        base, head = os.path.join(self.tmp, "base"), os.path.join(self.tmp, "head")
+        net = lambda body: CLEAN + "network:\n" + body
+        self.write("t.yaml", CLEAN, d=base)
+        self.write("t.yaml", net('  egress: ["127.0.0.2:80", "10.20.0.0/16:5432"]\n'), d=head)
+
+        def rows(expect_rc):
+            p = gh("policy", "diff", base, head, "--format", "json")
+            self.assertEqual(p.returncode, expect_rc, p.stdout + p.stderr)
+            changes = json.loads(p.stdout)["tools"][0]["changes"] if json.loads(p.stdout)["tools"] else []
+            return sorted((c["class"], c["key"], c["before"], c["after"], c["line"]) for c in changes)
+
+        self.assertEqual(rows(3), [
+            ("weakens", "network", "none", "egress", 7),
+            ("weakens", "network.egress", "", "10.20.0.0/16:5432", 8),
+            ("weakens", "network.egress", "", "127.0.0.2:80", 8)])
+        # Same list: nothing to report (the mode alone is not the comparison).
+        self.write("t.yaml", net('  egress: ["127.0.0.2:80", "10.20.0.0/16:5432"]\n'), d=base)
+        self.assertEqual(rows(0), [])
+        # Widened (a /16 becomes a /8, one more v6 host), dns turned on.
+        self.write("t.yaml", net('  egress:\n    - "127.0.0.2:80"\n    - "10.0.0.0/8:5432"\n'
+                                 '    - "[2001:db8::1]:8443"\n  dns: true\n'), d=head)
+        self.assertEqual(rows(3), [
+            ("strengthens", "network.egress", "10.20.0.0/16:5432", "", 8),
+            ("weakens", "network.dns", "false", "true", 12),
+            ("weakens", "network.egress", "", "10.0.0.0/8:5432", 10),
+            ("weakens", "network.egress", "", "[2001:db8::1]:8443", 11)])
+        text = gh("policy", "diff", base, head).stdout
+        self.assertIn("destination added: the tool can reach 10.0.0.0/8:5432", text)
+        # Only narrowed: strengthens, exit 0.
+        self.write("t.yaml", net('  egress: ["127.0.0.2:80"]\n'), d=head)
+        self.assertEqual(rows(0), [("strengthens", "network.egress", "10.20.0.0/16:5432", "", 8)])
+
+    def test_explain_lists_egress_entries(self):
+        path = self.write("t.yaml", CLEAN + 'network:\n  egress:\n    - "127.0.0.2:80"\n'
+                          '    - "[2001:db8::/32]:443"\n  dns: true\n')
+        p = gh("policy", "explain", path)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn('\nnetwork:\n  egress:\n    - "127.0.0.2:80"  # line 9: 127.0.0.2:80\n'
+                      '    - "[2001:db8::/32]:443"  # line 10: [2001:db8::/32]:443\n  dns: true', p.stdout)
+        p = gh("policy", "explain", path, "--format", "json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["policy"]["network"]["value"], {
+            "egress": [{"destination": "127.0.0.2:80", "line": 9},
+                       {"destination": "[2001:db8::/32]:443", "line": 10}],
+            "dns": True})
+
     # ---- docs/ci ---------------------------------------------------------------------------
 
     def test_ci_examples(self):
