@@ -47,6 +47,9 @@ static const struct serve_option options[] = {
      "host uids handed out one per running process-tier call. Default 1900000000:1024"},
     {"grace", "SECONDS", OPT_SECONDS, OFF(grace_ms),
      "on SIGTERM, how long running calls may finish before they are killed. Default 10"},
+    {"anchor-file", "PATH", OPT_STRING, OFF(anchor_file),
+     "append the audit chain head to PATH (a second storage) at every group commit; "
+     "config audit.anchor_file. Default: none (with database:, heads go to PostgreSQL)"},
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 

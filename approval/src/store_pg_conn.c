@@ -40,6 +40,11 @@ static const char *const MIGRATIONS[] = {
     "ALTER TABLE calls ADD COLUMN webhook_node TEXT, ADD COLUMN webhook_lease_ms BIGINT;"
     "CREATE INDEX calls_webhook_due ON calls(webhook_lease_ms)"
     " WHERE state = 'pending_approval' AND webhook_delivered = 0 AND webhook_url IS NOT NULL;",
+    /* 3: audit anchors: each gateway's published chain heads (audit/src/audit_anchor.c).
+     * Append-only by use: the first anchor of a (node, seq) stays. */
+    "CREATE TABLE audit_anchors (node TEXT NOT NULL, seq BIGINT NOT NULL,"
+    " segment INTEGER NOT NULL, hash TEXT NOT NULL,"
+    " anchored_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (node, seq));",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
