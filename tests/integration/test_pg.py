@@ -20,6 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import test_approval  # noqa: E402  (its independent Standard Webhooks receiver)
+import test_audit_cli  # noqa: E402  (live_records, rehash: damaging a log as an attacker would)
 
 ALICE = "3f9c0c6b5e2d4a71-alice-token"
 ECHO = os.path.join(harness.BUILD_POLICIES, "tools", "echo")
@@ -468,6 +469,151 @@ def test_database_down_503_direct_calls_go_on_nothing_lost(cluster):
         check(wait_final(a, after["call_id"]) == "succeeded", "not run after reconnect")
         stop_clean(env, "a")
     finally:
+        env.close()
+
+
+def test_three_gateways_hold_on_a_approve_on_c_runs_once(cluster):
+    env = Env(cluster, "three")
+    try:
+        a, b, c = env.start_together(["a", "b", "c"])
+        held = hold(a)
+        cid = held["call_id"]
+        check(status(c, cid) == "pending_approval", "C does not see A's hold")
+        check(decide(c, held).status == 200, "approve on C")
+        check(wait_final(b, cid) == "succeeded", "not succeeded (seen from B)")
+        check(decide(b, held).status == 409 and decide(a, held).status == 409, "decided twice")
+        check(env.executions(cid) == 1, "executions: %d" % env.executions(cid))
+        starts = {n: env.events(n, cid).count("call.started") for n in "abc"}
+        check(starts == {"a": 0, "b": 0, "c": 1}, "started: %r" % starts)
+        for n in "abc":
+            stop_clean(env, n)
+    finally:
+        env.close()
+
+
+def verify_anchored(state_dir, uri, *extra):
+    p = subprocess.run([harness.GATEHOUSE, "audit", "verify", os.path.join(state_dir, "audit"),
+                        "--anchors", uri] + list(extra), capture_output=True, text=True,
+                       env={"PGPASSWORD": PGPASS, "PATH": "/usr/bin:/bin"})
+    return p.returncode, p.stdout + p.stderr
+
+
+def test_anchored_verify_finds_cut_and_rewritten_tails(cluster):
+    env = Env(cluster, "anchor")
+    try:
+        (a,) = env.start_together(["a"])
+        held = hold(a)
+        for i in range(3):
+            check(a.call("echo", {"text": "n%d" % i}).status == 200, "echo")
+        check(decide(a, held).status == 200, "approve")
+        check(wait_final(a, held["call_id"]) == "succeeded", "not run")
+        stop_clean(env, "a")  # the last head (gateway.stopped) is anchored on the way out
+        recs = harness.audit_records(a.state_dir)
+        node = recs[-1]["node"]
+        check(all(r.get("node") == node for r in recs), "a record without the node")
+        top = cluster.sql("anchor", "SELECT max(seq) || ' ' || count(*) FROM audit_anchors"
+                                    " WHERE node = '%s'" % node).split()
+        check(int(top[0]) == recs[-1]["seq"] and int(top[1]) > 1, "anchors: %r" % top)
+        rc, out = verify_anchored(a.state_dir, env.uri)
+        check(rc == 0 and "anchored heads of node %s present" % node in out, out)
+
+        def damaged(edit):
+            d = tempfile.mkdtemp(prefix="gh-pgcut-", dir=env.root)
+            shutil.copytree(os.path.join(a.state_dir, "audit"), os.path.join(d, "audit"))
+            seg = os.path.join(d, "audit", sorted(os.listdir(os.path.join(d, "audit")))[-1])
+            lines = test_audit_cli.live_records(seg)
+            with open(seg, "wb") as f:
+                f.write(b"".join(edit(lines)))
+            check(harness.verify_audit(d)[0] == 0, "plain verify should pass: %s" % d)
+            return verify_anchored(d, env.uri)
+
+        rc, out = damaged(lambda lines: lines[:-3])
+        check(rc == 4 and "NOT AS ANCHORED" in out and "cut off" in out, "cut: %d %s" % (rc, out))
+
+        def rewrite(lines):
+            i = max(k for k, line in enumerate(lines) if b'"exit_code":0' in line)
+            lines[i] = lines[i].replace(b'"exit_code":0', b'"exit_code":1')
+            return test_audit_cli.rehash(lines, i)
+        rc, out = damaged(rewrite)
+        check(rc == 4 and "rewritten after seq" in out, "rewritten: %d %s" % (rc, out))
+        rc, out = verify_anchored(a.state_dir, "postgresql://postgres@/anchor?host=/nonexistent&port=1")
+        check(rc == 2, "unreachable anchors: %d %s" % (rc, out))
+    finally:
+        env.close()
+
+
+def test_database_restarted_under_load_nothing_acknowledged_lost(cluster):
+    """Clients keep calling while PostgreSQL stops and starts again: holds get 503
+    database_unavailable while it is down, direct calls keep working, holds work again after,
+    and every 2xx a client got is in the store and the audit log. Anchors catch up."""
+    env = Env(cluster, "load")
+    got = []  # (kind, phase, status, body)
+    lock = threading.Lock()
+    stop = threading.Event()
+    phase = ["up"]
+    try:
+        (a,) = env.start_together(["a"])
+
+        def client(kind):
+            while not stop.is_set():
+                ph = phase[0]
+                r = (a.call("ledger", {"account": "acme", "amount": 1}) if kind == "hold"
+                     else a.call("echo", {"text": "x"}))
+                with lock:
+                    got.append((kind, ph, r.status, r.json() if r.body else {}))
+
+        def seen(kind, ph, st):
+            with lock:
+                return sum(1 for g in got if g[0] == kind and g[1] == ph and g[2] == st)
+        threads = [threading.Thread(target=client, args=(k,)) for k in ("hold", "hold", "direct", "direct")]
+        for t in threads:
+            t.start()
+        check(harness.wait_until(lambda: seen("hold", "up", 202) >= 5, WAIT_S), "no holds before")
+        cluster.stop()
+        phase[0] = "down"
+        try:
+            check(harness.wait_until(lambda: seen("hold", "down", 503) >= 3, WAIT_S),
+                  "holds are not refused with the database down")
+            check(harness.wait_until(lambda: seen("direct", "down", 200) >= 5, WAIT_S),
+                  "direct calls stopped with the database down")
+            check(a.metric('gatehouse_audit_anchor_failures_total{target="database"}') > 0 or
+                  harness.wait_until(lambda: a.metric(
+                      'gatehouse_audit_anchor_failures_total{target="database"}') > 0, WAIT_S),
+                  "anchor failures are not counted")
+        finally:
+            cluster.start()
+        phase[0] = "again"
+        check(harness.wait_until(lambda: seen("hold", "again", 202) >= 3, WAIT_S),
+              "holds do not work again after the restart")
+        stop.set()
+        for t in threads:
+            t.join()
+        bad = [g for g in got if g[2] not in (200, 202) and not
+               (g[2] == 503 and g[3].get("error", {}).get("code") == "database_unavailable")]
+        check(not bad, "unexpected answers: %r" % bad[:5])
+        check(not [g for g in got if g[0] == "direct" and g[2] != 200], "a direct call failed")
+        audit = {}
+        for r in harness.audit_records(a.state_dir):
+            audit.setdefault(r.get("call_id"), []).append(r["event"])
+        for kind, ph, st, body in got:
+            if st == 202:
+                cid = body["call_id"]
+                check(status(a, cid) == "pending_approval", "acknowledged hold %s lost" % cid)
+                check("call.held" in audit.get(cid, []), "hold %s not in the audit log" % cid)
+            elif st == 200:
+                check("call.finished" in audit.get(body["call_id"], []),
+                      "direct call %s not in the audit log" % body["call_id"])
+        n_ok = sum(1 for g in got if g[2] in (200, 202))
+        # The anchors catch up with the log once the database is back.
+        check(harness.wait_until(lambda: a.metric('gatehouse_audit_anchored_seq{target="database"}')
+                                 >= a.metric("gatehouse_audit_last_seq"), WAIT_S), "anchors lag")
+        print("     %d answers, %d acknowledged, %d refused with database_unavailable"
+              % (len(got), n_ok, len(got) - n_ok), flush=True)
+        stop_clean(env, "a")
+        rc, out = verify_anchored(a.state_dir, env.uri)
+        check(rc == 0, "anchored verify after the outage: %s" % out)
+    finally:
+        stop.set()
         env.close()
 
 
