@@ -55,6 +55,7 @@ struct gw {
     char *node;                      /* config node: (NULL: the id kept in --state-dir) */
     char *anchor_file;               /* config audit.anchor_file (--anchor-file wins) */
     struct audit_anchorer *anchorer; /* NULL when the chain head is anchored nowhere */
+    void *quota;                     /* quotas counted in the database (approval_quota_open) */
 };
 
 /* ---- HTTP ------------------------------------------------------------------ */

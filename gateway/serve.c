@@ -235,6 +235,11 @@ static int start_engine(struct gw *gw, struct sbx_config *sc,
                                           .file = gw->opt.anchor_file ? gw->opt.anchor_file
                                                                       : gw->anchor_file};
     if (audit_anchor_start(gw->audit, node, &anchors, &gw->anchorer, err) < 0) return -1;
+    if (approval->database) { /* one quota per agent across every gateway on the database */
+        if (approval_quota_open(approval, &gw->quota, err) < 0) return -1;
+        agents_share_quotas(gw->agents, &(struct agents_shared_quota){
+                                            approval_quota_begin, approval_quota_end, gw->quota});
+    }
     fit_connections(&gw->opt);
     if (gw_http_start(gw, err) < 0) return -1;
     return call_engine_resume(gw->engine, err);
@@ -279,6 +284,7 @@ int cmd_serve(int argc, char **argv)
     sbx_shutdown();
     audit_anchor_stop(gw.anchorer); /* anchors the last records (gateway.stopped) too */
     audit_close(gw.audit);
+    approval_quota_close(gw.quota); /* after every call ended: they release their slots */
     agents_free(gw.agents);
     free(gw.node);
     free(gw.anchor_file);

@@ -39,6 +39,8 @@ PGresult *pg_exec(struct pg *p, const char *sql, int n, const char *const *vals,
 int pg_simple(struct pg *p, const char *sql, struct gate_error *err);
 /* With p->lock held: a usable connection (reconnecting once), or -1. */
 int pg_ready(struct pg *p, struct gate_error *err);
+/* A new connection to uri (password NULL: libpq's own), or NULL with err filled. */
+PGconn *pg_connect(const char *uri, const char *password, struct gate_error *err);
 int pg_open(const char *state_dir, const struct approval_config *cfg, void **handle,
             struct gate_error *err);
 void pg_close(void *h);

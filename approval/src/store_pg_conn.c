@@ -45,6 +45,19 @@ static const char *const MIGRATIONS[] = {
     "CREATE TABLE audit_anchors (node TEXT NOT NULL, seq BIGINT NOT NULL,"
     " segment INTEGER NOT NULL, hash TEXT NOT NULL,"
     " anchored_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (node, seq));",
+    /* 4: per-agent quotas across gateways (store_pg_quota.c): the rate's token bucket, and
+     * running calls as session advisory locks (key: hashtext(agent), slot), which the server
+     * drops with the connection of a gateway that dies. */
+    "CREATE TABLE agent_rate (agent TEXT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL,"
+    " refill_ms BIGINT NOT NULL);"
+    /* Advisory locks nest within a session: mine, the slots this session holds already, are
+     * skipped, or a second call through the same gateway would take the same slot again. */
+    "CREATE FUNCTION gatehouse_take_slot(agent TEXT, slots INTEGER, mine INTEGER[])"
+    " RETURNS INTEGER LANGUAGE plpgsql AS $$ BEGIN"
+    "  FOR k IN 0 .. slots - 1 LOOP"
+    "   IF NOT (k = ANY(mine)) AND pg_try_advisory_lock(hashtext(agent), k) THEN RETURN k;"
+    "   END IF;"
+    "  END LOOP; RETURN -1; END $$;",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -97,7 +110,7 @@ int pg_ready(struct pg *p, struct gate_error *err)
     return pg_fail(p, NULL, err, "connect");
 }
 
-static PGconn *connect_db(const char *uri, const char *password, struct gate_error *err)
+PGconn *pg_connect(const char *uri, const char *password, struct gate_error *err)
 {
     /* expand_dbname: the URI's fields fill the other keywords; a password from password_env
      * overrides one from PGPASSWORD or .pgpass, which libpq reads by itself. */
@@ -190,7 +203,7 @@ int approval_db_migrate(const struct approval_config *cfg, bool check_only, int 
     *latest = N_MIGRATIONS;
     *version = 0;
     if (!cfg->database) return gate_err(err, GATE_E_CONFIG, "no database: configured");
-    if (!(tmp.conn = connect_db(cfg->database, cfg->database_password, err))) return -1;
+    if (!(tmp.conn = pg_connect(cfg->database, cfg->database_password, err))) return -1;
     int rc = 0, applied = 0;
     if (check_only) {
         rc = schema_version(&tmp, false, version, err);
@@ -311,13 +324,13 @@ int pg_open(const char *state_dir, const struct approval_config *cfg, void **han
     pthread_cond_init(&p->beat_wake, &ca);
     pthread_condattr_destroy(&ca);
     if (gate_random_hex(p->node, 8) < 0 ||
-        !(p->conn = connect_db(cfg->database, cfg->database_password, err))) {
+        !(p->conn = pg_connect(cfg->database, cfg->database_password, err))) {
         if (!err->msg[0]) gate_err(err, GATE_E_INTERNAL, "no randomness for the node id");
         pg_close(p);
         return -1;
     }
-    if (!(p->listen = connect_db(cfg->database, cfg->database_password, err)) ||
-        !(p->beat_conn = connect_db(cfg->database, cfg->database_password, err)) ||
+    if (!(p->listen = pg_connect(cfg->database, cfg->database_password, err)) ||
+        !(p->beat_conn = pg_connect(cfg->database, cfg->database_password, err)) ||
         listen_changes(p, err) < 0) {
         pg_close(p);
         return -1;

@@ -169,8 +169,14 @@ class Env:
             harness.write_policy(self.policies, name, POLICY.format(
                 name=name, tool=TOOL, ledger=self.ledger, extra_env=extra))
         harness.write_policy(self.policies, "echo", ECHO_POLICY.format(tool=ECHO))
+        # A direct call (no approval) that writes its ledger line and then runs for 10 minutes.
+        harness.write_policy(self.policies, "slow_direct", POLICY.format(
+            name="slow_direct", tool=TOOL, ledger=self.ledger,
+            extra_env='  LEDGER_DELAY_MS: "600000"\n').replace(
+            "reversible: false\napproval:\n  required: true\n  timeout: 1h\n", "reversible: true\n"))
         self.gws = {}
         self.webhook_port = None
+        self.extra_config = ""  # appended to every gateway's config
 
     def config(self, name, database=True):
         """Gateway A takes the password from PGPASSWORD, the others from password_env."""
@@ -180,7 +186,8 @@ class Env:
         hook = ("  webhook_url: http://127.0.0.1:%d/hook\n  webhook_secret_env: TEST_WEBHOOK_SECRET\n"
                 % self.webhook_port if self.webhook_port else "")
         with open(path, "w") as f:
-            f.write(db + "approval:\n" + hook + "  approvers:\n    alice: %s\n" % ALICE)
+            f.write(db + "approval:\n" + hook + "  approvers:\n    alice: %s\n" % ALICE
+                    + self.extra_config)
         os.chmod(path, 0o600)  # a literal approver token
         return path
 
@@ -614,6 +621,56 @@ def test_database_restarted_under_load_nothing_acknowledged_lost(cluster):
         check(rc == 0, "anchored verify after the outage: %s" % out)
     finally:
         stop.set()
+        env.close()
+
+
+def test_agent_quotas_count_across_gateways(cluster):
+    """max_concurrent 1 and rate 2/min for the (anonymous) agent, on two gateways: one running
+    call on A takes the agent's only slot on B too; a gateway killed with -9 gives its slot
+    back (the database drops its session locks); rate tokens are shared as well."""
+    env = Env(cluster, "quota")
+    env.extra_config = "defaults: {max_concurrent: 1}\n"
+    try:
+        a, b = env.start_together(["a", "b"])
+        check(b.call("echo", {"text": "free"}).status == 200, "echo with the slot free")
+        def slow_call():
+            try:
+                a.call("slow_direct", {"account": "q", "amount": 1})
+            except OSError:
+                pass  # A is killed while the call runs: no answer is expected
+        slow = threading.Thread(target=slow_call)
+        slow.start()
+        check(harness.wait_until(lambda: os.path.exists(os.path.join(env.ledger, "ledger.jsonl")),
+                                 WAIT_S), "the slow call does not run")
+        for gw, name in ((b, "B"), (a, "A")):
+            r = gw.call("echo", {"text": "busy"})
+            check(r.status == 429 and r.json()["error"]["code"] == "too_many_calls" and
+                  "max_concurrent" in r.json()["error"]["message"] and
+                  r.headers.get("retry-after"), "%s with the slot taken: %d %s" % (name, r.status, r.body))
+        a.kill9()  # its running call's slot dies with its database session
+        slow.join()
+        check(harness.wait_until(lambda: b.call("echo", {"text": "again"}).status == 200, WAIT_S),
+              "the killed gateway's slot was never released")
+        stop_clean(env, "b")
+    finally:
+        env.close()
+    env = Env(cluster, "rate")
+    env.extra_config = "defaults: {rate: 2}\n"
+    try:
+        a, b = env.start_together(["a", "b"])
+        t0 = time.monotonic()
+        answers = [gw.call("echo", {"text": "r"}) for gw in (a, b, a, b)]
+        elapsed = time.monotonic() - t0
+        ok = sum(1 for r in answers if r.status == 200)
+        refused = [r for r in answers if r.status == 429 and "rate" in r.json()["error"]["message"]]
+        # Two tokens for both gateways together, plus what refilled meanwhile (2 a minute);
+        # counted per gateway, all four would pass.
+        check(2 <= ok <= 2 + int(elapsed * 2 / 60),
+              "%d calls passed in %.1fs: %r" % (ok, elapsed, [r.status for r in answers]))
+        check(ok + len(refused) == 4, "other answers: %r" % [(r.status, r.body) for r in answers])
+        stop_clean(env, "a")
+        stop_clean(env, "b")
+    finally:
         env.close()
 
 
