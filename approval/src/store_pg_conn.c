@@ -98,7 +98,7 @@ int pg_simple(struct pg *p, const char *sql, struct gate_error *err)
     return rc;
 }
 
-/* With p->lock held: a usable connection, reconnecting once if the server went away. */
+/* A usable connection, reconnecting once if the server went away. */
 int pg_ready(struct pg *p, struct gate_error *err)
 {
     if (PQstatus(p->conn) == CONNECTION_OK) return 0;
@@ -317,17 +317,30 @@ int pg_open(const char *state_dir, const struct approval_config *cfg, void **han
     struct pg *p = calloc(1, sizeof(*p));
     if (!p) return gate_err(err, GATE_E_NOMEM, "out of memory");
     pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->pool_free, NULL);
     pthread_mutex_init(&p->beat_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p->beat_wake, &ca);
     pthread_condattr_destroy(&ca);
-    if (gate_random_hex(p->node, 8) < 0 ||
-        !(p->conn = pg_connect(cfg->database, cfg->database_password, err))) {
-        if (!err->msg[0]) gate_err(err, GATE_E_INTERNAL, "no randomness for the node id");
+    if (gate_random_hex(p->node, 8) < 0) {
         pg_close(p);
-        return -1;
+        return gate_err(err, GATE_E_INTERNAL, "no randomness for the node id");
+    }
+    if (!(p->views = calloc(PG_POOL, sizeof(*p->views)))) {
+        pg_close(p);
+        return gate_err(err, GATE_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < PG_POOL; i++) {
+        struct pg *c = &p->views[i];
+        c->owner = p;
+        memcpy(c->node, p->node, sizeof(c->node));
+        if (!(c->conn = pg_connect(cfg->database, cfg->database_password, err))) {
+            pg_close(p);
+            return -1;
+        }
+        p->free[p->nfree++] = c;
     }
     if (!(p->listen = pg_connect(cfg->database, cfg->database_password, err)) ||
         !(p->beat_conn = pg_connect(cfg->database, cfg->database_password, err)) ||
@@ -355,11 +368,14 @@ void pg_close(void *h)
     pthread_cond_broadcast(&p->beat_wake);
     pthread_mutex_unlock(&p->beat_lock);
     if (p->beat_started) pthread_join(p->beat, NULL);
-    PQfinish(p->conn);
+    for (int i = 0; p->views && i < PG_POOL; i++)
+        PQfinish(p->views[i].conn);
+    free(p->views);
     PQfinish(p->listen);
     PQfinish(p->beat_conn);
     pthread_cond_destroy(&p->beat_wake);
     pthread_mutex_destroy(&p->beat_lock);
+    pthread_cond_destroy(&p->pool_free);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
