@@ -177,6 +177,7 @@ class Env:
         self.gws = {}
         self.webhook_port = None
         self.extra_config = ""  # appended to every gateway's config
+        self.webhook_format = None
 
     def config(self, name, database=True):
         """Gateway A takes the password from PGPASSWORD, the others from password_env."""
@@ -185,6 +186,8 @@ class Env:
               "database:\n  url: %s\n  password_env: GATE_TEST_DB_PASSWORD\n" % self.uri)
         hook = ("  webhook_url: http://127.0.0.1:%d/hook\n  webhook_secret_env: TEST_WEBHOOK_SECRET\n"
                 % self.webhook_port if self.webhook_port else "")
+        if self.webhook_format:
+            hook += "  webhook_format: %s\n" % self.webhook_format
         with open(path, "w") as f:
             f.write(db + "approval:\n" + hook + "  approvers:\n    alice: %s\n" % ALICE
                     + self.extra_config)
@@ -446,6 +449,34 @@ def test_webhook_lease_of_a_killed_gateway_is_taken_over(cluster):
     finally:
         if rec:
             rec.stop()
+        env.close()
+
+
+def test_chat_followup_from_another_gateway_within_the_webhook_lease(cluster):
+    """Held on A (A delivers the Slack message and keeps its webhook lease for a while),
+    approved on B at once: B posts the outcome follow-up; it was dropped for want of the lease."""
+    env = Env(cluster, "followup")
+    env.webhook_port = harness.free_port()
+    env.webhook_format = "slack"
+    rec = test_approval.Receiver(port=env.webhook_port).start()
+    try:
+        a, b = env.start_together(["a", "b"])
+        held = hold(a)
+        cid = held["call_id"].encode()
+
+        def bodies():
+            with rec.cond:
+                return [body for _, body, _ in rec.accepted if cid in body]
+        check(harness.wait_until(lambda: len(bodies()) == 1, WAIT_S), "no chat message")
+        check(decide(b, held).status == 200, "approve on B")
+        check(harness.wait_until(lambda: any(b"Approved:" in x for x in bodies()), WAIT_S),
+              "no follow-up: %r" % bodies())
+        check(sum(1 for x in bodies() if b"Approved:" in x) == 1, "follow-up twice: %r" % bodies())
+        check(wait_final(a, held["call_id"]) == "succeeded", "not run")
+        stop_clean(env, "a")
+        stop_clean(env, "b")
+    finally:
+        rec.stop()
         env.close()
 
 
