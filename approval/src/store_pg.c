@@ -94,16 +94,12 @@ static int write_rows(struct pg *p, const char *sql, int n, const char *const *v
     return rows;
 }
 
-/* In the open transaction: tell every gateway's listener that call_id changed (delivered on
- * commit only, so a long poll elsewhere wakes to the committed state). */
-static int tell_others(struct pg *p, const char *call_id, struct gate_error *err)
-{
-    const char *vals[] = {call_id};
-    PGresult *res =
-        pg_exec(p, "SELECT pg_notify('" PG_CHANNEL "', $1)", 1, vals, err, "notify a change");
-    PQclear(res);
-    return res ? 0 : -1;
-}
+/* A write that tells every gateway's listener which call it changed, in the same statement (one
+ * round trip): the notification is delivered on commit only, so a long poll elsewhere wakes to
+ * the committed state. write_rows counts the rows the write changed. */
+#define NOTIFYING(write, ...)                                                                      \
+    "WITH w AS (" write " RETURNING call_id)" __VA_ARGS__ " SELECT pg_notify('" PG_CHANNEL         \
+    "', call_id) FROM w"
 
 static int pg_insert_held(void *h, const struct approval_row *r, store_hook hook, void *ctx,
                           struct gate_error *err)
@@ -125,20 +121,19 @@ static int pg_insert_held(void *h, const struct approval_row *r, store_hook hook
                           p->node};
     struct pg *tx = begin_txn(p, err);
     if (!tx) return -1;
+    /* The row, its first decision token and the notification: one statement. */
     int rc = write_rows(tx,
-                        "INSERT INTO calls (call_id, tool, policy_sha256, args_json, args_sha256,"
-                        " agent, session, blast_radius, webhook_url, state, token_sha256,"
-                        " created_ms, expires_ms, webhook_node, webhook_lease_ms)"
-                        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'" ST_PENDING "',$10,$11::bigint,"
-                        "$12::bigint, $13, " PG_NOW_MS " + " PG_LEASE_MS_STR ")",
+                        NOTIFYING("INSERT INTO calls (call_id, tool, policy_sha256, args_json,"
+                                  " args_sha256, agent, session, blast_radius, webhook_url, state,"
+                                  " token_sha256, created_ms, expires_ms, webhook_node,"
+                                  " webhook_lease_ms)"
+                                  " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'" ST_PENDING
+                                  "',$10,$11::bigint, $12::bigint, $13, " PG_NOW_MS
+                                  " + " PG_LEASE_MS_STR ")",
+                                  ", t AS (INSERT INTO decision_tokens (token_sha256, call_id)"
+                                  " SELECT $10, call_id FROM w WHERE $10::text IS NOT NULL)"),
                         13, vals, err, "insert");
-    if (rc == 1 && r->token_sha256) {
-        const char *tv[] = {r->token_sha256, r->call_id};
-        if (write_rows(tx, "INSERT INTO decision_tokens (token_sha256, call_id) VALUES ($1,$2)", 2,
-                       tv, err, "insert token") != 1)
-            rc = -1;
-    }
-    if (rc == 1 && (tell_others(tx, r->call_id, err) < 0 || (hook && hook(ctx, err) < 0)))
+    if (rc == 1 && hook && hook(ctx, err) < 0)
         rc = -1;
     else if (rc == 0)
         rc = gate_err(err, GATE_E_INTERNAL, "approval store: insert changed nothing");
@@ -168,26 +163,29 @@ static int pg_cas_state(void *h, const char *call_id, const char *from, const ch
     if (!tx) return -1;
     int rc = write_rows(
         tx,
-        "UPDATE calls SET state=$1::text,"
-        " decided_by=COALESCE($2, decided_by), decision_auth=COALESCE($3, decision_auth),"
-        " reason=COALESCE($4, reason), result_json=COALESCE($5, result_json),"
-        " decided_ms=COALESCE($6::bigint, decided_ms), started_ms=COALESCE($7::bigint, started_ms),"
-        " finished_ms=COALESCE($8::bigint, finished_ms),"
-        /* The gateway that approves or starts a call holds its run lease (renewed by its
-         * heartbeat): if it dies, another starts the approved call, or interrupts the started. */
-        " run_node=CASE WHEN $1::text IN ('" ST_APPROVED "', '" ST_STARTED "') THEN $11"
-        "  ELSE run_node END,"
-        " run_lease_ms=CASE WHEN $1::text IN ('" ST_APPROVED "', '" ST_STARTED "') THEN " PG_NOW_MS
-        " + " PG_LEASE_MS_STR " ELSE run_lease_ms END"
-        " WHERE call_id=$9 AND state=$10::text"
-        /* A decision commits only inside the window it was made for. */
-        " AND (state<>'" ST_PENDING "' OR $1::text='" ST_EXPIRED "'"
-        "      OR $6::bigint IS NULL OR expires_ms > $6::bigint)"
-        /* Only a dead run is interrupted: its lease must have run out (checked again here,
-         * under the row lock, in case its gateway renewed it since it was listed). */
-        " AND NOT ($1::text='" ST_INTERRUPTED "' AND run_lease_ms >= " PG_NOW_MS ")",
+        NOTIFYING(
+            "UPDATE calls SET state=$1::text,"
+            " decided_by=COALESCE($2, decided_by), decision_auth=COALESCE($3, decision_auth),"
+            " reason=COALESCE($4, reason), result_json=COALESCE($5, result_json),"
+            " decided_ms=COALESCE($6::bigint, decided_ms), started_ms=COALESCE($7::bigint, "
+            "started_ms),"
+            " finished_ms=COALESCE($8::bigint, finished_ms),"
+            /* The gateway that approves or starts a call holds its run lease (renewed by its
+             * heartbeat): if it dies, another starts the approved call, or interrupts the started.
+             */
+            " run_node=CASE WHEN $1::text IN ('" ST_APPROVED "', '" ST_STARTED "') THEN $11"
+            "  ELSE run_node END,"
+            " run_lease_ms=CASE WHEN $1::text IN ('" ST_APPROVED "', '" ST_STARTED
+            "') THEN " PG_NOW_MS " + " PG_LEASE_MS_STR " ELSE run_lease_ms END"
+            " WHERE call_id=$9 AND state=$10::text"
+            /* A decision commits only inside the window it was made for. */
+            " AND (state<>'" ST_PENDING "' OR $1::text='" ST_EXPIRED "'"
+            "      OR $6::bigint IS NULL OR expires_ms > $6::bigint)"
+            /* Only a dead run is interrupted: its lease must have run out (checked again here,
+             * under the row lock, in case its gateway renewed it since it was listed). */
+            " AND NOT ($1::text='" ST_INTERRUPTED "' AND run_lease_ms >= " PG_NOW_MS ")"),
         11, vals, err, "update");
-    if (rc == 1 && (tell_others(tx, call_id, err) < 0 || (hook && hook(ctx, err) < 0))) rc = -1;
+    if (rc == 1 && hook && hook(ctx, err) < 0) rc = -1;
     return finish_txn(tx, rc, err);
 }
 
