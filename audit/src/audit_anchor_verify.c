@@ -195,7 +195,7 @@ int audit_verify_anchored(const char *dir, const struct audit_anchor_target *tar
     rc = target->database ? load_db(target, c.node, &c, err)
                           : load_file(target->file, c.node, &c, err);
     if (rc == 0) {
-        qsort(c.v, c.n, sizeof(*c.v), by_seq);
+        if (c.n) qsort(c.v, c.n, sizeof(*c.v), by_seq);
         rc = audit_verify_walk(dir, compare, &c, report, err);
         if (rc >= 0 && rc != AUDIT_VERIFY_TAMPERED) rc = judge(&c, source, rc, report);
     }
