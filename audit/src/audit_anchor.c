@@ -140,10 +140,24 @@ static int publish_db(struct audit_anchorer *a, const struct audit_head *h, char
 static int publish_file(struct audit_anchorer *a, const struct audit_head *h, char *why, size_t len)
 {
     /* O_APPEND: every line goes to the end whoever else appends; the file is never rewritten. */
-    if (a->fd < 0 &&
-        (a->fd = open(a->file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)) < 0) {
-        snprintf(why, len, "open %s: %s", a->file, strerror(errno));
-        return -1;
+    if (a->fd < 0) {
+        a->fd = open(a->file, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (a->fd < 0) {
+            snprintf(why, len, "open %s: %s", a->file, strerror(errno));
+            return -1;
+        }
+        /* A crash mid-append leaves a line without its newline: end it, so that the next
+         * anchor starts a line of its own (verify skips the torn one with a warning). */
+        struct stat st;
+        char last = '\n';
+        if (fstat(a->fd, &st) == 0 && st.st_size > 0 &&
+            pread(a->fd, &last, 1, st.st_size - 1) == 1 && last != '\n' &&
+            write(a->fd, "\n", 1) != 1) {
+            snprintf(why, len, "append to %s: %s", a->file, strerror(errno));
+            close(a->fd);
+            a->fd = -1;
+            return -1;
+        }
     }
     char ts[32], line[320];
     gate_rfc3339(gate_realtime_ms(), ts);
@@ -187,11 +201,12 @@ static int publish(struct audit_anchorer *a, struct target_state *t, const struc
     return rc;
 }
 
-static int publish_all(struct audit_anchorer *a, const struct audit_head *h)
+/* To every target (only_healthy: not to one whose last attempt failed). */
+static int publish_all(struct audit_anchorer *a, const struct audit_head *h, bool only_healthy)
 {
     int rc = 0;
-    if (a->database && publish(a, &a->db, h) < 0) rc = -1;
-    if (a->file && publish(a, &a->fl, h) < 0) rc = -1;
+    if (a->database && !(only_healthy && a->db.failing) && publish(a, &a->db, h) < 0) rc = -1;
+    if (a->file && !(only_healthy && a->fl.failing) && publish(a, &a->fl, h) < 0) rc = -1;
     return rc;
 }
 
@@ -201,7 +216,7 @@ static void *anchor_main(void *arg)
     while (!atomic_load(&a->stop)) {
         struct audit_head h;
         audit_head(a->log, &h);
-        if (h.seq > 0 && publish_all(a, &h) < 0) {
+        if (h.seq > 0 && publish_all(a, &h, false) < 0) {
             /* Retry in a second, not at every commit: a dead database is not hammered. */
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -283,10 +298,11 @@ void audit_anchor_stop(struct audit_anchorer *a)
     pthread_mutex_unlock(&a->mu);
     audit_wake(a->log);
     pthread_join(a->thread, NULL);
-    /* The last records (gateway.stopped) are anchored too, if the targets take them now. */
+    /* The last records (gateway.stopped) are anchored too, by the targets that work: one that
+     * is failing is not waited for (connect timeouts) on the way out. */
     struct audit_head h;
     audit_head(a->log, &h);
-    if (h.seq > 0) publish_all(a, &h);
+    if (h.seq > 0) publish_all(a, &h, true);
     anchorer_free(a);
 }
 

@@ -30,6 +30,7 @@ struct anchor_check {
     const struct anchor *bad;  /* the first anchor whose seq holds another hash */
     const struct anchor *good; /* the last anchor that matched before it */
     char node[65];             /* the node named by the newest record walked */
+    size_t skipped;            /* lines of the anchor file that are not anchors */
 };
 
 static int add_anchor(struct anchor_check *c, uint64_t seq, uint32_t segment, const char *hash,
@@ -71,7 +72,7 @@ static int load_file(const char *path, const char *node, struct anchor_check *c,
         json_int_t seq = json_integer_value(json_object_get(j, "seq"));
         json_int_t seg = json_integer_value(json_object_get(j, "segment"));
         if (!n || !h || strlen(h) != 64 || seq < 1)
-            rc = gate_err(err, GATE_E_IO, "anchor file %s line %zu: not an anchor", path, lineno);
+            c->skipped++; /* a torn append, ended by the next start (audit_anchor.c) */
         else if (strcmp(n, node) == 0)
             rc = add_anchor(c, (uint64_t)seq, (uint32_t)seg, h, ts ? ts : "", err);
         json_decref(j);
@@ -198,6 +199,22 @@ int audit_verify_anchored(const char *dir, const struct audit_anchor_target *tar
         if (c.n) qsort(c.v, c.n, sizeof(*c.v), by_seq);
         rc = audit_verify_walk(dir, compare, &c, report, err);
         if (rc >= 0 && rc != AUDIT_VERIFY_TAMPERED) rc = judge(&c, source, rc, report);
+        if (c.skipped && (rc == AUDIT_VERIFY_INTACT || rc == AUDIT_VERIFY_WARNINGS)) {
+            report->n_warnings++;
+            if (report->n_msgs < AUDIT_VERIFY_MAX_MSGS) {
+                struct audit_verify_msg *m = &report->msgs[report->n_msgs++];
+                m->warning = true;
+                snprintf(m->text, sizeof(m->text),
+                         "%s: %zu line(s) that are not anchors (a torn append after a crash, or "
+                         "damage), skipped",
+                         source, c.skipped);
+                snprintf(report->reason, sizeof(report->reason), "%.*s",
+                         (int)sizeof(report->reason) - 1, m->text);
+            } else {
+                report->n_dropped++;
+            }
+            rc = AUDIT_VERIFY_WARNINGS;
+        }
     }
     snprintf(report->node, sizeof(report->node), "%s", c.node);
     free(c.v);

@@ -191,6 +191,28 @@ class AnchoredVerifyCli(unittest.TestCase):
         self.assertEqual(rc, 4, out)
         self.assertIn("no anchor of node elsewhere", out)
 
+    def test_torn_anchor_append_is_ended_by_the_next_start_and_skipped_with_a_warning(self):
+        """A crash mid-append leaves a line without its newline; the next start ends it before
+        appending, and verify skips it with a warning (exit 3), checking every other anchor."""
+        state, _ = self.copy()
+        anchors = os.path.join(state, "anchors.jsonl")
+        with open(self.anchors, "rb") as f:
+            data = f.read()
+        with open(anchors, "wb") as f:
+            f.write(data + b'{"node":"torn-by-a-cra')
+        shutil.copy(os.path.join(self.state, "node"), os.path.join(state, "node"))
+        with harness.Gateway(harness.BUILD_POLICIES, state_dir=state,
+                             extra_args=["--anchor-file", anchors]) as gw:
+            self.assertEqual(gw.call("echo", {"text": "after"}).status, 200)
+        with open(anchors, "rb") as f:
+            lines = f.read().split(b"\n")
+        torn = lines.index(b'{"node":"torn-by-a-cra')
+        self.assertGreater(len([x for x in lines[torn + 1:] if x]), 0, "nothing appended after it")
+        rc, out = self.verify(state, "--anchor-file", anchors)
+        self.assertEqual(rc, 3, out)
+        self.assertRegex(out, r"(?m)^WARNING: .*1 line\(s\) that are not anchors")
+        self.assertRegex(out, r"(?m)^INTACT WITH WARNINGS: .*anchored heads of node \w+ present")
+
     def test_missing_anchor_file_is_unreadable_exit_2(self):
         rc, out = self.verify(self.state, "--anchor-file", os.path.join(self.master, "nope"))
         self.assertEqual(rc, 2, out)
