@@ -137,7 +137,8 @@ def main():
         q = pg.gateway("q")
         q.start(timeout=test_pg.WAIT_S)
         # The SQLite reference: the same policies and approvers, no database: key.
-        sgw = harness.Gateway(pg.policies, extra_args=["--config", pg.config("s", database=False)])
+        sgw = harness.Gateway(pg.policies, extra_args=["--config", pg.config("s", database=False),
+                                                       "--tool-uids", "1949000000:256"])
         sgw.start()
         try:
             for gw in (a, sgw):  # warm up both

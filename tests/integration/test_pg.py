@@ -199,8 +199,11 @@ class Env:
         os.makedirs(state, exist_ok=True)
         env = {"PGPASSWORD": PGPASS} if name == "a" else {"GATE_TEST_DB_PASSWORD": PGPASS}
         env["TEST_WEBHOOK_SECRET"] = test_approval.SECRET
+        # Each gateway its own tool uids: two gateways handing out the same uids let their calls
+        # meet (the process tier's end-of-call sweep of one would hit the other's tool).
+        uids = "%d:256" % (1950000000 + 256 * (ord(name[0]) - ord("a")))
         gw = harness.Gateway(self.policies, state_dir=state,
-                             extra_args=["--config", self.config(name)], env=env)
+                             extra_args=["--config", self.config(name), "--tool-uids", uids], env=env)
         self.gws[name] = gw
         return gw
 
