@@ -5,6 +5,8 @@
  *   defaults:  quotas for agents that set none
  *   metrics:   {public: false}
  *   database:  postgresql://... : held calls shared by several gateways (approval.h)
+ *   node:      this gateway's id in its audit records and anchors (default: kept in --state-dir)
+ *   audit:     {anchor_file: PATH}: append the audit chain head there (audit.h)
  *
  * A file that holds a secret in clear (a literal token or webhook secret) must not be readable
  * by group or others, as OpenSSH refuses private keys: a tool in the cheapest tier runs as
@@ -20,8 +22,8 @@
 
 #include "gateway.h"
 
-static const char *const top_keys[] = {"approval", "agents",   "defaults",
-                                       "metrics",  "database", NULL};
+static const char *const top_keys[] = {"approval", "agents", "defaults", "metrics",
+                                       "database", "node",   "audit",    NULL};
 
 static int check_top_keys(const struct ynode *root, const char *file, struct gate_error *err)
 {
@@ -35,7 +37,7 @@ static int check_top_keys(const struct ynode *root, const char *file, struct gat
         if (!ok)
             return gate_err(err, GATE_E_CONFIG,
                             "%s:%d:%d: unknown key '%s' (known: approval, agents, defaults, "
-                            "metrics, database)",
+                            "metrics, database, node, audit)",
                             file, at.line, at.col, root->keys[i]);
     }
     return 0;
@@ -51,6 +53,34 @@ static int check_mode(const char *file, bool holds_secret, struct gate_error *er
                     "readable by group or others (mode %04o): run chmod 600 %s, or use "
                     "token_sha256 / token_env / webhook_secret_env instead",
                     file, (unsigned)(st.st_mode & 07777), file);
+}
+
+/* node: ID and audit: {anchor_file: PATH}. */
+static int audit_keys(struct gw *gw, const struct ynode *root, const char *file,
+                      struct gate_error *err)
+{
+    const struct ynode *node = ynode_get(root, "node"), *audit = ynode_get(root, "audit");
+    if (node && (node->kind != YNODE_SCALAR || !node->scalar || !audit_node_valid(node->scalar)))
+        return gate_err(err, GATE_E_CONFIG, "%s:%d:%d: 'node' must be 1 to 64 of A-Z a-z 0-9 . _ -",
+                        file, node->loc.line, node->loc.col);
+    if (node && !(gw->node = strdup(node->scalar))) return gate_err(err, GATE_E_NOMEM, NULL);
+    if (!audit) return 0;
+    for (size_t i = 0; audit->kind == YNODE_MAP && i < audit->n; i++) {
+        const struct ynode *v = audit->items[i];
+        if (strcmp(audit->keys[i], "anchor_file") != 0)
+            return gate_err(err, GATE_E_CONFIG,
+                            "%s:%d:%d: unknown key 'audit.%s' (known: anchor_file)", file,
+                            v->loc.line, v->loc.col, audit->keys[i]);
+        if (v->kind != YNODE_SCALAR || !v->scalar || v->scalar[0] != '/')
+            return gate_err(err, GATE_E_CONFIG,
+                            "%s:%d:%d: 'audit.anchor_file' must be an absolute path", file,
+                            v->loc.line, v->loc.col);
+        if (!(gw->anchor_file = strdup(v->scalar))) return gate_err(err, GATE_E_NOMEM, NULL);
+    }
+    if (audit->kind != YNODE_MAP)
+        return gate_err(err, GATE_E_CONFIG, "%s:%d:%d: 'audit' must be a mapping {anchor_file}",
+                        file, audit->loc.line, audit->loc.col);
+    return 0;
 }
 
 bool gw_listen_loopback(const char *listen)
@@ -87,6 +117,7 @@ int gw_config_load(struct gw *gw, struct approval_config *approval, struct gate_
         rc = gate_err_wrap(err, "%s", file);
     if (rc == 0 && approval_database_parse(ynode_get(root, "database"), approval, err) < 0)
         rc = gate_err_wrap(err, "%s", file);
+    if (rc == 0) rc = audit_keys(gw, root, file, err);
     if (ynode_get(ynode_get(root, "approval"), "webhook_secret")) literal = true;
     /* A database URI with a password in it (user:PASS@ or password=) is a literal secret too:
      * with it a tool could reach PostgreSQL (a Unix socket is not filtered) and approve. */

@@ -39,6 +39,7 @@ struct gw_options {
     unsigned max_connections_per_ip; /* open at once from one client address */
     unsigned request_timeout_ms;     /* a request head's deadline; its body gets 3x */
     unsigned grace_ms;               /* SIGTERM grace period for running calls */
+    const char *anchor_file;         /* --anchor-file: audit chain heads appended here */
 };
 
 struct gw_metrics; /* metrics.c */
@@ -51,6 +52,10 @@ struct gw {
     struct agents *agents; /* identities from the config (none: anonymous, loopback only) */
     struct gw_metrics *metrics;
     atomic_bool stopping;
+    char *node;                      /* config node: (NULL: the id kept in --state-dir) */
+    char *anchor_file;               /* config audit.anchor_file (--anchor-file wins) */
+    struct audit_anchorer *anchorer; /* NULL when the chain head is anchored nowhere */
+    void *quota;                     /* quotas counted in the database (approval_quota_open) */
 };
 
 /* ---- HTTP ------------------------------------------------------------------ */

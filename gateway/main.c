@@ -15,7 +15,8 @@ struct command {
 static const struct command commands[] = {
     {"serve", cmd_serve, "run the gateway"},
     {"policy", cmd_policy, "policy check|lint|diff|explain|schema: validate and review policies"},
-    {"audit", cmd_audit, "audit verify DIR: check the audit log's hash chain"},
+    {"audit", cmd_audit,
+     "audit verify DIR [--anchors URI|--anchor-file PATH]: check the audit log"},
     {"call", cmd_call, "call TOOL [ARGUMENTS-JSON] [--wait S]: call a tool on a running gateway"},
     {"approvals", cmd_approvals, "approvals list|show|approve|deny: decide held calls"},
     {"agents", cmd_agents, "agents add NAME: make an agent's token (printed once)"},
@@ -63,6 +64,9 @@ static int cmd_help(int argc, char **argv)
                "2   usage error, or the command could not do its work (unreachable gateway)\n"
                "3   call: the call is still held for approval (--wait expired); audit verify:\n"
                "    intact with warnings\n"
+               "4   audit verify --anchors/--anchor-file: the chain is intact but the log lacks\n"
+               "    an anchored head (a cut tail), holds another record at an anchored seq (a\n"
+               "    rewritten tail), or its node has no anchor there\n"
                "70  serve: a shutdown that did not finish in time (the watchdog)\n");
         return 0;
     }
@@ -70,21 +74,62 @@ static int cmd_help(int argc, char **argv)
     return 2;
 }
 
+static const char audit_usage[] =
+    "usage: gatehouse audit verify DIR [--anchors postgresql://... | --anchor-file PATH] "
+    "[--node ID]\n";
+
+/* verify's options after DIR: 0, or 2 (usage) after saying why. */
+static int audit_args(int argc, char **argv, struct audit_anchor_target *t, const char **node)
+{
+    for (int i = 3; i < argc; i += 2) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (v && !strcmp(argv[i], "--anchors") && !t->database)
+            t->database = v;
+        else if (v && !strcmp(argv[i], "--anchor-file") && !t->file)
+            t->file = v;
+        else if (v && !strcmp(argv[i], "--node") && !*node)
+            *node = v;
+        else
+            return fprintf(stderr, "%s", audit_usage), 2;
+    }
+    if ((t->database && t->file) || (*node && !t->database && !t->file)) {
+        fprintf(stderr,
+                "audit verify: give one of --anchors and --anchor-file (--node needs one)\n");
+        return 2;
+    }
+    if (t->database && strncmp(t->database, "postgresql://", 13) != 0 &&
+        strncmp(t->database, "postgres://", 11) != 0) {
+        fprintf(stderr, "audit verify: --anchors takes a postgresql://... URI (password: "
+                        "PGPASSWORD or ~/.pgpass)\n");
+        return 2;
+    }
+    return 0;
+}
+
 int cmd_audit(int argc, char **argv)
 {
     if (argc == 2 && !strcmp(argv[1], "--help")) {
-        printf("usage: gatehouse audit verify DIR\n\nCheck the audit log in DIR (STATE/audit): "
-               "the hash chain, the start record, segment numbering. Exit 0 intact, 1 tampered, "
-               "2 unreadable.\n");
+        printf("%s\nCheck the audit log in DIR (STATE/audit): the hash chain, the start record, "
+               "segment numbering. With --anchors (the gateways' database) or --anchor-file, also "
+               "that the log still holds every chain head its gateway anchored there (node ID, "
+               "default: the node the log's records name): a cut or rewritten tail. Exit 0 "
+               "intact, 1 tampered, 2 unreadable, 3 intact with warnings, 4 not what was "
+               "anchored.\n",
+               audit_usage);
         return 0;
     }
-    if (argc != 3 || strcmp(argv[1], "verify") != 0) {
-        fprintf(stderr, "usage: gatehouse audit verify DIR\n");
+    if (argc < 3 || strcmp(argv[1], "verify") != 0) {
+        fprintf(stderr, "%s", audit_usage);
         return 2;
     }
+    struct audit_anchor_target target = {0};
+    const char *node = NULL;
+    if (audit_args(argc, argv, &target, &node) != 0) return 2;
     struct audit_verify_report rep = {0};
     struct gate_error err = {0};
-    int rc = audit_verify(argv[2], &rep, &err);
+    bool anchored = target.database || target.file;
+    int rc = anchored ? audit_verify_anchored(argv[2], &target, node, &rep, &err)
+                      : audit_verify(argv[2], &rep, &err);
     if (rc < 0) {
         fprintf(stderr, "audit verify: %s\n", err.msg);
         return 2;
@@ -97,12 +142,21 @@ int cmd_audit(int argc, char **argv)
                (unsigned long long)rep.first_bad, rep.reason, (unsigned long long)rep.records);
         return 1;
     }
+    if (rc == AUDIT_VERIFY_ANCHOR_MISMATCH) {
+        printf("NOT AS ANCHORED: node %s: %s (hash chain intact: %llu records)\n", rep.node,
+               rep.reason, (unsigned long long)rep.records);
+        return 4;
+    }
+    char anchors[160] = "";
+    if (anchored)
+        snprintf(anchors, sizeof(anchors), "; all %llu anchored heads of node %s present",
+                 (unsigned long long)rep.anchors, rep.node);
     if (rc == AUDIT_VERIFY_WARNINGS) {
-        printf("INTACT WITH WARNINGS: %llu records, hash chain intact; %zu warning(s) above\n",
-               (unsigned long long)rep.records, rep.n_warnings);
+        printf("INTACT WITH WARNINGS: %llu records, hash chain intact%s; %zu warning(s) above\n",
+               (unsigned long long)rep.records, anchors, rep.n_warnings);
         return 3;
     }
-    printf("OK: %llu records, hash chain intact\n", (unsigned long long)rep.records);
+    printf("OK: %llu records, hash chain intact%s\n", (unsigned long long)rep.records, anchors);
     return 0;
 }
 

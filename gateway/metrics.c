@@ -67,5 +67,6 @@ void gw_metrics_render(struct gw *gw, struct gate_buf *out)
                     "gatehouse_audit_last_seq %llu\n",
                     (unsigned long long)audit_write_failures(gw->audit),
                     (unsigned long long)audit_last_seq(gw->audit));
+    audit_anchor_metrics(gw->anchorer, out);
     sbx_metrics(out);
 }

@@ -206,9 +206,11 @@ static int start_engine(struct gw *gw, struct sbx_config *sc,
                         const struct approval_config *approval, struct gate_error *err)
 {
     if (gw_state_dir(gw->opt.state_dir, err) < 0) return -1;
-    char audit_dir[4096];
+    char audit_dir[4096], node[65];
     snprintf(audit_dir, sizeof(audit_dir), "%s/audit", gw->opt.state_dir);
+    if (audit_node_id(gw->opt.state_dir, gw->node, node, err) < 0) return -1;
     if (audit_open(audit_dir, &gw->audit, err) < 0) return -1;
+    if (audit_set_node(gw->audit, node, err) < 0) return -1;
     /* The first record of every run, so a log always begins with it (audit verify checks). */
     json_t *f = json_pack("{s:s,s:s,s:s}", "listen", gw->opt.listen, "policies", gw->opt.policies,
                           "version", GATE_VERSION);
@@ -227,6 +229,17 @@ static int start_engine(struct gw *gw, struct sbx_config *sc,
     policy_diags_free(&diags);
     if (rc < 0) return gate_err_wrap(err, "start");
     if (open_approval(gw, approval, err) < 0) return -1;
+    /* After open_approval: its migrations create the audit_anchors table. */
+    struct audit_anchor_target anchors = {.database = approval->database,
+                                          .database_password = approval->database_password,
+                                          .file = gw->opt.anchor_file ? gw->opt.anchor_file
+                                                                      : gw->anchor_file};
+    if (audit_anchor_start(gw->audit, node, &anchors, &gw->anchorer, err) < 0) return -1;
+    if (approval->database) { /* one quota per agent across every gateway on the database */
+        if (approval_quota_open(approval, &gw->quota, err) < 0) return -1;
+        agents_share_quotas(gw->agents, &(struct agents_shared_quota){
+                                            approval_quota_begin, approval_quota_end, gw->quota});
+    }
     fit_connections(&gw->opt);
     if (gw_http_start(gw, err) < 0) return -1;
     return call_engine_resume(gw->engine, err);
@@ -260,6 +273,7 @@ int cmd_serve(int argc, char **argv)
         }
         call_engine_close(gw.engine); /* waits for any approved run it started */
         sbx_shutdown();               /* pools and cgroups the tiers made at start */
+        audit_anchor_stop(gw.anchorer);
         audit_close(gw.audit);
         return 1;
     }
@@ -268,8 +282,12 @@ int cmd_serve(int argc, char **argv)
     gw_http_stop(&gw);
     call_engine_close(gw.engine);
     sbx_shutdown();
+    audit_anchor_stop(gw.anchorer); /* anchors the last records (gateway.stopped) too */
     audit_close(gw.audit);
+    approval_quota_close(gw.quota); /* after every call ended: they release their slots */
     agents_free(gw.agents);
+    free(gw.node);
+    free(gw.anchor_file);
     gw_metrics_free(gw.metrics);
     free(gw.public_url);
     return rc;

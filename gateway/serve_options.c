@@ -48,6 +48,9 @@ static const struct serve_option options[] = {
      "own range. Default 1900000000:1024"},
     {"grace", "SECONDS", OPT_SECONDS, OFF(grace_ms),
      "on SIGTERM, how long running calls may finish before they are killed. Default 10"},
+    {"anchor-file", "PATH", OPT_STRING, OFF(anchor_file),
+     "append the audit chain head to PATH (a second storage) at every group commit; "
+     "config audit.anchor_file. Default: none (with database:, heads go to PostgreSQL)"},
 };
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
 

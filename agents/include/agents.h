@@ -71,6 +71,18 @@ bool agents_approver_may(const struct approver *ap, const char *tool);
 int agents_call_begin(struct agents *a, const struct principal *p, unsigned *retry_after,
                       struct gate_error *err);
 void agents_call_end(struct agents *a, const struct principal *p);
+/* Counting max_concurrent and rate for several gateways at once (a shared database): begin
+ * returns 0 (admitted; end follows), -1 with TOO_MANY_CALLS (refused, *retry_after set), or -1
+ * with another code when it cannot count; the agents set then counts on this gateway alone
+ * for that call (and logs it). ctx is borrowed and must outlive a. */
+struct agents_shared_quota {
+    int (*begin)(void *ctx, const char *agent, unsigned max_concurrent, unsigned rate_per_min,
+                 unsigned *retry_after, struct gate_error *err);
+    void (*end)(void *ctx, const char *agent);
+    void *ctx;
+};
+void agents_share_quotas(struct agents *a, const struct agents_shared_quota *q);
+
 /* The agent's max_pending quota (held calls awaiting approval); 0 = no limit. */
 unsigned agents_max_pending(const struct principal *p);
 

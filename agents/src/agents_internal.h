@@ -32,6 +32,7 @@ struct agent {
     double bucket;       /* rate tokens available */
     uint64_t refill_ns;  /* when bucket was last refilled */
     bool bucket_started; /* the bucket starts full */
+    unsigned shared;     /* running calls counted by a->shared (released through it) */
 };
 
 struct approver {
@@ -52,6 +53,7 @@ struct agents {
     struct agent anonymous; /* every caller when no agent is configured */
     pthread_mutex_t lock;
     uint64_t auth_failures[AUTH__COUNT];
+    struct agents_shared_quota shared; /* begin NULL: quotas are this gateway's own */
 };
 
 #endif

@@ -31,16 +31,42 @@ static void refill(struct agent *ag, uint64_t now)
     ag->refill_ns = now;
 }
 
+void agents_share_quotas(struct agents *a, const struct agents_shared_quota *q)
+{
+    a->shared = *q;
+}
+
+/* 1 admitted by the shared counters, 0 to be counted here, -1 refused (err filled). */
+static int shared_begin(struct agents *a, struct agent *ag, unsigned *retry_after,
+                        struct gate_error *err)
+{
+    if (!a->shared.begin || (!ag->quotas.max_concurrent && !ag->quotas.rate_per_min)) return 0;
+    if (a->shared.begin(a->shared.ctx, ag->name, ag->quotas.max_concurrent, ag->quotas.rate_per_min,
+                        retry_after, err) == 0)
+        return 1;
+    if (err->code == GATE_E_TOO_MANY_CALLS) return -1;
+    /* The shared count is unavailable (database down): this gateway's own count meanwhile,
+     * so an agent gets at most its quota per gateway, as without a database. */
+    gate_log("warn", "quota.shared_unavailable", "agent '%s': %s; counting on this gateway",
+             ag->name, err->msg);
+    *retry_after = 0;
+    *err = (struct gate_error){0};
+    return 0;
+}
+
 int agents_call_begin(struct agents *a, const struct principal *p, unsigned *retry_after,
                       struct gate_error *err)
 {
-    (void)a;
     struct agent *ag = counters(p);
     *retry_after = 0;
     if (!ag) return 0;
+    int shared = shared_begin(a, ag, retry_after, err);
+    if (shared < 0) return -1;
     pthread_mutex_lock(&ag->lock);
     int rc = 0;
-    if (ag->quotas.max_concurrent && ag->running >= ag->quotas.max_concurrent) {
+    if (shared) {
+        ag->shared++;
+    } else if (ag->quotas.max_concurrent && ag->running >= ag->quotas.max_concurrent) {
         *retry_after = 1;
         rc = gate_err(err, GATE_E_TOO_MANY_CALLS,
                       "quota max_concurrent: agent '%s' already runs %u calls", ag->name,
@@ -64,12 +90,15 @@ int agents_call_begin(struct agents *a, const struct principal *p, unsigned *ret
 
 void agents_call_end(struct agents *a, const struct principal *p)
 {
-    (void)a;
     struct agent *ag = counters(p);
     if (!ag) return;
     pthread_mutex_lock(&ag->lock);
     if (ag->running) ag->running--;
+    /* Shared slots are interchangeable: ending any call of the agent releases one. */
+    bool shared = ag->shared > 0 && ag->running < ag->shared;
+    if (shared) ag->shared--;
     pthread_mutex_unlock(&ag->lock);
+    if (shared) a->shared.end(a->shared.ctx, ag->name);
 }
 
 unsigned agents_max_pending(const struct principal *p)

@@ -52,6 +52,16 @@ int approval_database_parse(const struct ynode *node, struct approval_config *cf
 int approval_db_migrate(const struct approval_config *cfg, bool check_only, int *version,
                         int *latest, struct gate_error *err);
 
+/* Per-agent quotas counted in cfg->database, so that several gateways give an agent its quota
+ * once (store_pg_quota.c). *q is owned by the caller (approval_quota_close). begin: 0 admitted
+ * (match with one end), -1 with TOO_MANY_CALLS (quota named, *retry_after set) when refused,
+ * -1 with another code when the database cannot count (the caller counts locally then). */
+int approval_quota_open(const struct approval_config *cfg, void **q, struct gate_error *err);
+void approval_quota_close(void *q);
+int approval_quota_begin(void *q, const char *agent, unsigned max_concurrent, unsigned rate_per_min,
+                         unsigned *retry_after, struct gate_error *err);
+void approval_quota_end(void *q, const char *agent);
+
 /* A held call's identity: what was held, and what an approved call runs with. */
 struct approval_call {
     const char *call_id;

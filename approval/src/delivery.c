@@ -203,8 +203,11 @@ static int deliver(struct approval *a, struct delivery *d)
     struct approval_row r = {0};
     struct gate_error err = {0};
     int found = a->ops->get(a->store, d->call_id, &r, &err);
-    /* A shared store: deliver only under this gateway's lease (0: another live one has it). */
-    if (found == 1 && a->ops->claim_webhook) {
+    /* A shared store: deliver only under this gateway's lease (0: another live one has it).
+     * Not a follow-up: only the gateway whose compare-and-set decided the call enqueues it,
+     * so it is sent once without a lease, which the gateway that held the call may still
+     * hold (it would be lost otherwise). */
+    if (found == 1 && a->ops->claim_webhook && !d->followup) {
         int mine = a->ops->claim_webhook(a->store, d->call_id, &err);
         found = mine < 0 ? -1 : mine;
     }

@@ -27,44 +27,59 @@ static const char *num(char buf[24], int64_t v, bool zero_null)
     return buf;
 }
 
-/* Take the connection for one statement or transaction. */
-static int take(struct pg *p, struct gate_error *err)
+/* Give c back to its pool. */
+static void give(struct pg *c)
+{
+    struct pg *p = c->owner;
+    pthread_mutex_lock(&p->lock);
+    p->free[p->nfree++] = c;
+    pthread_cond_signal(&p->pool_free);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* A free connection of the pool for one statement or transaction (waiting for one), as a view
+ * whose conn is that connection; give it back with give. NULL with err filled if it cannot be
+ * made usable. */
+static struct pg *take(struct pg *p, struct gate_error *err)
 {
     pthread_mutex_lock(&p->lock);
-    if (pg_ready(p, err) < 0) {
-        pthread_mutex_unlock(&p->lock);
-        return -1;
-    }
-    return 0;
+    while (p->nfree == 0)
+        pthread_cond_wait(&p->pool_free, &p->lock);
+    struct pg *c = p->free[--p->nfree];
+    pthread_mutex_unlock(&p->lock);
+    if (pg_ready(c, err) == 0) return c;
+    give(c);
+    return NULL;
 }
 
 /* A statement that failed because the connection was lost (the server restarted since we
  * last used it) is retried once on a new connection: only for BEGIN and for reads, which
  * have changed nothing. */
-static bool reconnected(struct pg *p, const struct gate_error *err)
+static bool reconnected(struct pg *c, const struct gate_error *err)
 {
     if (err->code != GATE_E_DATABASE_UNAVAILABLE) return false;
-    PQreset(p->conn);
-    return PQstatus(p->conn) == CONNECTION_OK;
+    PQreset(c->conn);
+    return PQstatus(c->conn) == CONNECTION_OK;
 }
 
-static int begin_txn(struct pg *p, struct gate_error *err)
+static struct pg *begin_txn(struct pg *p, struct gate_error *err)
 {
-    if (take(p, err) < 0) return -1;
-    if (pg_simple(p, "BEGIN", err) < 0 &&
-        (!reconnected(p, err) || pg_simple(p, "BEGIN", err) < 0)) {
-        pthread_mutex_unlock(&p->lock);
-        return -1;
+    struct pg *c = take(p, err);
+    if (!c) return NULL;
+    if (pg_simple(c, "BEGIN", err) < 0 &&
+        (!reconnected(c, err) || pg_simple(c, "BEGIN", err) < 0)) {
+        give(c);
+        return NULL;
     }
-    return 0;
+    return c;
 }
 
-/* Finish a transaction whose body returned rc (1 changed, 0 unchanged, -1 error). */
-static int finish_txn(struct pg *p, int rc, struct gate_error *err)
+/* Finish c's transaction whose body returned rc (1 changed, 0 unchanged, -1 error). */
+static int finish_txn(struct pg *c, int rc, struct gate_error *err)
 {
-    if (rc == 1 && pg_simple(p, "COMMIT", err) < 0) rc = -1;
-    if (rc != 1) pg_simple(p, "ROLLBACK", NULL);
-    pthread_mutex_unlock(&p->lock);
+    if (rc == 1 && pg_simple(c, "COMMIT", err) < 0) rc = -1;
+    if (rc != 1) pg_simple(c, "ROLLBACK", NULL);
+    give(c);
     return rc;
 }
 
@@ -79,16 +94,12 @@ static int write_rows(struct pg *p, const char *sql, int n, const char *const *v
     return rows;
 }
 
-/* In the open transaction: tell every gateway's listener that call_id changed (delivered on
- * commit only, so a long poll elsewhere wakes to the committed state). */
-static int tell_others(struct pg *p, const char *call_id, struct gate_error *err)
-{
-    const char *vals[] = {call_id};
-    PGresult *res =
-        pg_exec(p, "SELECT pg_notify('" PG_CHANNEL "', $1)", 1, vals, err, "notify a change");
-    PQclear(res);
-    return res ? 0 : -1;
-}
+/* A write that tells every gateway's listener which call it changed, in the same statement (one
+ * round trip): the notification is delivered on commit only, so a long poll elsewhere wakes to
+ * the committed state. write_rows counts the rows the write changed. */
+#define NOTIFYING(write, ...)                                                                      \
+    "WITH w AS (" write " RETURNING call_id)" __VA_ARGS__ " SELECT pg_notify('" PG_CHANNEL         \
+    "', call_id) FROM w"
 
 static int pg_insert_held(void *h, const struct approval_row *r, store_hook hook, void *ctx,
                           struct gate_error *err)
@@ -108,25 +119,25 @@ static int pg_insert_held(void *h, const struct approval_row *r, store_hook hook
                           num(c, r->created_ms, false),
                           num(e, r->expires_ms, false),
                           p->node};
-    if (begin_txn(p, err) < 0) return -1;
-    int rc = write_rows(p,
-                        "INSERT INTO calls (call_id, tool, policy_sha256, args_json, args_sha256,"
-                        " agent, session, blast_radius, webhook_url, state, token_sha256,"
-                        " created_ms, expires_ms, webhook_node, webhook_lease_ms)"
-                        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'" ST_PENDING "',$10,$11::bigint,"
-                        "$12::bigint, $13, " PG_NOW_MS " + " PG_LEASE_MS_STR ")",
+    struct pg *tx = begin_txn(p, err);
+    if (!tx) return -1;
+    /* The row, its first decision token and the notification: one statement. */
+    int rc = write_rows(tx,
+                        NOTIFYING("INSERT INTO calls (call_id, tool, policy_sha256, args_json,"
+                                  " args_sha256, agent, session, blast_radius, webhook_url, state,"
+                                  " token_sha256, created_ms, expires_ms, webhook_node,"
+                                  " webhook_lease_ms)"
+                                  " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'" ST_PENDING
+                                  "',$10,$11::bigint, $12::bigint, $13, " PG_NOW_MS
+                                  " + " PG_LEASE_MS_STR ")",
+                                  ", t AS (INSERT INTO decision_tokens (token_sha256, call_id)"
+                                  " SELECT $10, call_id FROM w WHERE $10::text IS NOT NULL)"),
                         13, vals, err, "insert");
-    if (rc == 1 && r->token_sha256) {
-        const char *tv[] = {r->token_sha256, r->call_id};
-        if (write_rows(p, "INSERT INTO decision_tokens (token_sha256, call_id) VALUES ($1,$2)", 2,
-                       tv, err, "insert token") != 1)
-            rc = -1;
-    }
-    if (rc == 1 && (tell_others(p, r->call_id, err) < 0 || (hook && hook(ctx, err) < 0)))
+    if (rc == 1 && hook && hook(ctx, err) < 0)
         rc = -1;
     else if (rc == 0)
         rc = gate_err(err, GATE_E_INTERNAL, "approval store: insert changed nothing");
-    return finish_txn(p, rc, err);
+    return finish_txn(tx, rc, err);
 }
 
 static int pg_cas_state(void *h, const char *call_id, const char *from, const char *to,
@@ -148,30 +159,34 @@ static int pg_cas_state(void *h, const char *call_id, const char *from, const ch
                           call_id,
                           from,
                           p->node};
-    if (begin_txn(p, err) < 0) return -1;
+    struct pg *tx = begin_txn(p, err);
+    if (!tx) return -1;
     int rc = write_rows(
-        p,
-        "UPDATE calls SET state=$1::text,"
-        " decided_by=COALESCE($2, decided_by), decision_auth=COALESCE($3, decision_auth),"
-        " reason=COALESCE($4, reason), result_json=COALESCE($5, result_json),"
-        " decided_ms=COALESCE($6::bigint, decided_ms), started_ms=COALESCE($7::bigint, started_ms),"
-        " finished_ms=COALESCE($8::bigint, finished_ms),"
-        /* The gateway that approves or starts a call holds its run lease (renewed by its
-         * heartbeat): if it dies, another starts the approved call, or interrupts the started. */
-        " run_node=CASE WHEN $1::text IN ('" ST_APPROVED "', '" ST_STARTED "') THEN $11"
-        "  ELSE run_node END,"
-        " run_lease_ms=CASE WHEN $1::text IN ('" ST_APPROVED "', '" ST_STARTED "') THEN " PG_NOW_MS
-        " + " PG_LEASE_MS_STR " ELSE run_lease_ms END"
-        " WHERE call_id=$9 AND state=$10::text"
-        /* A decision commits only inside the window it was made for. */
-        " AND (state<>'" ST_PENDING "' OR $1::text='" ST_EXPIRED "'"
-        "      OR $6::bigint IS NULL OR expires_ms > $6::bigint)"
-        /* Only a dead run is interrupted: its lease must have run out (checked again here,
-         * under the row lock, in case its gateway renewed it since it was listed). */
-        " AND NOT ($1::text='" ST_INTERRUPTED "' AND run_lease_ms >= " PG_NOW_MS ")",
+        tx,
+        NOTIFYING(
+            "UPDATE calls SET state=$1::text,"
+            " decided_by=COALESCE($2, decided_by), decision_auth=COALESCE($3, decision_auth),"
+            " reason=COALESCE($4, reason), result_json=COALESCE($5, result_json),"
+            " decided_ms=COALESCE($6::bigint, decided_ms), started_ms=COALESCE($7::bigint, "
+            "started_ms),"
+            " finished_ms=COALESCE($8::bigint, finished_ms),"
+            /* The gateway that approves or starts a call holds its run lease (renewed by its
+             * heartbeat): if it dies, another starts the approved call, or interrupts the started.
+             */
+            " run_node=CASE WHEN $1::text IN ('" ST_APPROVED "', '" ST_STARTED "') THEN $11"
+            "  ELSE run_node END,"
+            " run_lease_ms=CASE WHEN $1::text IN ('" ST_APPROVED "', '" ST_STARTED
+            "') THEN " PG_NOW_MS " + " PG_LEASE_MS_STR " ELSE run_lease_ms END"
+            " WHERE call_id=$9 AND state=$10::text"
+            /* A decision commits only inside the window it was made for. */
+            " AND (state<>'" ST_PENDING "' OR $1::text='" ST_EXPIRED "'"
+            "      OR $6::bigint IS NULL OR expires_ms > $6::bigint)"
+            /* Only a dead run is interrupted: its lease must have run out (checked again here,
+             * under the row lock, in case its gateway renewed it since it was listed). */
+            " AND NOT ($1::text='" ST_INTERRUPTED "' AND run_lease_ms >= " PG_NOW_MS ")"),
         11, vals, err, "update");
-    if (rc == 1 && (tell_others(p, call_id, err) < 0 || (hook && hook(ctx, err) < 0))) rc = -1;
-    return finish_txn(p, rc, err);
+    if (rc == 1 && hook && hook(ctx, err) < 0) rc = -1;
+    return finish_txn(tx, rc, err);
 }
 
 static char *col_dup(PGresult *res, int row, int col)
@@ -201,10 +216,11 @@ static void read_row(PGresult *res, int row, struct approval_row *r)
 static PGresult *query(struct pg *p, const char *sql, int n, const char *const *vals,
                        struct gate_error *err, const char *what)
 {
-    if (take(p, err) < 0) return NULL;
-    PGresult *res = pg_exec(p, sql, n, vals, err, what);
-    if (!res && reconnected(p, err)) res = pg_exec(p, sql, n, vals, err, what);
-    pthread_mutex_unlock(&p->lock);
+    struct pg *c = take(p, err);
+    if (!c) return NULL;
+    PGresult *res = pg_exec(c, sql, n, vals, err, what);
+    if (!res && reconnected(c, err)) res = pg_exec(c, sql, n, vals, err, what);
+    give(c);
     return res;
 }
 
@@ -336,15 +352,16 @@ static int pg_add_token(void *h, const char *call_id, const char *token_sha256,
 {
     struct pg *p = h;
     const char *vals[] = {token_sha256, call_id};
-    if (begin_txn(p, err) < 0) return -1;
-    int rc = write_rows(p, "INSERT INTO decision_tokens (token_sha256, call_id) VALUES ($1,$2)", 2,
+    struct pg *tx = begin_txn(p, err);
+    if (!tx) return -1;
+    int rc = write_rows(tx, "INSERT INTO decision_tokens (token_sha256, call_id) VALUES ($1,$2)", 2,
                         vals, err, "insert token") == 1
                  ? 1
                  : -1;
-    if (rc == 1 && write_rows(p, "UPDATE calls SET token_sha256=$1 WHERE call_id=$2", 2, vals, err,
+    if (rc == 1 && write_rows(tx, "UPDATE calls SET token_sha256=$1 WHERE call_id=$2", 2, vals, err,
                               "latest token") < 0)
         rc = -1;
-    return finish_txn(p, rc, err) < 0 ? -1 : 0;
+    return finish_txn(tx, rc, err) < 0 ? -1 : 0;
 }
 
 static int pg_record_attempt(void *h, const char *call_id, int attempt, int64_t ts_ms,
@@ -354,8 +371,9 @@ static int pg_record_attempt(void *h, const char *call_id, int attempt, int64_t 
     char a[24], t[24], s[24];
     const char *vals[] = {call_id, num(a, attempt, false), num(t, ts_ms, false),
                           num(s, http_status, false), error};
-    if (begin_txn(p, err) < 0) return -1;
-    int rc = write_rows(p,
+    struct pg *tx = begin_txn(p, err);
+    if (!tx) return -1;
+    int rc = write_rows(tx,
                         "INSERT INTO webhook_attempts (call_id, attempt, ts_ms, http_status, error)"
                         " VALUES ($1,$2::int,$3::bigint,$4::int,$5) ON CONFLICT (call_id, attempt)"
                         " DO UPDATE SET ts_ms=EXCLUDED.ts_ms, http_status=EXCLUDED.http_status,"
@@ -363,12 +381,12 @@ static int pg_record_attempt(void *h, const char *call_id, int attempt, int64_t 
                         5, vals, err, "insert attempt") == 1
                  ? 1
                  : -1;
-    if (rc == 1 && write_rows(p,
+    if (rc == 1 && write_rows(tx,
                               "UPDATE calls SET webhook_attempts=GREATEST(webhook_attempts,"
                               " $2::int) WHERE call_id=$1",
                               2, vals, err, "attempt count") < 0)
         rc = -1;
-    return finish_txn(p, rc, err) < 0 ? -1 : 0;
+    return finish_txn(tx, rc, err) < 0 ? -1 : 0;
 }
 
 static int pg_mark_delivered(void *h, const char *call_id, store_hook hook, void *ctx,
@@ -376,13 +394,14 @@ static int pg_mark_delivered(void *h, const char *call_id, store_hook hook, void
 {
     struct pg *p = h;
     const char *vals[] = {call_id};
-    if (begin_txn(p, err) < 0) return -1;
-    int rc = write_rows(p,
+    struct pg *tx = begin_txn(p, err);
+    if (!tx) return -1;
+    int rc = write_rows(tx,
                         "UPDATE calls SET webhook_delivered=1 WHERE call_id=$1"
                         " AND webhook_delivered=0",
                         1, vals, err, "delivered");
     if (rc == 1 && hook && hook(ctx, err) < 0) rc = -1;
-    return finish_txn(p, rc, err);
+    return finish_txn(tx, rc, err);
 }
 
 const struct approval_store_ops approval_store_pg = {

@@ -18,11 +18,23 @@
 #define PG_CHANNEL "gatehouse_calls"
 #define PG_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 
+/* Connections of a store's pool: statements and transactions of different calls run at once
+ * (a hold's transaction includes its audit append, so one connection would also serialise the
+ * audit's group commit). */
+#define PG_POOL 4
+
+/* The store (owner NULL), or a view of one pool connection (conn; owner the store). */
 struct pg {
-    PGconn *conn;         /* one connection: libpq connections are not shared by threads */
+    PGconn *conn; /* a view's connection: libpq connections are not shared by threads, so a
+                   * view is used by one thread between take and give (store_pg.c) */
+    struct pg *owner;
+    struct pg *views; /* the store's PG_POOL views */
+    struct pg *free[PG_POOL];
+    int nfree;
+    pthread_cond_t pool_free;
     PGconn *listen;       /* LISTENs on PG_CHANNEL; used by the expiry timer's thread only */
     PGconn *beat_conn;    /* the lease heartbeat's own */
-    pthread_mutex_t lock; /* ... so every use holds this */
+    pthread_mutex_t lock; /* guards free and nfree (and a quota's conn, store_pg_quota.c) */
     char node[17];        /* this gateway's random id, in run_node */
     pthread_t beat;
     pthread_mutex_t beat_lock;
@@ -37,8 +49,10 @@ int pg_fail(struct pg *p, PGresult *res, struct gate_error *err, const char *wha
 PGresult *pg_exec(struct pg *p, const char *sql, int n, const char *const *vals,
                   struct gate_error *err, const char *what);
 int pg_simple(struct pg *p, const char *sql, struct gate_error *err);
-/* With p->lock held: a usable connection (reconnecting once), or -1. */
+/* p->conn usable (reconnecting once), or -1; by its only user. */
 int pg_ready(struct pg *p, struct gate_error *err);
+/* A new connection to uri (password NULL: libpq's own), or NULL with err filled. */
+PGconn *pg_connect(const char *uri, const char *password, struct gate_error *err);
 int pg_open(const char *state_dir, const struct approval_config *cfg, void **handle,
             struct gate_error *err);
 void pg_close(void *h);

@@ -40,6 +40,24 @@ static const char *const MIGRATIONS[] = {
     "ALTER TABLE calls ADD COLUMN webhook_node TEXT, ADD COLUMN webhook_lease_ms BIGINT;"
     "CREATE INDEX calls_webhook_due ON calls(webhook_lease_ms)"
     " WHERE state = 'pending_approval' AND webhook_delivered = 0 AND webhook_url IS NOT NULL;",
+    /* 3: audit anchors: each gateway's published chain heads (audit/src/audit_anchor.c).
+     * Append-only by use: the first anchor of a (node, seq) stays. */
+    "CREATE TABLE audit_anchors (node TEXT NOT NULL, seq BIGINT NOT NULL,"
+    " segment INTEGER NOT NULL, hash TEXT NOT NULL,"
+    " anchored_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (node, seq));",
+    /* 4: per-agent quotas across gateways (store_pg_quota.c): the rate's token bucket, and
+     * running calls as session advisory locks (key: hashtext(agent), slot), which the server
+     * drops with the connection of a gateway that dies. */
+    "CREATE TABLE agent_rate (agent TEXT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL,"
+    " refill_ms BIGINT NOT NULL);"
+    /* Advisory locks nest within a session: mine, the slots this session holds already, are
+     * skipped, or a second call through the same gateway would take the same slot again. */
+    "CREATE FUNCTION gatehouse_take_slot(agent TEXT, slots INTEGER, mine INTEGER[])"
+    " RETURNS INTEGER LANGUAGE plpgsql AS $$ BEGIN"
+    "  FOR k IN 0 .. slots - 1 LOOP"
+    "   IF NOT (k = ANY(mine)) AND pg_try_advisory_lock(hashtext(agent), k) THEN RETURN k;"
+    "   END IF;"
+    "  END LOOP; RETURN -1; END $$;",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -80,7 +98,7 @@ int pg_simple(struct pg *p, const char *sql, struct gate_error *err)
     return rc;
 }
 
-/* With p->lock held: a usable connection, reconnecting once if the server went away. */
+/* A usable connection, reconnecting once if the server went away. */
 int pg_ready(struct pg *p, struct gate_error *err)
 {
     if (PQstatus(p->conn) == CONNECTION_OK) return 0;
@@ -92,7 +110,7 @@ int pg_ready(struct pg *p, struct gate_error *err)
     return pg_fail(p, NULL, err, "connect");
 }
 
-static PGconn *connect_db(const char *uri, const char *password, struct gate_error *err)
+PGconn *pg_connect(const char *uri, const char *password, struct gate_error *err)
 {
     /* expand_dbname: the URI's fields fill the other keywords; a password from password_env
      * overrides one from PGPASSWORD or .pgpass, which libpq reads by itself. */
@@ -185,7 +203,7 @@ int approval_db_migrate(const struct approval_config *cfg, bool check_only, int 
     *latest = N_MIGRATIONS;
     *version = 0;
     if (!cfg->database) return gate_err(err, GATE_E_CONFIG, "no database: configured");
-    if (!(tmp.conn = connect_db(cfg->database, cfg->database_password, err))) return -1;
+    if (!(tmp.conn = pg_connect(cfg->database, cfg->database_password, err))) return -1;
     int rc = 0, applied = 0;
     if (check_only) {
         rc = schema_version(&tmp, false, version, err);
@@ -299,20 +317,33 @@ int pg_open(const char *state_dir, const struct approval_config *cfg, void **han
     struct pg *p = calloc(1, sizeof(*p));
     if (!p) return gate_err(err, GATE_E_NOMEM, "out of memory");
     pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->pool_free, NULL);
     pthread_mutex_init(&p->beat_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p->beat_wake, &ca);
     pthread_condattr_destroy(&ca);
-    if (gate_random_hex(p->node, 8) < 0 ||
-        !(p->conn = connect_db(cfg->database, cfg->database_password, err))) {
-        if (!err->msg[0]) gate_err(err, GATE_E_INTERNAL, "no randomness for the node id");
+    if (gate_random_hex(p->node, 8) < 0) {
         pg_close(p);
-        return -1;
+        return gate_err(err, GATE_E_INTERNAL, "no randomness for the node id");
     }
-    if (!(p->listen = connect_db(cfg->database, cfg->database_password, err)) ||
-        !(p->beat_conn = connect_db(cfg->database, cfg->database_password, err)) ||
+    if (!(p->views = calloc(PG_POOL, sizeof(*p->views)))) {
+        pg_close(p);
+        return gate_err(err, GATE_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < PG_POOL; i++) {
+        struct pg *c = &p->views[i];
+        c->owner = p;
+        memcpy(c->node, p->node, sizeof(c->node));
+        if (!(c->conn = pg_connect(cfg->database, cfg->database_password, err))) {
+            pg_close(p);
+            return -1;
+        }
+        p->free[p->nfree++] = c;
+    }
+    if (!(p->listen = pg_connect(cfg->database, cfg->database_password, err)) ||
+        !(p->beat_conn = pg_connect(cfg->database, cfg->database_password, err)) ||
         listen_changes(p, err) < 0) {
         pg_close(p);
         return -1;
@@ -337,11 +368,14 @@ void pg_close(void *h)
     pthread_cond_broadcast(&p->beat_wake);
     pthread_mutex_unlock(&p->beat_lock);
     if (p->beat_started) pthread_join(p->beat, NULL);
-    PQfinish(p->conn);
+    for (int i = 0; p->views && i < PG_POOL; i++)
+        PQfinish(p->views[i].conn);
+    free(p->views);
     PQfinish(p->listen);
     PQfinish(p->beat_conn);
     pthread_cond_destroy(&p->beat_wake);
     pthread_mutex_destroy(&p->beat_lock);
+    pthread_cond_destroy(&p->pool_free);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }

@@ -54,6 +54,8 @@ struct audit_verify_report {
     uint64_t records;    /* records that verified */
     uint64_t first_bad;  /* seq of the first bad record (0 if all good) */
     char reason[256];    /* what is wrong with it; with AUDIT_VERIFY_WARNINGS, the first warning */
+    uint64_t anchors;    /* anchors checked (audit_verify_anchored) */
+    char node[65];       /* the node whose anchors were checked */
     uint64_t torn_bytes; /* bytes after the newest segment's last complete record that the next
                           * audit_open cuts off and keeps in a .torn- file (0: none) */
     size_t n_warnings;   /* warnings found, including any that did not fit in msgs */
@@ -66,8 +68,10 @@ enum audit_verify_result {
     AUDIT_VERIFY_INTACT = 0,   /* the chain verifies from gateway.started at seq 1; nothing else
                                 * but segments (and notes on recovery's .torn- files) */
     AUDIT_VERIFY_TAMPERED = 1, /* first_bad and reason say where the chain breaks */
-    AUDIT_VERIFY_WARNINGS = 2  /* the chain verifies, but: a torn tail, an empty segment, a file
+    AUDIT_VERIFY_WARNINGS = 2, /* the chain verifies, but: a torn tail, an empty segment, a file
                                 * that is not a segment, a .torn- file of a missing segment */
+    AUDIT_VERIFY_ANCHOR_MISMATCH = 3 /* the chain verifies, but not against its anchors
+                                      * (audit_verify_anchored): a cut or rewritten tail */
 };
 
 /* Verify the whole log in dir: a contiguous run of segments audit-000001.jsonl.., a chain
@@ -81,6 +85,59 @@ int audit_verify(const char *dir, struct audit_verify_report *report, struct gat
 uint64_t audit_syncs(struct audit_log *log);
 /* Roll over to a new segment once the current one reaches bytes (default 64 MiB). For tests. */
 void audit_set_segment_limit(struct audit_log *log, uint64_t bytes);
+
+/* ---- anchoring (issue 15) ----------------------------------------------------------
+ * A hash chain cannot show that records were cut off its end or that a tail was rewritten
+ * wholesale. So every record names the gateway's node id, and an anchorer thread publishes the
+ * chain head (node, segment, seq, hash, time) to a second storage after every group commit
+ * (coalesced: the newest head when it gets to it) and retries each second while that storage
+ * fails. It never blocks or fails an append: the local log stays the source of truth.
+ * audit_verify_anchored then checks that the log still holds every anchored head. */
+
+/* A node id: 1 to 64 of A-Z a-z 0-9 . _ - */
+bool audit_node_valid(const char *node);
+/* The node id: configured if not NULL (checked), else the one kept in state_dir/node,
+ * generated (16 hex digits) and stored there the first time. */
+int audit_node_id(const char *state_dir, const char *configured, char node[65],
+                  struct gate_error *err);
+/* Name node in every record appended from now on (member "node" after "event"). */
+int audit_set_node(struct audit_log *log, const char *node, struct gate_error *err);
+
+struct audit_head {
+    uint32_t segment;
+    uint64_t seq; /* 0: the log has no durable record yet */
+    char hash[65];
+};
+/* The newest durable record. */
+void audit_head(struct audit_log *log, struct audit_head *out);
+
+/* Where anchors go (and are read back from): a PostgreSQL database (its audit_anchors table,
+ * created by the approval store's migrations) or an append-only file of JSON lines. */
+struct audit_anchor_target {
+    const char *database;          /* postgresql://... or NULL */
+    const char *database_password; /* NULL: libpq's PGPASSWORD / .pgpass */
+    const char *file;              /* PATH or NULL */
+};
+
+struct audit_anchorer;
+/* Start publishing log's head for node to target (database and/or file). *out is owned by the
+ * caller (audit_anchor_stop, before audit_close). Fails only on what cannot be retried (no
+ * memory, no thread); an unreachable database or unwritable file is logged and retried. */
+int audit_anchor_start(struct audit_log *log, const char *node,
+                       const struct audit_anchor_target *target, struct audit_anchorer **out,
+                       struct gate_error *err);
+/* Publish the last head once more (best effort), stop the thread, free a. NULL is a no-op. */
+void audit_anchor_stop(struct audit_anchorer *a);
+/* Prometheus lines: heads published, failed attempts, last anchored seq. NULL: nothing. */
+void audit_anchor_metrics(struct audit_anchorer *a, struct gate_buf *out);
+
+/* audit_verify, then: every anchor of node (NULL: the node the log's newest record names) in
+ * target must be a record of the log with the same hash. Returns an enum audit_verify_result,
+ * AUDIT_VERIFY_ANCHOR_MISMATCH (reason says which anchor: a cut tail, a rewritten record, or
+ * no anchor at all for the node), or -1 (err: the log or the anchors cannot be read). */
+int audit_verify_anchored(const char *dir, const struct audit_anchor_target *target,
+                          const char *node, struct audit_verify_report *report,
+                          struct gate_error *err);
 
 /* TEST HOOK ONLY: make the next batch's write fail (EIO), write only half of it (short
  * write), or fail its sync (EIO), to exercise the fail-closed path; or refuse its O_DIRECT

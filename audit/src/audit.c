@@ -38,6 +38,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "audit.h"
@@ -58,6 +59,9 @@ struct audit_log {
     struct gate_buf pending;  /* queued lines not yet handed to a leader */
     struct gate_buf inflight; /* lines the current leader is writing */
     uint64_t durable_seq;     /* every seq <= this is on disk */
+    char durable_hash[65];    /* the hash of record durable_seq (the chain head) */
+    uint32_t durable_seg;     /* the segment that holds it */
+    char node[65];            /* written into every record after "event" ("" = none) */
     bool writing;             /* a leader owns fd, seg_* and inflight */
 
     bool failed;
@@ -280,6 +284,8 @@ int audit_open(const char *dir, struct audit_log **out, struct gate_error *err)
     }
     if (recover(log, err) < 0) goto fail;
     log->durable_seq = log->next_seq - 1;
+    memcpy(log->durable_hash, log->prev, 65);
+    log->durable_seg = log->seg_no;
     *out = log;
     return 0;
 fail:
@@ -452,6 +458,8 @@ static void lead_one_batch(struct audit_log *log)
     log->inflight = log->pending;
     log->pending = t;
     uint64_t batch_last = log->next_seq - 1;
+    char batch_hash[65];
+    memcpy(batch_hash, log->prev, 65);
     int fault = log->fault;
     uint64_t limit = log->seg_limit;
     log->fault = AUDIT_FAULT_NONE;
@@ -467,6 +475,8 @@ static void lead_one_batch(struct audit_log *log)
     log->syncs++;
     if (rc == 0) {
         log->durable_seq = batch_last;
+        memcpy(log->durable_hash, batch_hash, 65);
+        log->durable_seg = log->seg_no;
     } else if (!log->failed) {
         log->failed = true;
         snprintf(log->why, sizeof(log->why), "%s", why);
@@ -477,7 +487,8 @@ static void lead_one_batch(struct audit_log *log)
 
 /* ---- appending ------------------------------------------------------------------ */
 
-static const char *const reserved_keys[] = {"seq", "ts", "mono_ns", "event", "prev", "hash"};
+static const char *const reserved_keys[] = {"seq",  "ts",   "mono_ns", "event",
+                                            "node", "prev", "hash"};
 
 /* Compact JSON of fields without its braces ("" for none). *out is owned by the caller. */
 static int serialize_fields(const json_t *fields, char **out, size_t *len, struct gate_error *err)
@@ -523,6 +534,7 @@ static int enqueue_locked(struct audit_log *log, const char *event_json, const c
     int rc = gate_buf_printf(b, "{\"seq\":%llu,\"ts\":\"%s\",\"mono_ns\":%llu,\"event\":%s",
                              (unsigned long long)log->next_seq, ts,
                              (unsigned long long)gate_monotonic_ns(), event_json);
+    if (rc >= 0 && log->node[0]) rc = gate_buf_printf(b, ",\"node\":\"%s\"", log->node);
     if (rc >= 0 && fields_len)
         rc = gate_buf_append(b, ",", 1) < 0 ? -1 : gate_buf_append(b, fields, fields_len);
     if (rc >= 0) rc = gate_buf_printf(b, ",\"prev\":\"%s\"", log->prev);
@@ -622,6 +634,48 @@ void audit_set_segment_limit(struct audit_log *log, uint64_t bytes)
     pthread_mutex_lock(&log->mu);
     log->seg_limit = bytes ? bytes : 1;
     pthread_mutex_unlock(&log->mu);
+}
+
+void audit_head(struct audit_log *log, struct audit_head *out)
+{
+    pthread_mutex_lock(&log->mu);
+    out->seq = log->durable_seq;
+    out->segment = log->durable_seg;
+    memcpy(out->hash, log->durable_hash, 65);
+    pthread_mutex_unlock(&log->mu);
+}
+
+void audit_wait_head(struct audit_log *log, uint64_t after_seq, unsigned timeout_ms,
+                     const atomic_bool *stop)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* log->cond uses the default (realtime) clock */
+    uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)timeout_ms * 1000000ull;
+    ts.tv_sec += (time_t)(ns / 1000000000ull);
+    ts.tv_nsec = (long)(ns % 1000000000ull);
+    pthread_mutex_lock(&log->mu);
+    int rc = 0;
+    while (log->durable_seq == after_seq && !atomic_load(stop) && rc == 0)
+        rc = pthread_cond_timedwait(&log->cond, &log->mu, &ts);
+    pthread_mutex_unlock(&log->mu);
+}
+
+void audit_wake(struct audit_log *log)
+{
+    pthread_mutex_lock(&log->mu);
+    pthread_cond_broadcast(&log->cond);
+    pthread_mutex_unlock(&log->mu);
+}
+
+int audit_set_node(struct audit_log *log, const char *node, struct gate_error *err)
+{
+    if (!audit_node_valid(node))
+        return gate_err(err, GATE_E_CONFIG,
+                        "node id '%.80s': 1 to 64 of A-Z a-z 0-9 . _ - expected", node);
+    pthread_mutex_lock(&log->mu);
+    snprintf(log->node, sizeof(log->node), "%s", node);
+    pthread_mutex_unlock(&log->mu);
+    return 0;
 }
 
 void audit_test_fail_next(struct audit_log *log, enum audit_fault fault)

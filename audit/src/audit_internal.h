@@ -7,10 +7,12 @@
 #ifndef GATE_AUDIT_INTERNAL_H
 #define GATE_AUDIT_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit.h"
 #include "gate.h"
 
 /* A record line (without its '\n') may not exceed this: appends that would are refused, and
@@ -29,6 +31,7 @@ struct record_info {
     char prev[65];
     char hash[65];
     char event[64]; /* the record's event name, cut short if longer */
+    char node[65];  /* the writer's node id ("" if the record names none) */
 };
 
 enum record_status {
@@ -61,5 +64,21 @@ bool parse_torn_name(const char *name, uint32_t *num, uint64_t *offset);
  * record (an empty segment has none). */
 int recover_tail(int dirfd, const char *dir, uint32_t num, int fd, bool truncate_torn,
                  struct record_info *last, bool *found, uint64_t *new_size, struct gate_error *err);
+
+/* audit_verify, calling on_record(ctx, info, segment) for every record that verified, in
+ * order (the walk stops at the first bad one). */
+int audit_verify_walk(const char *dir,
+                      void (*on_record)(void *ctx, const struct record_info *info,
+                                        uint32_t segment),
+                      void *ctx, struct audit_verify_report *report, struct gate_error *err);
+
+/* ---- the writer, for the anchor publisher -------------------------------------------- */
+struct audit_log;
+/* Wait until the durable head is past after_seq, timeout_ms pass, or *stop is set (and
+ * audit_wake called). */
+void audit_wait_head(struct audit_log *log, uint64_t after_seq, unsigned timeout_ms,
+                     const atomic_bool *stop);
+/* Wake every audit_wait_head. */
+void audit_wake(struct audit_log *log);
 
 #endif

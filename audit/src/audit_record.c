@@ -27,7 +27,7 @@ static enum record_status malformed(char *why, size_t why_len, const char *what)
 
 /* The first four members must be seq, ts, mono_ns, event in that order, with the right types;
  * jansson keeps insertion (= document) order. */
-static const char *check_members(json_t *obj, uint64_t *seq, char event[64])
+static const char *check_members(json_t *obj, uint64_t *seq, char event[64], char node[65])
 {
     static const char *const order[] = {"seq", "ts", "mono_ns", "event"};
     void *it = json_object_iter(obj);
@@ -45,6 +45,8 @@ static const char *check_members(json_t *obj, uint64_t *seq, char event[64])
     if (!json_is_string(e)) return "event is not a string";
     *seq = (uint64_t)json_integer_value(s);
     snprintf(event, 64, "%s", json_string_value(e));
+    json_t *n = json_object_get(obj, "node");
+    snprintf(node, 65, "%s", json_is_string(n) ? json_string_value(n) : "");
     return NULL;
 }
 
@@ -79,13 +81,14 @@ enum record_status check_record(const char *line, size_t len, struct record_info
         return malformed(why, why_len, "not a JSON object");
     }
     uint64_t seq = 0;
-    char event[64];
-    const char *bad = check_members(obj, &seq, event);
+    char event[64], node[65];
+    const char *bad = check_members(obj, &seq, event, node);
     json_decref(obj);
     if (bad) return malformed(why, why_len, bad);
 
     info->seq = seq;
     memcpy(info->event, event, sizeof(info->event));
+    memcpy(info->node, node, sizeof(info->node));
     memcpy(info->prev, p + 9, 64);
     info->prev[64] = '\0';
     memcpy(info->hash, h + 9, 64);

@@ -35,6 +35,9 @@ struct walk {
     char gap[96];         /* which segments are missing, until a line after the gap is checked */
     uint64_t seg_records; /* records of the segment being walked */
     struct audit_verify_report *rep;
+    void (*on_record)(void *ctx, const struct record_info *info, uint32_t segment);
+    void *ctx;
+    uint32_t segment; /* the one being walked */
 };
 
 /* name with bytes that could garble a terminal line shown as \xNN. */
@@ -117,6 +120,7 @@ static int check_line(struct walk *w, const char *line, size_t len, const char *
         return tampered(w, info.seq, "%s: seq %llu follows on, but segment numbers must not skip",
                         where, (unsigned long long)info.seq);
     memcpy(w->prev, info.hash, 65);
+    if (w->on_record) w->on_record(w->ctx, &info, w->segment);
     w->expected++;
     w->seg_records++;
     w->rep->records++;
@@ -323,6 +327,7 @@ static int walk_segments(int dirfd, const char *dir, const uint32_t *nums, size_
             snprintf(w->gap, sizeof(w->gap), "audit-%06u.jsonl to audit-%06u.jsonl are missing",
                      (unsigned)want, (unsigned)(nums[i] - 1));
         bool last = i + 1 == count;
+        w->segment = nums[i];
         int rc = verify_segment(dirfd, dir, nums[i], last, w, err);
         if (rc != 0) return rc;
         /* The writer creates a segment and fills it before the next: an empty one before
@@ -341,7 +346,10 @@ static int walk_segments(int dirfd, const char *dir, const uint32_t *nums, size_
     return 0;
 }
 
-int audit_verify(const char *dir, struct audit_verify_report *report, struct gate_error *err)
+int audit_verify_walk(const char *dir,
+                      void (*on_record)(void *ctx, const struct record_info *info,
+                                        uint32_t segment),
+                      void *ctx, struct audit_verify_report *report, struct gate_error *err)
 {
     memset(report, 0, sizeof(*report));
     autoclose int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -353,7 +361,7 @@ int audit_verify(const char *dir, struct audit_verify_report *report, struct gat
         others_free(&others);
         return -1;
     }
-    struct walk w = {.expected = 1, .rep = report};
+    struct walk w = {.expected = 1, .rep = report, .on_record = on_record, .ctx = ctx};
     memcpy(w.prev, AUDIT_ZERO_HASH, 65);
     int rc = walk_segments(dirfd, dir, nums, count, &w, err);
     if (rc >= 0) report_others(dirfd, &others, nums, count, report);
@@ -367,4 +375,9 @@ int audit_verify(const char *dir, struct audit_verify_report *report, struct gat
             break;
         }
     return AUDIT_VERIFY_WARNINGS;
+}
+
+int audit_verify(const char *dir, struct audit_verify_report *report, struct gate_error *err)
+{
+    return audit_verify_walk(dir, NULL, NULL, report, err);
 }

@@ -20,6 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import test_approval  # noqa: E402  (its independent Standard Webhooks receiver)
+import test_audit_cli  # noqa: E402  (live_records, rehash: damaging a log as an attacker would)
 
 ALICE = "3f9c0c6b5e2d4a71-alice-token"
 ECHO = os.path.join(harness.BUILD_POLICIES, "tools", "echo")
@@ -168,8 +169,15 @@ class Env:
             harness.write_policy(self.policies, name, POLICY.format(
                 name=name, tool=TOOL, ledger=self.ledger, extra_env=extra))
         harness.write_policy(self.policies, "echo", ECHO_POLICY.format(tool=ECHO))
+        # A direct call (no approval) that writes its ledger line and then runs for 10 minutes.
+        harness.write_policy(self.policies, "slow_direct", POLICY.format(
+            name="slow_direct", tool=TOOL, ledger=self.ledger,
+            extra_env='  LEDGER_DELAY_MS: "600000"\n').replace(
+            "reversible: false\napproval:\n  required: true\n  timeout: 1h\n", "reversible: true\n"))
         self.gws = {}
         self.webhook_port = None
+        self.extra_config = ""  # appended to every gateway's config
+        self.webhook_format = None
 
     def config(self, name, database=True):
         """Gateway A takes the password from PGPASSWORD, the others from password_env."""
@@ -178,8 +186,11 @@ class Env:
               "database:\n  url: %s\n  password_env: GATE_TEST_DB_PASSWORD\n" % self.uri)
         hook = ("  webhook_url: http://127.0.0.1:%d/hook\n  webhook_secret_env: TEST_WEBHOOK_SECRET\n"
                 % self.webhook_port if self.webhook_port else "")
+        if self.webhook_format:
+            hook += "  webhook_format: %s\n" % self.webhook_format
         with open(path, "w") as f:
-            f.write(db + "approval:\n" + hook + "  approvers:\n    alice: %s\n" % ALICE)
+            f.write(db + "approval:\n" + hook + "  approvers:\n    alice: %s\n" % ALICE
+                    + self.extra_config)
         os.chmod(path, 0o600)  # a literal approver token
         return path
 
@@ -188,8 +199,11 @@ class Env:
         os.makedirs(state, exist_ok=True)
         env = {"PGPASSWORD": PGPASS} if name == "a" else {"GATE_TEST_DB_PASSWORD": PGPASS}
         env["TEST_WEBHOOK_SECRET"] = test_approval.SECRET
+        # Each gateway its own tool uids: two gateways handing out the same uids let their calls
+        # meet (the process tier's end-of-call sweep of one would hit the other's tool).
+        uids = "%d:256" % (1950000000 + 256 * (ord(name[0]) - ord("a")))
         gw = harness.Gateway(self.policies, state_dir=state,
-                             extra_args=["--config", self.config(name)], env=env)
+                             extra_args=["--config", self.config(name), "--tool-uids", uids], env=env)
         self.gws[name] = gw
         return gw
 
@@ -441,6 +455,34 @@ def test_webhook_lease_of_a_killed_gateway_is_taken_over(cluster):
         env.close()
 
 
+def test_chat_followup_from_another_gateway_within_the_webhook_lease(cluster):
+    """Held on A (A delivers the Slack message and keeps its webhook lease for a while),
+    approved on B at once: B posts the outcome follow-up; it was dropped for want of the lease."""
+    env = Env(cluster, "followup")
+    env.webhook_port = harness.free_port()
+    env.webhook_format = "slack"
+    rec = test_approval.Receiver(port=env.webhook_port).start()
+    try:
+        a, b = env.start_together(["a", "b"])
+        held = hold(a)
+        cid = held["call_id"].encode()
+
+        def bodies():
+            with rec.cond:
+                return [body for _, body, _ in rec.accepted if cid in body]
+        check(harness.wait_until(lambda: len(bodies()) == 1, WAIT_S), "no chat message")
+        check(decide(b, held).status == 200, "approve on B")
+        check(harness.wait_until(lambda: any(b"Approved:" in x for x in bodies()), WAIT_S),
+              "no follow-up: %r" % bodies())
+        check(sum(1 for x in bodies() if b"Approved:" in x) == 1, "follow-up twice: %r" % bodies())
+        check(wait_final(a, held["call_id"]) == "succeeded", "not run")
+        stop_clean(env, "a")
+        stop_clean(env, "b")
+    finally:
+        rec.stop()
+        env.close()
+
+
 def test_database_down_503_direct_calls_go_on_nothing_lost(cluster):
     env = Env(cluster, "down")
     try:
@@ -467,6 +509,201 @@ def test_database_down_503_direct_calls_go_on_nothing_lost(cluster):
         check(decide(a, after).status == 200, "decide after the database came back")
         check(wait_final(a, after["call_id"]) == "succeeded", "not run after reconnect")
         stop_clean(env, "a")
+    finally:
+        env.close()
+
+
+def test_three_gateways_hold_on_a_approve_on_c_runs_once(cluster):
+    env = Env(cluster, "three")
+    try:
+        a, b, c = env.start_together(["a", "b", "c"])
+        held = hold(a)
+        cid = held["call_id"]
+        check(status(c, cid) == "pending_approval", "C does not see A's hold")
+        check(decide(c, held).status == 200, "approve on C")
+        check(wait_final(b, cid) == "succeeded", "not succeeded (seen from B)")
+        check(decide(b, held).status == 409 and decide(a, held).status == 409, "decided twice")
+        check(env.executions(cid) == 1, "executions: %d" % env.executions(cid))
+        starts = {n: env.events(n, cid).count("call.started") for n in "abc"}
+        check(starts == {"a": 0, "b": 0, "c": 1}, "started: %r" % starts)
+        for n in "abc":
+            stop_clean(env, n)
+    finally:
+        env.close()
+
+
+def verify_anchored(state_dir, uri, *extra):
+    p = subprocess.run([harness.GATEHOUSE, "audit", "verify", os.path.join(state_dir, "audit"),
+                        "--anchors", uri] + list(extra), capture_output=True, text=True,
+                       env={"PGPASSWORD": PGPASS, "PATH": "/usr/bin:/bin"})
+    return p.returncode, p.stdout + p.stderr
+
+
+def test_anchored_verify_finds_cut_and_rewritten_tails(cluster):
+    env = Env(cluster, "anchor")
+    try:
+        (a,) = env.start_together(["a"])
+        held = hold(a)
+        for i in range(3):
+            check(a.call("echo", {"text": "n%d" % i}).status == 200, "echo")
+        check(decide(a, held).status == 200, "approve")
+        check(wait_final(a, held["call_id"]) == "succeeded", "not run")
+        stop_clean(env, "a")  # the last head (gateway.stopped) is anchored on the way out
+        recs = harness.audit_records(a.state_dir)
+        node = recs[-1]["node"]
+        check(all(r.get("node") == node for r in recs), "a record without the node")
+        top = cluster.sql("anchor", "SELECT max(seq) || ' ' || count(*) FROM audit_anchors"
+                                    " WHERE node = '%s'" % node).split()
+        check(int(top[0]) == recs[-1]["seq"] and int(top[1]) > 1, "anchors: %r" % top)
+        rc, out = verify_anchored(a.state_dir, env.uri)
+        check(rc == 0 and "anchored heads of node %s present" % node in out, out)
+
+        def damaged(edit):
+            d = tempfile.mkdtemp(prefix="gh-pgcut-", dir=env.root)
+            shutil.copytree(os.path.join(a.state_dir, "audit"), os.path.join(d, "audit"))
+            seg = os.path.join(d, "audit", sorted(os.listdir(os.path.join(d, "audit")))[-1])
+            lines = test_audit_cli.live_records(seg)
+            with open(seg, "wb") as f:
+                f.write(b"".join(edit(lines)))
+            check(harness.verify_audit(d)[0] == 0, "plain verify should pass: %s" % d)
+            return verify_anchored(d, env.uri)
+
+        rc, out = damaged(lambda lines: lines[:-3])
+        check(rc == 4 and "NOT AS ANCHORED" in out and "cut off" in out, "cut: %d %s" % (rc, out))
+
+        def rewrite(lines):
+            i = max(k for k, line in enumerate(lines) if b'"exit_code":0' in line)
+            lines[i] = lines[i].replace(b'"exit_code":0', b'"exit_code":1')
+            return test_audit_cli.rehash(lines, i)
+        rc, out = damaged(rewrite)
+        check(rc == 4 and "rewritten after seq" in out, "rewritten: %d %s" % (rc, out))
+        rc, out = verify_anchored(a.state_dir, "postgresql://postgres@/anchor?host=/nonexistent&port=1")
+        check(rc == 2, "unreachable anchors: %d %s" % (rc, out))
+    finally:
+        env.close()
+
+
+def test_database_restarted_under_load_nothing_acknowledged_lost(cluster):
+    """Clients keep calling while PostgreSQL stops and starts again: holds get 503
+    database_unavailable while it is down, direct calls keep working, holds work again after,
+    and every 2xx a client got is in the store and the audit log. Anchors catch up."""
+    env = Env(cluster, "load")
+    got = []  # (kind, phase, status, body)
+    lock = threading.Lock()
+    stop = threading.Event()
+    phase = ["up"]
+    try:
+        (a,) = env.start_together(["a"])
+
+        def client(kind):
+            while not stop.is_set():
+                ph = phase[0]
+                r = (a.call("ledger", {"account": "acme", "amount": 1}) if kind == "hold"
+                     else a.call("echo", {"text": "x"}))
+                with lock:
+                    got.append((kind, ph, r.status, r.json() if r.body else {}))
+
+        def seen(kind, ph, st):
+            with lock:
+                return sum(1 for g in got if g[0] == kind and g[1] == ph and g[2] == st)
+        threads = [threading.Thread(target=client, args=(k,)) for k in ("hold", "hold", "direct", "direct")]
+        for t in threads:
+            t.start()
+        check(harness.wait_until(lambda: seen("hold", "up", 202) >= 5, WAIT_S), "no holds before")
+        cluster.stop()
+        phase[0] = "down"
+        try:
+            check(harness.wait_until(lambda: seen("hold", "down", 503) >= 3, WAIT_S),
+                  "holds are not refused with the database down")
+            check(harness.wait_until(lambda: seen("direct", "down", 200) >= 5, WAIT_S),
+                  "direct calls stopped with the database down")
+            check(a.metric('gatehouse_audit_anchor_failures_total{target="database"}') > 0 or
+                  harness.wait_until(lambda: a.metric(
+                      'gatehouse_audit_anchor_failures_total{target="database"}') > 0, WAIT_S),
+                  "anchor failures are not counted")
+        finally:
+            cluster.start()
+        phase[0] = "again"
+        check(harness.wait_until(lambda: seen("hold", "again", 202) >= 3, WAIT_S),
+              "holds do not work again after the restart")
+        stop.set()
+        for t in threads:
+            t.join()
+        bad = [g for g in got if g[2] not in (200, 202) and not
+               (g[2] == 503 and g[3].get("error", {}).get("code") == "database_unavailable")]
+        check(not bad, "unexpected answers: %r" % bad[:5])
+        check(not [g for g in got if g[0] == "direct" and g[2] != 200], "a direct call failed")
+        audit = {}
+        for r in harness.audit_records(a.state_dir):
+            audit.setdefault(r.get("call_id"), []).append(r["event"])
+        for kind, ph, st, body in got:
+            if st == 202:
+                cid = body["call_id"]
+                check(status(a, cid) == "pending_approval", "acknowledged hold %s lost" % cid)
+                check("call.held" in audit.get(cid, []), "hold %s not in the audit log" % cid)
+            elif st == 200:
+                check("call.finished" in audit.get(body["call_id"], []),
+                      "direct call %s not in the audit log" % body["call_id"])
+        n_ok = sum(1 for g in got if g[2] in (200, 202))
+        # The anchors catch up with the log once the database is back.
+        check(harness.wait_until(lambda: a.metric('gatehouse_audit_anchored_seq{target="database"}')
+                                 >= a.metric("gatehouse_audit_last_seq"), WAIT_S), "anchors lag")
+        print("     %d answers, %d acknowledged, %d refused with database_unavailable"
+              % (len(got), n_ok, len(got) - n_ok), flush=True)
+        stop_clean(env, "a")
+        rc, out = verify_anchored(a.state_dir, env.uri)
+        check(rc == 0, "anchored verify after the outage: %s" % out)
+    finally:
+        stop.set()
+        env.close()
+
+
+def test_agent_quotas_count_across_gateways(cluster):
+    """max_concurrent 1 and rate 2/min for the (anonymous) agent, on two gateways: one running
+    call on A takes the agent's only slot on B too; a gateway killed with -9 gives its slot
+    back (the database drops its session locks); rate tokens are shared as well."""
+    env = Env(cluster, "quota")
+    env.extra_config = "defaults: {max_concurrent: 1}\n"
+    try:
+        a, b = env.start_together(["a", "b"])
+        check(b.call("echo", {"text": "free"}).status == 200, "echo with the slot free")
+        def slow_call():
+            try:
+                a.call("slow_direct", {"account": "q", "amount": 1})
+            except OSError:
+                pass  # A is killed while the call runs: no answer is expected
+        slow = threading.Thread(target=slow_call)
+        slow.start()
+        check(harness.wait_until(lambda: os.path.exists(os.path.join(env.ledger, "ledger.jsonl")),
+                                 WAIT_S), "the slow call does not run")
+        for gw, name in ((b, "B"), (a, "A")):
+            r = gw.call("echo", {"text": "busy"})
+            check(r.status == 429 and r.json()["error"]["code"] == "too_many_calls" and
+                  "max_concurrent" in r.json()["error"]["message"] and
+                  r.headers.get("retry-after"), "%s with the slot taken: %d %s" % (name, r.status, r.body))
+        a.kill9()  # its running call's slot dies with its database session
+        slow.join()
+        check(harness.wait_until(lambda: b.call("echo", {"text": "again"}).status == 200, WAIT_S),
+              "the killed gateway's slot was never released")
+        stop_clean(env, "b")
+    finally:
+        env.close()
+    env = Env(cluster, "rate")
+    env.extra_config = "defaults: {rate: 2}\n"
+    try:
+        a, b = env.start_together(["a", "b"])
+        t0 = time.monotonic()
+        answers = [gw.call("echo", {"text": "r"}) for gw in (a, b, a, b)]
+        elapsed = time.monotonic() - t0
+        ok = sum(1 for r in answers if r.status == 200)
+        refused = [r for r in answers if r.status == 429 and "rate" in r.json()["error"]["message"]]
+        # Two tokens for both gateways together, plus what refilled meanwhile (2 a minute);
+        # counted per gateway, all four would pass.
+        check(2 <= ok <= 2 + int(elapsed * 2 / 60),
+              "%d calls passed in %.1fs: %r" % (ok, elapsed, [r.status for r in answers]))
+        check(ok + len(refused) == 4, "other answers: %r" % [(r.status, r.body) for r in answers])
+        stop_clean(env, "a")
+        stop_clean(env, "b")
     finally:
         env.close()
 
