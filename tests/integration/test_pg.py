@@ -199,11 +199,10 @@ class Env:
         os.makedirs(state, exist_ok=True)
         env = {"PGPASSWORD": PGPASS} if name == "a" else {"GATE_TEST_DB_PASSWORD": PGPASS}
         env["TEST_WEBHOOK_SECRET"] = test_approval.SECRET
-        # Each gateway its own tool uids: two gateways handing out the same uids let their calls
-        # meet (the process tier's end-of-call sweep of one would hit the other's tool).
-        uids = "%d:256" % (1950000000 + 256 * (ord(name[0]) - ord("a")))
+        # Each gateway gets tool uids of its own from the harness: two gateways handing out the
+        # same uids would let their calls meet.
         gw = harness.Gateway(self.policies, state_dir=state,
-                             extra_args=["--config", self.config(name), "--tool-uids", uids], env=env)
+                             extra_args=["--config", self.config(name)], env=env)
         self.gws[name] = gw
         return gw
 
