@@ -308,7 +308,12 @@ int cemit_branch(struct comp *c, uint32_t l)
     uint32_t n = 0, at = 0;
     clabel_types(f, &n);
     if (l == c->ch - 1) return cemit_return(c);
-    if (branch_copies(c, f, n) < 0 || cemit(c, WOP_BR, 2, &at) < 0) return -1;
+    /* A back-edge to a loop that starts with a lookup-table switch (a VM's dispatch) runs
+     * that switch itself: one dispatch less per iteration. */
+    bool to_switch =
+        f->op == 0x03 && f->start < c->n && c->code[f->start].h == c->handlers[WOP_BR_TABLE_LD];
+    if (branch_copies(c, f, n) < 0 || cemit(c, to_switch ? WOP_BR_LD : WOP_BR, 2, &at) < 0)
+        return -1;
     if (f->op == 0x03)
         c->code[at + 1].i = (int64_t)f->start - (int64_t)(at + 1);
     else

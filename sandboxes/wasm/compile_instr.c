@@ -40,7 +40,22 @@ static int64_t fuse_numeric(struct comp *c, uint16_t wop, uint32_t pa, uint32_t 
         code[at + 2].s.b = (uint32_t)c->st[pb].cval;
         return at + 1;
     }
+    if (wop == WOP_I32_SHL && c->st[pb].kind == CE_CONST &&
+        (at = cproducer(c, pa, WOP_I32_AND_I)) >= 0) { /* [dst|x][m] -> [dst|x][m|k] */
+        code[at].h = c->handlers[WOP_AND_SHL];
+        code[at + 2].s.a = (uint32_t)code[at + 2].u;
+        code[at + 2].s.b = (uint32_t)c->st[pb].cval & 31;
+        return at + 1;
+    }
     if (wop != WOP_I32_ADD) return 0;
+    if (c->st[pb].kind == CE_CONST) { /* [dst|x][m|k] -> [dst|x][m|k][imm], likewise LD32_IDX */
+        bool ld = (at = cproducer(c, pa, WOP_AND_SHL)) < 0;
+        if (ld && (at = cproducer(c, pa, WOP_LD32_IDX)) < 0) return 0;
+        if (cappend_cell(c) < 0) return -1;
+        c->code[at].h = c->handlers[ld ? WOP_LD32_IDX_ADD : WOP_AND_SHL_ADD];
+        c->code[c->n - 1].s.a = (uint32_t)c->st[pb].cval;
+        return at + 1;
+    }
     uint32_t prod = pb, other = pa; /* the add commutes: either operand may be the producer */
     if (c->last_pos == pa && c->st[pb].kind == CE_LOCAL) prod = pa, other = pb;
     if (c->st[other].kind == CE_CONST) return 0;
@@ -433,17 +448,26 @@ static int compile_br_table(struct comp *c)
         (void)dtypes;
     }
     if (!cdead(c)) {
-        /* br_table on x + imm (a switch on a biased value): drop the add, fuse its operands */
+        /* br_table on x + imm (a switch on a biased value), or on a value loaded from a
+         * lookup table (LD32_IDX_ADD): drop that last instruction and take its operands */
         int64_t add = cproducer(c, p, WOP_I32_ADD_I);
-        uint32_t base = add >= 0 ? 3 : 2, x = 0, imm = 0;
+        int64_t ld = add >= 0 ? -1 : cproducer(c, p, WOP_LD32_IDX_ADD);
+        uint32_t base = add >= 0 ? 3 : ld >= 0 ? 5 : 2, x = 0, imm = 0;
+        union wcell idx[3];
         if (add >= 0) {
             x = c->code[add + 1].s.b, imm = (uint32_t)c->code[add + 2].u;
             c->n = (uint32_t)add; /* it is the last instruction: nothing refers to it */
+        } else if (ld >= 0) {
+            x = c->code[ld + 1].s.b;
+            memcpy(idx, &c->code[ld + 2], sizeof(idx));
+            c->n = (uint32_t)ld;
         }
-        if (cemit(c, add >= 0 ? WOP_BR_TABLE_A : WOP_BR_TABLE, base + n + 1, &at) < 0) return -1;
-        c->code[at + 1].s.a = add >= 0 ? x : s;
+        enum wop wop = add >= 0 ? WOP_BR_TABLE_A : ld >= 0 ? WOP_BR_TABLE_LD : WOP_BR_TABLE;
+        if (cemit(c, wop, base + n + 1, &at) < 0) return -1;
+        c->code[at + 1].s.a = add >= 0 || ld >= 0 ? x : s;
         c->code[at + 1].s.b = n;
         if (add >= 0) c->code[at + 2].s.a = imm;
+        if (ld >= 0) memcpy(&c->code[at + 2], idx, sizeof(idx));
         for (uint32_t i = 0; i <= n; i++) {
             struct cframe *f = &c->cs[c->ch - 1 - labels[i]];
             uint32_t cell = at + base + i;

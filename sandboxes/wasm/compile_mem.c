@@ -64,6 +64,12 @@ static int compile_memop(struct comp *c, const struct memop *op)
         c->code[at + 3].u = c->st[pv].cval;
         return 0;
     }
+    int64_t idx = cdead(c) || op->wop != WOP_LD32 ? -1 : cproducer(c, pa, WOP_AND_SHL_ADD);
+    if (idx >= 0) { /* a lookup table: [dst|x][m|k][imm] -> [dst|x][m|k][imm|offset] */
+        c->code[idx].h = c->handlers[WOP_LD32_IDX];
+        c->code[idx + 3].s.b = offset;
+        return cpush_result(c, op->type, (uint32_t)idx);
+    }
     int64_t add = cdead(c) ? -1 : cproducer(c, pa, WOP_I32_ADD_I);
     if (add >= 0 && (!op->store || c->st[pv].kind == CE_LOCAL)) {
         /* The address is an i32.add with a constant emitted just before: fold it into the

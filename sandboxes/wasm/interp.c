@@ -37,6 +37,11 @@
         trap = WASM_TRAP_##t;                                                                      \
         goto out;                                                                                  \
     } while (0)
+/* Trap unless the n bytes at ea lie inside the memory. */
+#define MEMCHK(ea, n)                                                                              \
+    do {                                                                                           \
+        if (__builtin_expect((ea) + (n) > memsize, 0)) TRAP(MEM_OOB);                              \
+    } while (0)
 #define LOAD_MEM()                                                                                 \
     do {                                                                                           \
         mem = inst->mem ? inst->mem->data : NULL;                                                  \
@@ -156,7 +161,7 @@ static enum wasm_trap refill(struct wasm_store *s, int64_t *budget)
     L_##name:                                                                                      \
     {                                                                                              \
         uint64_t ea = (uint64_t)RD(I, pc[1].s.b) + pc[2].u;                                        \
-        if (__builtin_expect(ea + (n) > memsize, 0)) TRAP(MEM_OOB);                                \
+        MEMCHK(ea, n);                                                                             \
         ctype v;                                                                                   \
         memcpy(&v, mem + ea, n);                                                                   \
         SLOT(pc[1].s.a) = conv;                                                                    \
@@ -166,7 +171,7 @@ static enum wasm_trap refill(struct wasm_store *s, int64_t *budget)
     L_##name##_A:                                                                                  \
     {                                                                                              \
         uint64_t ea = (uint64_t)(uint32_t)(RD(I, pc[1].s.b) + pc[2].s.a) + pc[2].s.b;              \
-        if (__builtin_expect(ea + (n) > memsize, 0)) TRAP(MEM_OOB);                                \
+        MEMCHK(ea, n);                                                                             \
         ctype v;                                                                                   \
         memcpy(&v, mem + ea, n);                                                                   \
         SLOT(pc[1].s.a) = conv;                                                                    \
@@ -177,7 +182,7 @@ static enum wasm_trap refill(struct wasm_store *s, int64_t *budget)
     L_##name:                                                                                      \
     {                                                                                              \
         uint64_t ea = (uint64_t)RD(I, pc[1].s.a) + pc[2].u;                                        \
-        if (__builtin_expect(ea + (n) > memsize, 0)) TRAP(MEM_OOB);                                \
+        MEMCHK(ea, n);                                                                             \
         ctype v = (ctype)SLOT(pc[1].s.b);                                                          \
         memcpy(mem + ea, &v, n);                                                                   \
         pc += 3;                                                                                   \
@@ -186,7 +191,7 @@ static enum wasm_trap refill(struct wasm_store *s, int64_t *budget)
     L_##name##_A:                                                                                  \
     {                                                                                              \
         uint64_t ea = (uint64_t)(uint32_t)(RD(I, pc[1].s.a) + pc[2].s.a) + pc[2].s.b;              \
-        if (__builtin_expect(ea + (n) > memsize, 0)) TRAP(MEM_OOB);                                \
+        MEMCHK(ea, n);                                                                             \
         ctype v = (ctype)SLOT(pc[1].s.b);                                                          \
         memcpy(mem + ea, &v, n);                                                                   \
         pc += 3;                                                                                   \
@@ -198,7 +203,7 @@ static enum wasm_trap refill(struct wasm_store *s, int64_t *budget)
     L_##name:                                                                                      \
     {                                                                                              \
         uint64_t ea = (uint64_t)RD(I, pc[1].s.a) + pc[2].u;                                        \
-        if (__builtin_expect(ea + (n) > memsize, 0)) TRAP(MEM_OOB);                                \
+        MEMCHK(ea, n);                                                                             \
         ctype v = (ctype)pc[3].u;                                                                  \
         memcpy(mem + ea, &v, n);                                                                   \
         pc += 4;                                                                                   \
@@ -386,6 +391,51 @@ L_BR_IF_TESTZ_I: /* [a][imm][off]: branch if (a & imm) == 0 */
     else
         pc += 4;
     NEXT();
+/* A switch compiled through a lookup table, as clang emits a Lua VM's opcode dispatch:
+ * br_table on mem32[((a & m) << k) + imm + off] + imm2. AND_SHL, AND_SHL_ADD, LD32_IDX and
+ * LD32_IDX_ADD are the steps towards BR_TABLE_LD, each the previous one with one more
+ * instruction folded in (compile_instr.c, compile_mem.c). */
+#define IDX_ADDR() (((RD(I, pc[1].s.b) & pc[2].s.a) << (pc[2].s.b & 31)) + pc[3].s.a)
+L_AND_SHL: /* [dst|a][m|k] */
+    WR_I(pc[1].s.a, (RD(I, pc[1].s.b) & pc[2].s.a) << (pc[2].s.b & 31));
+    pc += 3;
+    NEXT();
+L_AND_SHL_ADD: /* [dst|a][m|k][imm] */
+    WR_I(pc[1].s.a, IDX_ADDR());
+    pc += 4;
+    NEXT();
+L_LD32_IDX : { /* [dst|a][m|k][imm|off] */
+    uint64_t ea = (uint64_t)(uint32_t)(IDX_ADDR()) + pc[3].s.b;
+    MEMCHK(ea, 4);
+    uint32_t v;
+    memcpy(&v, mem + ea, 4);
+    SLOT(pc[1].s.a) = v;
+    pc += 4;
+    NEXT();
+}
+L_LD32_IDX_ADD : { /* [dst|a][m|k][imm|off][imm2] */
+    uint64_t ea = (uint64_t)(uint32_t)(IDX_ADDR()) + pc[3].s.b;
+    MEMCHK(ea, 4);
+    uint32_t v;
+    memcpy(&v, mem + ea, 4);
+    WR_I(pc[1].s.a, v + pc[4].s.a);
+    pc += 5;
+    NEXT();
+}
+L_BR_LD: /* [off]: a br to a BR_TABLE_LD, which follows here without a dispatch */
+    JUMP(1);
+L_BR_TABLE_LD : { /* [a|n][m|k][imm|off][imm2][off 0]..[off n] */
+    uint64_t ea =
+        (uint64_t)(uint32_t)(((RD(I, pc[1].s.a) & pc[2].s.a) << (pc[2].s.b & 31)) + pc[3].s.a) +
+        pc[3].s.b;
+    MEMCHK(ea, 4);
+    uint32_t i, n = pc[1].s.b;
+    memcpy(&i, mem + ea, 4);
+    i += pc[4].s.a;
+    if (i > n) i = n;
+    JUMP(5 + i);
+    NEXT();
+}
 L_COPY: /* [dst|src] */
     SLOT(pc[1].s.a) = SLOT(pc[1].s.b);
     pc += 2;

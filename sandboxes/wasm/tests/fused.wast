@@ -1,0 +1,129 @@
+;; The super-instructions the compiler fuses from common sequences (sandboxes/wasm/wasm_ops.h),
+;; each checked against the unfused result and at its edges: wrapping address arithmetic,
+;; out-of-bounds traps, br_table's default, and every partial step of a chain.
+
+;; A switch through a lookup table, as clang compiles a Lua VM's opcode dispatch:
+;; br_table on mem32[((x & 127) << 2) + 16] - 2 (BR_TABLE_LD), and its partial steps.
+(module
+  (memory 1)
+  ;; table at 16: entry k holds k + 2 for k < 4, then 0 and 1 (below the bias), then 1000
+  (data (i32.const 16) "\02\00\00\00\03\00\00\00\04\00\00\00\05\00\00\00\00\00\00\00\01\00\00\00\e8\03\00\00")
+  (func (export "dispatch") (param $x i32) (result i32)
+    (block $d
+      (block $c3
+        (block $c2
+          (block $c1
+            (block $c0
+              (br_table $c0 $c1 $c2 $c3 $d
+                (i32.add
+                  (i32.load offset=16
+                    (i32.shl (i32.and (local.get $x) (i32.const 127)) (i32.const 2)))
+                  (i32.const -2))))
+            (return (i32.const 100)))
+          (return (i32.const 101)))
+        (return (i32.const 102)))
+      (return (i32.const 103)))
+    (i32.const 199))
+  ;; an index that overflows 32 bits wraps, as the i32.shl and i32.add it replaces
+  (func (export "dispatch_far") (param $x i32) (result i32)
+    (block $d
+      (block $c0
+        (br_table $c0 $d
+          (i32.add
+            (i32.load offset=0
+              (i32.add (i32.shl (i32.and (local.get $x) (i32.const -1)) (i32.const 2))
+                       (i32.const 16)))
+            (i32.const -2))))
+      (return (i32.const 100)))
+    (i32.const 199))
+  ;; out of bounds: a table near the end of memory, and an offset beyond it
+  (func (export "dispatch_oob") (param $x i32) (result i32)
+    (block $d
+      (block $c0
+        (br_table $c0 $d
+          (i32.add
+            (i32.load offset=65532
+              (i32.add (i32.shl (i32.and (local.get $x) (i32.const 255)) (i32.const 2))
+                       (i32.const 0)))
+            (i32.const -2))))
+      (return (i32.const 100)))
+    (i32.const 199))
+  (func (export "and_shl") (param $x i32) (result i32)
+    (i32.shl (i32.and (local.get $x) (i32.const 0xff)) (i32.const 35)))
+  (func (export "and_shl_add") (param $x i32) (result i32)
+    (i32.add (i32.shl (i32.and (local.get $x) (i32.const 127)) (i32.const 2)) (i32.const 16)))
+  (func (export "ld_idx") (param $x i32) (result i32)
+    (i32.load offset=16 (i32.add (i32.shl (i32.and (local.get $x) (i32.const 127)) (i32.const 2))
+                                 (i32.const 0))))
+  (func (export "ld_idx_f32") (param $x i32) (result f32)
+    (f32.load offset=16 (i32.add (i32.shl (i32.and (local.get $x) (i32.const 127)) (i32.const 2))
+                                 (i32.const 0))))
+  (func (export "ld_idx_add") (param $x i32) (result i32)
+    (i32.add (i32.load offset=16 (i32.add (i32.shl (i32.and (local.get $x) (i32.const 127))
+                                                   (i32.const 2))
+                                          (i32.const 0)))
+             (i32.const -2)))
+  (func (export "ld_idx_oob") (param $x i32) (result i32)
+    (i32.load offset=4 (i32.add (i32.shl (i32.and (local.get $x) (i32.const -1)) (i32.const 2))
+                                (i32.const 65528))))
+)
+(assert_return (invoke "dispatch" (i32.const 0)) (i32.const 100))
+(assert_return (invoke "dispatch" (i32.const 1)) (i32.const 101))
+(assert_return (invoke "dispatch" (i32.const 2)) (i32.const 102))
+(assert_return (invoke "dispatch" (i32.const 3)) (i32.const 103))
+(assert_return (invoke "dispatch" (i32.const 4)) (i32.const 199))
+(assert_return (invoke "dispatch" (i32.const 5)) (i32.const 199))
+(assert_return (invoke "dispatch" (i32.const 6)) (i32.const 199))
+(assert_return (invoke "dispatch" (i32.const 128)) (i32.const 100))
+(assert_return (invoke "dispatch" (i32.const 0x83)) (i32.const 103))
+(assert_return (invoke "dispatch" (i32.const 127)) (i32.const 199))
+(assert_return (invoke "dispatch_far" (i32.const 1)) (i32.const 199))
+(assert_return (invoke "dispatch_far" (i32.const 0x40000000)) (i32.const 100))
+(assert_return (invoke "dispatch_far" (i32.const 0x3fffffff)) (i32.const 199))
+(assert_trap (invoke "dispatch_far" (i32.const 16383)) "out of bounds memory access")
+(assert_return (invoke "dispatch_oob" (i32.const 0)) (i32.const 199))
+(assert_trap (invoke "dispatch_oob" (i32.const 1)) "out of bounds memory access")
+(assert_return (invoke "and_shl" (i32.const 0x1234)) (i32.const 0x1a0))
+(assert_return (invoke "and_shl_add" (i32.const 0x85)) (i32.const 36))
+(assert_return (invoke "ld_idx" (i32.const 3)) (i32.const 5))
+(assert_return (invoke "ld_idx" (i32.const 6)) (i32.const 1000))
+(assert_return (invoke "ld_idx_f32" (i32.const 6)) (f32.const 0x1.f4p-140))
+(assert_return (invoke "ld_idx_add" (i32.const 5)) (i32.const -1))
+(assert_return (invoke "ld_idx_oob" (i32.const 0)) (i32.const 0))
+(assert_trap (invoke "ld_idx_oob" (i32.const 1)) "out of bounds memory access")
+(assert_return (invoke "ld_idx_oob" (i32.const 0x3ffffffe)) (i32.const 0))
+(assert_return (invoke "ld_idx_oob" (i32.const 0x3ffffffc)) (i32.const 0))
+
+;; A tiny VM whose loop starts with the lookup-table switch: the back-edges run the switch
+;; themselves (BR_LD). Program bytes from 64, one opcode a byte: 0 add 1, 1 double, 2 halt;
+;; the table at 16 maps opcode k to case k + 2.
+(module
+  (memory 1)
+  (data (i32.const 16) "\02\00\00\00\03\00\00\00\04\00\00\00")
+  (data (i32.const 64) "\00\00\01\00\01\01\00\02")
+  (func (export "vm") (param $pc i32) (result i32)
+    (local $acc i32) (local $op i32)
+    (local.set $op (i32.load8_u (local.get $pc)))
+    (loop $next
+      (block $halt
+        (block $double
+          (block $inc
+            (br_table $inc $double $halt $halt
+              (i32.add
+                (i32.load offset=16
+                  (i32.shl (i32.and (local.get $op) (i32.const 127)) (i32.const 2)))
+                (i32.const -2))))
+          (local.set $acc (i32.add (local.get $acc) (i32.const 1)))
+          (local.set $pc (i32.add (local.get $pc) (i32.const 1)))
+          (local.set $op (i32.load8_u (local.get $pc)))
+          (br $next))
+        (local.set $acc (i32.shl (local.get $acc) (i32.const 1)))
+        (local.set $pc (i32.add (local.get $pc) (i32.const 1)))
+        (local.set $op (i32.load8_u (local.get $pc)))
+        (br $next)))
+    (local.get $acc))
+)
+(assert_return (invoke "vm" (i32.const 64)) (i32.const 21))
+(assert_return (invoke "vm" (i32.const 70)) (i32.const 1))
+(assert_return (invoke "vm" (i32.const 71)) (i32.const 0))
+(assert_trap (invoke "vm" (i32.const 65535)) "out of bounds memory access")
