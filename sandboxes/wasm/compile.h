@@ -60,6 +60,7 @@ struct comp {
     uint32_t lazy_lo;  /* no entry below this position is CE_LOCAL or CE_CONST */
     int64_t last_prod; /* instruction whose dst may be retargeted, -1 none */
     int64_t copy_at;   /* a COPY that is the last instruction and no branch target, -1 */
+    int64_t last_at;   /* the last instruction, -1 if what follows is a branch target */
     uint32_t last_pos;
 };
 
@@ -85,6 +86,7 @@ static inline void ctarget(struct comp *c)
 {
     c->copy_at = -1;
     c->last_prod = -1;
+    c->last_at = -1;
 }
 int cmaterialize_top(struct comp *c, uint32_t n, uint32_t skip, bool locals);
 int csrc(struct comp *c, uint32_t pos, uint32_t *slot);

@@ -198,6 +198,24 @@ static enum wasm_trap refill(struct wasm_store *s, int64_t *budget)
         NEXT();                                                                                    \
     }
 
+/* An i32.load, then a load from the address it read: [d2|a][o1|o2][d1]. */
+#define LOAD_CHAIN_OP(name, n, ctype)                                                              \
+    L_LD32_##name:                                                                                 \
+    {                                                                                              \
+        uint64_t ea = (uint64_t)RD(I, pc[1].s.b) + pc[2].s.a;                                      \
+        MEMCHK(ea, 4);                                                                             \
+        uint32_t p;                                                                                \
+        memcpy(&p, mem + ea, 4);                                                                   \
+        SLOT(pc[3].s.a) = p;                                                                       \
+        ea = (uint64_t)p + pc[2].s.b;                                                              \
+        MEMCHK(ea, n);                                                                             \
+        ctype v;                                                                                   \
+        memcpy(&v, mem + ea, n);                                                                   \
+        SLOT(pc[1].s.a) = v;                                                                       \
+        pc += 4;                                                                                   \
+        NEXT();                                                                                    \
+    }
+
 /* Store of a constant: [addr][offset][value]. */
 #define STORE_IMM_OP(name, n, ctype)                                                               \
     L_##name:                                                                                      \
@@ -301,6 +319,9 @@ static enum wasm_trap run(struct wasm_store *s, struct wasm_func *entry,
     LOAD_OP(LD8S64, 1, int8_t, (uint64_t)(int64_t)v)
     LOAD_OP(LD16S64, 2, int16_t, (uint64_t)(int64_t)v)
     LOAD_OP(LD32S64, 4, int32_t, (uint64_t)(int64_t)v)
+    LOAD_CHAIN_OP(LD32, 4, uint32_t)
+    LOAD_CHAIN_OP(LD8U, 1, uint8_t)
+    LOAD_CHAIN_OP(LD64, 8, uint64_t)
     STORE_OP(ST32, 4, uint32_t)
     STORE_OP(ST64, 8, uint64_t)
     STORE_OP(ST8, 1, uint8_t)
