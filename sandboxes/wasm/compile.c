@@ -49,6 +49,7 @@ int cemit(struct comp *c, enum wop op, uint32_t ncells, uint32_t *at)
     c->n += ncells;
     c->last_prod = -1;
     c->copy_at = -1;
+    c->prev_at = c->last_at;
     c->last_at = *at;
     return 0;
 }
@@ -429,7 +430,8 @@ int wasm_compile_func(struct wasm_module *m, uint32_t i, struct gate_error *err)
                      .func_index = m->nfunc_imports + i,
                      .last_prod = -1,
                      .copy_at = -1,
-                     .last_at = -1};
+                     .last_at = -1,
+                     .prev_at = -1};
     c.r = (struct wreader){m->bytes, fd->body, fd->body + fd->body_len, err};
     c.ftype = &m->types[fd->type_idx];
     c.handlers = wasm_interp_handlers();

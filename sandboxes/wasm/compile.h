@@ -61,6 +61,7 @@ struct comp {
     int64_t last_prod; /* instruction whose dst may be retargeted, -1 none */
     int64_t copy_at;   /* a COPY that is the last instruction and no branch target, -1 */
     int64_t last_at;   /* the last instruction, -1 if what follows is a branch target */
+    int64_t prev_at;   /* the one before it, -1 likewise */
     uint32_t last_pos;
 };
 
@@ -87,6 +88,7 @@ static inline void ctarget(struct comp *c)
     c->copy_at = -1;
     c->last_prod = -1;
     c->last_at = -1;
+    c->prev_at = -1;
 }
 int cmaterialize_top(struct comp *c, uint32_t n, uint32_t skip, bool locals);
 int csrc(struct comp *c, uint32_t pos, uint32_t *slot);

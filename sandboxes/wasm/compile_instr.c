@@ -274,7 +274,9 @@ static int compile_call(struct comp *c, bool indirect)
         if (cemit(c, indirect ? WOP_CALL_INDIRECT : WOP_CALL, indirect ? 3 : 2, &at) < 0) return -1;
         if (indirect) {
             c->code[at + 1].s.a = table;
-            c->code[at + 1].s.b = x;
+            /* the canonical index: a function's type is its canonical one, so the check at
+             * run time is a pointer compare unless the function comes from another module */
+            c->code[at + 1].s.b = c->m->type_canon[x];
             c->code[at + 2].s.a = canon(c, pe);
             c->code[at + 2].s.b = argbase;
         } else {
@@ -452,9 +454,21 @@ static int compile_br_table(struct comp *c)
          * lookup table (LD32_IDX_ADD): drop that last instruction and take its operands */
         int64_t add = cproducer(c, p, WOP_I32_ADD_I);
         int64_t ld = add >= 0 ? -1 : cproducer(c, p, WOP_LD32_IDX_ADD);
-        uint32_t base = add >= 0 ? 3 : ld >= 0 ? 5 : 2, x = 0, imm = 0;
+        /* br_table on a byte just loaded (a type tag), plus a constant: BR_TABLE_L8 */
+        int64_t l8 = add >= 0 && c->prev_at >= 0 && c->prev_at + 3 == add &&
+                             c->code[c->prev_at].h == c->handlers[WOP_LD8U] &&
+                             c->code[c->prev_at + 1].s.a == c->code[add + 1].s.b
+                         ? c->prev_at
+                         : -1;
+        uint32_t base = l8 >= 0 ? 4 : add >= 0 ? 3 : ld >= 0 ? 5 : 2, x = 0, imm = 0;
         union wcell idx[3];
-        if (add >= 0) {
+        if (l8 >= 0) { /* [d|a][off] + [d2|d][imm] -> [a|n][off|imm][d] */
+            imm = (uint32_t)c->code[add + 2].u;
+            idx[0].s.a = c->code[l8 + 1].s.b;
+            idx[0].s.b = (uint32_t)c->code[l8 + 2].u;
+            idx[1].s.a = c->code[l8 + 1].s.a;
+            c->n = (uint32_t)l8; /* the last two instructions: nothing refers to them */
+        } else if (add >= 0) {
             x = c->code[add + 1].s.b, imm = (uint32_t)c->code[add + 2].u;
             c->n = (uint32_t)add; /* it is the last instruction: nothing refers to it */
         } else if (ld >= 0) {
@@ -462,11 +476,21 @@ static int compile_br_table(struct comp *c)
             memcpy(idx, &c->code[ld + 2], sizeof(idx));
             c->n = (uint32_t)ld;
         }
-        enum wop wop = add >= 0 ? WOP_BR_TABLE_A : ld >= 0 ? WOP_BR_TABLE_LD : WOP_BR_TABLE;
+        enum wop wop = l8 >= 0    ? WOP_BR_TABLE_L8
+                       : add >= 0 ? WOP_BR_TABLE_A
+                       : ld >= 0  ? WOP_BR_TABLE_LD
+                                  : WOP_BR_TABLE;
         if (cemit(c, wop, base + n + 1, &at) < 0) return -1;
         c->code[at + 1].s.a = add >= 0 || ld >= 0 ? x : s;
         c->code[at + 1].s.b = n;
-        if (add >= 0) c->code[at + 2].s.a = imm;
+        if (l8 >= 0) {
+            c->code[at + 1].s.a = idx[0].s.a;
+            c->code[at + 2].s.a = idx[0].s.b;
+            c->code[at + 2].s.b = imm;
+            c->code[at + 3].s.a = idx[1].s.a;
+        } else if (add >= 0) {
+            c->code[at + 2].s.a = imm;
+        }
         if (ld >= 0) memcpy(&c->code[at + 2], idx, sizeof(idx));
         for (uint32_t i = 0; i <= n; i++) {
             struct cframe *f = &c->cs[c->ch - 1 - labels[i]];

@@ -396,6 +396,15 @@ L_BR_TABLE_A : { /* [idx|n][imm][off 0]..[off n]: br_table on idx + imm */
     JUMP(3 + i);
     NEXT();
 }
+L_BR_TABLE_L8 : { /* [a|n][off|imm][d][off 0]..[off n]: br_table on mem8[a + off] + imm */
+    uint64_t ea = (uint64_t)RD(I, pc[1].s.a) + pc[2].s.a;
+    MEMCHK(ea, 1);
+    uint32_t v = mem[ea], i = v + pc[2].s.b, n = pc[1].s.b;
+    WR_I(pc[3].s.a, v); /* the loaded byte's slot, as the load left it */
+    if (i > n) i = n;
+    JUMP(4 + i);
+    NEXT();
+}
 L_TESTZ_I: /* [dst|a][imm]: (a & imm) == 0 */
     WR_I(pc[1].s.a, (RD(I, pc[1].s.b) & pc[2].s.a) == 0);
     pc += 3;

@@ -167,3 +167,37 @@
 (assert_return (invoke "chase8" (i32.const 4)) (i32.const 0))
 (assert_trap (invoke "chase32" (i32.const 65528)) "out of bounds memory access")
 (assert_trap (invoke "chase8" (i32.const -8)) "out of bounds memory access")
+
+;; A switch on a byte just loaded (a type tag) minus a constant (BR_TABLE_L8), the byte on
+;; the stack or kept in a local that is read after the switch.
+(module
+  (memory 1)
+  (data (i32.const 0) "\03\03\04\05\02\ff")
+  (func (export "tag") (param $p i32) (result i32)
+    (block $d
+      (block $c1
+        (block $c0
+          (br_table $c0 $c1 $d (i32.add (i32.load8_u offset=1 (local.get $p)) (i32.const -3))))
+        (return (i32.const 100)))
+      (return (i32.const 101)))
+    (i32.const 199))
+  (func (export "tag_kept") (param $p i32) (result i32)
+    (local $t i32)
+    (block $d
+      (block $c0
+        (br_table $c0 $d (i32.add (local.tee $t (i32.load8_u (local.get $p))) (i32.const -3))))
+      (return (i32.add (local.get $t) (i32.const 1000))))
+    (local.get $t))
+)
+(assert_return (invoke "tag" (i32.const 0)) (i32.const 100))
+(assert_return (invoke "tag" (i32.const 1)) (i32.const 101))
+(assert_return (invoke "tag" (i32.const 2)) (i32.const 199))
+(assert_return (invoke "tag" (i32.const 3)) (i32.const 199))
+(assert_return (invoke "tag" (i32.const 4)) (i32.const 199))
+(assert_return (invoke "tag" (i32.const 65534)) (i32.const 199))
+(assert_trap (invoke "tag" (i32.const 65535)) "out of bounds memory access")
+(assert_trap (invoke "tag" (i32.const -1)) "out of bounds memory access")
+(assert_return (invoke "tag_kept" (i32.const 0)) (i32.const 1003))
+(assert_return (invoke "tag_kept" (i32.const 2)) (i32.const 4))
+(assert_return (invoke "tag_kept" (i32.const 5)) (i32.const 255))
+(assert_trap (invoke "tag_kept" (i32.const 65536)) "out of bounds memory access")
