@@ -300,7 +300,23 @@ int cemit_return(struct comp *c)
             to += tslots(ty);
         }
     }
+    if (cfuse_copy(c, WOP_RET_COPY, WOP_RET_COPY2) >= 0) return 0;
     return cemit(c, WOP_RET, 1, &at);
+}
+
+int64_t cfuse_copy(struct comp *c, enum wop after_copy, enum wop after_copy2)
+{
+    int64_t at = c->last_at;
+    if (at < 0) return -1;
+    if (c->code[at].h == c->handlers[WOP_COPY] && at + 2 == c->n)
+        c->code[at].h = c->handlers[after_copy];
+    else if (c->code[at].h == c->handlers[WOP_COPY2] && at + 3 == c->n)
+        c->code[at].h = c->handlers[after_copy2];
+    else
+        return -1;
+    c->copy_at = -1;
+    c->last_prod = -1;
+    return at;
 }
 
 /* Unconditional branch to frame depth l, stack materialised and types checked. */

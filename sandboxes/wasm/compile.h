@@ -109,6 +109,10 @@ void cresolve(struct comp *c, uint32_t chain, uint32_t target);
 const uint8_t *clabel_types(const struct cframe *f, uint32_t *n);
 bool cneeds_copies(const struct comp *c, const struct cframe *f);
 int cemit_return(struct comp *c);
+/* If the last instruction is a COPY or COPY2 (no branch target since), turn it into the given
+ * fused form, whose handler does the copies and then that instruction's own work. Returns
+ * its index, or -1 if there was no copy. */
+int64_t cfuse_copy(struct comp *c, enum wop after_copy, enum wop after_copy2);
 int cemit_branch(struct comp *c, uint32_t l);
 void cset_unreachable(struct comp *c);
 int cread_blocktype(struct comp *c, struct cblocktype *bt);

@@ -271,8 +271,14 @@ static int compile_call(struct comp *c, bool indirect)
     if (cpop_types(c, t->types, t->nparams) < 0) return -1;
     if (!cdead(c)) {
         uint32_t argbase = cbase_slot(c, c->sh) * 8u;
-        if (cemit(c, indirect ? WOP_CALL_INDIRECT : WOP_CALL, indirect ? 3 : 2, &at) < 0) return -1;
-        if (indirect) {
+        int64_t cp = indirect ? -1 : cfuse_copy(c, WOP_COPY_CALL, WOP_COPY2_CALL);
+        if (cp >= 0) { /* [dst|src]... then [func|argbase] */
+            if (cappend_cell(c) < 0) return -1;
+            c->code[c->n - 1].s.a = x;
+            c->code[c->n - 1].s.b = argbase;
+        } else if (cemit(c, indirect ? WOP_CALL_INDIRECT : WOP_CALL, indirect ? 3 : 2, &at) < 0) {
+            return -1;
+        } else if (indirect) {
             c->code[at + 1].s.a = table;
             /* the canonical index: a function's type is its canonical one, so the check at
              * run time is a pointer compare unless the function comes from another module */

@@ -514,6 +514,19 @@ L_CALL: /* [func|argbase] */
     nfp = SLOTP(uint64_t, pc[1].s.b);
     pc += 2;
     goto do_call;
+L_COPY_CALL: /* [dst|src][func|argbase]: a COPY, then a CALL */
+    SLOT(pc[1].s.a) = SLOT(pc[1].s.b);
+    f = inst->funcs[pc[2].s.a];
+    nfp = SLOTP(uint64_t, pc[2].s.b);
+    pc += 3;
+    goto do_call;
+L_COPY2_CALL: /* [dst|src][dst2|src2][func|argbase]: a COPY2, then a CALL */
+    SLOT(pc[1].s.a) = SLOT(pc[1].s.b);
+    SLOT(pc[2].s.a) = SLOT(pc[2].s.b);
+    f = inst->funcs[pc[3].s.a];
+    nfp = SLOTP(uint64_t, pc[3].s.b);
+    pc += 4;
+    goto do_call;
 L_CALL_INDIRECT : { /* [table|type][elem|argbase] */
     const struct wasm_table *t = inst->tables[pc[1].s.a];
     uint32_t i = RD(I, pc[2].s.a);
@@ -549,6 +562,12 @@ do_call:
     }
     pc = code->cells;
     NEXT();
+L_RET_COPY2: /* [dst|src][dst2|src2]: a COPY2, then a RET */
+    SLOT(pc[1].s.a) = SLOT(pc[1].s.b);
+    SLOT(pc[2].s.a) = SLOT(pc[2].s.b);
+    goto L_RET;
+L_RET_COPY: /* [dst|src]: a COPY, then a RET */
+    SLOT(pc[1].s.a) = SLOT(pc[1].s.b);
 L_RET:
     if (frame == frame_base) goto out;
     frame--;
