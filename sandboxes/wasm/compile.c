@@ -231,7 +231,10 @@ int cpush_frame(struct comp *c, uint8_t op, const struct cblocktype *bt)
     f->height = c->sh; /* the caller pushes the block's params after this */
     f->dead = c->ch > 0 && cdead(c);
     f->start = c->n;
+    int64_t last_at = c->last_at, prev_at = c->prev_at;
     ctarget(c);
+    if (op != 0x03) /* only a loop's start is a branch target: adjacent code may still fuse */
+        c->last_at = last_at, c->prev_at = prev_at;
     c->ch++;
     /* A block's code may run again (loops) or be entered from elsewhere: nothing before its
      * start may be retargeted or fused with what follows. */
@@ -544,6 +547,17 @@ int64_t cfuse_branch(struct comp *c, uint32_t pos, bool negate)
         return at + 3;
     }
     enum wop br;
+    int64_t k = c->prev_at;
+    if (h == c->handlers[WOP_I32_EQZ] && !negate && k >= 0 && k + 3 == at &&
+        c->code[k].h == c->handlers[WOP_CONST]) {
+        /* [dst][value] + [dst2|a] -> [dst|a][value][off]: a constant stored just before */
+        c->code[k].h = c->handlers[WOP_CONST_BR_IF_EQZ];
+        c->code[k + 1].s.b = a;
+        c->code[k + 3].u = 0;
+        c->n = (uint32_t)k + 4; /* the EQZ was the last instruction: nothing refers to it */
+        c->last_at = -1;
+        return k + 3;
+    }
     if (h == c->handlers[WOP_I32_EQZ])
         br = negate ? WOP_BR_IF : WOP_BR_IF_EQZ;
     else if (h == c->handlers[WOP_I64_EQZ])

@@ -351,6 +351,13 @@ L_BR_IF_EQZ: /* [cond][off] */
     else
         pc += 3;
     NEXT();
+L_CONST_BR_IF_EQZ: /* [dst|cond][value][off]: a CONST, then a BR_IF_EQZ */
+    SLOT(pc[1].s.a) = pc[2].u;
+    if (!RD(I, pc[1].s.b))
+        JUMP(3);
+    else
+        pc += 4;
+    NEXT();
 L_BR_IF_NEZ64:
     if (RD(L, pc[1].s.a))
         JUMP(2);

@@ -231,3 +231,35 @@
 (assert_return (invoke "swapped" (i32.const 10) (i32.const 3)) (i32.const -7))
 (assert_return (invoke "pass" (i32.const 1) (i32.const 2)) (i32.const 1) (i32.const 2))
 (assert_return (invoke "fib" (i32.const 20)) (i32.const 6765))
+
+;; A constant stored to a local, then br_if on (i32.eqz x), across a block start
+;; (CONST_BR_IF_EQZ): forward, as a loop's back-edge, and on the local just set.
+(module
+  (func (export "fwd") (param $t i32) (result i32)
+    (local $r i32)
+    (local.set $r (i32.const 5))
+    (block $skip
+      (local.set $r (i32.const 7))
+      (br_if $skip (i32.eqz (local.get $t)))
+      (local.set $r (i32.add (local.get $r) (i32.const 100))))
+    (local.get $r))
+  (func (export "self") (param $t i32) (result i32)
+    (block $skip
+      (local.set $t (i32.const 0))
+      (br_if $skip (i32.eqz (local.get $t)))
+      (return (i32.const 1)))
+    (i32.const 2))
+  (func (export "count") (param $n i32) (result i32)
+    (local $k i32) (local $z i32) (local $stop i32)
+    (loop $again
+      (local.set $k (i32.add (local.get $k) (i32.const 1)))
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (local.set $stop (i32.eqz (local.get $n)))
+      (local.set $z (i32.const 3))
+      (br_if $again (i32.eqz (local.get $stop))))
+    (i32.add (local.get $k) (local.get $z)))
+)
+(assert_return (invoke "fwd" (i32.const 0)) (i32.const 7))
+(assert_return (invoke "fwd" (i32.const 1)) (i32.const 107))
+(assert_return (invoke "self" (i32.const 1)) (i32.const 2))
+(assert_return (invoke "count" (i32.const 5)) (i32.const 8))
