@@ -434,6 +434,45 @@ static int compile_br_if(struct comp *c)
     return 0;
 }
 
+/* The form of br_table on the entry at p (slot s), and its cells before the offsets:
+ * on x + imm (a switch on a biased value: BR_TABLE_A [x|n][imm]), on a byte just loaded plus
+ * imm (a type tag: BR_TABLE_L8 [a|n][off|imm][d], still writing the byte's slot d), on a
+ * lookup-table load (BR_TABLE_LD [x|n][m|k][imm|off][imm2]), or plain (BR_TABLE [s|n]). The
+ * instructions folded in are the last ones emitted, so nothing refers to them: dropped. */
+static enum wop br_table_form(struct comp *c, uint32_t p, uint32_t s, union wcell head[4],
+                              uint32_t *nhead)
+{
+    int64_t add = cproducer(c, p, WOP_I32_ADD_I), l8 = c->prev_at, ld;
+    memset(head, 0, 4 * sizeof(head[0]));
+    if (add >= 0 && l8 >= 0 && l8 + 3 == add && c->code[l8].h == c->handlers[WOP_LD8U] &&
+        c->code[l8 + 1].s.a == c->code[add + 1].s.b) {
+        head[0].s.a = c->code[l8 + 1].s.b;
+        head[1].s.a = (uint32_t)c->code[l8 + 2].u;
+        head[1].s.b = (uint32_t)c->code[add + 2].u;
+        head[2].s.a = c->code[l8 + 1].s.a;
+        c->n = (uint32_t)l8;
+        *nhead = 3;
+        return WOP_BR_TABLE_L8;
+    }
+    if (add >= 0) {
+        head[0].s.a = c->code[add + 1].s.b;
+        head[1].s.a = (uint32_t)c->code[add + 2].u;
+        c->n = (uint32_t)add;
+        *nhead = 2;
+        return WOP_BR_TABLE_A;
+    }
+    if ((ld = cproducer(c, p, WOP_LD32_IDX_ADD)) >= 0) {
+        head[0].s.a = c->code[ld + 1].s.b;
+        memcpy(&head[1], &c->code[ld + 2], 3 * sizeof(head[0]));
+        c->n = (uint32_t)ld;
+        *nhead = 4;
+        return WOP_BR_TABLE_LD;
+    }
+    head[0].s.a = s;
+    *nhead = 1;
+    return WOP_BR_TABLE;
+}
+
 static int compile_br_table(struct comp *c)
 {
     uint32_t n = 0, p = 0, s = 0, at = 0, dn = 0;
@@ -456,48 +495,13 @@ static int compile_br_table(struct comp *c)
         (void)dtypes;
     }
     if (!cdead(c)) {
-        /* br_table on x + imm (a switch on a biased value), or on a value loaded from a
-         * lookup table (LD32_IDX_ADD): drop that last instruction and take its operands */
-        int64_t add = cproducer(c, p, WOP_I32_ADD_I);
-        int64_t ld = add >= 0 ? -1 : cproducer(c, p, WOP_LD32_IDX_ADD);
-        /* br_table on a byte just loaded (a type tag), plus a constant: BR_TABLE_L8 */
-        int64_t l8 = add >= 0 && c->prev_at >= 0 && c->prev_at + 3 == add &&
-                             c->code[c->prev_at].h == c->handlers[WOP_LD8U] &&
-                             c->code[c->prev_at + 1].s.a == c->code[add + 1].s.b
-                         ? c->prev_at
-                         : -1;
-        uint32_t base = l8 >= 0 ? 4 : add >= 0 ? 3 : ld >= 0 ? 5 : 2, x = 0, imm = 0;
-        union wcell idx[3];
-        if (l8 >= 0) { /* [d|a][off] + [d2|d][imm] -> [a|n][off|imm][d] */
-            imm = (uint32_t)c->code[add + 2].u;
-            idx[0].s.a = c->code[l8 + 1].s.b;
-            idx[0].s.b = (uint32_t)c->code[l8 + 2].u;
-            idx[1].s.a = c->code[l8 + 1].s.a;
-            c->n = (uint32_t)l8; /* the last two instructions: nothing refers to them */
-        } else if (add >= 0) {
-            x = c->code[add + 1].s.b, imm = (uint32_t)c->code[add + 2].u;
-            c->n = (uint32_t)add; /* it is the last instruction: nothing refers to it */
-        } else if (ld >= 0) {
-            x = c->code[ld + 1].s.b;
-            memcpy(idx, &c->code[ld + 2], sizeof(idx));
-            c->n = (uint32_t)ld;
-        }
-        enum wop wop = l8 >= 0    ? WOP_BR_TABLE_L8
-                       : add >= 0 ? WOP_BR_TABLE_A
-                       : ld >= 0  ? WOP_BR_TABLE_LD
-                                  : WOP_BR_TABLE;
+        union wcell head[4];
+        uint32_t nhead = 0;
+        enum wop wop = br_table_form(c, p, s, head, &nhead);
+        uint32_t base = nhead + 1;
         if (cemit(c, wop, base + n + 1, &at) < 0) return -1;
-        c->code[at + 1].s.a = add >= 0 || ld >= 0 ? x : s;
+        memcpy(&c->code[at + 1], head, nhead * sizeof(head[0]));
         c->code[at + 1].s.b = n;
-        if (l8 >= 0) {
-            c->code[at + 1].s.a = idx[0].s.a;
-            c->code[at + 2].s.a = idx[0].s.b;
-            c->code[at + 2].s.b = imm;
-            c->code[at + 3].s.a = idx[1].s.a;
-        } else if (add >= 0) {
-            c->code[at + 2].s.a = imm;
-        }
-        if (ld >= 0) memcpy(&c->code[at + 2], idx, sizeof(idx));
         for (uint32_t i = 0; i <= n; i++) {
             struct cframe *f = &c->cs[c->ch - 1 - labels[i]];
             uint32_t cell = at + base + i;
