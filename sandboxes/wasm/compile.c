@@ -49,6 +49,8 @@ int cemit(struct comp *c, enum wop op, uint32_t ncells, uint32_t *at)
     c->n += ncells;
     c->last_prod = -1;
     c->copy_at = -1;
+    c->prev_at = c->last_at;
+    c->last_at = *at;
     return 0;
 }
 
@@ -229,7 +231,10 @@ int cpush_frame(struct comp *c, uint8_t op, const struct cblocktype *bt)
     f->height = c->sh; /* the caller pushes the block's params after this */
     f->dead = c->ch > 0 && cdead(c);
     f->start = c->n;
+    int64_t last_at = c->last_at, prev_at = c->prev_at;
     ctarget(c);
+    if (op != 0x03) /* only a loop's start is a branch target: adjacent code may still fuse */
+        c->last_at = last_at, c->prev_at = prev_at;
     c->ch++;
     /* A block's code may run again (loops) or be entered from elsewhere: nothing before its
      * start may be retargeted or fused with what follows. */
@@ -298,7 +303,23 @@ int cemit_return(struct comp *c)
             to += tslots(ty);
         }
     }
+    if (cfuse_copy(c, WOP_RET_COPY, WOP_RET_COPY2) >= 0) return 0;
     return cemit(c, WOP_RET, 1, &at);
+}
+
+int64_t cfuse_copy(struct comp *c, enum wop after_copy, enum wop after_copy2)
+{
+    int64_t at = c->last_at;
+    if (at < 0) return -1;
+    if (c->code[at].h == c->handlers[WOP_COPY] && at + 2 == c->n)
+        c->code[at].h = c->handlers[after_copy];
+    else if (c->code[at].h == c->handlers[WOP_COPY2] && at + 3 == c->n)
+        c->code[at].h = c->handlers[after_copy2];
+    else
+        return -1;
+    c->copy_at = -1;
+    c->last_prod = -1;
+    return at;
 }
 
 /* Unconditional branch to frame depth l, stack materialised and types checked. */
@@ -308,7 +329,12 @@ int cemit_branch(struct comp *c, uint32_t l)
     uint32_t n = 0, at = 0;
     clabel_types(f, &n);
     if (l == c->ch - 1) return cemit_return(c);
-    if (branch_copies(c, f, n) < 0 || cemit(c, WOP_BR, 2, &at) < 0) return -1;
+    /* A back-edge to a loop that starts with a lookup-table switch (a VM's dispatch) runs
+     * that switch itself: one dispatch less per iteration. */
+    bool to_switch =
+        f->op == 0x03 && f->start < c->n && c->code[f->start].h == c->handlers[WOP_BR_TABLE_LD];
+    if (branch_copies(c, f, n) < 0 || cemit(c, to_switch ? WOP_BR_LD : WOP_BR, 2, &at) < 0)
+        return -1;
     if (f->op == 0x03)
         c->code[at + 1].i = (int64_t)f->start - (int64_t)(at + 1);
     else
@@ -418,8 +444,13 @@ static void comp_free(struct comp *c)
 int wasm_compile_func(struct wasm_module *m, uint32_t i, struct gate_error *err)
 {
     struct wfunc_def *fd = &m->funcs[i];
-    struct comp c = {
-        .m = m, .err = err, .func_index = m->nfunc_imports + i, .last_prod = -1, .copy_at = -1};
+    struct comp c = {.m = m,
+                     .err = err,
+                     .func_index = m->nfunc_imports + i,
+                     .last_prod = -1,
+                     .copy_at = -1,
+                     .last_at = -1,
+                     .prev_at = -1};
     c.r = (struct wreader){m->bytes, fd->body, fd->body + fd->body_len, err};
     c.ftype = &m->types[fd->type_idx];
     c.handlers = wasm_interp_handlers();
@@ -516,6 +547,17 @@ int64_t cfuse_branch(struct comp *c, uint32_t pos, bool negate)
         return at + 3;
     }
     enum wop br;
+    int64_t k = c->prev_at;
+    if (h == c->handlers[WOP_I32_EQZ] && !negate && k >= 0 && k + 3 == at &&
+        c->code[k].h == c->handlers[WOP_CONST]) {
+        /* [dst][value] + [dst2|a] -> [dst|a][value][off]: a constant stored just before */
+        c->code[k].h = c->handlers[WOP_CONST_BR_IF_EQZ];
+        c->code[k + 1].s.b = a;
+        c->code[k + 3].u = 0;
+        c->n = (uint32_t)k + 4; /* the EQZ was the last instruction: nothing refers to it */
+        c->last_at = -1;
+        return k + 3;
+    }
     if (h == c->handlers[WOP_I32_EQZ])
         br = negate ? WOP_BR_IF : WOP_BR_IF_EQZ;
     else if (h == c->handlers[WOP_I64_EQZ])

@@ -60,6 +60,8 @@ struct comp {
     uint32_t lazy_lo;  /* no entry below this position is CE_LOCAL or CE_CONST */
     int64_t last_prod; /* instruction whose dst may be retargeted, -1 none */
     int64_t copy_at;   /* a COPY that is the last instruction and no branch target, -1 */
+    int64_t last_at;   /* the last instruction, -1 if what follows is a branch target */
+    int64_t prev_at;   /* the one before it, -1 likewise */
     uint32_t last_pos;
 };
 
@@ -85,6 +87,8 @@ static inline void ctarget(struct comp *c)
 {
     c->copy_at = -1;
     c->last_prod = -1;
+    c->last_at = -1;
+    c->prev_at = -1;
 }
 int cmaterialize_top(struct comp *c, uint32_t n, uint32_t skip, bool locals);
 int csrc(struct comp *c, uint32_t pos, uint32_t *slot);
@@ -105,6 +109,10 @@ void cresolve(struct comp *c, uint32_t chain, uint32_t target);
 const uint8_t *clabel_types(const struct cframe *f, uint32_t *n);
 bool cneeds_copies(const struct comp *c, const struct cframe *f);
 int cemit_return(struct comp *c);
+/* If the last instruction is a COPY or COPY2 (no branch target since), turn it into the given
+ * fused form, whose handler does the copies and then that instruction's own work. Returns
+ * its index, or -1 if there was no copy. */
+int64_t cfuse_copy(struct comp *c, enum wop after_copy, enum wop after_copy2);
 int cemit_branch(struct comp *c, uint32_t l);
 void cset_unreachable(struct comp *c);
 int cread_blocktype(struct comp *c, struct cblocktype *bt);

@@ -40,7 +40,22 @@ static int64_t fuse_numeric(struct comp *c, uint16_t wop, uint32_t pa, uint32_t 
         code[at + 2].s.b = (uint32_t)c->st[pb].cval;
         return at + 1;
     }
+    if (wop == WOP_I32_SHL && c->st[pb].kind == CE_CONST &&
+        (at = cproducer(c, pa, WOP_I32_AND_I)) >= 0) { /* [dst|x][m] -> [dst|x][m|k] */
+        code[at].h = c->handlers[WOP_AND_SHL];
+        code[at + 2].s.a = (uint32_t)code[at + 2].u;
+        code[at + 2].s.b = (uint32_t)c->st[pb].cval & 31;
+        return at + 1;
+    }
     if (wop != WOP_I32_ADD) return 0;
+    if (c->st[pb].kind == CE_CONST) { /* [dst|x][m|k] -> [dst|x][m|k][imm], likewise LD32_IDX */
+        bool ld = (at = cproducer(c, pa, WOP_AND_SHL)) < 0;
+        if (ld && (at = cproducer(c, pa, WOP_LD32_IDX)) < 0) return 0;
+        if (cappend_cell(c) < 0) return -1;
+        c->code[at].h = c->handlers[ld ? WOP_LD32_IDX_ADD : WOP_AND_SHL_ADD];
+        c->code[c->n - 1].s.a = (uint32_t)c->st[pb].cval;
+        return at + 1;
+    }
     uint32_t prod = pb, other = pa; /* the add commutes: either operand may be the producer */
     if (c->last_pos == pa && c->st[pb].kind == CE_LOCAL) prod = pa, other = pb;
     if (c->st[other].kind == CE_CONST) return 0;
@@ -256,10 +271,18 @@ static int compile_call(struct comp *c, bool indirect)
     if (cpop_types(c, t->types, t->nparams) < 0) return -1;
     if (!cdead(c)) {
         uint32_t argbase = cbase_slot(c, c->sh) * 8u;
-        if (cemit(c, indirect ? WOP_CALL_INDIRECT : WOP_CALL, indirect ? 3 : 2, &at) < 0) return -1;
-        if (indirect) {
+        int64_t cp = indirect ? -1 : cfuse_copy(c, WOP_COPY_CALL, WOP_COPY2_CALL);
+        if (cp >= 0) { /* [dst|src]... then [func|argbase] */
+            if (cappend_cell(c) < 0) return -1;
+            c->code[c->n - 1].s.a = x;
+            c->code[c->n - 1].s.b = argbase;
+        } else if (cemit(c, indirect ? WOP_CALL_INDIRECT : WOP_CALL, indirect ? 3 : 2, &at) < 0) {
+            return -1;
+        } else if (indirect) {
             c->code[at + 1].s.a = table;
-            c->code[at + 1].s.b = x;
+            /* the canonical index: a function's type is its canonical one, so the check at
+             * run time is a pointer compare unless the function comes from another module */
+            c->code[at + 1].s.b = c->m->type_canon[x];
             c->code[at + 2].s.a = canon(c, pe);
             c->code[at + 2].s.b = argbase;
         } else {
@@ -411,6 +434,45 @@ static int compile_br_if(struct comp *c)
     return 0;
 }
 
+/* The form of br_table on the entry at p (slot s), and its cells before the offsets:
+ * on x + imm (a switch on a biased value: BR_TABLE_A [x|n][imm]), on a byte just loaded plus
+ * imm (a type tag: BR_TABLE_L8 [a|n][off|imm][d], still writing the byte's slot d), on a
+ * lookup-table load (BR_TABLE_LD [x|n][m|k][imm|off][imm2]), or plain (BR_TABLE [s|n]). The
+ * instructions folded in are the last ones emitted, so nothing refers to them: dropped. */
+static enum wop br_table_form(struct comp *c, uint32_t p, uint32_t s, union wcell head[4],
+                              uint32_t *nhead)
+{
+    int64_t add = cproducer(c, p, WOP_I32_ADD_I), l8 = c->prev_at, ld;
+    memset(head, 0, 4 * sizeof(head[0]));
+    if (add >= 0 && l8 >= 0 && l8 + 3 == add && c->code[l8].h == c->handlers[WOP_LD8U] &&
+        c->code[l8 + 1].s.a == c->code[add + 1].s.b) {
+        head[0].s.a = c->code[l8 + 1].s.b;
+        head[1].s.a = (uint32_t)c->code[l8 + 2].u;
+        head[1].s.b = (uint32_t)c->code[add + 2].u;
+        head[2].s.a = c->code[l8 + 1].s.a;
+        c->n = (uint32_t)l8;
+        *nhead = 3;
+        return WOP_BR_TABLE_L8;
+    }
+    if (add >= 0) {
+        head[0].s.a = c->code[add + 1].s.b;
+        head[1].s.a = (uint32_t)c->code[add + 2].u;
+        c->n = (uint32_t)add;
+        *nhead = 2;
+        return WOP_BR_TABLE_A;
+    }
+    if ((ld = cproducer(c, p, WOP_LD32_IDX_ADD)) >= 0) {
+        head[0].s.a = c->code[ld + 1].s.b;
+        memcpy(&head[1], &c->code[ld + 2], 3 * sizeof(head[0]));
+        c->n = (uint32_t)ld;
+        *nhead = 4;
+        return WOP_BR_TABLE_LD;
+    }
+    head[0].s.a = s;
+    *nhead = 1;
+    return WOP_BR_TABLE;
+}
+
 static int compile_br_table(struct comp *c)
 {
     uint32_t n = 0, p = 0, s = 0, at = 0, dn = 0;
@@ -433,17 +495,13 @@ static int compile_br_table(struct comp *c)
         (void)dtypes;
     }
     if (!cdead(c)) {
-        /* br_table on x + imm (a switch on a biased value): drop the add, fuse its operands */
-        int64_t add = cproducer(c, p, WOP_I32_ADD_I);
-        uint32_t base = add >= 0 ? 3 : 2, x = 0, imm = 0;
-        if (add >= 0) {
-            x = c->code[add + 1].s.b, imm = (uint32_t)c->code[add + 2].u;
-            c->n = (uint32_t)add; /* it is the last instruction: nothing refers to it */
-        }
-        if (cemit(c, add >= 0 ? WOP_BR_TABLE_A : WOP_BR_TABLE, base + n + 1, &at) < 0) return -1;
-        c->code[at + 1].s.a = add >= 0 ? x : s;
+        union wcell head[4];
+        uint32_t nhead = 0;
+        enum wop wop = br_table_form(c, p, s, head, &nhead);
+        uint32_t base = nhead + 1;
+        if (cemit(c, wop, base + n + 1, &at) < 0) return -1;
+        memcpy(&c->code[at + 1], head, nhead * sizeof(head[0]));
         c->code[at + 1].s.b = n;
-        if (add >= 0) c->code[at + 2].s.a = imm;
         for (uint32_t i = 0; i <= n; i++) {
             struct cframe *f = &c->cs[c->ch - 1 - labels[i]];
             uint32_t cell = at + base + i;

@@ -46,6 +46,28 @@ static int zero_byte(struct comp *c)
     return b ? wr_fail(&c->r, "decode: zero byte expected") : 0;
 }
 
+/* The fused form of an i32.load followed by a load of kind wop from the loaded address. */
+static enum wop chain_op(uint16_t wop)
+{
+    return wop == WOP_LD32   ? WOP_LD32_LD32
+           : wop == WOP_LD8U ? WOP_LD32_LD8U
+           : wop == WOP_LD64 ? WOP_LD32_LD64
+                             : WOP__COUNT;
+}
+
+/* An i32.load from a lookup table indexed by a bit field, ((x & m) << k) + imm (AND_SHL_ADD,
+ * or AND_SHL for imm 0) emitted just before: rewrite it into LD32_IDX
+ * [dst|x][m|k][imm|offset]. Returns its index + 1, 0 if nothing was fused, -1. */
+static int64_t fuse_table_load(struct comp *c, uint32_t pa, uint32_t offset)
+{
+    int64_t at = cproducer(c, pa, WOP_AND_SHL_ADD);
+    if (at < 0 && (at = cproducer(c, pa, WOP_AND_SHL)) >= 0 && cappend_cell(c) < 0) return -1;
+    if (at < 0) return 0;
+    c->code[at].h = c->handlers[WOP_LD32_IDX];
+    c->code[at + 3].s.b = offset;
+    return at + 1;
+}
+
 static int compile_memop(struct comp *c, const struct memop *op)
 {
     uint32_t align, offset, pa, pv = 0, sa, sv = 0, at = 0;
@@ -64,6 +86,8 @@ static int compile_memop(struct comp *c, const struct memop *op)
         c->code[at + 3].u = c->st[pv].cval;
         return 0;
     }
+    int64_t idx = cdead(c) || op->wop != WOP_LD32 ? 0 : fuse_table_load(c, pa, offset);
+    if (idx != 0) return idx < 0 ? -1 : cpush_result(c, op->type, (uint32_t)idx - 1);
     int64_t add = cdead(c) ? -1 : cproducer(c, pa, WOP_I32_ADD_I);
     if (add >= 0 && (!op->store || c->st[pv].kind == CE_LOCAL)) {
         /* The address is an i32.add with a constant emitted just before: fold it into the
@@ -81,9 +105,20 @@ static int compile_memop(struct comp *c, const struct memop *op)
         return 0;
     }
     if (!cdead(c)) {
-        if (csrc(c, pa, &sa) < 0 || (op->store && csrc(c, pv, &sv) < 0) ||
-            cemit(c, op->wop, 3, &at) < 0)
-            return -1;
+        if (csrc(c, pa, &sa) < 0 || (op->store && csrc(c, pv, &sv) < 0)) return -1;
+        int64_t ld = c->last_at;
+        if (!op->store && ld >= 0 && ld + 3 == c->n && c->code[ld].h == c->handlers[WOP_LD32] &&
+            c->code[ld + 1].s.a == sa && chain_op(op->wop) != WOP__COUNT) {
+            /* A load from the address the previous load (an i32.load) just read, a pointer
+             * chase: [d1|a][o1] -> [d2|a][o1|o2][d1], still writing d1 (it may be a local). */
+            if (cappend_cell(c) < 0) return -1;
+            c->code[ld].h = c->handlers[chain_op(op->wop)];
+            c->code[ld + 3].s.a = c->code[ld + 1].s.a;
+            c->code[ld + 2].s.a = (uint32_t)c->code[ld + 2].u;
+            c->code[ld + 2].s.b = offset;
+            return cpush_result(c, op->type, (uint32_t)ld);
+        }
+        if (cemit(c, op->wop, 3, &at) < 0) return -1;
         if (op->store)
             c->code[at + 1].s.a = sa, c->code[at + 1].s.b = sv;
         else

@@ -1,0 +1,265 @@
+;; The super-instructions the compiler fuses from common sequences (sandboxes/wasm/wasm_ops.h),
+;; each checked against the unfused result and at its edges: wrapping address arithmetic,
+;; out-of-bounds traps, br_table's default, and every partial step of a chain.
+
+;; A switch through a lookup table, as clang compiles a Lua VM's opcode dispatch:
+;; br_table on mem32[((x & 127) << 2) + 16] - 2 (BR_TABLE_LD), and its partial steps.
+(module
+  (memory 1)
+  ;; table at 16: entry k holds k + 2 for k < 4, then 0 and 1 (below the bias), then 1000
+  (data (i32.const 16) "\02\00\00\00\03\00\00\00\04\00\00\00\05\00\00\00\00\00\00\00\01\00\00\00\e8\03\00\00")
+  (func (export "dispatch") (param $x i32) (result i32)
+    (block $d
+      (block $c3
+        (block $c2
+          (block $c1
+            (block $c0
+              (br_table $c0 $c1 $c2 $c3 $d
+                (i32.add
+                  (i32.load offset=16
+                    (i32.shl (i32.and (local.get $x) (i32.const 127)) (i32.const 2)))
+                  (i32.const -2))))
+            (return (i32.const 100)))
+          (return (i32.const 101)))
+        (return (i32.const 102)))
+      (return (i32.const 103)))
+    (i32.const 199))
+  ;; an index that overflows 32 bits wraps, as the i32.shl and i32.add it replaces
+  (func (export "dispatch_far") (param $x i32) (result i32)
+    (block $d
+      (block $c0
+        (br_table $c0 $d
+          (i32.add
+            (i32.load offset=0
+              (i32.add (i32.shl (i32.and (local.get $x) (i32.const -1)) (i32.const 2))
+                       (i32.const 16)))
+            (i32.const -2))))
+      (return (i32.const 100)))
+    (i32.const 199))
+  ;; out of bounds: a table near the end of memory, and an offset beyond it
+  (func (export "dispatch_oob") (param $x i32) (result i32)
+    (block $d
+      (block $c0
+        (br_table $c0 $d
+          (i32.add
+            (i32.load offset=65532
+              (i32.add (i32.shl (i32.and (local.get $x) (i32.const 255)) (i32.const 2))
+                       (i32.const 0)))
+            (i32.const -2))))
+      (return (i32.const 100)))
+    (i32.const 199))
+  (func (export "and_shl") (param $x i32) (result i32)
+    (i32.shl (i32.and (local.get $x) (i32.const 0xff)) (i32.const 35)))
+  (func (export "and_shl_add") (param $x i32) (result i32)
+    (i32.add (i32.shl (i32.and (local.get $x) (i32.const 127)) (i32.const 2)) (i32.const 16)))
+  (func (export "ld_idx") (param $x i32) (result i32)
+    (i32.load offset=16 (i32.add (i32.shl (i32.and (local.get $x) (i32.const 127)) (i32.const 2))
+                                 (i32.const 0))))
+  (func (export "ld_idx_f32") (param $x i32) (result f32)
+    (f32.load offset=16 (i32.add (i32.shl (i32.and (local.get $x) (i32.const 127)) (i32.const 2))
+                                 (i32.const 0))))
+  (func (export "ld_idx_add") (param $x i32) (result i32)
+    (i32.add (i32.load offset=16 (i32.add (i32.shl (i32.and (local.get $x) (i32.const 127))
+                                                   (i32.const 2))
+                                          (i32.const 0)))
+             (i32.const -2)))
+  (func (export "ld_idx_oob") (param $x i32) (result i32)
+    (i32.load offset=4 (i32.add (i32.shl (i32.and (local.get $x) (i32.const -1)) (i32.const 2))
+                                (i32.const 65528))))
+)
+(assert_return (invoke "dispatch" (i32.const 0)) (i32.const 100))
+(assert_return (invoke "dispatch" (i32.const 1)) (i32.const 101))
+(assert_return (invoke "dispatch" (i32.const 2)) (i32.const 102))
+(assert_return (invoke "dispatch" (i32.const 3)) (i32.const 103))
+(assert_return (invoke "dispatch" (i32.const 4)) (i32.const 199))
+(assert_return (invoke "dispatch" (i32.const 5)) (i32.const 199))
+(assert_return (invoke "dispatch" (i32.const 6)) (i32.const 199))
+(assert_return (invoke "dispatch" (i32.const 128)) (i32.const 100))
+(assert_return (invoke "dispatch" (i32.const 0x83)) (i32.const 103))
+(assert_return (invoke "dispatch" (i32.const 127)) (i32.const 199))
+(assert_return (invoke "dispatch_far" (i32.const 1)) (i32.const 199))
+(assert_return (invoke "dispatch_far" (i32.const 0x40000000)) (i32.const 100))
+(assert_return (invoke "dispatch_far" (i32.const 0x3fffffff)) (i32.const 199))
+(assert_trap (invoke "dispatch_far" (i32.const 16383)) "out of bounds memory access")
+(assert_return (invoke "dispatch_oob" (i32.const 0)) (i32.const 199))
+(assert_trap (invoke "dispatch_oob" (i32.const 1)) "out of bounds memory access")
+(assert_return (invoke "and_shl" (i32.const 0x1234)) (i32.const 0x1a0))
+(assert_return (invoke "and_shl_add" (i32.const 0x85)) (i32.const 36))
+(assert_return (invoke "ld_idx" (i32.const 3)) (i32.const 5))
+(assert_return (invoke "ld_idx" (i32.const 6)) (i32.const 1000))
+(assert_return (invoke "ld_idx_f32" (i32.const 6)) (f32.const 0x1.f4p-140))
+(assert_return (invoke "ld_idx_add" (i32.const 5)) (i32.const -1))
+(assert_return (invoke "ld_idx_oob" (i32.const 0)) (i32.const 0))
+(assert_trap (invoke "ld_idx_oob" (i32.const 1)) "out of bounds memory access")
+(assert_return (invoke "ld_idx_oob" (i32.const 0x3ffffffe)) (i32.const 0))
+(assert_return (invoke "ld_idx_oob" (i32.const 0x3ffffffc)) (i32.const 0))
+
+;; A tiny VM whose loop starts with the lookup-table switch: the back-edges run the switch
+;; themselves (BR_LD). Program bytes from 64, one opcode a byte: 0 add 1, 1 double, 2 halt;
+;; the table at 16 maps opcode k to case k + 2.
+(module
+  (memory 1)
+  (data (i32.const 16) "\02\00\00\00\03\00\00\00\04\00\00\00")
+  (data (i32.const 64) "\00\00\01\00\01\01\00\02")
+  (func (export "vm") (param $pc i32) (result i32)
+    (local $acc i32) (local $op i32)
+    (local.set $op (i32.load8_u (local.get $pc)))
+    (loop $next
+      (block $halt
+        (block $double
+          (block $inc
+            (br_table $inc $double $halt $halt
+              (i32.add
+                (i32.load offset=16
+                  (i32.shl (i32.and (local.get $op) (i32.const 127)) (i32.const 2)))
+                (i32.const -2))))
+          (local.set $acc (i32.add (local.get $acc) (i32.const 1)))
+          (local.set $pc (i32.add (local.get $pc) (i32.const 1)))
+          (local.set $op (i32.load8_u (local.get $pc)))
+          (br $next))
+        (local.set $acc (i32.shl (local.get $acc) (i32.const 1)))
+        (local.set $pc (i32.add (local.get $pc) (i32.const 1)))
+        (local.set $op (i32.load8_u (local.get $pc)))
+        (br $next)))
+    (local.get $acc))
+)
+(assert_return (invoke "vm" (i32.const 64)) (i32.const 21))
+(assert_return (invoke "vm" (i32.const 70)) (i32.const 1))
+(assert_return (invoke "vm" (i32.const 71)) (i32.const 0))
+(assert_trap (invoke "vm" (i32.const 65535)) "out of bounds memory access")
+
+;; Pointer chases: a load from the address an i32.load just read (LD32_LD32, LD32_LD8U,
+;; LD32_LD64), through a stack value or a local.tee (which must still see the pointer).
+(module
+  (memory 1)
+  ;; at 8: a pointer to 32; at 32: 0x11223344 then 0x55667788; at 12: a pointer near the end
+  (data (i32.const 8) "\20\00\00\00\fc\ff\00\00")
+  (data (i32.const 32) "\44\33\22\11\88\77\66\55")
+  (func (export "chase32") (param $p i32) (result i32)
+    (i32.load offset=4 (i32.load offset=8 (local.get $p))))
+  (func (export "chase8") (param $p i32) (result i32)
+    (i32.load8_u offset=2 (i32.load offset=8 (local.get $p))))
+  (func (export "chase8_64") (param $p i32) (result i64)
+    (i64.load8_u offset=7 (i32.load offset=8 (local.get $p))))
+  (func (export "chase64") (param $p i32) (result i64)
+    (i64.load (i32.load offset=8 (local.get $p))))
+  (func (export "chase_f64") (param $p i32) (result f64)
+    (f64.load (i32.load offset=8 (local.get $p))))
+  (func (export "chase_f32") (param $p i32) (result f32)
+    (f32.load (i32.load offset=8 (local.get $p))))
+  (func (export "chase_tee") (param $p i32) (result i32)
+    (local $q i32)
+    (i32.add (i32.load (local.tee $q (i32.load offset=8 (local.get $p)))) (local.get $q)))
+  (func (export "chase_self") (param $p i32) (result i32)
+    (local.set $p (i32.load offset=8 (local.get $p)))
+    (i32.load (local.get $p)))
+)
+(assert_return (invoke "chase32" (i32.const 0)) (i32.const 0x55667788))
+(assert_return (invoke "chase8" (i32.const 0)) (i32.const 0x22))
+(assert_return (invoke "chase8_64" (i32.const 0)) (i64.const 0x55))
+(assert_return (invoke "chase64" (i32.const 0)) (i64.const 0x5566778811223344))
+(assert_return (invoke "chase_f64" (i32.const 0)) (f64.const 0x1.6778811223344p+343))
+(assert_return (invoke "chase_f32" (i32.const 0)) (f32.const 0x1.446688p-93))
+(assert_return (invoke "chase_tee" (i32.const 0)) (i32.const 0x11223364))
+(assert_return (invoke "chase_self" (i32.const 0)) (i32.const 0x11223344))
+(assert_trap (invoke "chase32" (i32.const 4)) "out of bounds memory access")
+(assert_trap (invoke "chase64" (i32.const 4)) "out of bounds memory access")
+(assert_return (invoke "chase8" (i32.const 4)) (i32.const 0))
+(assert_trap (invoke "chase32" (i32.const 65528)) "out of bounds memory access")
+(assert_trap (invoke "chase8" (i32.const -8)) "out of bounds memory access")
+
+;; A switch on a byte just loaded (a type tag) minus a constant (BR_TABLE_L8), the byte on
+;; the stack or kept in a local that is read after the switch.
+(module
+  (memory 1)
+  (data (i32.const 0) "\03\03\04\05\02\ff")
+  (func (export "tag") (param $p i32) (result i32)
+    (block $d
+      (block $c1
+        (block $c0
+          (br_table $c0 $c1 $d (i32.add (i32.load8_u offset=1 (local.get $p)) (i32.const -3))))
+        (return (i32.const 100)))
+      (return (i32.const 101)))
+    (i32.const 199))
+  (func (export "tag_kept") (param $p i32) (result i32)
+    (local $t i32)
+    (block $d
+      (block $c0
+        (br_table $c0 $d (i32.add (local.tee $t (i32.load8_u (local.get $p))) (i32.const -3))))
+      (return (i32.add (local.get $t) (i32.const 1000))))
+    (local.get $t))
+)
+(assert_return (invoke "tag" (i32.const 0)) (i32.const 100))
+(assert_return (invoke "tag" (i32.const 1)) (i32.const 101))
+(assert_return (invoke "tag" (i32.const 2)) (i32.const 199))
+(assert_return (invoke "tag" (i32.const 3)) (i32.const 199))
+(assert_return (invoke "tag" (i32.const 4)) (i32.const 199))
+(assert_return (invoke "tag" (i32.const 65534)) (i32.const 199))
+(assert_trap (invoke "tag" (i32.const 65535)) "out of bounds memory access")
+(assert_trap (invoke "tag" (i32.const -1)) "out of bounds memory access")
+(assert_return (invoke "tag_kept" (i32.const 0)) (i32.const 1003))
+(assert_return (invoke "tag_kept" (i32.const 2)) (i32.const 4))
+(assert_return (invoke "tag_kept" (i32.const 5)) (i32.const 255))
+(assert_trap (invoke "tag_kept" (i32.const 65536)) "out of bounds memory access")
+
+;; Copies fused into the call or return that follows (COPY_CALL, COPY2_CALL, RET_COPY,
+;; RET_COPY2): arguments and results that are locals, swapped, or passed on unchanged.
+(module
+  (func $sub (param $a i32) (param $b i32) (result i32) (i32.sub (local.get $a) (local.get $b)))
+  (func $swap (param $a i32) (param $b i32) (result i32 i32) (local.get $b) (local.get $a))
+  (func (export "args") (param $a i32) (param $b i32) (result i32)
+    (local $x i32) (local $y i32)
+    (local.set $x (local.get $b))
+    (local.set $y (local.get $a))
+    (call $sub (local.get $x) (local.get $y)))
+  (func (export "one_arg") (param $a i32) (result i32)
+    (call $sub (local.get $a) (i32.const 1)))
+  (func (export "swapped") (param $a i32) (param $b i32) (result i32)
+    (call $swap (local.get $a) (local.get $b))
+    (call $sub))
+  (func (export "pass") (param $a i32) (param $b i32) (result i32 i32)
+    (call $swap (local.get $b) (local.get $a)))
+  (func $fib (export "fib") (param $n i32) (result i32)
+    (local $r i32)
+    (if (i32.lt_u (local.get $n) (i32.const 2)) (then (return (local.get $n))))
+    (local.set $r (call $fib (i32.sub (local.get $n) (i32.const 1))))
+    (local.set $r (i32.add (local.get $r) (call $fib (i32.sub (local.get $n) (i32.const 2)))))
+    (local.get $r))
+)
+(assert_return (invoke "args" (i32.const 10) (i32.const 3)) (i32.const -7))
+(assert_return (invoke "one_arg" (i32.const 10)) (i32.const 9))
+(assert_return (invoke "swapped" (i32.const 10) (i32.const 3)) (i32.const -7))
+(assert_return (invoke "pass" (i32.const 1) (i32.const 2)) (i32.const 1) (i32.const 2))
+(assert_return (invoke "fib" (i32.const 20)) (i32.const 6765))
+
+;; A constant stored to a local, then br_if on (i32.eqz x), across a block start
+;; (CONST_BR_IF_EQZ): forward, as a loop's back-edge, and on the local just set.
+(module
+  (func (export "fwd") (param $t i32) (result i32)
+    (local $r i32)
+    (local.set $r (i32.const 5))
+    (block $skip
+      (local.set $r (i32.const 7))
+      (br_if $skip (i32.eqz (local.get $t)))
+      (local.set $r (i32.add (local.get $r) (i32.const 100))))
+    (local.get $r))
+  (func (export "self") (param $t i32) (result i32)
+    (block $skip
+      (local.set $t (i32.const 0))
+      (br_if $skip (i32.eqz (local.get $t)))
+      (return (i32.const 1)))
+    (i32.const 2))
+  (func (export "count") (param $n i32) (result i32)
+    (local $k i32) (local $z i32) (local $stop i32)
+    (loop $again
+      (local.set $k (i32.add (local.get $k) (i32.const 1)))
+      (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+      (local.set $stop (i32.eqz (local.get $n)))
+      (local.set $z (i32.const 3))
+      (br_if $again (i32.eqz (local.get $stop))))
+    (i32.add (local.get $k) (local.get $z)))
+)
+(assert_return (invoke "fwd" (i32.const 0)) (i32.const 7))
+(assert_return (invoke "fwd" (i32.const 1)) (i32.const 107))
+(assert_return (invoke "self" (i32.const 1)) (i32.const 2))
+(assert_return (invoke "count" (i32.const 5)) (i32.const 8))
