@@ -724,22 +724,11 @@ def main():
     if not harness.GATEHOUSE or not os.path.exists(harness.GATEHOUSE):
         harness.skip("GATEHOUSE binary not built")
     cluster = Cluster()
-    failed = 0
     try:
-        tests = [(n, f) for n, f in sorted(globals().items())
-                 if n.startswith("test_") and inspect.isfunction(f)
-                 and (len(sys.argv) < 2 or sys.argv[1] in n)]  # an optional name filter
-        for name, fn in tests:
-            t0 = time.monotonic()
-            try:
-                fn(cluster) if fn.__code__.co_argcount else fn()
-                print("ok   %s (%.1fs)" % (name, time.monotonic() - t0), flush=True)
-            except Exception as e:  # noqa: BLE001 - every failure is reported and counted
-                failed += 1
-                print("FAIL %s: %s" % (name, e), flush=True)
+        harness.run_functions([f for n, f in sorted(globals().items())
+                               if n.startswith("test_") and inspect.isfunction(f)], cluster)
     finally:
         cluster.close()
-    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":
