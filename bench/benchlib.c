@@ -286,3 +286,11 @@ uint64_t bench_spawn_concurrent(char *const argv[], int threads, int total)
         pthread_join(th[i], NULL);
     return bench_now_ns() - t0;
 }
+
+char *const bench_bwrap_true[] = {"/usr/bin/bwrap", "--unshare-all", "--die-with-parent",
+                                  "--ro-bind",      "/usr",          "/usr",
+                                  "--symlink",      "usr/lib",       "/lib",
+                                  "--symlink",      "usr/lib64",     "/lib64",
+                                  "--symlink",      "usr/bin",       "/bin",
+                                  "--proc",         "/proc",         "--dev",
+                                  "/dev",           "/bin/true",     NULL};

@@ -40,6 +40,9 @@ uint64_t bench_concurrent(int port, const char *path, const char *body, int clie
                           uint64_t *samples, int *failures);
 /* Sort samples and return the p-th percentile (0..100). */
 double bench_percentile(uint64_t *samples, size_t n, double p);
+/* The reference sandbox: bwrap with every namespace of its own and a read-only /usr, running
+ * /bin/true. */
+extern char *const bench_bwrap_true[];
 /* Median wall time in ns of running argv n times (fork/exec/wait). */
 uint64_t bench_spawn_median(char *const argv[], int n, uint64_t *samples);
 /* Run argv `total` times from `threads` threads at once (fork/exec/wait each); returns the

@@ -37,14 +37,6 @@
 
 static int failures;
 
-static char *bwrap[] = {"/usr/bin/bwrap", "--unshare-all", "--die-with-parent",
-                        "--ro-bind",      "/usr",          "/usr",
-                        "--symlink",      "usr/lib",       "/lib",
-                        "--symlink",      "usr/lib64",     "/lib64",
-                        "--symlink",      "usr/bin",       "/bin",
-                        "--proc",         "/proc",         "--dev",
-                        "/dev",           "/bin/true",     NULL};
-
 /* ---- the tier's counters, from /metrics ------------------------------------------------ */
 
 /* Counters read before and after a phase; printed as the difference. */
@@ -166,7 +158,7 @@ int main(int argc, char **argv)
         }
         t_seq += bench_now_ns() - t0;
         t0 = bench_now_ns();
-        bench_spawn_median(bwrap, per, bw + nbw);
+        bench_spawn_median(bench_bwrap_true, per, bw + nbw);
         nbw += (size_t)per;
         t_bw += bench_now_ns() - t0;
     }
@@ -177,13 +169,13 @@ int main(int argc, char **argv)
     for (int r = 0; r < rounds; r++) {
         t_conc +=
             bench_concurrent(gw.port, PATH, BODY, CLIENTS, per, conc + (size_t)r * per, &failures);
-        t_bw8 += bench_spawn_concurrent(bwrap, CLIENTS, per);
+        t_bw8 += bench_spawn_concurrent(bench_bwrap_true, CLIENTS, per);
     }
     read_counters(gw.port, c2);
 
     /* One isolated call: each call follows a bwrap run. */
     for (int i = 0; i < iso; i++) {
-        bench_spawn_median(bwrap, 1, &iso_bw[i]);
+        bench_spawn_median(bench_bwrap_true, 1, &iso_bw[i]);
         uint64_t t = bench_now_ns();
         call_once(fd);
         iso_call[i] = bench_now_ns() - t;

@@ -72,25 +72,6 @@ static double hist_p50(const struct hist *h)
 #define BODY "{\"arguments\":{}}"
 #define CT_TRUE "description: does nothing\ncommand: [\"/bin/true\"]\nisolation: container\n"
 
-static char *bwrap[] = {"/usr/bin/bwrap", "--unshare-all", "--die-with-parent",
-                        "--ro-bind",      "/usr",          "/usr",
-                        "--symlink",      "usr/lib",       "/lib",
-                        "--symlink",      "usr/lib64",     "/lib64",
-                        "--symlink",      "usr/bin",       "/bin",
-                        "--proc",         "/proc",         "--dev",
-                        "/dev",           "/bin/true",     NULL};
-
-/* per calls back to back on fd into samples (the first, after a pause, is a warm-up). */
-static void block(int fd, const char *path, int per, uint64_t *samples, int *failures)
-{
-    bench_post(fd, path, BODY, NULL, 0);
-    for (int i = 0; i < per; i++) {
-        uint64_t t0 = bench_now_ns();
-        if (bench_post(fd, path, BODY, NULL, 0) != 200) (*failures)++;
-        samples[i] = bench_now_ns() - t0;
-    }
-}
-
 static int bench_container(const char *gatehouse, int n)
 {
     int failures = 0;
@@ -107,21 +88,22 @@ static int bench_container(const char *gatehouse, int n)
     size_t total = (size_t)per * CT_ROUNDS;
     uint64_t *a = calloc(total, sizeof(uint64_t)), *b = calloc(total, sizeof(uint64_t));
     uint64_t *c = calloc(total, sizeof(uint64_t)), *scratch = calloc(total, sizeof(uint64_t));
-    int fa = bench_connect(none.port), fb = bench_connect(egress.port);
     uint64_t t_none8 = 0, t_egress8 = 0, t_bw8 = 0;
     for (int r = 0; r < CT_ROUNDS; r++) {
-        block(fa, "/v1/tools/ct/calls", per, a + (size_t)r * per, &failures);
-        block(fb, "/v1/tools/ct/calls", per, b + (size_t)r * per, &failures);
-        bench_spawn_median(bwrap, per, c + (size_t)r * per);
+        /* the first call of a block, after a pause, is a warm-up */
+        bench_sequential(none.port, "/v1/tools/ct/calls", BODY, 1, per, a + (size_t)r * per,
+                         &failures);
+        bench_sequential(egress.port, "/v1/tools/ct/calls", BODY, 1, per, b + (size_t)r * per,
+                         &failures);
+        bench_spawn_median(bench_bwrap_true, per, c + (size_t)r * per);
     }
     for (int r = 0; r < CT_ROUNDS; r++) {
         t_none8 += bench_concurrent(none.port, "/v1/tools/ct/calls", BODY, CLIENTS, per, scratch,
                                     &failures);
         t_egress8 += bench_concurrent(egress.port, "/v1/tools/ct/calls", BODY, CLIENTS, per,
                                       scratch, &failures);
-        t_bw8 += bench_spawn_concurrent(bwrap, CLIENTS, per);
+        t_bw8 += bench_spawn_concurrent(bench_bwrap_true, CLIENTS, per);
     }
-    close(fa), close(fb);
     bench_gw_stop(&none);
     bench_gw_stop(&egress);
     double a50 = bench_percentile(a, total, 50) / 1e6, a99 = bench_percentile(a, total, 99) / 1e6;
