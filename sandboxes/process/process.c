@@ -141,32 +141,36 @@ static void sweep_tmp(uid_t lo, uid_t hi)
     }
 }
 
-/* Whether process pid (a /proc entry name) is alive (not a zombie, which no signal removes) with
- * a real or effective uid in [lo, hi). Read from its status, not from the owner of /proc/PID,
- * which a tool can make root's (PR_SET_DUMPABLE 0). */
-static bool uid_in_range(const char *pid, uid_t lo, uid_t hi)
+/* Whether process pid (a /proc entry name) has a real or effective uid in [lo, hi): 0 no, 1 yes,
+ * 2 yes but it is only a zombie (its one thread exited; no signal removes it). A zombie main
+ * thread with other threads still running is a live process (Threads: > 1). Read from its
+ * status, not from the owner of /proc/PID, which a tool can make root's (PR_SET_DUMPABLE 0). */
+static int uid_in_range(const char *pid, uid_t lo, uid_t hi)
 {
     char path[300], buf[2048];
     snprintf(path, sizeof(path), "/proc/%s/status", pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
+    if (fd < 0) return 0;
     ssize_t n = read(fd, buf, sizeof(buf) - 1);
     close(fd);
-    if (n <= 0) return false;
+    if (n <= 0) return 0;
     buf[n] = '\0';
-    const char *state = strstr(buf, "\nState:");
-    char st = state ? state[7 + strspn(state + 7, " \t")] : '?';
-    if (st == 'Z' || st == 'X') return false;
     const char *u = strstr(buf, "\nUid:");
     unsigned long r = 0, e = 0;
-    if (!u || sscanf(u + 5, "%lu %lu", &r, &e) != 2) return false;
-    return (r >= lo && r < hi) || (e >= lo && e < hi);
+    if (!u || sscanf(u + 5, "%lu %lu", &r, &e) != 2) return 0;
+    if (!((r >= lo && r < hi) || (e >= lo && e < hi))) return 0;
+    const char *state = strstr(buf, "\nState:"), *threads = strstr(buf, "\nThreads:");
+    char st = state ? state[7 + strspn(state + 7, " \t")] : '?';
+    unsigned long nthreads = 0;
+    if (threads) sscanf(threads + 9, "%lu", &nthreads);
+    return (st == 'Z' || st == 'X') && nthreads <= 1 ? 2 : 1;
 }
 
 /* Kill every process running as a uid of [lo, hi): after a gateway was killed, a tool's
  * children can outlive it (only the direct child has PDEATHSIG), with no network filter left
  * (the BPF links died with that gateway) and a uid the next calls would be given. Root may
- * signal any process; these uids belong to the tier alone (--tool-uids). */
+ * signal any process; these uids belong to the tier alone (--tool-uids). Every one is sent
+ * SIGKILL; a dead zombie is not waited for. */
 static void kill_uid_range(uid_t lo, uid_t hi)
 {
     for (int round = 0; round < 50; round++) {
@@ -175,9 +179,9 @@ static void kill_uid_range(uid_t lo, uid_t hi)
         if (!proc) return;
         struct dirent *de;
         while ((de = readdir(proc))) {
-            if (de->d_name[0] < '1' || de->d_name[0] > '9' || !uid_in_range(de->d_name, lo, hi))
-                continue;
-            if (kill((pid_t)atoi(de->d_name), SIGKILL) == 0) found++;
+            if (de->d_name[0] < '1' || de->d_name[0] > '9') continue;
+            int in = uid_in_range(de->d_name, lo, hi);
+            if (in && kill((pid_t)atoi(de->d_name), SIGKILL) == 0 && in == 1) found++;
         }
         closedir(proc);
         if (!found) return;
@@ -248,7 +252,8 @@ static void made_note(size_t d, const char *name)
 }
 
 /* Read every queued event: each is queued by the syscall that made the entry, so once a
- * call's processes are dead, everything they made has been seen. Called with tmpw.lock held. */
+ * call's processes are gone (slot_release waits for its whole group), everything they made has
+ * been seen. Called with tmpw.lock held. */
 static void made_drain(void)
 {
     char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
@@ -412,6 +417,18 @@ static void slot_set(int slot, pid_t pgid)
  * was killed and the tool cannot leave the group). */
 static void slot_release(int slot, const char *tmpdir)
 {
+    pthread_mutex_lock(&ids.lock);
+    pid_t pgid = ids.running[slot];
+    pthread_mutex_unlock(&ids.lock);
+    /* SIGKILL is delivered asynchronously and only the leader was reaped: a member of the group
+     * could still be finishing a creat() in /tmp, which the next call with this uid would then
+     * find. Wait until the group is gone, at most 100 ms: far more than a killed process takes
+     * to die, and an orphaned member's zombie stays in the group until init reaps it (some
+     * init processes never do). */
+    for (int i = 0; pgid > 0 && i < 100 && kill(-pgid, 0) == 0; i++) {
+        kill(-pgid, SIGKILL);
+        usleep(1000);
+    }
     tmp_release(ids.base + (uid_t)slot, tmpdir);
     slot_set(slot, 0);
 }

@@ -131,6 +131,25 @@ def pgrep(pattern):
     return [int(x) for x in p.stdout.split()]
 
 
+def live_tool_processes(tool_uids, zombie_leaders=False):
+    """Pids running under a uid of the range (BASE:COUNT) that are alive: not a zombie, or a
+    zombie main thread whose other threads still run (pgrep cannot see those: no cmdline);
+    only the latter with zombie_leaders."""
+    lo, count = (int(x) for x in tool_uids.split(":"))
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/status" % pid) as f:
+                st = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+        except OSError:
+            continue
+        uid = int(st["Uid"].split()[0])
+        zombie = st["State"].split()[0] in "ZX"
+        if lo <= uid < lo + count and (zombie and int(st["Threads"]) > 1 or not zombie and not zombie_leaders):
+            pids.append(int(pid))
+    return pids
+
+
 def wait_gone(pattern, timeout=5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -615,7 +634,7 @@ class CrashTest(unittest.TestCase):
         harness.write_policy(d, "survivor", """
 name: survivor
 description: Leaves children running in its group.
-command: ["/bin/sh", "-c", "sleep 43.21 & sleep 43.22 & wait"]
+command: ["/bin/sh", "-c", "sleep 43.21 & sleep 43.22 & /usr/bin/python3 -c \\"import threading, time, ctypes\\nthreading.Thread(target=time.sleep, args=(43.23,)).start()\\nctypes.CDLL(None).syscall(60, 0)  # zombie-leader-43\\" & wait"]
 isolation: process
 limits: {wall_timeout: 60s}
 """)
@@ -623,17 +642,25 @@ limits: {wall_timeout: 60s}
         try:
             threading.Thread(target=lambda: self._call_quietly(gw), daemon=True).start()
             self.assertTrue(harness.wait_until(lambda: len(pgrep("sleep 43.2")) >= 2, 20))
+            # A process whose main thread exited (a zombie leader) with a thread still running
+            # is alive: it must be killed too, not skipped as a zombie.
+            self.assertTrue(harness.wait_until(lambda: len(pgrep("zombie-leader-43")) >= 1, 20))
             gw.kill9()
+            self.assertTrue(harness.wait_until(
+                lambda: any(live_tool_processes(gw.tool_uids, zombie_leaders=True)), 10),
+                "expected a zombie leader with a live thread")
             self.assertTrue(harness.wait_until(lambda: len(pgrep("sleep 43.2")) >= 1, 5),
                             "expected the grandchildren to outlive the killed gateway")
             # The same --tool-uids range: the range's owner kills what is left under it.
             gw2 = harness.Gateway(d, state_dir=gw.state_dir, extra_args=gw.extra_args).start()
             try:
                 self.assertTrue(wait_gone("sleep 43.2", 10), "survivors still running")
+                self.assertTrue(harness.wait_until(lambda: not live_tool_processes(gw.tool_uids), 10),
+                                "tool processes still running (a zombie leader's threads?)")
             finally:
                 gw2.stop()
         finally:
-            for pid in pgrep("sleep 43.2"):
+            for pid in pgrep("sleep 43.2") + live_tool_processes(gw.tool_uids):
                 os.kill(pid, signal.SIGKILL)
             gw.cleanup()
             shutil.rmtree(d, ignore_errors=True)
