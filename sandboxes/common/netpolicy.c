@@ -621,7 +621,7 @@ int sbx_net_begin_cgroup(const struct sbx_net *n, uint64_t cgid, struct gate_err
     return rc;
 }
 
-json_t *sbx_net_end_cgroup(uint64_t cgid, bool hold)
+json_t *sbx_net_end_cgroup(uint64_t cgid)
 {
     if (!net.ready || !cgid) return NULL;
     uint64_t t0 = gate_monotonic_ns();
@@ -630,12 +630,10 @@ json_t *sbx_net_end_cgroup(uint64_t cgid, bool hold)
     if (bpf_map_lookup_elem(fd, &cgid, &c) < 0 || c.slot >= net.uid_count + NET_CG_SLOTS)
         return NULL;
     struct gate_error err = {0};
-    /* A pool slot's directory goes back to deny-all for whatever it holds between calls; a
-     * call's own directory is removed after this, and its entry with it. */
-    if (hold)
-        sbx_net_hold_cgroup(cgid, &err);
-    else
-        bpf_map_delete_elem(fd, &cgid);
+    /* The directory goes back to deny-all: a pool slot's for whatever it holds between calls,
+     * a call's own until it is removed (its owner forgets the entry then): a directory with no
+     * entry is not filtered at all. */
+    sbx_net_hold_cgroup(cgid, &err);
     return collect(c.slot, &c, t0);
 }
 

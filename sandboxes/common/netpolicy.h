@@ -58,7 +58,7 @@ void sbx_net_forget_cgroup(uint64_t cgid);
 int sbx_net_begin_cgroup(const struct sbx_net *n, uint64_t cgid, struct gate_error *err);
 /* After every process of the call is gone: what it did (as sbx_net_end), and the directory
  * back to deny-all (hold: a pool slot's) or out of the map (a call's own, removed next). */
-json_t *sbx_net_end_cgroup(uint64_t cgid, bool hold);
+json_t *sbx_net_end_cgroup(uint64_t cgid);
 void sbx_net_metrics(struct gate_buf *out);
 /* Detach, move the gateway back to its cgroup and remove the directory. */
 void sbx_net_shutdown(void);

@@ -466,7 +466,7 @@ static pid_t start_child(const struct policy *p, const char *call_id, struct pip
         if (lim < 0 || (pid = ct_pool_spawn(cc->slot, st, call_id, fds, fresh, &sent, err)) < 0) {
             if (sent) /* it may be running: fail the call rather than run it twice */
                 return -1;
-            json_decref(sbx_net_end_cgroup(cc->cgid, true));
+            json_decref(sbx_net_end_cgroup(cc->cgid));
             cc->cgid = 0;
             ct_pool_release(cc->slot); /* retired if its helper failed; go direct */
             cc->slot = NULL;
@@ -517,7 +517,7 @@ static int container_run(const struct policy *p, const struct sbx_call *call,
     uint64_t start = t;
     pid_t started = start_child(p, call->call_id, &pp, &cc, false, &t, err);
     if (started == -2) { /* retry once, with fresh pipes and a sandbox set up now */
-        json_decref(sbx_net_end_cgroup(cc.cgid, true));
+        json_decref(sbx_net_end_cgroup(cc.cgid));
         ct_pool_release(cc.slot);
         close_pipes(&pp);
         cc = (struct call_ctx){.init = -1};
@@ -550,7 +550,7 @@ done:
     if (rc < 0) __atomic_add_fetch(&ct.setup_errs, 1, __ATOMIC_RELAXED);
     /* Every process of the call is gone (init reaped, its PID namespace with it): what it did
      * on the network, and its directory back to deny-all or out of the map. */
-    json_t *net = sbx_net_end_cgroup(cc.cgid, cc.slot != NULL);
+    json_t *net = sbx_net_end_cgroup(cc.cgid);
     /* network: none: the filter let everything through to a namespace holding only lo. */
     if (net && !st->host_net)
         json_object_set_new(json_object_get(net, "network"), "own_namespace", json_true());
@@ -561,6 +561,8 @@ done:
     if (cc.slot) ct_pool_release(cc.slot);
     if (cc.have_cg && ct_cg_destroy(&ct.cg, &cc.cg) < 0)
         __atomic_add_fetch(&ct.cg_leaks, 1, __ATOMIC_RELAXED);
+    else if (!cc.slot)
+        sbx_net_forget_cgroup(cc.cgid); /* the call's own directory is gone (or never was) */
     close_pipes(&pp);
     phase_end(PH_RELEASE, &t);
     return rc;

@@ -142,8 +142,7 @@ static int make_slot(struct ct_slot *s, int index, const struct ct_ids *ids)
     }
     return 0;
 fail:
-    sbx_net_forget_cgroup(s->cgid);
-    ct_cg_destroy(pool_cfg, &s->cg);
+    if (ct_cg_destroy(pool_cfg, &s->cg) == 0) sbx_net_forget_cgroup(s->cgid); /* else deny-all */
     return -1;
 }
 
@@ -432,8 +431,7 @@ static void teardown_slot(struct ct_slot *s)
         waitpid(s->helper, NULL, 0);
         s->helper = 0;
     }
-    sbx_net_forget_cgroup(s->cgid);
-    ct_cg_destroy(pool_cfg, &s->cg);
+    if (ct_cg_destroy(pool_cfg, &s->cg) == 0) sbx_net_forget_cgroup(s->cgid); /* else deny-all */
 }
 
 void ct_pool_release(struct ct_slot *s)

@@ -126,8 +126,8 @@ void gv_cleanup_id(const char *id, const char *bundle)
     char path[PATH_MAX];
     gv_net_dir(id, path, sizeof(path));
     if (path[0]) { /* the keeper's tree is gone: the directory is empty */
-        sbx_net_forget_cgroup(sbx_net_cgroup_id(path));
-        rmdir(path);
+        uint64_t cgid = sbx_net_cgroup_id(path);
+        if (rmdir(path) == 0) sbx_net_forget_cgroup(cgid); /* else it stays deny-all */
     }
     static const char *const files[] = {"config.json", "pid"};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {

@@ -299,6 +299,18 @@ static int gvisor_prepare(struct policy *p, struct gate_error *err)
     gp->network = p->network == NETWORK_SANDBOX  ? "sandbox"
                   : p->network == NETWORK_EGRESS ? "host"
                                                  : "none";
+    /* On a pure cgroup v2 host runsc joins the spec's cgroup (outside the filtered directory)
+     * before it starts the sentry, whose host sockets would then go unfiltered. Only the hybrid
+     * layout (runsc joins v1 controllers, the v2 directory stays ours) is known to hold. */
+    const char *filtered = sbx_net_cgroup_dir();
+    if (p->network == NETWORK_EGRESS && filtered &&
+        strncmp(filtered, "/sys/fs/cgroup/unified/", 23) != 0) {
+        policy_state_free(gp);
+        return gate_err(err, GATE_E_POLICY,
+                        "network.egress with isolation: gvisor needs a cgroup v1 hybrid host "
+                        "here: on a pure cgroup v2 host runsc would place the sandbox outside the "
+                        "network filter (not supported yet)");
+    }
     if ((p->network == NETWORK_EGRESS && sbx_net_prepare(p, &gp->net, err) < 0) ||
         check_platform(p, &gp->platform, err) < 0 || compile_seccomp(p, gp, err) < 0 ||
         gv_config_template(p, gp, &gp->config_json, err) < 0) {
@@ -372,7 +384,7 @@ static void classify(const struct policy *p, const struct gv_box *box, struct sb
  * show and says so instead of listing runsc's own. */
 static void record_network(uint64_t cgid, int rc, struct sbx_result *res)
 {
-    json_t *net = sbx_net_end_cgroup(cgid, false);
+    json_t *net = sbx_net_end_cgroup(cgid);
     if (!net || rc < 0) {
         json_decref(net);
         return;
