@@ -9,6 +9,7 @@ import atexit
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -55,18 +56,12 @@ class Response:
         return json.loads(self.body)
 
 
-_gateways_made = 0
-
-
 def own_tool_uids():
     """A --tool-uids range of this gateway's own. Test suites run side by side on one host (two
     engineers, CI next to a developer): gateways sharing the default range would share tool uids,
     and a starting gateway that owns the range kills every process under it, including another
     suite's running tools (README, "Several gateways on one host")."""
-    global _gateways_made
-    _gateways_made += 1
-    slot = (os.getpid() * 8 + _gateways_made) % 400000
-    return "%d:1024" % (1900000000 + 1024 * (1 + slot))
+    return "%d:1024" % (1900000000 + 1024 * (1 + random.randrange(400000)))
 
 
 class Gateway:
