@@ -13,42 +13,54 @@ import unittest
 import harness
 
 
-class AuditVerifyCli(unittest.TestCase):
+class LoggedGateway(unittest.TestCase):
+    """A log the real gateway wrote (three echo calls) in cls.state, and copies of it a test
+    may damage. Subclasses add gateway flags through gateway_args(master)."""
+
+    @classmethod
+    def gateway_args(cls, master):
+        return []
+
     @classmethod
     def setUpClass(cls):
         if not harness.GATEHOUSE:
             harness.skip("GATEHOUSE is not set")
         cls.master = tempfile.mkdtemp(prefix="gh-auditcli-")
-        with harness.Gateway(harness.BUILD_POLICIES, state_dir=cls.master) as gw:
+        cls.state = os.path.join(cls.master, "state")
+        os.mkdir(cls.state)
+        with harness.Gateway(harness.BUILD_POLICIES, state_dir=cls.state,
+                             extra_args=cls.gateway_args(cls.master)) as gw:
             for i in range(3):
                 r = gw.call("echo", {"text": "n%d" % i})
                 assert r.status == 200, r.body
-        cls.audit = os.path.join(cls.master, "audit")
+            cls.settle(gw)
+
+    @classmethod
+    def settle(cls, gw):
+        """Called with the gateway still running, after the calls."""
 
     @classmethod
     def tearDownClass(cls):
         shutil.rmtree(cls.master, ignore_errors=True)
 
     def copy(self):
-        """A copy of the gateway's log this test may damage."""
+        """A copy of the gateway's log this test may damage, and its live segment."""
         d = tempfile.mkdtemp(prefix="gh-auditcli-")
         self.addCleanup(shutil.rmtree, d, True)
-        shutil.copytree(self.audit, os.path.join(d, "audit"))
-        return d
+        shutil.copytree(os.path.join(self.state, "audit"), os.path.join(d, "audit"))
+        names = sorted(n for n in os.listdir(os.path.join(d, "audit")) if n.endswith(".jsonl"))
+        return d, os.path.join(d, "audit", names[-1])
 
-    def live_segment(self, state):
-        d = os.path.join(state, "audit")
-        return os.path.join(d, sorted(n for n in os.listdir(d) if n.endswith(".jsonl"))[-1])
 
+class AuditVerifyCli(LoggedGateway):
     def test_intact_log_is_ok(self):
-        rc, out = harness.verify_audit(self.master)
+        rc, out = harness.verify_audit(self.state)
         self.assertEqual(rc, 0, out)
         self.assertRegex(out, r"(?m)^OK: \d+ records, hash chain intact$")
         self.assertNotIn("WARNING", out)
 
     def test_torn_tail_is_a_warning_exit_3(self):
-        state = self.copy()
-        seg = self.live_segment(state)
+        state, seg = self.copy()
         with open(seg, "rb") as f:
             data = f.read()
         end = data.index(b"\0") if b"\0" in data else len(data)
@@ -62,7 +74,7 @@ class AuditVerifyCli(unittest.TestCase):
                               r"\d+ warning\(s\) above$")
 
     def test_stray_file_is_a_warning_exit_3(self):
-        state = self.copy()
+        state, _ = self.copy()
         with open(os.path.join(state, "audit", "notes.txt"), "w") as f:
             f.write("not a segment\n")
         rc, out = harness.verify_audit(state)
@@ -71,8 +83,7 @@ class AuditVerifyCli(unittest.TestCase):
         self.assertIn("INTACT WITH WARNINGS", out)
 
     def test_edited_record_is_tampered_exit_1(self):
-        state = self.copy()
-        seg = self.live_segment(state)
+        state, seg = self.copy()
         with open(seg, "rb") as f:
             data = f.read()
         i = data.index(b'"exit_code":0')  # a call that succeeded, made to look failed
@@ -102,38 +113,21 @@ def rehash(lines, start):
     return lines
 
 
-class AnchoredVerifyCli(unittest.TestCase):
+class AnchoredVerifyCli(LoggedGateway):
     """A gateway with --anchor-file: every record names its node, the chain head is appended
     to the anchor file, and verify --anchor-file tells a cut or rewritten tail (exit 4) from
     an intact log, which plain verify cannot."""
 
     @classmethod
-    def setUpClass(cls):
-        if not harness.GATEHOUSE:
-            harness.skip("GATEHOUSE is not set")
-        cls.master = tempfile.mkdtemp(prefix="gh-anchorcli-")
-        cls.state = os.path.join(cls.master, "state")
-        os.mkdir(cls.state)
-        cls.anchors = os.path.join(cls.master, "anchors.jsonl")
-        with harness.Gateway(harness.BUILD_POLICIES, state_dir=cls.state,
-                             extra_args=["--anchor-file", cls.anchors]) as gw:
-            for i in range(3):
-                r = gw.call("echo", {"text": "n%d" % i})
-                assert r.status == 200, r.body
-            assert harness.wait_until(
-                lambda: gw.metric('gatehouse_audit_anchored_seq{target="file"}') >=
-                gw.metric("gatehouse_audit_last_seq"), 30), "anchoring does not catch up"
+    def gateway_args(cls, master):
+        cls.anchors = os.path.join(master, "anchors.jsonl")
+        return ["--anchor-file", cls.anchors]
 
     @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.master, ignore_errors=True)
-
-    def copy(self):
-        d = tempfile.mkdtemp(prefix="gh-anchorcli-")
-        self.addCleanup(shutil.rmtree, d, True)
-        shutil.copytree(os.path.join(self.state, "audit"), os.path.join(d, "audit"))
-        seg = os.path.join(d, "audit", sorted(os.listdir(os.path.join(d, "audit")))[-1])
-        return d, seg
+    def settle(cls, gw):
+        assert harness.wait_until(
+            lambda: gw.metric('gatehouse_audit_anchored_seq{target="file"}') >=
+            gw.metric("gatehouse_audit_last_seq"), 30), "anchoring does not catch up"
 
     def verify(self, state, *extra):
         p = subprocess.run([harness.GATEHOUSE, "audit", "verify", os.path.join(state, "audit")]
