@@ -682,16 +682,12 @@ static void validate(struct loader *l)
             pctx_err(c, root->loc, "missing required key '%s'", policy_keys[i].path);
     for (size_t i = 0; i < policy_ncross_rules; i++)
         check_cross_rule(l, &policy_cross_rules[i]);
-    /* WASI has no sockets; the microVM's QEMU has no network device (user-mode networking would
-     * send the guest's traffic from QEMU, outside any filter we can key on the call). */
+    /* WASI has no sockets. */
     const struct ynode *n = ynode_get(root, "network");
     struct policy *p = c->p;
-    if (n && p->network == NETWORK_EGRESS &&
-        (p->isolation == ISOLATION_WASM || p->isolation == ISOLATION_MICROVM))
+    if (n && p->network == NETWORK_EGRESS && p->isolation == ISOLATION_WASM)
         pctx_err(c, n->loc, "network.egress is not available with isolation: %s (%s)",
-                 policy_isolation_name(p->isolation),
-                 p->isolation == ISOLATION_WASM ? "WASI has no sockets"
-                                                : "the guest has no network device");
+                 policy_isolation_name(p->isolation), "WASI has no sockets");
 }
 
 /* ---- loading ------------------------------------------------------------------------------ */

@@ -359,10 +359,14 @@ pid_t ct_direct_spawn(struct ct_direct *d, struct ct_child_args *a, struct gate_
 {
     if (ct_cg_create(d->cfg, d->cg_name, d->limits, &d->cg, err) < 0) return -1;
     d->have_cg = true;
-    /* The directory is under the call's network policy before the child is in it. */
-    if (d->net) {
+    /* The directory is under the call's network policy (or held to deny-all) before the
+     * child is in it. */
+    if (d->net || d->net_hold) {
         d->cgid = sbx_net_cgroup_id(ct_cg_v2_dir(d->cfg, &d->cg));
-        if (sbx_net_begin_cgroup(d->net, d->cgid, err) < 0) {
+        int rc = !d->cgid ? gate_err(err, GATE_E_SANDBOX, "network policy: no cgroup v2 directory")
+                 : d->net ? sbx_net_begin_cgroup(d->net, d->cgid, err)
+                          : sbx_net_hold_cgroup(d->cgid, err);
+        if (rc < 0) {
             d->cgid = 0;
             return -1;
         }

@@ -220,9 +220,10 @@ struct ct_direct {
     void (*child)(const struct ct_child_args *a, const void *arg);
     const void *arg;
     const struct sbx_net *net; /* the call's network policy (netpolicy.h), or NULL */
+    bool net_hold;             /* without net: hold the directory to deny-all (a jail's) */
     struct ct_cgroup cg;       /* out */
     bool have_cg;              /* out */
-    uint64_t cgid;             /* out: cg's directory under net's policy, or 0 */
+    uint64_t cgid;             /* out: cg's directory under net's policy or held, or 0 */
 };
 pid_t ct_direct_spawn(struct ct_direct *d, struct ct_child_args *a, struct gate_error *err);
 

@@ -19,6 +19,8 @@
 
 #include "jail.h"
 
+#include "../common/netpolicy.h"
+
 int ct_jail_init(struct ct_jail *j, const char *name, uid_t uid, gid_t gid, struct gate_error *err)
 {
     memset(j, 0, sizeof(*j));
@@ -45,7 +47,7 @@ void ct_jail_teardown(struct ct_jail *j)
 }
 
 int ct_jail_plan(const char *program, char *const *read_only, char *const *allow,
-                 struct ct_jail_plan *plan, struct gate_error *err)
+                 const struct ct_jail_net *net, struct ct_jail_plan *plan, struct gate_error *err)
 {
     static char *const none[] = {NULL};
     char *argv[] = {(char *)program, NULL};
@@ -63,6 +65,18 @@ int ct_jail_plan(const char *program, char *const *read_only, char *const *allow
     };
     struct ct_state *st = calloc(1, sizeof(*st));
     if (!st) return gate_err(err, GATE_E_NOMEM, "out of memory");
+    /* The host's namespace only with a filter in force: the jail's cgroup is held to deny-all
+     * before the program is in it (ct_jail_spawn), and the caller opens it per call. */
+    st->host_net = net && net->host;
+    if (st->host_net && !sbx_net_enforced()) {
+        ct_state_free(st);
+        return gate_err(err, GATE_E_POLICY, "jail: no network filter on this host: %s",
+                        sbx_net_unavailable());
+    }
+    if (st->host_net && net->resolv && !(st->resolv = strdup(net->resolv))) {
+        ct_state_free(st);
+        return gate_err(err, GATE_E_NOMEM, "out of memory");
+    }
     if (sbx_seccomp_compile(SBX_SECCOMP_ALLOWLIST, jp.seccomp_allow, jp.seccomp_deny, NULL,
                             &st->seccomp, err) < 0 ||
         ct_plan(&jp, st, err) < 0) {
@@ -165,10 +179,12 @@ int ct_jail_spawn(struct ct_jail *j, const struct ct_jail_plan *plan, char *cons
                           .call_id = "jail",
                           .sync_w = sync[1],
                           .child = setup_and_exec,
-                          .arg = &x};
+                          .arg = &x,
+                          .net_hold = plan->st->host_net};
     p->pid = ct_direct_spawn(&d, &a, err);
     p->cg = d.cg;
     p->have_cg = d.have_cg;
+    p->cgid = d.cgid;
     if (p->pid < 0) goto fail;
     close(report[1]), report[1] = -1;
     if (sbx_child_status(report[0], err) < 0) goto fail;
@@ -207,7 +223,9 @@ int ct_jail_reap(struct ct_jail *j, struct ct_jail_proc *p, bool reaped)
     p->pid = -1;
     int rc = 0;
     if (p->have_cg && ct_cg_destroy(&j->cg, &p->cg) < 0) rc = -1;
+    if (rc == 0) sbx_net_forget_cgroup(p->cgid); /* else the directory stays held to deny-all */
     p->have_cg = false;
+    p->cgid = 0;
     return rc;
 }
 

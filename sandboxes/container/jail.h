@@ -28,11 +28,20 @@ struct ct_jail_plan {
     bool dev_kvm; /* bind the host's /dev/kvm into the jail's /dev */
 };
 
+/* How a jailed program reaches the network: not at all (a namespace of its own), or through
+ * the host's namespace with every connect and datagram decided by the BPF programs on the
+ * jail's cgroup, which is held to deny-all from its creation (netpolicy.h). */
+struct ct_jail_net {
+    bool host;
+    const char *resolv; /* the jail's /etc/resolv.conf (host only; NULL: none) */
+};
+
 /* One running jailed program. */
 struct ct_jail_proc {
     pid_t pid; /* our child, PID 1 of its namespace: killing it ends the whole jail */
     struct ct_cgroup cg;
     bool have_cg;
+    uint64_t cgid; /* host network: the cgroup v2 directory's id in the BPF maps, else 0 */
 };
 
 #define CT_JAIL_MAX_FDS 5
@@ -44,10 +53,11 @@ int ct_jail_init(struct ct_jail *j, const char *name, uid_t uid, gid_t gid, stru
 void ct_jail_teardown(struct ct_jail *j);
 
 /* Prepare a jail for `program` (absolute path) whose root holds the read_only paths (absolute,
- * NULL-terminated; the program's own directory and the loader cache are added) and whose filter
- * is the container allowlist plus `allow` (syscall names, NULL-terminated, may be NULL). */
+ * NULL-terminated; the program's own directory and the loader cache are added), whose filter
+ * is the container allowlist plus `allow` (syscall names, NULL-terminated, may be NULL), and
+ * whose network is net (NULL: none). */
 int ct_jail_plan(const char *program, char *const *read_only, char *const *allow,
-                 struct ct_jail_plan *plan, struct gate_error *err);
+                 const struct ct_jail_net *net, struct ct_jail_plan *plan, struct gate_error *err);
 void ct_jail_plan_free(struct ct_jail_plan *plan);
 
 /* Start argv (argv[0] is the planned program, environment empty) in a fresh jail, in a new
@@ -60,7 +70,8 @@ int ct_jail_spawn(struct ct_jail *j, const struct ct_jail_plan *plan, char *cons
 /* SIGKILL the jail (and anything left in its cgroup). Safe to call more than once, before reap. */
 void ct_jail_kill(struct ct_jail *j, struct ct_jail_proc *p);
 /* Wait for the jail's PID 1 (if not reaped yet: pass reaped=true when the caller already has),
- * then remove its cgroup. Returns -1 if the cgroup could not be removed (leaked). */
+ * then remove its cgroup (and then its network map entry: a directory left behind stays held to
+ * deny-all). Returns -1 if the cgroup could not be removed (leaked). */
 int ct_jail_reap(struct ct_jail *j, struct ct_jail_proc *p, bool reaped);
 /* Weigh the jail's CPU share against its siblings': background work (a pool's guest being
  * restored) low, so that it never slows a call down; back to normal when it serves one. */

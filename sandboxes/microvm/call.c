@@ -281,7 +281,7 @@ int mvm_call_run(const struct policy *p, struct mvm_vm *vm, const struct gate_bu
 {
     struct exchange *x = calloc(1, sizeof(*x));
     if (!x) {
-        mvm_vm_destroy(vm);
+        ct_jail_kill(&mvm.jail, &vm->proc);
         return gate_err(err, GATE_E_NOMEM, "out of memory");
     }
     x->vm = vm;
@@ -316,7 +316,6 @@ int mvm_call_run(const struct policy *p, struct mvm_vm *vm, const struct gate_bu
         snprintf(res->detail, sizeof(res->detail), "the guest broke the protocol: %.200s", x->text);
         break;
     }
-    mvm_vm_retire(vm);
     free(x);
     return rc;
 }

@@ -302,7 +302,9 @@ static int add_text(struct cpio *c, const char *name, const char *text)
     return entry(c, name, S_IFREG | 0444, 0, text, strlen(text));
 }
 
-static int base(struct cpio *c)
+/* The guest's userland skeleton; dns: the policy's network.dns (with egress), whose resolver is
+ * QEMU's user-mode stack at 10.0.2.3, forwarding to the host's (vm.c). */
+static int base(struct cpio *c, bool dns)
 {
     static const struct {
         const char *name;
@@ -329,8 +331,10 @@ static int base(struct cpio *c)
     snprintf(group, sizeof(group), "root:x:0:\nnogroup:x:%u:\n", (unsigned)mvm.gid);
     if (add_text(c, "etc/passwd", passwd) < 0 || add_text(c, "etc/group", group) < 0 ||
         add_text(c, "etc/hosts", "127.0.0.1\tlocalhost\n::1\tlocalhost\n") < 0 ||
-        add_text(c, "etc/resolv.conf", "# no network in this guest\n") < 0 ||
-        add_text(c, "etc/nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n") < 0)
+        add_text(c, "etc/resolv.conf", dns ? "nameserver 10.0.2.3\n" : "# no name server\n") < 0 ||
+        add_text(c, "etc/nsswitch.conf",
+                 dns ? "passwd: files\ngroup: files\nhosts: files dns\n"
+                     : "passwd: files\ngroup: files\nhosts: files\n") < 0)
         return -1;
     return 0;
 }
@@ -348,7 +352,7 @@ int mvm_image_build(const struct policy *p, struct gate_buf *out, struct gate_er
 {
     struct cpio c = {.limit = (p->limits.memory_mb << 20) / 4, .ino = 1, .err = err};
     int rc = -1;
-    if (base(&c) < 0) goto out;
+    if (base(&c, p->network == NETWORK_EGRESS && p->net.dns) < 0) goto out;
     char real[PATH_MAX], dir[PATH_MAX];
     if (!realpath(p->command[0], real)) {
         gate_err_errno(err, GATE_E_POLICY, errno, "command %s", p->command[0]);

@@ -2,9 +2,9 @@
  *
  * The strongest tier: the tool runs on a kernel of its own (guest/), so no host
  * kernel interface is reachable from it at all; the host side is one QEMU process
- * (`-M microvm`: no PCI, no ACPI, no firmware tables, virtio-mmio only, no network
- * device) that itself runs jailed in the container tier's sandbox (vm.c). KVM is
- * used where /dev/kvm works, QEMU's TCG emulation otherwise (policy microvm.accel).
+ * (`-M microvm`: no PCI, no ACPI, no firmware tables, virtio-mmio only, a network
+ * device only with network.egress) that itself runs jailed in the container tier's sandbox (vm.c).
+ * KVM is used where /dev/kvm works, QEMU's TCG emulation otherwise (policy microvm.accel).
  *
  * When a policy loads, its guest image is built (image.c), one guest is booted cold
  * and saved with QMP `migrate` to a snapshot file, and a warm pool (sandboxes/common)
@@ -20,6 +20,7 @@
 #include <grp.h>
 #include <libgen.h>
 #include <linux/kvm.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -179,7 +180,6 @@ static char **qemu_argv(const struct policy *p, bool kvm, const char *initrd)
     snprintf(mem, sizeof(mem), "%llu", (unsigned long long)p->limits.memory_mb);
     snprintf(smp, sizeof(smp), "%u", vcpus);
     snprintf(tcg, sizeof(tcg), "tcg,tb-size=%d", MVM_TB_MB);
-    /* No network device: a policy that allows egress (issue 17) adds -netdev/-device here. */
     const char *args[] = {
         mvm.qemu,
         /* ACPI off: this kernel then finds the virtio-mmio devices on its command line. */
@@ -196,10 +196,16 @@ static char **qemu_argv(const struct policy *p, bool kvm, const char *initrd)
         /* QEMU's own filter, on top of the jail's: no exec, no setuid, no scheduler or
          * resource changes, none of the obsolete calls. */
         "-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-        NULL};
+        /* network.egress: a virtio NIC on QEMU's user-mode stack (slirp), which makes each of
+         * the guest's connections and datagrams with QEMU's own host sockets, in the host's
+         * namespace, inside the jail's cgroup: the BPF programs decide every one of them as
+         * they do for any tool (the guest is 10.0.2.15, the host's 127.0.0.1 is 10.0.2.2, the
+         * resolver 10.0.2.3). Without egress: no NIC and an empty namespace. */
+        "-netdev", "user,id=net0,ipv6=off", "-device", "virtio-net-device,netdev=net0", NULL};
     size_t n = sizeof(args) / sizeof(args[0]);
+    if (p->network != NETWORK_EGRESS) n -= 4;
     char **v = calloc(n, sizeof(char *));
-    for (size_t i = 0; v && args[i]; i++)
+    for (size_t i = 0; v && i + 1 < n; i++)
         if (!(v[i] = strdup(args[i]))) {
             sbx_free_strv(v);
             return NULL;
@@ -243,7 +249,11 @@ static int guest_create(struct mvm_guest *g, const struct policy *p, bool kvm,
         g->dir[0] = '\0'; /* not ours to remove */
         return -1;
     }
-    if (write_image(g->initrd, img, err) < 0 || ct_jail_plan(mvm.qemu, ro, NULL, &g->plan, err) < 0)
+    autofree char *resolv = NULL;
+    struct ct_jail_net net = {.host = p->network == NETWORK_EGRESS};
+    if (net.host && !(net.resolv = resolv = sbx_net_resolv_conf(p, err))) return -1;
+    if (write_image(g->initrd, img, err) < 0 ||
+        ct_jail_plan(mvm.qemu, ro, NULL, &net, &g->plan, err) < 0)
         return -1;
     g->plan.dev_kvm = kvm;
     return mvm_snapshot(g, err);
@@ -343,6 +353,7 @@ static void state_free(void *state)
     if (!mp) return;
     sbx_pool_stop(&mp->pool);
     guest_unref(mp->guest);
+    sbx_net_free(mp->net);
     gate_buf_free(&mp->rehearsal);
     free(mp->seccomp.filter);
     free(mp);
@@ -380,8 +391,24 @@ static int microvm_prepare(struct policy *p, struct gate_error *err)
                         MVM_MIN_MEMORY_MB);
     bool kvm = false;
     if (pick_accel(p, &kvm, err) < 0) return -1;
+    if (p->network == NETWORK_EGRESS && sbx_net_enforced() && !mvm.jail.cg.has_unified &&
+        mvm.jail.cg.version != CT_CG_V2)
+        return gate_err(err, GATE_E_POLICY,
+                        "network.egress: the microvm tier has no cgroup v2 directory to filter "
+                        "QEMU in on this host");
     struct mvm_policy *mp = calloc(1, sizeof(*mp));
     if (!mp) return gate_err(err, GATE_E_NOMEM, "out of memory");
+    if (p->network == NETWORK_EGRESS && sbx_net_prepare(p, &mp->net, err) < 0) {
+        free(mp);
+        return -1;
+    }
+    if (p->network == NETWORK_EGRESS && !mp->net) {
+        /* `policy check`: the list is valid; a guest with the host's network is only ever
+         * started by a gateway whose filter is in force, so none is booted here. */
+        p->sbx_state = mp;
+        p->sbx_state_free = state_free;
+        return 0;
+    }
     /* The tool's filter inside the guest: the container tier's allowlist and the policy's
      * seccomp lists, compiled here and installed by the agent. */
     struct sbx_call rehearsal = {.call_id = "rehearsal", .input = "", .input_len = 0};
@@ -398,11 +425,34 @@ static int microvm_prepare(struct policy *p, struct gate_error *err)
     return 0;
 }
 
+/* What the call did on the network, once QEMU (killed by mvm_call_run) is gone, and before the
+ * reaper removes its directory: slirp made the guest's connections with QEMU's host sockets, and
+ * the filter saw each. The tool's execs happen in the guest's kernel, not as host execve calls:
+ * said so, never faked. */
+static void record_network(uint64_t cgid, const struct mvm_vm *vm, int rc, struct sbx_result *res)
+{
+    struct pollfd dead = {vm->pidfd, POLLIN, 0};
+    while (poll(&dead, 1, 2000) < 0 && errno == EINTR)
+        ;
+    json_t *net = sbx_net_end_cgroup(cgid); /* the directory stays held to deny-all */
+    if (!net || rc < 0) {
+        json_decref(net);
+        return;
+    }
+    json_object_del(net, "execs");
+    json_object_del(net, "execs_total");
+    json_object_set_new(net, "execs_unseen",
+                        json_string("the tool runs on the guest's kernel: its execs are not host "
+                                    "execve calls"));
+    res->activity = net;
+}
+
 static int microvm_run(const struct policy *p, const struct sbx_call *call, struct sbx_result *res,
                        struct gate_error *err)
 {
     struct mvm_policy *mp = p->sbx_state;
-    if (!tier_ready || !mp) return gate_err(err, GATE_E_SANDBOX, "microvm: tier not initialised");
+    if (!tier_ready || !mp || !mp->guest)
+        return gate_err(err, GATE_E_SANDBOX, "microvm: tier not initialised");
     __atomic_add_fetch(&mvm.calls, 1, __ATOMIC_RELAXED);
     struct gate_buf frame = {0};
     if (mvm_call_frame(p, mp, call, MVM_CALL, &frame, err) < 0) return -1;
@@ -411,7 +461,14 @@ static int microvm_run(const struct policy *p, const struct sbx_call *call, stru
         gate_buf_free(&frame);
         return -1;
     }
-    int rc = mvm_call_run(p, vm, &frame, res, err);
+    /* The jail's directory was held to deny-all since QEMU was born in it; now it is the
+     * call's until QEMU is gone. */
+    uint64_t cgid = mp->net ? vm->proc.cgid : 0;
+    int rc = mp->net ? sbx_net_begin_cgroup(mp->net, cgid, err) : 0; /* cgid 0: refused */
+    bool begun = mp->net && rc == 0;
+    if (rc == 0) rc = mvm_call_run(p, vm, &frame, res, err);
+    if (begun) record_network(cgid, vm, rc, res);
+    mvm_vm_retire(vm);
     gate_buf_free(&frame);
     return rc;
 }

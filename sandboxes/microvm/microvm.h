@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../common/netpolicy.h"
 #include "../container/jail.h"
 #include "proto.h"
 #include "sbx_internal.h"
@@ -82,6 +83,7 @@ struct mvm_policy {
     struct sock_fprog seccomp; /* the tool's filter in the guest; owned */
     struct gate_buf rehearsal; /* the PING a restored guest rehearses the call with (proto.h) */
     struct sbx_pool pool;      /* guests restored from the snapshot (sbx_internal.h) */
+    struct sbx_net *net;       /* network.egress: the policy's map entries, else NULL */
 };
 
 /* image.c */
@@ -119,7 +121,7 @@ void mvm_console_last(const struct mvm_vm *vm, char *buf, size_t len);
 int mvm_call_frame(const struct policy *p, const struct mvm_policy *mp, const struct sbx_call *call,
                    uint32_t type, struct gate_buf *out, struct gate_error *err);
 /* Send frame to vm's agent and run the call to its end (EXIT, FAIL, VM gone, deadline or output
- * cap); the VM is destroyed. Fills res like every tier. */
+ * cap); the VM is killed, and the caller retires it. Fills res like every tier. */
 int mvm_call_run(const struct policy *p, struct mvm_vm *vm, const struct gate_buf *frame,
                  struct sbx_result *res, struct gate_error *err);
 

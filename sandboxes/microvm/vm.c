@@ -7,7 +7,8 @@
  * snapshot to restore on fd 4 (-incoming fd:4) or a QMP socket on fd 4 (the
  * snapshot is made through it). Nothing else of the
  * host is reachable from it: no files but its binary, libraries, firmware, the
- * kernel and this guest's image, read-only; no network namespace but an empty one.
+ * kernel and this guest's image, read-only; no network namespace but an empty one, or, with
+ * network.egress, the host's, every connect and datagram of QEMU decided by the BPF filter.
  * QEMU's own -sandbox filter (obsolete, elevateprivileges, spawn, resourcecontrol
  * denied) stacks on the jail's.
  */

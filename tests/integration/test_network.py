@@ -364,10 +364,6 @@ class LoadErrorTest(unittest.TestCase):
         _, out = self.check('network:\n  egress: ["127.0.0.2:80"]\n', isolation="wasm")
         self.assertIn("not available with isolation: wasm (WASI has no sockets)", out)
 
-    def test_microvm_refuses_egress(self):
-        _, out = self.check('network:\n  egress: ["127.0.0.2:80"]\n', isolation="microvm")
-        self.assertIn("not available with isolation: microvm (the guest has no network device)", out)
-
     def test_gateway_port_refused_at_load(self):
         if bpf_unavailable():
             harness.skip(bpf_unavailable())

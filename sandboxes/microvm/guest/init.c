@@ -23,6 +23,10 @@
 #include <linux/random.h>
 #include <linux/sched.h>
 #include <linux/seccomp.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -209,6 +213,50 @@ static void sysctls(void)
         if (access(kv[i], F_OK) == 0) write_file(kv[i], kv[i + 1]);
 }
 
+/* Give interface `name` address addr/mask and bring it up. */
+static int iface_up(int s, const char *name, in_addr_t addr, in_addr_t mask)
+{
+    struct ifreq r;
+    memset(&r, 0, sizeof(r));
+    snprintf(r.ifr_name, sizeof(r.ifr_name), "%s", name);
+    struct sockaddr_in *in = (struct sockaddr_in *)&r.ifr_addr;
+    in->sin_family = AF_INET;
+    in->sin_addr.s_addr = addr;
+    if (ioctl(s, SIOCSIFADDR, &r) < 0) return -1;
+    in->sin_addr.s_addr = mask;
+    if (ioctl(s, SIOCSIFNETMASK, &r) < 0 || ioctl(s, SIOCGIFFLAGS, &r) < 0) return -1;
+    r.ifr_flags |= IFF_UP | IFF_RUNNING;
+    return ioctl(s, SIOCSIFFLAGS, &r);
+}
+
+/* Loopback up; and, where the host gave the guest a NIC (network.egress), the address QEMU's
+ * user-mode stack expects (10.0.2.15/24, its gateway 10.0.2.2). What the NIC can reach is
+ * decided on the host, by the filter on QEMU's own sockets, not here. */
+static void network(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return;
+    if (iface_up(s, "lo", htonl(INADDR_LOOPBACK), htonl(0xff000000)) < 0)
+        log_console("lo: %s", strerror(errno));
+    struct ifreq probe;
+    memset(&probe, 0, sizeof(probe));
+    snprintf(probe.ifr_name, sizeof(probe.ifr_name), "eth0");
+    if (ioctl(s, SIOCGIFINDEX, &probe) == 0) {
+        struct rtentry rt;
+        memset(&rt, 0, sizeof(rt));
+        struct sockaddr_in *gw = (struct sockaddr_in *)&rt.rt_gateway;
+        gw->sin_family = AF_INET;
+        gw->sin_addr.s_addr = inet_addr("10.0.2.2");
+        ((struct sockaddr_in *)&rt.rt_dst)->sin_family = AF_INET;
+        ((struct sockaddr_in *)&rt.rt_genmask)->sin_family = AF_INET;
+        rt.rt_flags = RTF_UP | RTF_GATEWAY;
+        if (iface_up(s, "eth0", inet_addr("10.0.2.15"), inet_addr("255.255.255.0")) < 0 ||
+            ioctl(s, SIOCADDRT, &rt) < 0)
+            fatal("eth0", errno);
+    }
+    close(s);
+}
+
 static void make_cgroup(void)
 {
     if (mkdir(CG_DIR, 0700) < 0 && errno != EEXIST) fatal("mkdir " CG_DIR, errno);
@@ -290,6 +338,7 @@ static void boot(void)
     make_dev();
     mask_proc();
     sysctls();
+    network();
     make_cgroup();
     bind_tree("");
     signal(SIGPIPE, SIG_IGN);
