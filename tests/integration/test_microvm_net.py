@@ -8,12 +8,15 @@ host's 127.0.0.1 is 10.0.2.2. Traffic only ever goes to the test's own listeners
 Checked: `network: none` gives the guest no NIC (nothing leaves it, no record); an egress list
 reaches exactly what it lists, from the tool and from a grandchild; the gateway's own port is
 refused whatever the guest does; a denied datagram never arrives; every attempt is in the call's
-record and its `call.finished` audit record, which says the tool's execs are not host execs.
+record and its `call.finished` audit record, which says the tool's execs are not host execs; a
+reload changes the list for the next call while a call in flight keeps its own.
 """
 import os
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -52,6 +55,9 @@ class MicroVMNetwork(unittest.TestCase):
         harness.write_policy(cls.dir, "none", policy("none", "network: none"))
         harness.write_policy(cls.dir, "some", policy("some", "network:\n  egress: [%s]\n" % ", ".join(
             '"127.0.0.1:%d"' % cls.port(s) for s in (cls.tcp_listed, cls.udp_listed))))
+        cls.gate = cls.listen(socket.SOCK_STREAM)
+        cls.gate.settimeout(120)
+        harness.write_policy(cls.dir, "reload", cls.reload_policy(cls.tcp_listed))
         cls.gw = harness.Gateway(cls.dir).start()
         log = cls.gw.read_log()
         if "network.unavailable" in log:
@@ -79,6 +85,11 @@ class MicroVMNetwork(unittest.TestCase):
     @staticmethod
     def port(s):
         return s.getsockname()[1]
+
+    @classmethod
+    def reload_policy(cls, dest):
+        return policy("reload", "network: {egress: [\"127.0.0.1:%d\", \"127.0.0.1:%d\"]}" % (
+            cls.port(dest), cls.port(cls.gate)))
 
     def datagrams(self, s):
         got = []
@@ -162,6 +173,36 @@ class MicroVMNetwork(unittest.TestCase):
                 if want:
                     self.assertEqual(len(rec["network"]["allowed"]), 1, rec["network"])
                     self.assertEqual(rec["network"]["denied"], [])
+
+    def test_reload_changes_the_next_call_not_one_in_flight(self):
+        gw, p = self.gw, self.port
+        listed, other = "tcp:%s:%d" % (HOST, p(self.tcp_listed)), "tcp:%s:%d" % (HOST, p(self.tcp_other))
+        result = {}
+
+        def in_flight():
+            result["r"] = gw.call("reload", {"try": ["hold:tcp:%s:%d" % (HOST, p(self.gate)),
+                                                     listed, other]})
+
+        t = threading.Thread(target=in_flight)
+        t.start()
+        conn, _ = self.gate.accept()  # the call is running, under the policy as loaded
+        try:
+            harness.write_policy(self.dir, "reload", self.reload_policy(self.tcp_other))
+            loads = sum(1 for r in harness.audit_records(gw.state_dir)
+                        if r.get("event") == "policy.loaded")
+            gw.send_signal(signal.SIGHUP)
+            self.assertTrue(harness.wait_until(lambda: sum(
+                1 for r in harness.audit_records(gw.state_dir)
+                if r.get("event") == "policy.loaded") > loads, 120))
+            after = outcomes(gw.call("reload", {"try": [listed, other]}).json())
+            self.assertEqual(after.get(other), "ok", after)
+            self.assertNotEqual(after.get(listed), "ok", after)
+        finally:
+            conn.close()  # the call in flight goes on
+            t.join(120)
+        before = outcomes(result["r"].json())
+        self.assertEqual(before.get(listed), "ok", before)
+        self.assertNotEqual(before.get(other), "ok", before)
 
 
 if __name__ == "__main__":

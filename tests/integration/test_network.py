@@ -8,7 +8,8 @@ The tests listen on loopback addresses of their own (127.0.0.2, 127.0.0.3, ::1) 
 (tests/nettool) tries each destination, the gateway's own port and a raw socket; traffic only
 ever goes to loopback. Checked: `network: none` reaches nothing, an egress list reaches exactly
 what it lists (also from a grandchild), every attempt is in the call's audit record, a reload
-changes the list for the next call while a call in flight keeps its own, and load errors
+changes the list for the next call while a call in flight keeps its own (the call waits on a
+connection the test holds open), and load errors
 (bad CIDR, missing port, wildcard, wasm, the gateway's own port) name file:line:col. The record
 also lists the programs the call executed.
 """
@@ -54,6 +55,13 @@ class Listeners:
         self.udp.setblocking(False)
         self.socks.append(self.udp)
         self.udp2 = self.udp.getsockname()[1]
+        # A call that connects here waits (nettool's hold:) until the test closes its end.
+        self.gate_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.gate_sock.bind(("127.0.0.2", 0))
+        self.gate_sock.listen(4)
+        self.gate_sock.settimeout(60)
+        self.socks.append(self.gate_sock)
+        self.gate = self.gate_sock.getsockname()[1]
 
     def _tcp(self, family, addr):
         s = socket.socket(family, socket.SOCK_STREAM)
@@ -133,8 +141,7 @@ class NetworkTest(unittest.TestCase):
             egress.append('"[::1]:%d"' % ln.tcp6)
         harness.write_policy(cls.dir, "some", nettool_policy(
             "some", "network:\n  egress: [%s]\n" % ", ".join(egress), iso))
-        harness.write_policy(cls.dir, "reload", nettool_policy(
-            "reload", "network: {egress: [\"127.0.0.2:%d\"]}\n" % ln.tcp2, iso))
+        harness.write_policy(cls.dir, "reload", cls.reload_policy("127.0.0.2:%d" % ln.tcp2))
         cls.gw = harness.Gateway(cls.dir, env=cls.ENV).start()
         if "network.unavailable" in cls.gw.read_log():
             log = cls.gw.read_log()
@@ -150,6 +157,12 @@ class NetworkTest(unittest.TestCase):
         cls.gw.stop()
         cls.gw.cleanup()
         cls.ln.close()
+
+    @classmethod
+    def reload_policy(cls, dest):
+        """The reload test's policy: dest and the gate listener."""
+        return nettool_policy("reload", "network: {egress: [\"%s\", \"127.0.0.2:%d\"]}\n" % (
+            dest, cls.ln.gate), cls.ISOLATION)
 
     def attempts(self):
         ln, gw = self.ln, self.gw
@@ -257,36 +270,32 @@ class NetworkTest(unittest.TestCase):
                 self.assertEqual(len(net["allowed"]) + len(net["denied"]), 1, (tool, net))
 
     def test_reload_changes_the_next_call_not_one_in_flight(self):
-        if self.ISOLATION != "process":
-            self.skipTest("the gate file is outside the sandbox's root; reload is per policy, "
-                          "the same in every tier")
         ln, gw = self.ln, self.gw
-        gate = os.path.join(tempfile.mkdtemp(prefix="gh-net-gate-"), "go")
-        os.chmod(os.path.dirname(gate), 0o755)
         listed, other = "tcp:127.0.0.2:%d" % ln.tcp2, "tcp:127.0.0.3:%d" % ln.tcp3
         result = {}
 
         def in_flight():
-            result["r"] = gw.call("reload", {"try": ["wait:" + gate, listed, other]})
+            result["r"] = gw.call("reload", {"try": ["hold:tcp:127.0.0.2:%d" % ln.gate, listed,
+                                                     other]})
 
         t = threading.Thread(target=in_flight)
         t.start()
-        # The call is running once its call.started record is written.
-        self.assertTrue(harness.wait_until(lambda: any(
-            r.get("event") == "call.started" and r.get("fields", r).get("tool") == "reload"
-            for r in harness.audit_records(gw.state_dir)), 20))
-        harness.write_policy(self.dir, "reload", nettool_policy(
-            "reload", "network: {egress: [\"127.0.0.3:%d\"]}\n" % ln.tcp3))
-        loads = sum(1 for r in harness.audit_records(gw.state_dir) if r.get("event") == "policy.loaded")
-        gw.send_signal(signal.SIGHUP)
-        self.assertTrue(harness.wait_until(lambda: sum(
-            1 for r in harness.audit_records(gw.state_dir) if r.get("event") == "policy.loaded") > loads, 20))
-        after = outcomes(gw.call("reload", {"try": [listed, other]}).json())
-        self.assertEqual((after[listed], after[other]), ("EPERM", "ok"))
-        open(gate, "w").close()
-        t.join(30)
+        conn, _ = ln.gate_sock.accept()  # the call is running, under the policy as loaded
+        try:
+            harness.write_policy(self.dir, "reload", self.reload_policy("127.0.0.3:%d" % ln.tcp3))
+            loads = sum(1 for r in harness.audit_records(gw.state_dir)
+                        if r.get("event") == "policy.loaded")
+            gw.send_signal(signal.SIGHUP)
+            self.assertTrue(harness.wait_until(lambda: sum(
+                1 for r in harness.audit_records(gw.state_dir)
+                if r.get("event") == "policy.loaded") > loads, 60))
+            after = outcomes(gw.call("reload", {"try": [listed, other]}).json())
+            self.assertEqual((after.get(listed), after.get(other)), ("EPERM", "ok"), after)
+        finally:
+            conn.close()  # the call in flight goes on
+            t.join(90)
         before = outcomes(result["r"].json())
-        self.assertEqual((before[listed], before[other]), ("ok", "EPERM"))
+        self.assertEqual((before.get(listed), before.get(other)), ("ok", "EPERM"), before)
 
 
 class ContainerNetworkTest(NetworkTest):

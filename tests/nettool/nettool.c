@@ -8,6 +8,8 @@
  *   raw                                   a raw IPv4 socket (ICMP), then a ping socket
  *   fork:<attempt>                        the attempt made by a grandchild of the tool
  *   wait:/PATH                            wait (up to 30 s) until PATH exists
+ *   hold:tcp:A.B.C.D:PORT                 TCP connect, then read until the peer closes (up to
+ *                                         60 s): the test decides when the tool goes on
  * Only loopback addresses are ever given by the tests.
  */
 #include <arpa/inet.h>
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -71,9 +74,24 @@ static int parse(const char *s, int v6, struct sockaddr_storage *sa, socklen_t *
     return inet_pton(AF_INET, host, &a->sin_addr) == 1 ? 0 : -1;
 }
 
+/* Read from s until the peer closes it: 0, else an errno value. */
+static int hold(int s)
+{
+    struct timeval tv = {60, 0};
+    char buf[64];
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    for (;;) {
+        ssize_t n = read(s, buf, sizeof(buf));
+        if (n == 0) return 0;
+        if (n < 0) return errno == EAGAIN ? ETIMEDOUT : errno;
+    }
+}
+
 /* 0 on success, else an errno value. */
 static int attempt(const char *what)
 {
+    int held = !strncmp(what, "hold:tcp:", 9);
+    if (held) what += 5;
     struct sockaddr_storage sa;
     socklen_t len = 0;
     int v6 = !strncmp(what, "tcp6:", 5) || !strncmp(what, "udp6:", 5);
@@ -102,6 +120,7 @@ static int attempt(const char *what)
     else
         rc = sendto(s, "x", 1, 0, (struct sockaddr *)&sa, len) == 1 ? 0 : -1;
     int e = rc < 0 ? errno : 0;
+    if (!e && held) e = hold(s);
     close(s);
     return e;
 }
@@ -142,7 +161,7 @@ int main(void)
         *end = '\0';
         const char *s = p + 1;
         if (!strncmp(s, "tcp", 3) || !strncmp(s, "udp", 3) || !strcmp(s, "raw") ||
-            !strncmp(s, "fork:", 5) || !strncmp(s, "wait:", 5))
+            !strncmp(s, "fork:", 5) || !strncmp(s, "wait:", 5) || !strncmp(s, "hold:", 5))
             run(s);
         p = end + 1;
     }
