@@ -77,7 +77,7 @@ static void run_row(struct approval *a, const struct approval_row *r)
     json_t *result = NULL;
     struct gate_error rerr = {0};
     struct approval_call call = {r->call_id,     r->tool,  r->policy_sha256, r->args_json,
-                                 r->args_sha256, r->agent, r->session};
+                                 r->args_sha256, r->agent, r->session,       0};
     int rc = a->hooks.run(a->hooks.ctx, &call, &result, &rerr);
     char *text = NULL;
     json_t *fields = NULL;
@@ -389,10 +389,4 @@ const char *approval_store_name(struct approval *a)
 bool approval_store_healthy(struct approval *a, char *why, size_t len)
 {
     return !a || !a->ops->healthy || a->ops->healthy(a->store, why, len);
-}
-
-int approval_pending_count(struct approval *a, const char *agent, size_t *n, struct gate_error *err)
-{
-    *n = 0;
-    return a->ops->count_pending(a->store, agent, n, err);
 }

@@ -66,6 +66,9 @@ struct store_page {
     size_t limit;
 };
 
+/* The refusal of a hold over max_pending (agent, pending count). */
+#define PENDING_FULL_FMT "quota max_pending: agent '%s' has %zu held calls awaiting approval"
+
 /* Run inside the transaction after the row changed; -1 (err filled) rolls it back. */
 typedef int (*store_hook)(void *ctx, struct gate_error *err);
 
@@ -76,9 +79,12 @@ struct approval_store_ops {
     int (*open)(const char *state_dir, const struct approval_config *cfg, void **handle,
                 struct gate_error *err);
     void (*close)(void *handle);
-    /* Insert a new row in state pending_approval; then hook; commit. */
-    int (*insert_held)(void *h, const struct approval_row *row, store_hook hook, void *ctx,
-                       struct gate_error *err);
+    /* Insert a new row in state pending_approval; then hook; commit. max_pending > 0: only if
+     * fewer than max_pending calls of row->agent are pending, counted in the same transaction
+     * and serialised with every other such insert for the agent (all gateways); else -1 with
+     * TOO_MANY_CALLS. */
+    int (*insert_held)(void *h, const struct approval_row *row, unsigned max_pending,
+                       store_hook hook, void *ctx, struct gate_error *err);
     /* Compare-and-set: 1 if the row was in `from` and is now in `to` (hook ran and the
      * transaction committed), 0 if it was not in `from` (nothing changed), -1 on error. */
     int (*cas_state)(void *h, const char *call_id, const char *from, const char *to,
@@ -110,8 +116,6 @@ struct approval_store_ops {
     /* Shared stores only: take (or keep) the lease on delivering call_id's webhook. 1 if this
      * gateway holds it now, 0 if another live gateway does, -1 on error. */
     int (*claim_webhook)(void *h, const char *call_id, struct gate_error *err);
-    /* Held calls of agent in state pending_approval. */
-    int (*count_pending)(void *h, const char *agent, size_t *n, struct gate_error *err);
     /* The call one of whose decision tokens hashes to token_sha256: 1 + call_id (40 bytes). */
     int (*find_by_token)(void *h, const char *token_sha256, char call_id[40],
                          struct gate_error *err);

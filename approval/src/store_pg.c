@@ -101,8 +101,34 @@ static int write_rows(struct pg *p, const char *sql, int n, const char *const *v
     "WITH w AS (" write " RETURNING call_id)" __VA_ARGS__ " SELECT pg_notify('" PG_CHANNEL         \
     "', call_id) FROM w"
 
-static int pg_insert_held(void *h, const struct approval_row *r, store_hook hook, void *ctx,
-                          struct gate_error *err)
+/* In tx's transaction: 0 if fewer than max calls of agent are pending, else -1 (TOO_MANY_CALLS
+ * or another error). The transaction lock on the agent's holds (released at commit or
+ * rollback) serialises this count and the insert after it with every other gateway's for the
+ * same agent, so two holds racing on two gateways cannot both take the last place. The count is
+ * its own statement: under READ COMMITTED it then sees every hold committed before the lock was
+ * granted (a statement's snapshot is taken when it starts). */
+static int check_pending(struct pg *tx, const char *agent, unsigned max, struct gate_error *err)
+{
+    const char *vals[] = {agent};
+    PGresult *res = pg_exec(tx,
+                            "SELECT pg_advisory_xact_lock(hashtextextended("
+                            "'gatehouse.pending:' || COALESCE($1, ''), 0))",
+                            1, vals, err, "lock the agent's holds");
+    if (!res) return -1;
+    PQclear(res);
+    res = pg_exec(tx,
+                  "SELECT count(*) FROM calls WHERE state='" ST_PENDING "'"
+                  " AND agent IS NOT DISTINCT FROM $1",
+                  1, vals, err, "count held calls");
+    if (!res) return -1;
+    size_t n = (size_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return n < max ? 0
+                   : gate_err(err, GATE_E_TOO_MANY_CALLS, PENDING_FULL_FMT, agent ? agent : "", n);
+}
+
+static int pg_insert_held(void *h, const struct approval_row *r, unsigned max_pending,
+                          store_hook hook, void *ctx, struct gate_error *err)
 {
     struct pg *p = h;
     char c[24], e[24];
@@ -121,6 +147,8 @@ static int pg_insert_held(void *h, const struct approval_row *r, store_hook hook
                           p->node};
     struct pg *tx = begin_txn(p, err);
     if (!tx) return -1;
+    if (max_pending && check_pending(tx, r->agent, max_pending, err) < 0)
+        return finish_txn(tx, -1, err);
     /* The row, its first decision token and the notification: one statement. */
     int rc = write_rows(tx,
                         NOTIFYING("INSERT INTO calls (call_id, tool, policy_sha256, args_json,"
@@ -321,19 +349,6 @@ static int pg_claim_webhook(void *h, const char *call_id, struct gate_error *err
     return claimed;
 }
 
-static int pg_count_pending(void *h, const char *agent, size_t *n, struct gate_error *err)
-{
-    const char *vals[] = {agent};
-    PGresult *res = query(h,
-                          "SELECT count(*) FROM calls WHERE state='" ST_PENDING "'"
-                          " AND agent IS NOT DISTINCT FROM $1",
-                          1, vals, err, "count");
-    if (!res) return -1;
-    *n = (size_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    return 0;
-}
-
 static int pg_find_by_token(void *h, const char *token_sha256, char call_id[40],
                             struct gate_error *err)
 {
@@ -417,7 +432,6 @@ const struct approval_store_ops approval_store_pg = {
     .healthy = pg_healthy,
     .list_webhook_orphans = pg_list_webhook_orphans,
     .claim_webhook = pg_claim_webhook,
-    .count_pending = pg_count_pending,
     .find_by_token = pg_find_by_token,
     .add_token = pg_add_token,
     .record_attempt = pg_record_attempt,

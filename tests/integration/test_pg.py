@@ -707,6 +707,49 @@ def test_agent_quotas_count_across_gateways(cluster):
         env.close()
 
 
+def test_max_pending_atomic_across_gateways(cluster):
+    """max_pending 3 for the (anonymous) agent and 24 holds released at once, half through each
+    gateway, in three rounds: exactly 3 held each round and the rest 429 too_many_calls.
+    Counted per gateway, or counted and inserted in two steps, more than 3 get through."""
+    env = Env(cluster, "maxpend")
+    env.extra_config = "defaults: {max_pending: 3}\n"
+    try:
+        gws = env.start_together(["a", "b"])
+        for rnd in range(3):
+            answers = []
+            lock = threading.Lock()
+            go = threading.Event()
+
+            def one(gw, i):
+                go.wait()
+                r = gw.call("ledger", {"account": "r%d" % rnd, "amount": i})
+                with lock:
+                    answers.append((r.status, r.json()))
+            threads = [threading.Thread(target=one, args=(gws[i % 2], i)) for i in range(24)]
+            for t in threads:
+                t.start()
+            go.set()
+            for t in threads:
+                t.join()
+            held = [body for st, body in answers if st == 202]
+            refused = [body for st, body in answers if st == 429 and
+                       body["error"]["code"] == "too_many_calls" and
+                       "max_pending" in body["error"]["message"]]
+            check(len(held) == 3 and len(refused) == 21,
+                  "round %d: %d held, %d refused, others %r" % (
+                      rnd, len(held), len(refused),
+                      [a for a in answers if a[0] not in (202, 429)][:3]))
+            pending = cluster.sql("maxpend", "SELECT count(*) FROM calls WHERE state ="
+                                             " 'pending_approval'")
+            check(pending == "3", "pending in the database: %s" % pending)
+            for h in held:  # free the places for the next round
+                check(decide(gws[0], h, "deny").status == 200, "deny")
+        stop_clean(env, "a")
+        stop_clean(env, "b")
+    finally:
+        env.close()
+
+
 def test_sqlite_default_unchanged_without_database():
     """No database: key: the embedded store in the state directory, as before."""
     root = tempfile.mkdtemp(prefix="gh-pgnone-")
