@@ -58,6 +58,21 @@ static const char *const MIGRATIONS[] = {
     "   IF NOT (k = ANY(mine)) AND pg_try_advisory_lock(hashtext(agent), k) THEN RETURN k;"
     "   END IF;"
     "  END LOOP; RETURN -1; END $$;",
+    /* 5: slots after a database restart (store_pg_quota.c). The restart dropped every session
+     * lock, but the calls that held them still run; each gateway re-takes its slots as soon as
+     * it has reconnected (its quota connection is checked every PG_BEAT_MS), with
+     * pg_try_advisory_lock directly. New slots wait until the server has been up for 5 seconds
+     * (room for a loaded machine), so those re-takes come first. */
+    "CREATE OR REPLACE FUNCTION gatehouse_take_slot(agent TEXT, slots INTEGER, mine INTEGER[])"
+    " RETURNS INTEGER LANGUAGE plpgsql AS $$"
+    " DECLARE wait DOUBLE PRECISION := 5 - extract(epoch FROM clock_timestamp()"
+    "  - pg_postmaster_start_time());"
+    " BEGIN"
+    "  IF wait > 0 THEN PERFORM pg_sleep(wait); END IF;"
+    "  FOR k IN 0 .. slots - 1 LOOP"
+    "   IF NOT (k = ANY(mine)) AND pg_try_advisory_lock(hashtext(agent), k) THEN RETURN k;"
+    "   END IF;"
+    "  END LOOP; RETURN -1; END $$;",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 

@@ -707,6 +707,55 @@ def test_agent_quotas_count_across_gateways(cluster):
         env.close()
 
 
+def test_quota_slots_retaken_after_database_restart(cluster):
+    """max_concurrent 2: two long calls run on A, PostgreSQL restarts (dropping every session
+    lock), and a call on B right after it is back is still refused: A re-took its two slots
+    (the locks are there again), and they are real ones, released when A is killed."""
+    env = Env(cluster, "regrab")
+    env.extra_config = "defaults: {max_concurrent: 2}\n"
+    slots = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
+             " AND granted")  # two-key advisory locks: the quota's slots
+    try:
+        a, b = env.start_together(["a", "b"])
+
+        def slow_call(i):
+            try:
+                a.call("slow_direct", {"account": "s%d" % i, "amount": i})
+            except OSError:
+                pass  # A is killed while the call runs: no answer is expected
+        slow = [threading.Thread(target=slow_call, args=(i,)) for i in range(2)]
+        for t in slow:
+            t.start()
+        ledger = os.path.join(env.ledger, "ledger.jsonl")
+        check(harness.wait_until(lambda: os.path.exists(ledger) and
+                                 len(open(ledger).read().splitlines()) == 2, WAIT_S),
+              "the two slow calls do not run")
+        check(cluster.sql("regrab", slots) == "2", "slots before the restart")
+
+        def refused(gw, name):
+            r = gw.call("echo", {"text": "busy"})
+            check(r.status == 429 and r.json()["error"]["code"] == "too_many_calls" and
+                  "max_concurrent" in r.json()["error"]["message"],
+                  "%s with both slots taken: %d %s" % (name, r.status, r.body))
+        refused(b, "B before the restart")
+        cluster.stop()
+        cluster.start()
+        check(cluster.sql("regrab", slots) in ("0", "1", "2"), "pg_locks")
+        refused(b, "B right after the restart")  # would take a slot A's calls no longer held
+        check(harness.wait_until(lambda: cluster.sql("regrab", slots) == "2", WAIT_S),
+              "A's slots are not held again: %s" % cluster.sql("regrab", slots))
+        refused(b, "B after A re-took its slots")
+        refused(a, "A after it re-took its slots")
+        a.kill9()  # its re-taken slots die with its session
+        for t in slow:
+            t.join()
+        check(harness.wait_until(lambda: b.call("echo", {"text": "again"}).status == 200, WAIT_S),
+              "the killed gateway's re-taken slots were never released")
+        stop_clean(env, "b")
+    finally:
+        env.close()
+
+
 def test_max_pending_atomic_across_gateways(cluster):
     """max_pending 3 for the (anonymous) agent and 24 holds released at once, half through each
     gateway, in three rounds: exactly 3 held each round and the rest 429 too_many_calls.
