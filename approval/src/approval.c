@@ -40,13 +40,14 @@ int approval_transition(struct approval *a, const char *call_id, const char *fro
                         struct gate_error *err)
 {
     struct audit_hook_ctx hc = {a->audit, event, fields};
-    int rc = a->ops->cas_state(a->store, call_id, from, to, upd, event ? approval_audit_hook : NULL,
+    struct store_update u = upd ? *upd : (struct store_update){0};
+    /* Decided or expired: a chat channel that was asked hears the outcome. Due in the store with
+     * the decision (a shared store: another gateway sends it if this one dies first). */
+    u.followup = strcmp(from, ST_PENDING) == 0 && a->cfg.webhook_format != APPROVAL_FORMAT_STANDARD;
+    int rc = a->ops->cas_state(a->store, call_id, from, to, &u, event ? approval_audit_hook : NULL,
                                &hc, err);
     if (rc == 1) approval_notify(a, call_id);
-    /* Decided or expired: a chat channel that was asked hears the outcome. */
-    if (rc == 1 && strcmp(from, ST_PENDING) == 0 &&
-        a->cfg.webhook_format != APPROVAL_FORMAT_STANDARD)
-        approval_followup_enqueue(a, call_id);
+    if (rc == 1 && u.followup) approval_followup_enqueue(a, call_id);
     return rc;
 }
 

@@ -186,7 +186,8 @@ static int pg_cas_state(void *h, const char *call_id, const char *from, const ch
                           num(f, u->finished_ms, true),
                           call_id,
                           from,
-                          p->node};
+                          p->node,
+                          u->followup ? "t" : "f"};
     struct pg *tx = begin_txn(p, err);
     if (!tx) return -1;
     int rc = write_rows(
@@ -204,7 +205,11 @@ static int pg_cas_state(void *h, const char *call_id, const char *from, const ch
             " run_node=CASE WHEN $1::text IN ('" ST_APPROVED "', '" ST_STARTED "') THEN $11"
             "  ELSE run_node END,"
             " run_lease_ms=CASE WHEN $1::text IN ('" ST_APPROVED "', '" ST_STARTED
-            "') THEN " PG_NOW_MS " + " PG_LEASE_MS_STR " ELSE run_lease_ms END"
+            "') THEN " PG_NOW_MS " + " PG_LEASE_MS_STR " ELSE run_lease_ms END,"
+            /* The deciding gateway owes the chat follow-up: due from this commit on. */
+            " followup_node=CASE WHEN $12::boolean THEN $11 ELSE followup_node END,"
+            " followup_lease_ms=CASE WHEN $12::boolean THEN " PG_NOW_MS " + " PG_LEASE_MS_STR
+            "  ELSE followup_lease_ms END"
             " WHERE call_id=$9 AND state=$10::text"
             /* A decision commits only inside the window it was made for. */
             " AND (state<>'" ST_PENDING "' OR $1::text='" ST_EXPIRED "'"
@@ -212,7 +217,7 @@ static int pg_cas_state(void *h, const char *call_id, const char *from, const ch
             /* Only a dead run is interrupted: its lease must have run out (checked again here,
              * under the row lock, in case its gateway renewed it since it was listed). */
             " AND NOT ($1::text='" ST_INTERRUPTED "' AND run_lease_ms >= " PG_NOW_MS ")"),
-        11, vals, err, "update");
+        12, vals, err, "update");
     if (rc == 1 && hook && hook(ctx, err) < 0) rc = -1;
     return finish_txn(tx, rc, err);
 }
@@ -318,35 +323,60 @@ static int pg_list_orphans(void *h, struct approval_row **rows, size_t *n, struc
     return res ? rows_of(res, rows, n, err) : -1;
 }
 
-static int pg_list_webhook_orphans(void *h, struct approval_row **rows, size_t *n,
+static int pg_list_webhook_orphans(void *h, bool followup, struct approval_row **rows, size_t *n,
                                    struct gate_error *err)
 {
     char max[24];
     const char *vals[] = {num(max, WEBHOOK_MAX_ATTEMPTS, false)};
     *rows = NULL;
     *n = 0;
-    PGresult *res = query(h,
-                          "SELECT " COLUMNS " FROM calls WHERE state='" ST_PENDING "'"
-                          " AND webhook_delivered = 0 AND webhook_url IS NOT NULL"
-                          " AND webhook_attempts < $1::int AND webhook_lease_ms < " PG_NOW_MS
-                          " ORDER BY created_ms, call_id LIMIT 100",
-                          1, vals, err, "list dead deliveries");
+    PGresult *res =
+        followup
+            ? query(h,
+                    "SELECT " COLUMNS " FROM calls WHERE followup_node IS NOT NULL"
+                    " AND followup_lease_ms < " PG_NOW_MS " ORDER BY created_ms, call_id LIMIT 100",
+                    0, NULL, err, "list dead follow-ups")
+            : query(h,
+                    "SELECT " COLUMNS " FROM calls WHERE state='" ST_PENDING "'"
+                    " AND webhook_delivered = 0 AND webhook_url IS NOT NULL"
+                    " AND webhook_attempts < $1::int AND webhook_lease_ms < " PG_NOW_MS
+                    " ORDER BY created_ms, call_id LIMIT 100",
+                    1, vals, err, "list dead deliveries");
     return res ? rows_of(res, rows, n, err) : -1;
 }
 
-static int pg_claim_webhook(void *h, const char *call_id, struct gate_error *err)
+static int pg_claim_webhook(void *h, const char *call_id, bool followup, struct gate_error *err)
 {
     struct pg *p = h;
     const char *vals[] = {call_id, p->node};
-    PGresult *res = query(h,
-                          "UPDATE calls SET webhook_node=$2, webhook_lease_ms=" PG_NOW_MS
-                          " + " PG_LEASE_MS_STR " WHERE call_id=$1 AND (webhook_node IS NULL"
-                          " OR webhook_node=$2 OR webhook_lease_ms < " PG_NOW_MS ")",
-                          2, vals, err, "claim a delivery");
+    PGresult *res = followup
+                        ? query(h,
+                                "UPDATE calls SET followup_node=$2, followup_lease_ms=" PG_NOW_MS
+                                " + " PG_LEASE_MS_STR " WHERE call_id=$1 AND (followup_node=$2"
+                                " OR followup_lease_ms < " PG_NOW_MS ")",
+                                2, vals, err, "claim a follow-up")
+                        : query(h,
+                                "UPDATE calls SET webhook_node=$2, webhook_lease_ms=" PG_NOW_MS
+                                " + " PG_LEASE_MS_STR " WHERE call_id=$1 AND (webhook_node IS NULL"
+                                " OR webhook_node=$2 OR webhook_lease_ms < " PG_NOW_MS ")",
+                                2, vals, err, "claim a delivery");
     if (!res) return -1;
     int claimed = atoi(PQcmdTuples(res)) == 1;
     PQclear(res);
     return claimed;
+}
+
+static int pg_followup_done(void *h, const char *call_id, struct gate_error *err)
+{
+    struct pg *p = h;
+    const char *vals[] = {call_id, p->node};
+    PGresult *res = query(h,
+                          "UPDATE calls SET followup_node=NULL, followup_lease_ms=NULL"
+                          " WHERE call_id=$1 AND followup_node=$2",
+                          2, vals, err, "follow-up done");
+    if (!res) return -1;
+    PQclear(res);
+    return 0;
 }
 
 static int pg_find_by_token(void *h, const char *token_sha256, char call_id[40],
@@ -432,6 +462,7 @@ const struct approval_store_ops approval_store_pg = {
     .healthy = pg_healthy,
     .list_webhook_orphans = pg_list_webhook_orphans,
     .claim_webhook = pg_claim_webhook,
+    .followup_done = pg_followup_done,
     .find_by_token = pg_find_by_token,
     .add_token = pg_add_token,
     .record_attempt = pg_record_attempt,

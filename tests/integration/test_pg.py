@@ -482,6 +482,94 @@ def test_chat_followup_from_another_gateway_within_the_webhook_lease(cluster):
         env.close()
 
 
+class StallingReceiver:
+    """A chat endpoint that answers 204 to signed messages, except that while `stalling` is
+    set it never answers an outcome follow-up (it holds the connection until released)."""
+
+    def __init__(self, port):
+        import http.server
+        rec = self
+        self.cond = threading.Condition()
+        self.accepted = []  # bodies answered 204
+        self.stalled = 0
+        self.stalling = True
+        self.release = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status, _ = test_approval.verify(test_approval.SECRET, headers, body)
+                with rec.cond:
+                    stall = rec.stalling and b"Approved:" in body
+                    if stall:
+                        rec.stalled += 1
+                    elif status == 204:
+                        rec.accepted.append(body)
+                    rec.cond.notify_all()
+                if stall:
+                    rec.release.wait(WAIT_S)
+                    return  # no answer: the sender is dead by now
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # a dead sender's connection
+
+        self.server = Server(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def bodies(self, needle):
+        with self.cond:
+            return [b for b in self.accepted if needle in b]
+
+    def stop(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_chat_followup_of_a_killed_deciding_gateway_sent_by_another(cluster):
+    """Held on B (B posts the Slack message), approved on A; A's follow-up is stalled by the
+    receiver and A is killed -9 before it got an answer: B adopts the due follow-up once A's
+    lease runs out and posts it, once. Before, the follow-up lived only in A's memory."""
+    env = Env(cluster, "followkill")
+    env.webhook_port = harness.free_port()
+    env.webhook_format = "slack"
+    rec = StallingReceiver(env.webhook_port)
+    try:
+        a, b = env.start_together(["a", "b"])
+        held = hold(b)
+        cid = held["call_id"]
+        check(harness.wait_until(lambda: rec.bodies(cid.encode()), WAIT_S), "no chat message")
+        check(decide(a, held).status == 200, "approve on A")
+        check(wait_final(b, cid) == "succeeded", "not run")
+        check(harness.wait_until(lambda: rec.stalled >= 1, WAIT_S), "A sent no follow-up")
+        a.kill9()  # while its follow-up waits for an answer it will never get
+        with rec.cond:
+            rec.stalling = False
+        rec.release.set()
+        followups = lambda: [x for x in rec.bodies(b"Approved:") if cid.encode() in x]  # noqa: E731
+        check(harness.wait_until(followups, WAIT_S), "nobody sent the follow-up")
+        due = "SELECT followup_node IS NULL FROM calls WHERE call_id = '%s'" % cid
+        check(harness.wait_until(lambda: cluster.sql("followkill", due) == "t", WAIT_S),
+              "the follow-up is still due")
+        check(len(followups()) == 1, "follow-ups answered: %r" % followups())
+        check("webhook.followup_adopted" in b.read_log(), "B did not adopt it")
+        stop_clean(env, "b")
+    finally:
+        rec.stop()
+        env.close()
+
+
 def test_database_down_503_direct_calls_go_on_nothing_lost(cluster):
     env = Env(cluster, "down")
     try:
