@@ -670,6 +670,56 @@ def test_anchored_verify_finds_cut_and_rewritten_tails(cluster):
         env.close()
 
 
+def test_prune_anchors_keeps_verify_sound(cluster):
+    """`gatehouse db prune-anchors --keep-days 30` deletes anchors older than 30 days except
+    each node's newest and the newest of each segment; anchors inside the window stay. After
+    it, the anchored verify still passes on the intact log and still finds a cut tail."""
+    env = Env(cluster, "prune")
+    try:
+        (a,) = env.start_together(["a"])
+        for i in range(4):
+            check(a.call("echo", {"text": "p%d" % i}).status == 200, "echo")
+        stop_clean(env, "a")
+        node = harness.audit_records(a.state_dir)[-1]["node"]
+        q = lambda s: cluster.sql("prune", s)  # noqa: E731
+        seqs = [int(x) for x in q("SELECT seq FROM audit_anchors WHERE node = '%s' ORDER BY seq"
+                                  % node).split()]
+        check(len(seqs) >= 3, "too few anchors to prune: %r" % seqs)
+        # Every anchor but the newest two is 40 days old; another node has two segments' worth.
+        q("UPDATE audit_anchors SET anchored_at = now() - interval '40 days'"
+          " WHERE node = '%s' AND seq < %d" % (node, seqs[-2]))
+        q("INSERT INTO audit_anchors (node, seq, segment, hash, anchored_at) SELECT 'old-node',"
+          " s, CASE WHEN s <= 3 THEN 1 ELSE 2 END, repeat('0', 64), now() - interval '40 days'"
+          " FROM generate_series(1, 5) s")
+        p = subprocess.run([harness.GATEHOUSE, "db", "prune-anchors", "--keep-days", "30", env.uri],
+                           capture_output=True, text=True,
+                           env={"PGPASSWORD": PGPASS, "PATH": "/usr/bin:/bin"})
+        deleted = len(seqs) - 2 + 3
+        check(p.returncode == 0 and "OK: %d anchor(s)" % deleted in p.stdout,
+              "prune: %d %s %s" % (p.returncode, p.stdout, p.stderr))
+        left = q("SELECT string_agg(seq::text, ',' ORDER BY seq) FROM audit_anchors WHERE node ="
+                 " '%s'" % node)
+        check(left == "%d,%d" % (seqs[-2], seqs[-1]), "kept of %s: %s" % (node, left))
+        left = q("SELECT string_agg(seq::text, ',' ORDER BY seq) FROM audit_anchors WHERE node ="
+                 " 'old-node'")
+        check(left == "3,5", "kept of old-node (each segment's newest): %s" % left)
+        rc, out = verify_anchored(a.state_dir, env.uri)
+        check(rc == 0, "anchored verify after pruning: %d %s" % (rc, out))
+        d = tempfile.mkdtemp(prefix="gh-pgprune-", dir=env.root)
+        shutil.copytree(os.path.join(a.state_dir, "audit"), os.path.join(d, "audit"))
+        seg = os.path.join(d, "audit", sorted(os.listdir(os.path.join(d, "audit")))[-1])
+        lines = test_audit_cli.live_records(seg)
+        with open(seg, "wb") as f:
+            f.write(b"".join(lines[:-1]))
+        rc, out = verify_anchored(d, env.uri)
+        check(rc == 4 and "cut off" in out, "a cut tail after pruning: %d %s" % (rc, out))
+        p = subprocess.run([harness.GATEHOUSE, "db", "prune-anchors", "--keep-days", "x", env.uri],
+                           capture_output=True, text=True)
+        check(p.returncode == 2 and "usage" in p.stderr, "bad --keep-days: %r" % p)
+    finally:
+        env.close()
+
+
 def test_database_restarted_under_load_nothing_acknowledged_lost(cluster):
     """Clients keep calling while PostgreSQL stops and starts again: holds get 503
     database_unavailable while it is down, direct calls keep working, holds work again after,
