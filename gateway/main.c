@@ -21,7 +21,8 @@ static const struct command commands[] = {
     {"approvals", cmd_approvals, "approvals list|show|approve|deny: decide held calls"},
     {"agents", cmd_agents, "agents add NAME: make an agent's token (printed once)"},
     {"mcp", cmd_mcp, "mcp [--url URL] [--token-env VAR]: MCP over stdio, to a running gateway"},
-    {"db", cmd_db, "db migrate [--check]: the shared PostgreSQL schema (several gateways)"},
+    {"db", cmd_db,
+     "db migrate [--check] | prune-anchors: the shared PostgreSQL (several gateways)"},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -71,6 +71,10 @@ struct approval_call {
     const char *args_sha256;
     const char *agent;   /* who asked; may be NULL */
     const char *session; /* may be NULL */
+    /* Held calls of agent awaiting approval allowed at once (max_pending); 0 = no limit. The
+     * hold counts and inserts in one transaction of the store (a shared store under a lock of
+     * the agent's), so however many gateways hold at once, no more than this are held. */
+    unsigned max_pending;
 };
 
 /* What the approval module calls back into (the call engine). */
@@ -96,7 +100,7 @@ void approval_close(struct approval *a);
 int approval_resume(struct approval *a, struct gate_error *err);
 
 /* Hold a validated call of policy p. On success *response is the 202 body (owned by the
- * caller). */
+ * caller). TOO_MANY_CALLS if call->max_pending calls of its agent are held already. */
 int approval_hold(struct approval *a, const struct policy *p, const struct approval_call *call,
                   json_t **response, struct gate_error *err);
 
@@ -149,10 +153,6 @@ int approval_list(struct approval *a, const struct approval_auth *auth,
  * answered its last heartbeat (why, if not; always true for the embedded store). */
 const char *approval_store_name(struct approval *a);
 bool approval_store_healthy(struct approval *a, char *why, size_t len);
-
-/* Held calls of agent awaiting approval (for its max_pending quota). */
-int approval_pending_count(struct approval *a, const char *agent, size_t *n,
-                           struct gate_error *err);
 
 /* Begin stopping (idempotent; approval_close does it too): no more webhooks are sent, no more
  * calls expire and no more approved calls start; approved calls already running go on. */

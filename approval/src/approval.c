@@ -40,13 +40,14 @@ int approval_transition(struct approval *a, const char *call_id, const char *fro
                         struct gate_error *err)
 {
     struct audit_hook_ctx hc = {a->audit, event, fields};
-    int rc = a->ops->cas_state(a->store, call_id, from, to, upd, event ? approval_audit_hook : NULL,
+    struct store_update u = upd ? *upd : (struct store_update){0};
+    /* Decided or expired: a chat channel that was asked hears the outcome. Due in the store with
+     * the decision (a shared store: another gateway sends it if this one dies first). */
+    u.followup = strcmp(from, ST_PENDING) == 0 && a->cfg.webhook_format != APPROVAL_FORMAT_STANDARD;
+    int rc = a->ops->cas_state(a->store, call_id, from, to, &u, event ? approval_audit_hook : NULL,
                                &hc, err);
     if (rc == 1) approval_notify(a, call_id);
-    /* Decided or expired: a chat channel that was asked hears the outcome. */
-    if (rc == 1 && strcmp(from, ST_PENDING) == 0 &&
-        a->cfg.webhook_format != APPROVAL_FORMAT_STANDARD)
-        approval_followup_enqueue(a, call_id);
+    if (rc == 1 && u.followup) approval_followup_enqueue(a, call_id);
     return rc;
 }
 
@@ -77,7 +78,7 @@ static void run_row(struct approval *a, const struct approval_row *r)
     json_t *result = NULL;
     struct gate_error rerr = {0};
     struct approval_call call = {r->call_id,     r->tool,  r->policy_sha256, r->args_json,
-                                 r->args_sha256, r->agent, r->session};
+                                 r->args_sha256, r->agent, r->session,       0};
     int rc = a->hooks.run(a->hooks.ctx, &call, &result, &rerr);
     char *text = NULL;
     json_t *fields = NULL;
@@ -389,10 +390,4 @@ const char *approval_store_name(struct approval *a)
 bool approval_store_healthy(struct approval *a, char *why, size_t len)
 {
     return !a || !a->ops->healthy || a->ops->healthy(a->store, why, len);
-}
-
-int approval_pending_count(struct approval *a, const char *agent, size_t *n, struct gate_error *err)
-{
-    *n = 0;
-    return a->ops->count_pending(a->store, agent, n, err);
 }

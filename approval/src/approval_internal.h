@@ -85,7 +85,8 @@ int approval_delivery_enqueue(struct approval *a, const char *call_id, int attem
 /* With a->lock held: the first delivery of a new hold, whose token hash is already stored. */
 int approval_delivery_push_locked(struct approval *a, const struct delivery *d);
 void approval_delivery_stop(struct approval *a);
-/* Shared store: take over webhooks whose delivering gateway died (its lease ran out). */
+/* Shared store: take over webhooks and chat follow-ups whose delivering gateway died (its lease
+ * ran out). */
 int approval_delivery_adopt(struct approval *a, struct gate_error *err);
 
 /* A store hook that appends one audit record (the transaction commits only if it is durable). */
@@ -112,7 +113,8 @@ json_t *approval_row_json(const struct approval_row *r, bool with_arguments);
 json_t *approval_chat_message(enum approval_format f, const struct approval_row *r,
                               const char *approve_url);
 json_t *approval_chat_followup(enum approval_format f, const struct approval_row *r);
-/* Queue the follow-up message of a call that left pending (kept in memory only). */
+/* Queue the follow-up message of a call that left pending (a shared store also keeps it due
+ * until sent: approval_delivery_adopt). */
 void approval_followup_enqueue(struct approval *a, const char *call_id);
 /* Tell the on_change hook that call_id changed. */
 void approval_notify(struct approval *a, const char *call_id);

@@ -57,6 +57,9 @@ struct store_update {
     const char *reason;
     const char *result_json;
     int64_t decided_ms, started_ms, finished_ms;
+    /* Shared stores: a chat follow-up of this decision is due; this gateway holds its lease
+     * (renewed with the run leases) until followup_done, else another gateway adopts it. */
+    bool followup;
 };
 
 /* A page of a listing: rows after (after_created_ms, after_call_id), at most limit of them. */
@@ -65,6 +68,9 @@ struct store_page {
     const char *after_call_id; /* "" or NULL: from the start */
     size_t limit;
 };
+
+/* The refusal of a hold over max_pending (agent, pending count). */
+#define PENDING_FULL_FMT "quota max_pending: agent '%s' has %zu held calls awaiting approval"
 
 /* Run inside the transaction after the row changed; -1 (err filled) rolls it back. */
 typedef int (*store_hook)(void *ctx, struct gate_error *err);
@@ -76,9 +82,12 @@ struct approval_store_ops {
     int (*open)(const char *state_dir, const struct approval_config *cfg, void **handle,
                 struct gate_error *err);
     void (*close)(void *handle);
-    /* Insert a new row in state pending_approval; then hook; commit. */
-    int (*insert_held)(void *h, const struct approval_row *row, store_hook hook, void *ctx,
-                       struct gate_error *err);
+    /* Insert a new row in state pending_approval; then hook; commit. max_pending > 0: only if
+     * fewer than max_pending calls of row->agent are pending, counted in the same transaction
+     * and serialised with every other such insert for the agent (all gateways); else -1 with
+     * TOO_MANY_CALLS. */
+    int (*insert_held)(void *h, const struct approval_row *row, unsigned max_pending,
+                       store_hook hook, void *ctx, struct gate_error *err);
     /* Compare-and-set: 1 if the row was in `from` and is now in `to` (hook ran and the
      * transaction committed), 0 if it was not in `from` (nothing changed), -1 on error. */
     int (*cas_state)(void *h, const char *call_id, const char *from, const char *to,
@@ -104,14 +113,16 @@ struct approval_store_ops {
     int (*drain_changes)(void *h, void (*changed)(void *ctx, const char *call_id), void *ctx,
                          struct gate_error *err);
     /* Shared stores only: pending calls whose webhook is undelivered and whose delivering
-     * gateway stopped renewing its lease (at most 100). */
-    int (*list_webhook_orphans)(void *h, struct approval_row **rows, size_t *n,
+     * gateway stopped renewing its lease (followup: decided calls whose due chat follow-up's
+     * gateway did), at most 100. */
+    int (*list_webhook_orphans)(void *h, bool followup, struct approval_row **rows, size_t *n,
                                 struct gate_error *err);
-    /* Shared stores only: take (or keep) the lease on delivering call_id's webhook. 1 if this
-     * gateway holds it now, 0 if another live gateway does, -1 on error. */
-    int (*claim_webhook)(void *h, const char *call_id, struct gate_error *err);
-    /* Held calls of agent in state pending_approval. */
-    int (*count_pending)(void *h, const char *agent, size_t *n, struct gate_error *err);
+    /* Shared stores only: take (or keep) the lease on delivering call_id's webhook (followup:
+     * its due follow-up). 1 if this gateway holds it now, 0 if another live gateway does (or
+     * the follow-up is done), -1 on error. */
+    int (*claim_webhook)(void *h, const char *call_id, bool followup, struct gate_error *err);
+    /* Shared stores only: call_id's follow-up is over (sent or given up): nobody adopts it. */
+    int (*followup_done)(void *h, const char *call_id, struct gate_error *err);
     /* The call one of whose decision tokens hashes to token_sha256: 1 + call_id (40 bytes). */
     int (*find_by_token)(void *h, const char *token_sha256, char call_id[40],
                          struct gate_error *err);

@@ -203,12 +203,11 @@ static int deliver(struct approval *a, struct delivery *d)
     struct approval_row r = {0};
     struct gate_error err = {0};
     int found = a->ops->get(a->store, d->call_id, &r, &err);
-    /* A shared store: deliver only under this gateway's lease (0: another live one has it).
-     * Not a follow-up: only the gateway whose compare-and-set decided the call enqueues it,
-     * so it is sent once without a lease, which the gateway that held the call may still
-     * hold (it would be lost otherwise). */
-    if (found == 1 && a->ops->claim_webhook && !d->followup) {
-        int mine = a->ops->claim_webhook(a->store, d->call_id, &err);
+    /* A shared store: deliver only under this gateway's lease (0: another live one has it, or
+     * the follow-up is done). A follow-up has a lease of its own, taken by the decision: the
+     * gateway that held the call may still hold the webhook's. */
+    if (found == 1 && a->ops->claim_webhook) {
+        int mine = a->ops->claim_webhook(a->store, d->call_id, d->followup, &err);
         found = mine < 0 ? -1 : mine;
     }
     int retry = 0;
@@ -224,28 +223,41 @@ static int deliver(struct approval *a, struct delivery *d)
                  d->attempt);
         retry = 0;
     }
+    /* The follow-up is over (sent, given up, or nothing to send): no gateway adopts it now. */
+    if (d->followup && found == 1 && !retry && a->ops->followup_done &&
+        a->ops->followup_done(a->store, d->call_id, &err) < 0)
+        gate_log("error", "webhook.record", "call %s: %s", d->call_id, err.msg);
     approval_row_clear(&r);
     return retry;
 }
 
-int approval_delivery_adopt(struct approval *a, struct gate_error *err)
+/* Adopt the webhooks (followup: the chat follow-ups) whose gateway died. */
+static int adopt(struct approval *a, bool followup, struct gate_error *err)
 {
     struct approval_row *rows = NULL;
     size_t n = 0;
-    if (a->ops->list_webhook_orphans(a->store, &rows, &n, err) < 0) return -1;
+    if (a->ops->list_webhook_orphans(a->store, followup, &rows, &n, err) < 0) return -1;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
-        int mine = a->ops->claim_webhook(a->store, rows[i].call_id, err);
+        int mine = a->ops->claim_webhook(a->store, rows[i].call_id, followup, err);
         if (mine == 1) {
-            gate_log("info", "webhook.adopted", "call %s: its delivering gateway is gone",
-                     rows[i].call_id);
-            rc = approval_delivery_enqueue(a, rows[i].call_id, rows[i].webhook_attempts, err);
+            gate_log("info", followup ? "webhook.followup_adopted" : "webhook.adopted",
+                     "call %s: its delivering gateway is gone", rows[i].call_id);
+            if (followup)
+                approval_followup_enqueue(a, rows[i].call_id);
+            else
+                rc = approval_delivery_enqueue(a, rows[i].call_id, rows[i].webhook_attempts, err);
         } else if (mine < 0) {
             rc = -1;
         }
     }
     approval_rows_free(rows, n);
     return rc;
+}
+
+int approval_delivery_adopt(struct approval *a, struct gate_error *err)
+{
+    return adopt(a, false, err) < 0 || adopt(a, true, err) < 0 ? -1 : 0;
 }
 
 static uint64_t backoff_ms(int attempt)

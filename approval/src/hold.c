@@ -121,7 +121,7 @@ int approval_hold(struct approval *a, const struct policy *p, const struct appro
                   "policy_sha256", c->policy_sha256, "blast_radius", r.blast_radius, "expires_at",
                   expires, "reversible", p->reversible, "webhook", url);
     struct audit_hook_ctx hc = {a->audit, "call.held", f};
-    int rc = a->ops->insert_held(a->store, &r, approval_audit_hook, &hc, err);
+    int rc = a->ops->insert_held(a->store, &r, c->max_pending, approval_audit_hook, &hc, err);
     json_decref(f);
     if (rc < 0) return -1;
     if (url) {

@@ -101,8 +101,34 @@ static int write_rows(struct pg *p, const char *sql, int n, const char *const *v
     "WITH w AS (" write " RETURNING call_id)" __VA_ARGS__ " SELECT pg_notify('" PG_CHANNEL         \
     "', call_id) FROM w"
 
-static int pg_insert_held(void *h, const struct approval_row *r, store_hook hook, void *ctx,
-                          struct gate_error *err)
+/* In tx's transaction: 0 if fewer than max calls of agent are pending, else -1 (TOO_MANY_CALLS
+ * or another error). The transaction lock on the agent's holds (released at commit or
+ * rollback) serialises this count and the insert after it with every other gateway's for the
+ * same agent, so two holds racing on two gateways cannot both take the last place. The count is
+ * its own statement: under READ COMMITTED it then sees every hold committed before the lock was
+ * granted (a statement's snapshot is taken when it starts). */
+static int check_pending(struct pg *tx, const char *agent, unsigned max, struct gate_error *err)
+{
+    const char *vals[] = {agent};
+    PGresult *res = pg_exec(tx,
+                            "SELECT pg_advisory_xact_lock(hashtextextended("
+                            "'gatehouse.pending:' || COALESCE($1, ''), 0))",
+                            1, vals, err, "lock the agent's holds");
+    if (!res) return -1;
+    PQclear(res);
+    res = pg_exec(tx,
+                  "SELECT count(*) FROM calls WHERE state='" ST_PENDING "'"
+                  " AND agent IS NOT DISTINCT FROM $1",
+                  1, vals, err, "count held calls");
+    if (!res) return -1;
+    size_t n = (size_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return n < max ? 0
+                   : gate_err(err, GATE_E_TOO_MANY_CALLS, PENDING_FULL_FMT, agent ? agent : "", n);
+}
+
+static int pg_insert_held(void *h, const struct approval_row *r, unsigned max_pending,
+                          store_hook hook, void *ctx, struct gate_error *err)
 {
     struct pg *p = h;
     char c[24], e[24];
@@ -121,6 +147,8 @@ static int pg_insert_held(void *h, const struct approval_row *r, store_hook hook
                           p->node};
     struct pg *tx = begin_txn(p, err);
     if (!tx) return -1;
+    if (max_pending && check_pending(tx, r->agent, max_pending, err) < 0)
+        return finish_txn(tx, -1, err);
     /* The row, its first decision token and the notification: one statement. */
     int rc = write_rows(tx,
                         NOTIFYING("INSERT INTO calls (call_id, tool, policy_sha256, args_json,"
@@ -158,7 +186,8 @@ static int pg_cas_state(void *h, const char *call_id, const char *from, const ch
                           num(f, u->finished_ms, true),
                           call_id,
                           from,
-                          p->node};
+                          p->node,
+                          u->followup ? "t" : "f"};
     struct pg *tx = begin_txn(p, err);
     if (!tx) return -1;
     int rc = write_rows(
@@ -176,7 +205,11 @@ static int pg_cas_state(void *h, const char *call_id, const char *from, const ch
             " run_node=CASE WHEN $1::text IN ('" ST_APPROVED "', '" ST_STARTED "') THEN $11"
             "  ELSE run_node END,"
             " run_lease_ms=CASE WHEN $1::text IN ('" ST_APPROVED "', '" ST_STARTED
-            "') THEN " PG_NOW_MS " + " PG_LEASE_MS_STR " ELSE run_lease_ms END"
+            "') THEN " PG_NOW_MS " + " PG_LEASE_MS_STR " ELSE run_lease_ms END,"
+            /* The deciding gateway owes the chat follow-up: due from this commit on. */
+            " followup_node=CASE WHEN $12::boolean THEN $11 ELSE followup_node END,"
+            " followup_lease_ms=CASE WHEN $12::boolean THEN " PG_NOW_MS " + " PG_LEASE_MS_STR
+            "  ELSE followup_lease_ms END"
             " WHERE call_id=$9 AND state=$10::text"
             /* A decision commits only inside the window it was made for. */
             " AND (state<>'" ST_PENDING "' OR $1::text='" ST_EXPIRED "'"
@@ -184,7 +217,7 @@ static int pg_cas_state(void *h, const char *call_id, const char *from, const ch
             /* Only a dead run is interrupted: its lease must have run out (checked again here,
              * under the row lock, in case its gateway renewed it since it was listed). */
             " AND NOT ($1::text='" ST_INTERRUPTED "' AND run_lease_ms >= " PG_NOW_MS ")"),
-        11, vals, err, "update");
+        12, vals, err, "update");
     if (rc == 1 && hook && hook(ctx, err) < 0) rc = -1;
     return finish_txn(tx, rc, err);
 }
@@ -290,46 +323,58 @@ static int pg_list_orphans(void *h, struct approval_row **rows, size_t *n, struc
     return res ? rows_of(res, rows, n, err) : -1;
 }
 
-static int pg_list_webhook_orphans(void *h, struct approval_row **rows, size_t *n,
+static int pg_list_webhook_orphans(void *h, bool followup, struct approval_row **rows, size_t *n,
                                    struct gate_error *err)
 {
     char max[24];
     const char *vals[] = {num(max, WEBHOOK_MAX_ATTEMPTS, false)};
     *rows = NULL;
     *n = 0;
-    PGresult *res = query(h,
-                          "SELECT " COLUMNS " FROM calls WHERE state='" ST_PENDING "'"
-                          " AND webhook_delivered = 0 AND webhook_url IS NOT NULL"
-                          " AND webhook_attempts < $1::int AND webhook_lease_ms < " PG_NOW_MS
-                          " ORDER BY created_ms, call_id LIMIT 100",
-                          1, vals, err, "list dead deliveries");
+    PGresult *res =
+        followup
+            ? query(h,
+                    "SELECT " COLUMNS " FROM calls WHERE followup_node IS NOT NULL"
+                    " AND followup_lease_ms < " PG_NOW_MS " ORDER BY created_ms, call_id LIMIT 100",
+                    0, NULL, err, "list dead follow-ups")
+            : query(h,
+                    "SELECT " COLUMNS " FROM calls WHERE state='" ST_PENDING "'"
+                    " AND webhook_delivered = 0 AND webhook_url IS NOT NULL"
+                    " AND webhook_attempts < $1::int AND webhook_lease_ms < " PG_NOW_MS
+                    " ORDER BY created_ms, call_id LIMIT 100",
+                    1, vals, err, "list dead deliveries");
     return res ? rows_of(res, rows, n, err) : -1;
 }
 
-static int pg_claim_webhook(void *h, const char *call_id, struct gate_error *err)
+static int pg_claim_webhook(void *h, const char *call_id, bool followup, struct gate_error *err)
 {
     struct pg *p = h;
     const char *vals[] = {call_id, p->node};
-    PGresult *res = query(h,
-                          "UPDATE calls SET webhook_node=$2, webhook_lease_ms=" PG_NOW_MS
-                          " + " PG_LEASE_MS_STR " WHERE call_id=$1 AND (webhook_node IS NULL"
-                          " OR webhook_node=$2 OR webhook_lease_ms < " PG_NOW_MS ")",
-                          2, vals, err, "claim a delivery");
+    PGresult *res = followup
+                        ? query(h,
+                                "UPDATE calls SET followup_node=$2, followup_lease_ms=" PG_NOW_MS
+                                " + " PG_LEASE_MS_STR " WHERE call_id=$1 AND (followup_node=$2"
+                                " OR followup_lease_ms < " PG_NOW_MS ")",
+                                2, vals, err, "claim a follow-up")
+                        : query(h,
+                                "UPDATE calls SET webhook_node=$2, webhook_lease_ms=" PG_NOW_MS
+                                " + " PG_LEASE_MS_STR " WHERE call_id=$1 AND (webhook_node IS NULL"
+                                " OR webhook_node=$2 OR webhook_lease_ms < " PG_NOW_MS ")",
+                                2, vals, err, "claim a delivery");
     if (!res) return -1;
     int claimed = atoi(PQcmdTuples(res)) == 1;
     PQclear(res);
     return claimed;
 }
 
-static int pg_count_pending(void *h, const char *agent, size_t *n, struct gate_error *err)
+static int pg_followup_done(void *h, const char *call_id, struct gate_error *err)
 {
-    const char *vals[] = {agent};
+    struct pg *p = h;
+    const char *vals[] = {call_id, p->node};
     PGresult *res = query(h,
-                          "SELECT count(*) FROM calls WHERE state='" ST_PENDING "'"
-                          " AND agent IS NOT DISTINCT FROM $1",
-                          1, vals, err, "count");
+                          "UPDATE calls SET followup_node=NULL, followup_lease_ms=NULL"
+                          " WHERE call_id=$1 AND followup_node=$2",
+                          2, vals, err, "follow-up done");
     if (!res) return -1;
-    *n = (size_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     return 0;
 }
@@ -417,7 +462,7 @@ const struct approval_store_ops approval_store_pg = {
     .healthy = pg_healthy,
     .list_webhook_orphans = pg_list_webhook_orphans,
     .claim_webhook = pg_claim_webhook,
-    .count_pending = pg_count_pending,
+    .followup_done = pg_followup_done,
     .find_by_token = pg_find_by_token,
     .add_token = pg_add_token,
     .record_attempt = pg_record_attempt,

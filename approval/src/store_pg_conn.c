@@ -58,6 +58,26 @@ static const char *const MIGRATIONS[] = {
     "   IF NOT (k = ANY(mine)) AND pg_try_advisory_lock(hashtext(agent), k) THEN RETURN k;"
     "   END IF;"
     "  END LOOP; RETURN -1; END $$;",
+    /* 5: slots after a database restart (store_pg_quota.c). The restart dropped every session
+     * lock, but the calls that held them still run; each gateway re-takes its slots as soon as
+     * it has reconnected (its quota connection is checked every PG_BEAT_MS), with
+     * pg_try_advisory_lock directly. New slots wait until the server has been up for 5 seconds
+     * (room for a loaded machine), so those re-takes come first. */
+    "CREATE OR REPLACE FUNCTION gatehouse_take_slot(agent TEXT, slots INTEGER, mine INTEGER[])"
+    " RETURNS INTEGER LANGUAGE plpgsql AS $$"
+    " DECLARE wait DOUBLE PRECISION := 5 - extract(epoch FROM clock_timestamp()"
+    "  - pg_postmaster_start_time());"
+    " BEGIN"
+    "  IF wait > 0 THEN PERFORM pg_sleep(wait); END IF;"
+    "  FOR k IN 0 .. slots - 1 LOOP"
+    "   IF NOT (k = ANY(mine)) AND pg_try_advisory_lock(hashtext(agent), k) THEN RETURN k;"
+    "   END IF;"
+    "  END LOOP; RETURN -1; END $$;",
+    /* 6: chat follow-ups as an outbox: due (followup_node set) from the decision's commit until
+     * sent, under a lease like webhook deliveries, so another gateway sends one whose deciding
+     * gateway died (delivery.c). */
+    "ALTER TABLE calls ADD COLUMN followup_node TEXT, ADD COLUMN followup_lease_ms BIGINT;"
+    "CREATE INDEX calls_followup_due ON calls(followup_lease_ms) WHERE followup_node IS NOT NULL;",
 };
 #define N_MIGRATIONS ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
@@ -246,10 +266,12 @@ static void *beat_main(void *arg)
                           " ELSE run_lease_ms END,"
                           " webhook_lease_ms = CASE WHEN webhook_node = $1 AND state = '" ST_PENDING
                           "' AND webhook_delivered = 0 THEN " PG_NOW_MS " + " PG_LEASE_MS_STR
-                          " ELSE webhook_lease_ms END"
+                          " ELSE webhook_lease_ms END,"
+                          " followup_lease_ms = CASE WHEN followup_node = $1 THEN " PG_NOW_MS
+                          " + " PG_LEASE_MS_STR " ELSE followup_lease_ms END"
                           " WHERE (run_node = $1 AND state IN ('" ST_APPROVED "', '" ST_STARTED
                           "')) OR (webhook_node = $1 AND state = '" ST_PENDING
-                          "' AND webhook_delivered = 0)",
+                          "' AND webhook_delivered = 0) OR followup_node = $1",
                           1, vals, &err, "renew leases");
         if (!res) gate_log("warn", "approval.db", "%s", err.msg);
         PQclear(res);

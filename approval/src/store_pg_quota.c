@@ -5,6 +5,13 @@
  * this gateway's quota connection and released when the call ends. The server drops a dead
  * gateway's locks with its connection, so a crash never leaks a slot. Slots are
  * interchangeable: this side remembers which ones it holds per agent and releases any.
+ * A restart of the database drops every session lock while the calls holding them run on. A
+ * thread checks the connection every PG_BEAT_MS while slots are held, and whenever it has to
+ * reconnect (there or in begin), the slots held are re-taken before anything else; new slots
+ * are handed out only once the server has been up a few seconds (migration 5), so those
+ * re-takes come first. A slot another gateway took meanwhile (the database was up again before
+ * this gateway noticed, past that grace) is replaced by a free one if any; if none is free the
+ * agent runs more calls than its quota until enough of them end (logged as quota.slot_lost).
  * Rate: a token bucket row per agent (burst = one minute's rate), taken from in one statement
  * that refills and takes only if a token is there. Each begin is one or two round trips on
  * one connection; a database that cannot answer makes begin fail with DATABASE_UNAVAILABLE
@@ -13,6 +20,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store_pg.h"
 
@@ -22,14 +30,84 @@
 
 struct held_slot {
     struct held_slot *next;
-    int slot;
+    int slot;     /* -1: lost at a reconnect and none free to replace it */
+    unsigned max; /* the agent's max_concurrent when it was taken */
     char agent[];
 };
 
 struct quota {
     struct pg pg; /* conn and lock used; one statement at a time */
     struct held_slot *held;
+    pthread_t check;
+    pthread_cond_t wake; /* CLOCK_MONOTONIC */
+    bool stopping, check_started;
 };
+
+static int take_slot(struct quota *q, const char *agent, unsigned max, int *slot,
+                     struct gate_error *err);
+
+/* With the lock held, on a new connection: take again the slots this gateway held, the same
+ * ones where they are still free. */
+static void retake(struct quota *q)
+{
+    for (struct held_slot *s = q->held; s; s = s->next) {
+        char n[16];
+        snprintf(n, sizeof(n), "%d", s->slot);
+        const char *vals[] = {s->agent, n};
+        struct gate_error err = {0};
+        PGresult *res = s->slot < 0
+                            ? NULL
+                            : pg_exec(&q->pg, "SELECT pg_try_advisory_lock(hashtext($1), $2::int)",
+                                      2, vals, &err, "re-take a running-call slot");
+        bool same = res && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+        if (same) continue;
+        if (err.code == GATE_E_DATABASE_UNAVAILABLE) return; /* lost again: the next check */
+        /* take_slot skips the slots held here, this one included: mark it lost first. */
+        s->slot = -1;
+        if (take_slot(q, s->agent, s->max, &s->slot, &err) != 1) {
+            s->slot = -1;
+            gate_log("warn", "quota.slot_lost",
+                     "agent '%s': a running call's slot was taken while the database restarted "
+                     "and none is free: the agent runs more than %u calls until some end%s%s",
+                     s->agent, s->max, err.msg[0] ? ": " : "", err.msg);
+        }
+    }
+}
+
+/* With the lock held: a new connection, and this gateway's slots on it again. */
+static int reconnect(struct quota *q, struct gate_error *err)
+{
+    PQreset(q->pg.conn);
+    if (PQstatus(q->pg.conn) != CONNECTION_OK) return pg_fail(&q->pg, NULL, err, "reconnect");
+    gate_log("info", "quota.reconnected", "quota connection back; re-taking running calls' slots");
+    retake(q);
+    return 0;
+}
+
+/* Every PG_BEAT_MS while slots are held: a connection lost to a database restart is noticed
+ * only when used, and the slots must be re-taken before other gateways hand them out. */
+static void *check_main(void *arg)
+{
+    struct quota *q = arg;
+    pthread_mutex_lock(&q->pg.lock);
+    while (!q->stopping) {
+        if (q->held) {
+            struct gate_error err = {0};
+            PGresult *res = pg_exec(&q->pg, "SELECT 1", 0, NULL, &err, "check");
+            if (res)
+                PQclear(res);
+            else if (err.code == GATE_E_DATABASE_UNAVAILABLE)
+                reconnect(q, &err);
+        }
+        uint64_t ns = gate_monotonic_ns() + PG_BEAT_MS * 1000000ull;
+        struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000ull),
+                              .tv_nsec = (long)(ns % 1000000000ull)};
+        pthread_cond_timedwait(&q->wake, &q->pg.lock, &ts);
+    }
+    pthread_mutex_unlock(&q->pg.lock);
+    return NULL;
+}
 
 int approval_quota_open(const struct approval_config *cfg, void **q, struct gate_error *err)
 {
@@ -37,10 +115,21 @@ int approval_quota_open(const struct approval_config *cfg, void **q, struct gate
     struct quota *qt = calloc(1, sizeof(*qt));
     if (!qt) return gate_err(err, GATE_E_NOMEM, "out of memory");
     pthread_mutex_init(&qt->pg.lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&qt->wake, &ca);
+    pthread_condattr_destroy(&ca);
     if (!(qt->pg.conn = pg_connect(cfg->database, cfg->database_password, err))) {
         approval_quota_close(qt);
         return -1;
     }
+    int rc = pthread_create(&qt->check, NULL, check_main, qt);
+    if (rc != 0) {
+        approval_quota_close(qt);
+        return gate_err_errno(err, GATE_E_INTERNAL, rc, "start the quota connection's check");
+    }
+    qt->check_started = true;
     *q = qt;
     return 0;
 }
@@ -49,12 +138,18 @@ void approval_quota_close(void *h)
 {
     struct quota *q = h;
     if (!q) return;
+    pthread_mutex_lock(&q->pg.lock);
+    q->stopping = true;
+    pthread_cond_broadcast(&q->wake);
+    pthread_mutex_unlock(&q->pg.lock);
+    if (q->check_started) pthread_join(q->check, NULL);
     PQfinish(q->pg.conn); /* releases every slot still held */
     while (q->held) {
         struct held_slot *s = q->held;
         q->held = s->next;
         free(s);
     }
+    pthread_cond_destroy(&q->wake);
     pthread_mutex_destroy(&q->pg.lock);
     free(q);
 }
@@ -130,9 +225,13 @@ int approval_quota_begin(void *h, const char *agent, unsigned max_concurrent, un
     if (max_concurrent && !(s = calloc(1, sizeof(*s) + strlen(agent) + 1)))
         return gate_err(err, GATE_E_NOMEM, "out of memory");
     pthread_mutex_lock(&q->pg.lock);
-    int rc = pg_ready(&q->pg, err) < 0 ? -1 : 1;
+    int rc = PQstatus(q->pg.conn) == CONNECTION_OK || reconnect(q, err) == 0 ? 1 : -1;
     if (rc == 1 && s) {
         rc = take_slot(q, agent, max_concurrent, &s->slot, err);
+        /* The server restarted since this connection was last used: reconnect (re-taking the
+         * slots held) and ask again. */
+        if (rc < 0 && err->code == GATE_E_DATABASE_UNAVAILABLE && reconnect(q, err) == 0)
+            rc = take_slot(q, agent, max_concurrent, &s->slot, err);
         if (rc == 0) {
             *retry_after = 1;
             gate_err(err, GATE_E_TOO_MANY_CALLS,
@@ -142,6 +241,8 @@ int approval_quota_begin(void *h, const char *agent, unsigned max_concurrent, un
     }
     if (rc == 1 && rate_per_min) {
         rc = take_token(q, agent, rate_per_min, retry_after, err);
+        if (rc < 0 && !s && err->code == GATE_E_DATABASE_UNAVAILABLE && reconnect(q, err) == 0)
+            rc = take_token(q, agent, rate_per_min, retry_after, err);
         if (rc == 0)
             gate_err(err, GATE_E_TOO_MANY_CALLS,
                      "quota rate: agent '%s' may make %u calls a minute (all gateways)", agent,
@@ -149,6 +250,7 @@ int approval_quota_begin(void *h, const char *agent, unsigned max_concurrent, un
         if (rc != 1 && s) give_slot(q, agent, s->slot);
     }
     if (rc == 1 && s) {
+        s->max = max_concurrent;
         strcpy(s->agent, agent);
         s->next = q->held;
         q->held = s;
@@ -168,7 +270,7 @@ void approval_quota_end(void *h, const char *agent)
         if (strcmp(s->agent, agent) != 0) continue;
         *pp = s->next;
         /* A lost connection has dropped the lock already; nothing to release then. */
-        if (PQstatus(q->pg.conn) == CONNECTION_OK) give_slot(q, agent, s->slot);
+        if (PQstatus(q->pg.conn) == CONNECTION_OK && s->slot >= 0) give_slot(q, agent, s->slot);
         free(s);
         break;
     }

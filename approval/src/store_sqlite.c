@@ -184,13 +184,40 @@ static int insert_token(struct sq *s, const char *call_id, const char *token_sha
     return step_write(s, st, err, "insert token") == 1 ? 0 : -1;
 }
 
-static int sq_insert_held(void *h, const struct approval_row *r, store_hook hook, void *ctx,
-                          struct gate_error *err)
+/* Inside a write transaction: 0 if fewer than max calls of agent are pending, else -1 with
+ * TOO_MANY_CALLS (or another error). */
+static int check_pending(struct sq *s, const char *agent, unsigned max, struct gate_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    size_t n = 0;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT count(*) FROM calls WHERE state='" ST_PENDING "' AND agent IS ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = sq_fail(s, err, "prepare count");
+    } else {
+        bind_text(st, 1, agent);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = (size_t)sqlite3_column_int64(st, 0);
+        else
+            rc = sq_fail(s, err, "count");
+    }
+    sqlite3_finalize(st);
+    if (rc == 0 && n >= max)
+        rc = gate_err(err, GATE_E_TOO_MANY_CALLS, PENDING_FULL_FMT, agent ? agent : "", n);
+    return rc;
+}
+
+static int sq_insert_held(void *h, const struct approval_row *r, unsigned max_pending,
+                          store_hook hook, void *ctx, struct gate_error *err)
 {
     struct sq *s = h;
     if (begin_txn(s, err) < 0) return -1;
     sqlite3_stmt *st = NULL;
     int rc = -1;
+    /* BEGIN IMMEDIATE holds the write lock: no other hold can count or insert meanwhile. */
+    if (max_pending && check_pending(s, r->agent, max_pending, err) < 0)
+        return finish_txn(s, -1, err);
     if (sqlite3_prepare_v2(
             s->db,
             "INSERT INTO calls (call_id, tool, policy_sha256, args_json, args_sha256,"
@@ -365,28 +392,6 @@ out:
     return 0;
 }
 
-static int sq_count_pending(void *h, const char *agent, size_t *n, struct gate_error *err)
-{
-    struct sq *s = h;
-    sqlite3_stmt *st = NULL;
-    int rc = 0;
-    pthread_mutex_lock(&s->lock);
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT count(*) FROM calls WHERE state='" ST_PENDING "' AND agent IS ?",
-                           -1, &st, NULL) != SQLITE_OK) {
-        rc = sq_fail(s, err, "prepare count");
-    } else {
-        bind_text(st, 1, agent);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            *n = (size_t)sqlite3_column_int64(st, 0);
-        else
-            rc = sq_fail(s, err, "count");
-    }
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->lock);
-    return rc;
-}
-
 static int sq_find_by_token(void *h, const char *token_sha256, char call_id[40],
                             struct gate_error *err)
 {
@@ -489,7 +494,6 @@ const struct approval_store_ops approval_store_sqlite = {
     .cas_state = sq_cas_state,
     .get = sq_get,
     .list_by_state = sq_list_by_state,
-    .count_pending = sq_count_pending,
     .find_by_token = sq_find_by_token,
     .add_token = sq_add_token,
     .record_attempt = sq_record_attempt,

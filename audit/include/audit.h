@@ -139,6 +139,12 @@ int audit_verify_anchored(const char *dir, const struct audit_anchor_target *tar
                           const char *node, struct audit_verify_report *report,
                           struct gate_error *err);
 
+/* For operators (the gateways' database role may be insert-only): delete target->database's
+ * anchors older than keep_days days, except, per node, the newest one and the newest of each
+ * segment, which keep verify sound (audit_anchor_prune.c says why). *deleted: rows removed. */
+int audit_anchor_prune(const struct audit_anchor_target *target, unsigned keep_days,
+                       uint64_t *deleted, struct gate_error *err);
+
 /* TEST HOOK ONLY: make the next batch's write fail (EIO), write only half of it (short
  * write), or fail its sync (EIO), to exercise the fail-closed path; or refuse its O_DIRECT
  * write (EINVAL), which the log survives by writing through the page cache. Never call it in

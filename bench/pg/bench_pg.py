@@ -6,8 +6,14 @@ Everything is measured in this one run, back to back and concurrently, on a thro
 PostgreSQL cluster started here (as tests/integration/test_pg.py does). Only the ratios mean
 something on a shared machine.
 
+The hold rate is measured twice: with a new connection per request (the clients of the first
+runs), and with keep-alive clients (one connection per client, reused, as agents' HTTP clients
+do), which spares the gateway a connection set-up per request.
+
   GATEHOUSE=build/gateway/gatehouse GATE_BUILD_DIR=build python3 bench/pg/bench_pg.py [ROUNDS]
 """
+import http.client
+import json
 import os
 import statistics
 import sys
@@ -119,6 +125,44 @@ def hold_only(gw):
     return time.monotonic() - t0
 
 
+class KeepAlive:
+    """One client's connection to one gateway, reused for every request."""
+    BODY = json.dumps({"arguments": {"account": "acme", "amount": 100}}).encode()
+
+    def __init__(self):
+        self.conns = {}
+
+    def __call__(self, gw):
+        me = threading.get_ident()
+        conn = self.conns.get((me, gw.port))
+        if conn is None:
+            conn = self.conns[(me, gw.port)] = http.client.HTTPConnection("127.0.0.1", gw.port,
+                                                                          timeout=60)
+        t0 = time.monotonic()
+        conn.request("POST", "/v1/tools/ledger/calls", body=self.BODY,
+                     headers={"content-type": "application/json"})
+        r = conn.getresponse()
+        body = r.read()
+        test_pg.check(r.status == 202, body)
+        test_pg.check(r.getheader("connection", "").lower() != "close", "connection closed")
+        return time.monotonic() - t0
+
+    def close(self):
+        for c in self.conns.values():
+            c.close()
+        self.conns = {}
+
+
+def hold_rates(cluster, a, b, fn, per):
+    """Holds/s of CLIENTS clients on one gateway, on two, on one again; CPU use printed."""
+    with CpuMeter(cluster, [a]) as m1:
+        one, _ = concurrent(fn, [a], per)
+    with CpuMeter(cluster, [a, b]) as m2:
+        two, _ = concurrent(fn, [a, b], per)
+    one_again, _ = concurrent(fn, [a], per)
+    return one, two, one_again, m1, m2
+
+
 def echo(gw):
     t0 = time.monotonic()
     r = gw.call("echo", {"text": "q"})
@@ -152,16 +196,16 @@ def main():
             print("round trip hold+approve+run p50: postgresql %.1f ms  sqlite %.1f ms  ratio %.2f"
                   " (target <= 1.5)" % (p_pg, p_sq, p_pg / p_sq))
             per = max(rounds, 10) * 10  # seconds per phase, not a blip
-            with CpuMeter(cluster, [a]) as m1:
-                one, _ = concurrent(hold_only, [a], per)
-            with CpuMeter(cluster, [a, b]) as m2:
-                two, _ = concurrent(hold_only, [a, b], per)
-            one_again, _ = concurrent(hold_only, [a], per)
-            ref = (one + one_again) / 2
-            print("holds/s with %d clients: one gateway %.0f (%.0f, %.0f)  two gateways %.0f  "
-                  "ratio %.2f (target >= 1.6)" % (CLIENTS, ref, one, one_again, two, two / ref))
-            print("  one gateway:  " + m1.text)
-            print("  two gateways: " + m2.text)
+            keep = KeepAlive()
+            for label, fn in (("a connection per request", hold_only), ("keep-alive", keep)):
+                one, two, one_again, m1, m2 = hold_rates(cluster, a, b, fn, per)
+                ref = (one + one_again) / 2
+                print("holds/s with %d clients, %s: one gateway %.0f (%.0f, %.0f)  two gateways "
+                      "%.0f  ratio %.2f (target >= 1.6)"
+                      % (CLIENTS, label, ref, one, one_again, two, two / ref))
+                print("  one gateway:  " + m1.text)
+                print("  two gateways: " + m2.text)
+            keep.close()
             rates = {"plain": [], "quota": []}
             for _ in range(2):  # interleaved
                 for name, gw in (("plain", a), ("quota", q)):

@@ -34,7 +34,6 @@ struct call_engine {
     pthread_mutex_t policy_lock;
     struct policy_set *policies; /* current set; swapped under policy_lock */
     struct approval *approval;
-    pthread_mutex_t hold_lock; /* holds under a max_pending quota */
     struct call_records *records;
     struct call_metrics *metrics;
     atomic_uint inflight; /* calls running now: direct and approved */

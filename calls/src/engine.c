@@ -151,24 +151,13 @@ static int validate(struct call_engine *e, const struct call_request *req,
     return rc;
 }
 
-/* The max_pending quota: counted in the store (held calls survive restarts), under a lock so
- * that two holds at once cannot both take the last place. */
-static int hold(struct call_engine *e, const struct call_request *req, const struct policy *p,
-                const struct approval_call *c, struct call_outcome *out, struct gate_error *err)
+/* The max_pending quota (c->max_pending) is counted by the store in the hold's own transaction
+ * (held calls survive restarts and may be held through other gateways). */
+static int hold(struct call_engine *e, const struct policy *p, const struct approval_call *c,
+                struct call_outcome *out, struct gate_error *err)
 {
-    if (!req->max_pending) return approval_hold(e->approval, p, c, &out->record, err);
-    pthread_mutex_lock(&e->hold_lock);
-    size_t pending = 0;
-    int rc = approval_pending_count(e->approval, req->agent, &pending, err);
-    if (rc == 0 && pending >= req->max_pending) {
-        out->retry_after = 60;
-        rc = gate_err(err, GATE_E_TOO_MANY_CALLS,
-                      "quota max_pending: agent '%s' has %zu held calls awaiting approval",
-                      req->agent, pending);
-    } else if (rc == 0) {
-        rc = approval_hold(e->approval, p, c, &out->record, err);
-    }
-    pthread_mutex_unlock(&e->hold_lock);
+    int rc = approval_hold(e->approval, p, c, &out->record, err);
+    if (rc < 0 && err->code == GATE_E_TOO_MANY_CALLS) out->retry_after = 60;
     return rc;
 }
 
@@ -185,12 +174,12 @@ static int dispatch(struct call_engine *e, const struct call_request *req, const
     char args_sha[65], call_id[40];
     gate_sha256_hex(args_json, strlen(args_json), args_sha);
     gate_new_call_id(call_id);
-    struct approval_call c = {call_id,  p->name,    p->sha256,   args_json,
-                              args_sha, req->agent, req->session};
+    struct approval_call c = {call_id,  p->name,    p->sha256,    args_json,
+                              args_sha, req->agent, req->session, req->max_pending};
     if (!p->approval.required) return call_execute(e, p, &c, true, &out->record, err);
     if (!e->approval) return gate_err(err, GATE_E_UNAVAILABLE, "the approval queue is not open");
     out->held = true;
-    return hold(e, req, p, &c, out, err);
+    return hold(e, p, &c, out, err);
 }
 
 int call_submit(struct call_engine *e, const struct call_request *req, struct call_outcome *out,
@@ -237,7 +226,6 @@ int call_engine_open(const struct call_engine_config *cfg, struct call_engine **
     e->records = call_records_new();
     e->metrics = call_metrics_new();
     pthread_mutex_init(&e->policy_lock, NULL);
-    pthread_mutex_init(&e->hold_lock, NULL);
     if (!e->cfg.policy_dir || !e->records || !e->metrics) {
         call_engine_close(e);
         return gate_err(err, GATE_E_NOMEM, NULL);
@@ -272,7 +260,6 @@ void call_engine_close(struct call_engine *e)
     call_records_free(e->records);
     call_metrics_free(e->metrics);
     pthread_mutex_destroy(&e->policy_lock);
-    pthread_mutex_destroy(&e->hold_lock);
     free((char *)e->cfg.policy_dir);
     free(e);
 }

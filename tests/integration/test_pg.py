@@ -482,6 +482,94 @@ def test_chat_followup_from_another_gateway_within_the_webhook_lease(cluster):
         env.close()
 
 
+class StallingReceiver:
+    """A chat endpoint that answers 204 to signed messages, except that while `stalling` is
+    set it never answers an outcome follow-up (it holds the connection until released)."""
+
+    def __init__(self, port):
+        import http.server
+        rec = self
+        self.cond = threading.Condition()
+        self.accepted = []  # bodies answered 204
+        self.stalled = 0
+        self.stalling = True
+        self.release = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                status, _ = test_approval.verify(test_approval.SECRET, headers, body)
+                with rec.cond:
+                    stall = rec.stalling and b"Approved:" in body
+                    if stall:
+                        rec.stalled += 1
+                    elif status == 204:
+                        rec.accepted.append(body)
+                    rec.cond.notify_all()
+                if stall:
+                    rec.release.wait(WAIT_S)
+                    return  # no answer: the sender is dead by now
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # a dead sender's connection
+
+        self.server = Server(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def bodies(self, needle):
+        with self.cond:
+            return [b for b in self.accepted if needle in b]
+
+    def stop(self):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_chat_followup_of_a_killed_deciding_gateway_sent_by_another(cluster):
+    """Held on B (B posts the Slack message), approved on A; A's follow-up is stalled by the
+    receiver and A is killed -9 before it got an answer: B adopts the due follow-up once A's
+    lease runs out and posts it, once. Before, the follow-up lived only in A's memory."""
+    env = Env(cluster, "followkill")
+    env.webhook_port = harness.free_port()
+    env.webhook_format = "slack"
+    rec = StallingReceiver(env.webhook_port)
+    try:
+        a, b = env.start_together(["a", "b"])
+        held = hold(b)
+        cid = held["call_id"]
+        check(harness.wait_until(lambda: rec.bodies(cid.encode()), WAIT_S), "no chat message")
+        check(decide(a, held).status == 200, "approve on A")
+        check(wait_final(b, cid) == "succeeded", "not run")
+        check(harness.wait_until(lambda: rec.stalled >= 1, WAIT_S), "A sent no follow-up")
+        a.kill9()  # while its follow-up waits for an answer it will never get
+        with rec.cond:
+            rec.stalling = False
+        rec.release.set()
+        followups = lambda: [x for x in rec.bodies(b"Approved:") if cid.encode() in x]  # noqa: E731
+        check(harness.wait_until(followups, WAIT_S), "nobody sent the follow-up")
+        due = "SELECT followup_node IS NULL FROM calls WHERE call_id = '%s'" % cid
+        check(harness.wait_until(lambda: cluster.sql("followkill", due) == "t", WAIT_S),
+              "the follow-up is still due")
+        check(len(followups()) == 1, "follow-ups answered: %r" % followups())
+        check("webhook.followup_adopted" in b.read_log(), "B did not adopt it")
+        stop_clean(env, "b")
+    finally:
+        rec.stop()
+        env.close()
+
+
 def test_database_down_503_direct_calls_go_on_nothing_lost(cluster):
     env = Env(cluster, "down")
     try:
@@ -578,6 +666,56 @@ def test_anchored_verify_finds_cut_and_rewritten_tails(cluster):
         check(rc == 4 and "rewritten after seq" in out, "rewritten: %d %s" % (rc, out))
         rc, out = verify_anchored(a.state_dir, "postgresql://postgres@/anchor?host=/nonexistent&port=1")
         check(rc == 2, "unreachable anchors: %d %s" % (rc, out))
+    finally:
+        env.close()
+
+
+def test_prune_anchors_keeps_verify_sound(cluster):
+    """`gatehouse db prune-anchors --keep-days 30` deletes anchors older than 30 days except
+    each node's newest and the newest of each segment; anchors inside the window stay. After
+    it, the anchored verify still passes on the intact log and still finds a cut tail."""
+    env = Env(cluster, "prune")
+    try:
+        (a,) = env.start_together(["a"])
+        for i in range(4):
+            check(a.call("echo", {"text": "p%d" % i}).status == 200, "echo")
+        stop_clean(env, "a")
+        node = harness.audit_records(a.state_dir)[-1]["node"]
+        q = lambda s: cluster.sql("prune", s)  # noqa: E731
+        seqs = [int(x) for x in q("SELECT seq FROM audit_anchors WHERE node = '%s' ORDER BY seq"
+                                  % node).split()]
+        check(len(seqs) >= 3, "too few anchors to prune: %r" % seqs)
+        # Every anchor but the newest two is 40 days old; another node has two segments' worth.
+        q("UPDATE audit_anchors SET anchored_at = now() - interval '40 days'"
+          " WHERE node = '%s' AND seq < %d" % (node, seqs[-2]))
+        q("INSERT INTO audit_anchors (node, seq, segment, hash, anchored_at) SELECT 'old-node',"
+          " s, CASE WHEN s <= 3 THEN 1 ELSE 2 END, repeat('0', 64), now() - interval '40 days'"
+          " FROM generate_series(1, 5) s")
+        p = subprocess.run([harness.GATEHOUSE, "db", "prune-anchors", "--keep-days", "30", env.uri],
+                           capture_output=True, text=True,
+                           env={"PGPASSWORD": PGPASS, "PATH": "/usr/bin:/bin"})
+        deleted = len(seqs) - 2 + 3
+        check(p.returncode == 0 and "OK: %d anchor(s)" % deleted in p.stdout,
+              "prune: %d %s %s" % (p.returncode, p.stdout, p.stderr))
+        left = q("SELECT string_agg(seq::text, ',' ORDER BY seq) FROM audit_anchors WHERE node ="
+                 " '%s'" % node)
+        check(left == "%d,%d" % (seqs[-2], seqs[-1]), "kept of %s: %s" % (node, left))
+        left = q("SELECT string_agg(seq::text, ',' ORDER BY seq) FROM audit_anchors WHERE node ="
+                 " 'old-node'")
+        check(left == "3,5", "kept of old-node (each segment's newest): %s" % left)
+        rc, out = verify_anchored(a.state_dir, env.uri)
+        check(rc == 0, "anchored verify after pruning: %d %s" % (rc, out))
+        d = tempfile.mkdtemp(prefix="gh-pgprune-", dir=env.root)
+        shutil.copytree(os.path.join(a.state_dir, "audit"), os.path.join(d, "audit"))
+        seg = os.path.join(d, "audit", sorted(os.listdir(os.path.join(d, "audit")))[-1])
+        lines = test_audit_cli.live_records(seg)
+        with open(seg, "wb") as f:
+            f.write(b"".join(lines[:-1]))
+        rc, out = verify_anchored(d, env.uri)
+        check(rc == 4 and "cut off" in out, "a cut tail after pruning: %d %s" % (rc, out))
+        p = subprocess.run([harness.GATEHOUSE, "db", "prune-anchors", "--keep-days", "x", env.uri],
+                           capture_output=True, text=True)
+        check(p.returncode == 2 and "usage" in p.stderr, "bad --keep-days: %r" % p)
     finally:
         env.close()
 
@@ -701,6 +839,98 @@ def test_agent_quotas_count_across_gateways(cluster):
         check(2 <= ok <= 2 + int(elapsed * 2 / 60),
               "%d calls passed in %.1fs: %r" % (ok, elapsed, [r.status for r in answers]))
         check(ok + len(refused) == 4, "other answers: %r" % [(r.status, r.body) for r in answers])
+        stop_clean(env, "a")
+        stop_clean(env, "b")
+    finally:
+        env.close()
+
+
+def test_quota_slots_retaken_after_database_restart(cluster):
+    """max_concurrent 2: two long calls run on A, PostgreSQL restarts (dropping every session
+    lock), and a call on B right after it is back is still refused: A re-took its two slots
+    (the locks are there again), and they are real ones, released when A is killed."""
+    env = Env(cluster, "regrab")
+    env.extra_config = "defaults: {max_concurrent: 2}\n"
+    slots = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2"
+             " AND granted")  # two-key advisory locks: the quota's slots
+    try:
+        a, b = env.start_together(["a", "b"])
+
+        def slow_call(i):
+            try:
+                a.call("slow_direct", {"account": "s%d" % i, "amount": i})
+            except OSError:
+                pass  # A is killed while the call runs: no answer is expected
+        slow = [threading.Thread(target=slow_call, args=(i,)) for i in range(2)]
+        for t in slow:
+            t.start()
+        ledger = os.path.join(env.ledger, "ledger.jsonl")
+        check(harness.wait_until(lambda: os.path.exists(ledger) and
+                                 len(open(ledger).read().splitlines()) == 2, WAIT_S),
+              "the two slow calls do not run")
+        check(cluster.sql("regrab", slots) == "2", "slots before the restart")
+
+        def refused(gw, name):
+            r = gw.call("echo", {"text": "busy"})
+            check(r.status == 429 and r.json()["error"]["code"] == "too_many_calls" and
+                  "max_concurrent" in r.json()["error"]["message"],
+                  "%s with both slots taken: %d %s" % (name, r.status, r.body))
+        refused(b, "B before the restart")
+        cluster.stop()
+        cluster.start()
+        check(cluster.sql("regrab", slots) in ("0", "1", "2"), "pg_locks")
+        refused(b, "B right after the restart")  # would take a slot A's calls no longer held
+        check(harness.wait_until(lambda: cluster.sql("regrab", slots) == "2", WAIT_S),
+              "A's slots are not held again: %s" % cluster.sql("regrab", slots))
+        refused(b, "B after A re-took its slots")
+        refused(a, "A after it re-took its slots")
+        a.kill9()  # its re-taken slots die with its session
+        for t in slow:
+            t.join()
+        check(harness.wait_until(lambda: b.call("echo", {"text": "again"}).status == 200, WAIT_S),
+              "the killed gateway's re-taken slots were never released")
+        stop_clean(env, "b")
+    finally:
+        env.close()
+
+
+def test_max_pending_atomic_across_gateways(cluster):
+    """max_pending 3 for the (anonymous) agent and 24 holds released at once, half through each
+    gateway, in three rounds: exactly 3 held each round and the rest 429 too_many_calls.
+    Counted per gateway, or counted and inserted in two steps, more than 3 get through."""
+    env = Env(cluster, "maxpend")
+    env.extra_config = "defaults: {max_pending: 3}\n"
+    try:
+        gws = env.start_together(["a", "b"])
+        for rnd in range(3):
+            answers = []
+            lock = threading.Lock()
+            go = threading.Event()
+
+            def one(gw, i):
+                go.wait()
+                r = gw.call("ledger", {"account": "r%d" % rnd, "amount": i})
+                with lock:
+                    answers.append((r.status, r.json()))
+            threads = [threading.Thread(target=one, args=(gws[i % 2], i)) for i in range(24)]
+            for t in threads:
+                t.start()
+            go.set()
+            for t in threads:
+                t.join()
+            held = [body for st, body in answers if st == 202]
+            refused = [body for st, body in answers if st == 429 and
+                       body["error"]["code"] == "too_many_calls" and
+                       "max_pending" in body["error"]["message"]]
+            check(len(held) == 3 and len(refused) == 21,
+                  "round %d: %d held, %d refused, others %r" % (
+                      rnd, len(held), len(refused),
+                      [a for a in answers if a[0] not in (202, 429)][:3]))
+            pending = cluster.sql("maxpend", "SELECT count(*) FROM calls WHERE state ="
+                                             " 'pending_approval'")
+            check(pending == "3", "pending in the database: %s" % pending)
+            for h in held:  # free the places for the next round
+                check(decide(gws[0], h, "deny").status == 200, "deny")
         stop_clean(env, "a")
         stop_clean(env, "b")
     finally:

@@ -260,8 +260,8 @@ static void test_store_cas_transitions(void **state)
     int hooks = 0;
     assert_int_equal(ops->open(dir, NULL, &h, &err), 0);
     fill_row(&r, "c_1", "t1");
-    assert_int_equal(ops->insert_held(h, &r, counting_hook, &hooks, &err), 1);
-    assert_int_equal(ops->insert_held(h, &r, NULL, NULL, &err), -1); /* same id twice */
+    assert_int_equal(ops->insert_held(h, &r, 0, counting_hook, &hooks, &err), 1);
+    assert_int_equal(ops->insert_held(h, &r, 0, NULL, NULL, &err), -1); /* same id twice */
     /* A failing hook rolls the transition back. */
     assert_int_equal(
         ops->cas_state(h, "c_1", ST_PENDING, ST_APPROVED, NULL, failing_hook, NULL, &err), -1);
@@ -297,7 +297,7 @@ static void test_store_cas_transitions(void **state)
     /* Listing by state, and by expiry. */
     fill_row(&r, "c_2", NULL);
     r.expires_ms = 1000;
-    assert_int_equal(ops->insert_held(h, &r, NULL, NULL, &err), 1);
+    assert_int_equal(ops->insert_held(h, &r, 0, NULL, NULL, &err), 1);
     struct approval_row *rows = NULL;
     size_t n = 0;
     assert_int_equal(ops->list_by_state(h, ST_PENDING, 0, NULL, &rows, &n, &err), 0);
@@ -407,7 +407,8 @@ static void hold(struct env *e, const char *id)
 {
     json_t *resp = NULL;
     struct gate_error err = {0};
-    struct approval_call c = {id, e->p.name, e->p.sha256, "{\"amount\":1}", "a0", "agent-1", NULL};
+    struct approval_call c = {id,   e->p.name, e->p.sha256, "{\"amount\":1}",
+                              "a0", "agent-1", NULL,        0};
     assert_int_equal(approval_hold(e->a, &e->p, &c, &resp, &err), 0);
     assert_string_equal(json_string_value(json_object_get(resp, "status")), "pending_approval");
     json_decref(resp);
