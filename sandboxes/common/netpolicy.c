@@ -41,7 +41,7 @@ struct slot_events {
     uint64_t begin_ns; /* time spent putting the call under its policy */
     struct netpol_event ev[NETPOL_EVENTS_MAX];
     unsigned n;
-    char exec_path[NETPOL_EVENTS_MAX][NETPOL_PATH_MAX];
+    struct netpol_exec *execs; /* NETPOL_EVENTS_MAX of them, allocated at a slot's first exec */
     unsigned nexec;
 };
 
@@ -147,10 +147,14 @@ static int ring_event(void *ctx, void *data, size_t size)
     struct slot_events *s = &net.slots[e->slot];
     if (s->cookie != e->cookie) return 0;
     if (e->op == NETPOL_OP_EXEC) {
-        const struct netpol_exec *x = data;
-        if (size < sizeof(*x) || s->nexec >= NETPOL_EVENTS_MAX) return 0;
-        memcpy(s->exec_path[s->nexec], x->path, NETPOL_PATH_MAX);
-        s->exec_path[s->nexec++][NETPOL_PATH_MAX - 1] = '\0';
+        if (size < sizeof(struct netpol_exec) || s->nexec >= NETPOL_EVENTS_MAX) return 0;
+        if (!s->execs && !(s->execs = malloc(NETPOL_EVENTS_MAX * sizeof(*s->execs)))) return 0;
+        struct netpol_exec *x = &s->execs[s->nexec++];
+        memcpy(x, data, sizeof(*x));
+        x->path[NETPOL_PATH_MAX - 1] = '\0';
+        if (x->argc > NETPOL_ARGS) x->argc = NETPOL_ARGS;
+        for (unsigned i = 0; i < x->argc; i++)
+            x->argv[i][NETPOL_ARG_MAX] = '\0';
     } else if (s->n < NETPOL_EVENTS_MAX) {
         s->ev[s->n++] = *e;
     }
@@ -272,6 +276,8 @@ void sbx_net_shutdown(void)
     netpolicy_bpf__destroy(net.skel);
     net.skel = NULL;
     net.ready = false;
+    for (size_t i = 0; net.slots && i < net.uid_count + NET_CG_SLOTS; i++)
+        free(net.slots[i].execs);
     free(net.slots);
     net.slots = NULL;
 }
@@ -509,6 +515,76 @@ static json_t *event_json(const struct netpol_event *e)
     return j;
 }
 
+/* Agent-controlled bytes as a JSON string. Valid UTF-8 is kept as it is (jansson escapes quotes,
+ * backslashes and control characters); otherwise every byte from 0x80 up is written as the
+ * text \xNN and *exact is cleared, so the caller adds the exact bytes in base64. cut: the text
+ * was cut at a byte count, which may have split its last character: that part is dropped. */
+static json_t *text_json(const char *s, bool cut, bool *exact)
+{
+    size_t len = strlen(s), keep = len;
+    /* A cut inside a character leaves a lead byte and 0-2 continuation bytes at the end. */
+    for (size_t back = 1; cut && back <= 3 && back <= len; back++) {
+        unsigned char c = (unsigned char)s[len - back];
+        if ((c & 0xc0) == 0xc0) {
+            size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+            if (need > back) keep = len - back;
+            break;
+        }
+        if ((c & 0xc0) != 0x80) break;
+    }
+    json_t *j = json_stringn(s, keep);
+    if (j) return j;
+    *exact = false;
+    struct gate_buf b = {0};
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x80)
+            gate_buf_append(&b, &s[i], 1);
+        else
+            gate_buf_printf(&b, "\\x%02x", c);
+    }
+    j = json_stringn(b.data ? b.data : "", b.len);
+    gate_buf_free(&b);
+    return j;
+}
+
+static json_t *base64_json(const char *s)
+{
+    struct gate_buf b = {0};
+    json_t *j = gate_base64(s, strlen(s), &b) == 0 ? json_stringn(b.data, b.len) : NULL;
+    gate_buf_free(&b);
+    return j;
+}
+
+/* {"path": P, "argv": [up to NETPOL_ARGS words]}, with "argv_truncated": [indexes of words cut
+ * to NETPOL_ARG_MAX bytes] and "argv_more": true when there were more words; "path_base64" /
+ * "argv_base64" (every word) when a path or word was not valid UTF-8. */
+static json_t *exec_json(const struct netpol_exec *x)
+{
+    bool path_exact = true, argv_exact = true;
+    json_t *j = json_pack("{s:o}", "path", text_json(x->path, false, &path_exact));
+    json_t *argv = json_array(), *cut = json_array();
+    for (unsigned i = 0; i < x->argc; i++) {
+        bool truncated = x->truncated & (1u << i);
+        json_array_append_new(argv, text_json(x->argv[i], truncated, &argv_exact));
+        if (truncated) json_array_append_new(cut, json_integer(i));
+    }
+    json_object_set_new(j, "argv", argv);
+    if (json_array_size(cut))
+        json_object_set_new(j, "argv_truncated", cut);
+    else
+        json_decref(cut);
+    if (x->more) json_object_set_new(j, "argv_more", json_true());
+    if (!path_exact) json_object_set_new(j, "path_base64", base64_json(x->path));
+    if (!argv_exact) {
+        json_t *b64 = json_array();
+        for (unsigned i = 0; i < x->argc; i++)
+            json_array_append_new(b64, base64_json(x->argv[i]));
+        json_object_set_new(j, "argv_base64", b64);
+    }
+    return j;
+}
+
 /* What the call in slot did (its map entry c, already taken off it), as sbx_net_end says;
  * frees the slot's events. t0: when the gateway started ending the call. */
 static json_t *collect(size_t slot, const struct netpol_call *c, uint64_t t0)
@@ -521,7 +597,7 @@ static json_t *collect(size_t slot, const struct netpol_call *c, uint64_t t0)
     for (unsigned i = 0; i < s->n; i++)
         json_array_append_new(s->ev[i].allowed ? allowed : denied, event_json(&s->ev[i]));
     for (unsigned i = 0; i < s->nexec; i++)
-        json_array_append_new(execs, json_string(s->exec_path[i]));
+        json_array_append_new(execs, exec_json(&s->execs[i]));
     s->cookie = 0;
     s->n = 0;
     s->nexec = 0;

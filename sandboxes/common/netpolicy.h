@@ -31,7 +31,8 @@ void sbx_net_free(struct sbx_net *n);
 int sbx_net_begin(const struct sbx_net *n, uid_t uid, struct gate_error *err);
 /* After every process of the call is gone: back to deny-all, and what the call did as
  * {"network": {"allowed": [...], "denied": [...], "allowed_total": N, "denied_total": N},
- *  "execs": [PATH...], "execs_total": N} (owned; the first 64 of each, counts of all), or NULL
+ *  "execs": [{"path": P, "argv": [...]}...], "execs_total": N} (owned; the first 64 of each,
+ *  counts of all; exec_json in netpolicy.c says what an exec entry may carry), or NULL
  * when nothing is enforced. */
 json_t *sbx_net_end(uid_t uid);
 

@@ -12,6 +12,7 @@ changes the list for the next call while a call in flight keeps its own, and loa
 (bad CIDR, missing port, wildcard, wasm, the gateway's own port) name file:line:col. The record
 also lists the programs the call executed.
 """
+import base64
 import os
 import signal
 import socket
@@ -26,6 +27,7 @@ import harness  # noqa: E402
 
 NETTOOL = os.path.join(harness.BUILD_POLICIES, "tools", "nettool")
 WASM_MODULE = os.path.join(harness.BUILD_POLICIES, "tools", "wasm-jsonq.wasm")
+TOOL_EXEC = {"path": NETTOOL, "argv": [NETTOOL]}  # the tool's own exec, as the record shows it
 
 
 def bpf_unavailable():
@@ -203,7 +205,7 @@ class NetworkTest(unittest.TestCase):
             self.assertEqual(net["allowed_total"], 0)
             self.assertIn(("connect", "tcp", "127.0.0.1", self.gw.port), dests(net["denied"]))
             self.assertIn(("sendmsg", "udp", "127.0.0.2", self.ln.udp2), dests(net["denied"]))
-        self.assertEqual(rec["execs"], [NETTOOL])
+        self.assertEqual(rec["execs"], [TOOL_EXEC])
         fin = finished_record(self.gw.state_dir, rec["call_id"])
         self.assertIsNotNone(fin)
         self.assertEqual(fin["network"], net)
@@ -234,13 +236,35 @@ class NetworkTest(unittest.TestCase):
         self.assertEqual(fin["network"], net)
         self.assertNotIn("own_namespace", net)
         if self.EXECS_SEEN:
-            self.assertEqual(rec["execs"], [NETTOOL])
-            self.assertEqual(fin["execs"], [NETTOOL])
+            self.assertEqual(rec["execs"], [TOOL_EXEC])
+            self.assertEqual(fin["execs"], [TOOL_EXEC])
         else:  # said so, never faked with runsc's own execs
             self.assertNotIn("execs", rec)
             self.assertIn("gVisor", rec["execs_unseen"])
         m = self.gw.request("GET", "/metrics").body.decode()
         self.assertIn("gatehouse_network_denied_total", m)
+
+    def test_execs_record_first_four_argv_words(self):
+        # nettool's "execargs" runs /proc/self/exe with six hostile words (tests/nettool): the
+        # record keeps exactly the first four, each cut to 64 bytes, JSON-escaped, invalid
+        # UTF-8 shown as \xNN with the exact bytes in base64.
+        if not self.EXECS_SEEN:
+            self.skipTest("the tool's execs happen inside gVisor's kernel (execs_unseen)")
+        rec, got = self.run_tool("none", {"exec": "execargs"})
+        self.assertEqual(got["exec"], "ok", rec["stdout"])
+        long_word = b"x" + "\u00e9".encode() * 40
+        cut = long_word[:64]
+        words = [b"child", b'say "hi"\\ and\nbye', b"bin\xff\xfe\x01end", cut]
+        want = {"path": "/proc/self/exe",
+                "argv": ["child", 'say "hi"\\ and\nbye', "bin\\xff\\xfe\x01end",
+                         "x" + "\u00e9" * 31],
+                "argv_truncated": [3],
+                "argv_more": True,
+                "argv_base64": [base64.b64encode(w).decode() for w in words]}
+        self.assertEqual(rec["execs"], [TOOL_EXEC, want])
+        self.assertEqual(rec["execs_total"], 2)
+        fin = finished_record(self.gw.state_dir, rec["call_id"])
+        self.assertEqual(fin["execs"], rec["execs"])
 
     def test_calls_back_to_back_keep_their_own_policy(self):
         # A pool slot (or tool uid) serves "some" and "none" in turn: each call is under its
