@@ -135,6 +135,8 @@ class NetworkTest(unittest.TestCase):
             egress.append('"[::1]:%d"' % ln.tcp6)
         harness.write_policy(cls.dir, "some", nettool_policy(
             "some", "network:\n  egress: [%s]\n" % ", ".join(egress), iso))
+        harness.write_policy(cls.dir, "dns", nettool_policy(
+            "dns", "network:\n  egress: [%s]\n  dns: true\n" % egress[0], iso))
         harness.write_policy(cls.dir, "reload", nettool_policy(
             "reload", "network: {egress: [\"127.0.0.2:%d\"]}\n" % ln.tcp2, iso))
         cls.gw = harness.Gateway(cls.dir, env=cls.ENV).start()
@@ -265,6 +267,29 @@ class NetworkTest(unittest.TestCase):
         self.assertEqual(rec["execs_total"], 2)
         fin = finished_record(self.gw.state_dir, rec["call_id"])
         self.assertEqual(fin["execs"], rec["execs"])
+
+    def test_dns_true_names_the_host_resolvers(self):
+        # dns: true opens port 53 of /etc/resolv.conf's name servers; the tool's own
+        # /etc/resolv.conf names those same servers (container and gvisor: a generated /etc),
+        # and without dns: true it names none. No query is sent.
+        with open("/etc/resolv.conf") as f:
+            host = [l.split()[1] for l in f if l.split()[:1] == ["nameserver"]
+                    and len(l.split()) > 1]
+        read = "read:/etc/resolv.conf"
+
+        def servers(tool):
+            rec, got = self.run_tool(tool, {"read": read})
+            self.assertEqual(got["read"], "ok", rec["stdout"])
+            lines = [l[len("read: "):] for l in rec["stdout"].splitlines() if l.startswith("read: ")]
+            return rec, [l.split()[1] for l in lines if l.split()[:1] == ["nameserver"]]
+        rec, got = servers("dns")
+        self.assertEqual(got, host, rec["stdout"])
+        if not host:
+            self.assertIn("read: # the host's name servers (network.dns)", rec["stdout"])
+        if self.ISOLATION != "process":  # the process tier reads the host's own file
+            rec, got = servers("some")
+            self.assertEqual(got, [], rec["stdout"])
+            self.assertIn("read: # no ", rec["stdout"])
 
     def test_calls_back_to_back_keep_their_own_policy(self):
         # A pool slot (or tool uid) serves "some" and "none" in turn: each call is under its

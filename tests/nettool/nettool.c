@@ -8,6 +8,7 @@
  *   raw                                   a raw IPv4 socket (ICMP), then a ping socket
  *   fork:<attempt>                        the attempt made by a grandchild of the tool
  *   wait:/PATH                            wait (up to 30 s) until PATH exists
+ *   read:/PATH                            print the file's lines, each as "read: LINE"
  *   execargs                              run this program again with hostile argv words
  *                                         (EXEC_ARGV below), for the record's `execs`
  * Only loopback addresses are ever given by the tests.
@@ -101,6 +102,15 @@ static int attempt(const char *what)
         }
         return ETIMEDOUT;
     }
+    if (!strncmp(what, "read:", 5)) {
+        FILE *f = fopen(what + 5, "re");
+        if (!f) return errno;
+        char line[512];
+        while (fgets(line, sizeof(line), f))
+            printf("read: %s", line);
+        fclose(f);
+        return 0;
+    }
     if (!strcmp(what, "execargs")) {
         pid_t child = fork();
         if (child == 0) {
@@ -170,7 +180,8 @@ int main(int argc, char **argv)
         *end = '\0';
         const char *s = p + 1;
         if (!strncmp(s, "tcp", 3) || !strncmp(s, "udp", 3) || !strcmp(s, "raw") ||
-            !strcmp(s, "execargs") || !strncmp(s, "fork:", 5) || !strncmp(s, "wait:", 5))
+            !strcmp(s, "execargs") || !strncmp(s, "read:", 5) || !strncmp(s, "fork:", 5) ||
+            !strncmp(s, "wait:", 5))
             run(s);
         p = end + 1;
     }
