@@ -10,6 +10,7 @@
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -245,8 +246,72 @@ struct exec_record {
     int old_pid;
 };
 
-/* Every program a tool's processes execute, for the call's record. Not a filter: it only
- * reports (the first NETPOL_EVENTS_MAX per call; all are counted). */
+/* The two kernel structures the exec record reads, reduced to the fields used. CO-RE: libbpf
+ * finds each field's offset in the running kernel's BTF when it loads the programs, so no
+ * layout of one kernel version is compiled in. */
+struct mm_struct {
+    unsigned long arg_start, arg_end;
+} __attribute__((preserve_access_index));
+struct task_struct {
+    struct mm_struct *mm;
+} __attribute__((preserve_access_index));
+
+/* Finding the end of a word longer than NETPOL_ARG_MAX, by bpf_loop, a chunk at a time. */
+#define SKIP_CHUNK 256
+#define SKIP_LOOPS 600 /* a word is at most MAX_ARG_STRLEN (128 KiB): 515 chunks */
+struct word_skip {
+    __u64 p;   /* where the search is; at the end, the start of the next word */
+    __u64 end; /* arg_end */
+    int found;
+};
+
+static long skip_chunk(__u64 i, void *ctx)
+{
+    struct word_skip *w = ctx;
+    char buf[SKIP_CHUNK];
+    (void)i;
+    long n = bpf_probe_read_user_str(buf, sizeof(buf), (const void *)w->p);
+    if (n <= 0) return 1;
+    if (n < SKIP_CHUNK) {
+        w->p += n;
+        w->found = 1;
+        return 1;
+    }
+    w->p += SKIP_CHUNK - 1;
+    return w->p >= w->end;
+}
+
+/* The first NETPOL_ARGS words of the new program's argv: at this tracepoint the exec is done,
+ * current->mm is the new one and its arg_start..arg_end hold argv, NUL-separated, in pages
+ * the kernel has just written (so they are present: the read does not need to fault). */
+static __always_inline void read_argv(struct netpol_exec *e)
+{
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    __u64 p = BPF_CORE_READ(task, mm, arg_start), end = BPF_CORE_READ(task, mm, arg_end);
+    for (int i = 0; i < NETPOL_ARGS; i++) {
+        if (p >= end) return;
+        long n = bpf_probe_read_user_str(e->argv[i], NETPOL_ARG_MAX + 1, (const void *)p);
+        if (n <= 0) break;
+        e->argc = (__u8)(i + 1);
+        if (n <= NETPOL_ARG_MAX) { /* the whole word and its NUL */
+            p += n;
+            continue;
+        }
+        /* NETPOL_ARG_MAX bytes were kept: the word is exactly that long, or longer. */
+        struct word_skip w = {.p = p + NETPOL_ARG_MAX, .end = end};
+        bpf_loop(SKIP_LOOPS, skip_chunk, &w, 0);
+        if (!w.found) {
+            e->truncated |= (__u8)(1u << i);
+            break;
+        }
+        if (w.p > p + NETPOL_ARG_MAX + 1) e->truncated |= (__u8)(1u << i);
+        p = w.p;
+    }
+    e->more = p < end;
+}
+
+/* Every program a tool's processes execute, with its first argv words, for the call's record.
+ * Not a filter: it only reports (the first NETPOL_EVENTS_MAX per call; all are counted). */
 SEC("tracepoint/sched/sched_process_exec")
 int netpol_exec(struct exec_record *ctx)
 {
@@ -258,7 +323,9 @@ int netpol_exec(struct exec_record *ctx)
     e->cookie = c->cookie;
     e->slot = c->slot;
     e->op = NETPOL_OP_EXEC;
+    e->argc = e->truncated = e->more = 0;
     bpf_probe_read_kernel_str(e->path, sizeof(e->path), (char *)ctx + (ctx->filename_loc & 0xffff));
+    read_argv(e);
     bpf_ringbuf_submit(e, 0);
     return 0;
 }

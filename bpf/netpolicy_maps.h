@@ -64,14 +64,21 @@ struct netpol_event {
     __u8 addr[16];
 };
 
-/* An execve by a process of the call (sched_process_exec); op at the same offset as above. */
+/* An execve by a process of the call (sched_process_exec); op at the same offset as above.
+ * With the path, the first NETPOL_ARGS words of its argv (argv[0] included), each cut to its
+ * first NETPOL_ARG_MAX bytes. */
 #define NETPOL_PATH_MAX 128
+#define NETPOL_ARGS 4
+#define NETPOL_ARG_MAX 64
 struct netpol_exec {
     __u64 cookie;
     __u32 slot;
-    __u8 op; /* NETPOL_OP_EXEC */
-    __u8 pad[3];
+    __u8 op;        /* NETPOL_OP_EXEC */
+    __u8 argc;      /* words read into argv, at most NETPOL_ARGS */
+    __u8 truncated; /* bit i: word i was longer than NETPOL_ARG_MAX bytes and is cut */
+    __u8 more;      /* 1: argv had more than NETPOL_ARGS words (or the rest could not be read) */
     char path[NETPOL_PATH_MAX];
+    char argv[NETPOL_ARGS][NETPOL_ARG_MAX + 1]; /* NUL-terminated */
 };
 
 #endif

@@ -77,13 +77,32 @@ struct policy_egress {
     uint8_t prefix;   /* prefix length in bits */
     uint16_t port;    /* host byte order, 1..65535 */
     struct policy_loc loc;
+    uint16_t name; /* 1 + its index in names when it came from DNS for that name; else 0 */
 };
+
+/* A host name of `network.egress` answered by DNS (not /etc/hosts): its addresses are asked
+ * for again when the answer's TTL runs out (sandboxes/common/netpolicy.c). */
+struct policy_egress_name {
+    char *host; /* owned */
+    uint16_t port;
+    uint32_t ttl_s; /* of the answer at load, clamped to POLICY_TTL_MIN_S..POLICY_TTL_MAX_S */
+};
+#define POLICY_TTL_MIN_S 5
+#define POLICY_TTL_MAX_S 3600
 
 struct policy_network {
     struct policy_egress *egress; /* owned */
     size_t n_egress;
+    struct policy_egress_name *names; /* owned */
+    size_t n_names;
     bool dns; /* port 53 (UDP and TCP) to the name servers of /etc/resolv.conf */
 };
+/* Ask DNS (libresolv, reading /etc/resolv.conf now) for host's A and AAAA records: *out gets
+ * one entry per address (owned; port set, name 0), *ttl_s the answer's smallest TTL, clamped.
+ * Returns the number of addresses (at least 1), or -1 with why filled. Blocks for the
+ * resolver's timeouts at most. */
+int policy_egress_resolve(const char *host, uint16_t port, struct policy_egress **out,
+                          uint32_t *ttl_s, char *why, size_t why_len);
 
 /* The gateway's own API endpoint, which no policy may list (its `network.egress` entries are
  * refused at load when they cover it). family 0 = none known. Set once before policies load. */

@@ -7,11 +7,16 @@
  *
  * Every entry names a port; there is no wildcard host. CIDRs are parsed strictly (no host bits
  * set, no leading zeros in the length). Host names are resolved here, when the policy set loads
- * (and so again at every SIGHUP): the sandbox filters addresses, never names. An entry that
- * covers the gateway's own API endpoint is refused: a tool must never reach the gateway.
+ * (and so again at every SIGHUP): the sandbox filters addresses, never names. A name that is
+ * not in /etc/hosts is asked of DNS directly (libresolv), which gives the answer's TTL: the
+ * sandbox asks again when it runs out (policy_egress_resolve). An entry that covers the
+ * gateway's own API endpoint is refused: a tool must never reach the gateway.
  */
 #include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <ctype.h>
 #include <netdb.h>
+#include <resolv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +38,11 @@ void policy_network_free(struct policy_network *n)
     free(n->egress);
     n->egress = NULL;
     n->n_egress = 0;
+    for (size_t i = 0; i < n->n_names; i++)
+        free(n->names[i].host);
+    free(n->names);
+    n->names = NULL;
+    n->n_names = 0;
 }
 
 static bool prefix_match(const uint8_t *a, const uint8_t *b, unsigned bits)
@@ -143,8 +153,115 @@ static int parse_cidr(const char *s, int family, uint8_t addr[16], unsigned *pre
     return memcmp(masked, addr, 16) == 0 ? 0 : -2;
 }
 
+/* The A (or AAAA) records of one DNS answer into *out; *ttl lowered to the smallest TTL of the
+ * answer section (a CNAME's too: the chain is only as fresh as its shortest link). */
+static int query(res_state st, const char *host, int type, uint16_t port,
+                 struct policy_egress **out, size_t *n, uint32_t *ttl)
+{
+    unsigned char answer[4096];
+    int len = res_nsearch(st, host, ns_c_in, type, answer, sizeof(answer));
+    ns_msg msg;
+    if (len < 0 || ns_initparse(answer, len, &msg) < 0) return -1;
+    size_t alen = type == ns_t_a ? 4 : 16;
+    for (int i = 0; i < ns_msg_count(msg, ns_s_an); i++) {
+        ns_rr rr;
+        if (ns_parserr(&msg, ns_s_an, i, &rr) < 0) return -1;
+        if (ns_rr_ttl(rr) < *ttl) *ttl = ns_rr_ttl(rr);
+        if ((int)ns_rr_type(rr) != type || ns_rr_rdlen(rr) != alen) continue;
+        if (*n >= EGRESS_MAX) break;
+        struct policy_egress *grown = realloc(*out, (*n + 1) * sizeof(*grown));
+        if (!grown) return -1;
+        *out = grown;
+        grown[*n] = (struct policy_egress){.family = type == ns_t_a ? AF_INET : AF_INET6,
+                                           .prefix = (uint8_t)(alen * 8),
+                                           .port = port};
+        memcpy(grown[(*n)++].addr, ns_rr_rdata(rr), alen);
+    }
+    return 0;
+}
+
+int policy_egress_resolve(const char *host, uint16_t port, struct policy_egress **out,
+                          uint32_t *ttl_s, char *why, size_t why_len)
+{
+    *out = NULL;
+    struct __res_state st;
+    memset(&st, 0, sizeof(st));
+    if (res_ninit(&st) < 0) {
+        snprintf(why, why_len, "cannot read the resolver configuration");
+        return -1;
+    }
+    /* Bounded: this runs at load and on the sandbox's refresh thread, never on a call. */
+    if (st.retrans > 2) st.retrans = 2;
+    if (st.retry > 2) st.retry = 2;
+    size_t n = 0;
+    uint32_t ttl = UINT32_MAX;
+    int a = query(&st, host, ns_t_a, port, out, &n, &ttl);
+    int herr = st.res_h_errno;
+    int aaaa = query(&st, host, ns_t_aaaa, port, out, &n, &ttl);
+    if (a < 0 && aaaa < 0) herr = st.res_h_errno ? st.res_h_errno : herr;
+    res_nclose(&st);
+    if (n == 0) {
+        snprintf(why, why_len, "%s", herr ? hstrerror(herr) : "no address in the answer");
+        free(*out);
+        *out = NULL;
+        return -1;
+    }
+    *ttl_s = ttl < POLICY_TTL_MIN_S   ? POLICY_TTL_MIN_S
+             : ttl > POLICY_TTL_MAX_S ? POLICY_TTL_MAX_S
+                                      : ttl;
+    return (int)n;
+}
+
+/* Is host named in /etc/hosts? Such names have no TTL and keep what they resolved to at load. */
+static bool in_etc_hosts(const char *host)
+{
+    autofclose FILE *f = fopen("/etc/hosts", "re");
+    char line[1024];
+    while (f && fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "#\n")] = '\0';
+        char *save = NULL, *tok = strtok_r(line, " \t", &save); /* the address */
+        while (tok && (tok = strtok_r(NULL, " \t", &save)))
+            if (strcasecmp(tok, host) == 0) return true;
+    }
+    return false;
+}
+
+/* A name DNS answers: its addresses, and the name kept for re-resolution at TTL expiry. */
+static int resolve_dns(struct egress_list *l, const struct ynode *n, const char *host,
+                       unsigned port)
+{
+    struct policy_egress *addrs = NULL;
+    uint32_t ttl = 0;
+    char why[256];
+    int count = policy_egress_resolve(host, (uint16_t)port, &addrs, &ttl, why, sizeof(why));
+    if (count < 0) return 1; /* not from DNS: getaddrinfo says what it can */
+    struct policy_network *net = l->net;
+    struct policy_egress_name *grown = realloc(net->names, (net->n_names + 1) * sizeof(*grown));
+    char *copy = strdup(host);
+    if (grown) net->names = grown;
+    if (!grown || !copy) {
+        free(copy);
+        free(addrs);
+        pctx_err(l->c, n->loc, "out of memory");
+        return -1;
+    }
+    net->names[net->n_names++] = (struct policy_egress_name){copy, (uint16_t)port, ttl};
+    int out = 0;
+    for (int i = 0; i < count && out == 0; i++) {
+        out =
+            add_entry(l, n->loc, addrs[i].family, addrs[i].addr, addrs[i].prefix, port, n->scalar);
+        if (out == 0) net->egress[net->n_egress - 1].name = (uint16_t)net->n_names;
+    }
+    free(addrs);
+    return out;
+}
+
 static int resolve(struct egress_list *l, const struct ynode *n, const char *host, unsigned port)
 {
+    if (!in_etc_hosts(host)) {
+        int rc = resolve_dns(l, n, host, port);
+        if (rc <= 0) return rc;
+    }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host, NULL, &hints, &res);

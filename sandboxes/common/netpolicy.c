@@ -15,9 +15,8 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
-#include "netpolicy.h"
 #include "netpolicy.skel.h"
-#include "netpolicy_maps.h"
+#include "netpolicy_internal.h"
 
 /* Upper bounds of the per-call cost histogram, in microseconds. */
 #define NET_COST_BUCKETS 8
@@ -26,8 +25,10 @@
 #define NET_CG_SLOTS 128
 static const unsigned cost_bounds_us[NET_COST_BUCKETS] = {5, 10, 20, 50, 100, 200, 500, 1000};
 
-struct sbx_net {
+/* One set of map entries under a policy id of its own (netpolicy_internal.h). */
+struct net_gen {
     uint32_t policy_id;
+    unsigned refs; /* under net.lock: one while it is its policy's current, one per call on it */
     struct netpol_key4 *keys4;
     size_t n4;
     struct netpol_key6 *keys6;
@@ -41,8 +42,9 @@ struct slot_events {
     uint64_t begin_ns; /* time spent putting the call under its policy */
     struct netpol_event ev[NETPOL_EVENTS_MAX];
     unsigned n;
-    char exec_path[NETPOL_EVENTS_MAX][NETPOL_PATH_MAX];
+    struct netpol_exec *execs; /* NETPOL_EVENTS_MAX of them, allocated at a slot's first exec */
     unsigned nexec;
+    struct net_gen *gen; /* the entries the call runs under, held until its end */
 };
 
 static struct {
@@ -147,10 +149,14 @@ static int ring_event(void *ctx, void *data, size_t size)
     struct slot_events *s = &net.slots[e->slot];
     if (s->cookie != e->cookie) return 0;
     if (e->op == NETPOL_OP_EXEC) {
-        const struct netpol_exec *x = data;
-        if (size < sizeof(*x) || s->nexec >= NETPOL_EVENTS_MAX) return 0;
-        memcpy(s->exec_path[s->nexec], x->path, NETPOL_PATH_MAX);
-        s->exec_path[s->nexec++][NETPOL_PATH_MAX - 1] = '\0';
+        if (size < sizeof(struct netpol_exec) || s->nexec >= NETPOL_EVENTS_MAX) return 0;
+        if (!s->execs && !(s->execs = malloc(NETPOL_EVENTS_MAX * sizeof(*s->execs)))) return 0;
+        struct netpol_exec *x = &s->execs[s->nexec++];
+        memcpy(x, data, sizeof(*x));
+        x->path[NETPOL_PATH_MAX - 1] = '\0';
+        if (x->argc > NETPOL_ARGS) x->argc = NETPOL_ARGS;
+        for (unsigned i = 0; i < x->argc; i++)
+            x->argv[i][NETPOL_ARG_MAX] = '\0';
     } else if (s->n < NETPOL_EVENTS_MAX) {
         s->ev[s->n++] = *e;
     }
@@ -188,6 +194,7 @@ static int attach_all(int cg, struct gate_error *err)
 }
 
 static int add_deny(const struct policy_endpoint *g);
+static void gen_unref(struct net_gen *g);
 
 static int init_bpf(const struct sbx_config *cfg, struct gate_error *err)
 {
@@ -251,12 +258,18 @@ int sbx_net_init(const struct sbx_config *cfg, struct gate_error *err)
         sbx_net_shutdown();
         return -1;
     }
+    if (net_dns_start(cfg->gateway, err) < 0) {
+        snprintf(net.why, sizeof(net.why), "%s", err->msg);
+        sbx_net_shutdown();
+        return -1;
+    }
     net.ready = true;
     return 0;
 }
 
 void sbx_net_shutdown(void)
 {
+    net_dns_stop();
     if (net.ready || net.skel) {
         struct gate_error err = {0};
         struct stat st;
@@ -272,6 +285,10 @@ void sbx_net_shutdown(void)
     netpolicy_bpf__destroy(net.skel);
     net.skel = NULL;
     net.ready = false;
+    for (size_t i = 0; net.slots && i < net.uid_count + NET_CG_SLOTS; i++) {
+        free(net.slots[i].execs);
+        gen_unref(net.slots[i].gen);
+    }
     free(net.slots);
     net.slots = NULL;
 }
@@ -335,20 +352,92 @@ static int add_deny(const struct policy_endpoint *g)
     return put4(&k4);
 }
 
-static int add_entry(struct sbx_net *n, int family, const uint8_t *addr, unsigned prefix,
-                     uint16_t port)
+/* A growable list of egress entries. */
+struct egress_vec {
+    struct policy_egress *v;
+    size_t n;
+};
+
+static int push(struct egress_vec *vec, const struct policy_egress *e)
 {
-    if (family == AF_INET) {
-        struct netpol_key4 *grown = realloc(n->keys4, (n->n4 + 1) * sizeof(*grown));
+    struct policy_egress *grown = realloc(vec->v, (vec->n + 1) * sizeof(*grown));
+    if (!grown) return -1;
+    vec->v = grown;
+    grown[vec->n++] = *e;
+    return 0;
+}
+
+static int gen_add(struct net_gen *g, const struct policy_egress *e)
+{
+    if (e->family == AF_INET) {
+        struct netpol_key4 *grown = realloc(g->keys4, (g->n4 + 1) * sizeof(*grown));
         if (!grown) return -1;
-        n->keys4 = grown;
-        key4(&grown[n->n4++], n->policy_id, port, addr, prefix);
+        g->keys4 = grown;
+        key4(&grown[g->n4++], g->policy_id, e->port, e->addr, e->prefix);
         return 0;
     }
-    struct netpol_key6 *grown = realloc(n->keys6, (n->n6 + 1) * sizeof(*grown));
+    struct netpol_key6 *grown = realloc(g->keys6, (g->n6 + 1) * sizeof(*grown));
     if (!grown) return -1;
-    n->keys6 = grown;
-    key6(&grown[n->n6++], n->policy_id, port, addr, prefix);
+    g->keys6 = grown;
+    key6(&grown[g->n6++], g->policy_id, e->port, e->addr, e->prefix);
+    return 0;
+}
+
+/* Remove g's entries and free it. */
+static void gen_free(struct net_gen *g)
+{
+    if (!g) return;
+    for (size_t i = 0; net.skel && i < g->n4; i++)
+        bpf_map_delete_elem(bpf_map__fd(net.skel->maps.allow4), &g->keys4[i]);
+    for (size_t i = 0; net.skel && i < g->n6; i++)
+        bpf_map_delete_elem(bpf_map__fd(net.skel->maps.allow6), &g->keys6[i]);
+    free(g->keys4);
+    free(g->keys6);
+    free(g);
+}
+
+/* Under net.lock. */
+static void gen_unref(struct net_gen *g)
+{
+    if (g && --g->refs == 0) gen_free(g);
+}
+
+/* A new generation of n's entries, in the maps under a new policy id (owned, one ref). */
+static struct net_gen *gen_build(const struct sbx_net *n, struct gate_error *err)
+{
+    struct net_gen *g = calloc(1, sizeof(*g));
+    if (!g) return gate_err(err, GATE_E_NOMEM, "out of memory"), NULL;
+    g->refs = 1;
+    pthread_mutex_lock(&net.lock);
+    g->policy_id = net.next_policy_id++;
+    pthread_mutex_unlock(&net.lock);
+    int rc = 0;
+    for (size_t i = 0; i < n->n_fixed && rc == 0; i++)
+        rc = gen_add(g, &n->fixed[i]);
+    for (size_t i = 0; i < n->n_names && rc == 0; i++)
+        for (size_t j = 0; j < n->names[i].n && rc == 0; j++)
+            rc = gen_add(g, &n->names[i].addrs[j]);
+    if (rc < 0) gate_err(err, GATE_E_NOMEM, "out of memory");
+    for (size_t i = 0; rc == 0 && i < g->n4; i++)
+        if (put4(&g->keys4[i]) < 0)
+            rc = gate_err_errno(err, GATE_E_POLICY, errno, "network policy: add an entry");
+    for (size_t i = 0; rc == 0 && i < g->n6; i++)
+        if (put6(&g->keys6[i]) < 0)
+            rc = gate_err_errno(err, GATE_E_POLICY, errno, "network policy: add an entry");
+    if (rc == 0) return g;
+    gen_free(g);
+    return NULL;
+}
+
+int net_install(struct sbx_net *n, struct gate_error *err)
+{
+    struct net_gen *g = gen_build(n, err);
+    if (!g) return -1;
+    pthread_mutex_lock(&net.lock);
+    struct net_gen *old = n->cur;
+    n->cur = g;
+    gen_unref(old);
+    pthread_mutex_unlock(&net.lock);
     return 0;
 }
 
@@ -371,16 +460,13 @@ static int each_resolver(int (*fn)(void *, int, const uint8_t *, const char *), 
     return 0;
 }
 
+/* dns: true: port 53 of every name server of /etc/resolv.conf. */
 static int add_resolver(void *ctx, int family, const uint8_t *a, const char *text)
 {
     (void)text;
-    return add_entry(ctx, family, a, family == AF_INET ? 32 : 128, 53);
-}
-
-/* dns: true: port 53 of every name server of /etc/resolv.conf. */
-static int add_resolvers(struct sbx_net *n, struct gate_error *err)
-{
-    return each_resolver(add_resolver, n, err);
+    struct policy_egress e = {.family = family, .prefix = family == AF_INET ? 32 : 128, .port = 53};
+    memcpy(e.addr, a, family == AF_INET ? 4 : 16);
+    return push(ctx, &e);
 }
 
 static int print_resolver(void *ctx, int family, const uint8_t *a, const char *text)
@@ -405,12 +491,16 @@ char *sbx_net_resolv_conf(const struct policy *p, struct gate_error *err)
 void sbx_net_free(struct sbx_net *n)
 {
     if (!n) return;
-    for (size_t i = 0; net.skel && i < n->n4; i++)
-        bpf_map_delete_elem(bpf_map__fd(net.skel->maps.allow4), &n->keys4[i]);
-    for (size_t i = 0; net.skel && i < n->n6; i++)
-        bpf_map_delete_elem(bpf_map__fd(net.skel->maps.allow6), &n->keys6[i]);
-    free(n->keys4);
-    free(n->keys6);
+    if (n->n_names) net_dns_forget(n);
+    pthread_mutex_lock(&net.lock);
+    gen_unref(n->cur); /* the entries go now, or when the last call on them ends */
+    pthread_mutex_unlock(&net.lock);
+    for (size_t i = 0; i < n->n_names; i++) {
+        free(n->names[i].host);
+        free(n->names[i].addrs);
+    }
+    free(n->names);
+    free(n->fixed);
     free(n);
 }
 
@@ -418,8 +508,39 @@ int sbx_net_prepare_open(struct sbx_net **out, struct gate_error *err)
 {
     *out = NULL;
     if (!net.ready) return 0; /* the namespace is the fence; nothing to record with */
-    if (!(*out = calloc(1, sizeof(**out)))) return gate_err(err, GATE_E_NOMEM, "out of memory");
-    (*out)->policy_id = NETPOL_OPEN_ID;
+    struct sbx_net *n = calloc(1, sizeof(*n));
+    struct net_gen *g = calloc(1, sizeof(*g));
+    if (!n || !g) {
+        free(n), free(g);
+        return gate_err(err, GATE_E_NOMEM, "out of memory");
+    }
+    *g = (struct net_gen){.policy_id = NETPOL_OPEN_ID, .refs = 1};
+    n->cur = g;
+    *out = n;
+    return 0;
+}
+
+/* n's names and the addresses each resolved to at load (p's entries with that name). */
+static int copy_names(const struct policy *p, struct sbx_net *n)
+{
+    if (!p->net.n_names) return 0;
+    if (!(n->names = calloc(p->net.n_names, sizeof(*n->names)))) return -1;
+    for (size_t i = 0; i < p->net.n_names; i++) {
+        const struct policy_egress_name *pn = &p->net.names[i];
+        struct net_name *nn = &n->names[n->n_names++];
+        *nn = (struct net_name){.port = pn->port,
+                                .ttl_s = pn->ttl_s,
+                                .due_ns = gate_monotonic_ns() + pn->ttl_s * 1000000000ull};
+        if (!(nn->host = strdup(pn->host))) return -1;
+        struct egress_vec addrs = {0};
+        for (size_t j = 0; j < p->net.n_egress; j++)
+            if (p->net.egress[j].name == i + 1 && push(&addrs, &p->net.egress[j]) < 0) {
+                free(addrs.v);
+                return -1;
+            }
+        nn->addrs = addrs.v;
+        nn->n = addrs.n;
+    }
     return 0;
 }
 
@@ -434,28 +555,23 @@ int sbx_net_prepare(const struct policy *p, struct sbx_net **out, struct gate_er
                         net.why[0] ? net.why : "not initialised");
     struct sbx_net *n = calloc(1, sizeof(*n));
     if (!n) return gate_err(err, GATE_E_NOMEM, "out of memory");
-    pthread_mutex_lock(&net.lock);
-    n->policy_id = net.next_policy_id++;
-    pthread_mutex_unlock(&net.lock);
+    struct egress_vec fixed = {0};
     int rc = 0;
     if (p->network == NETWORK_EGRESS) {
-        for (size_t i = 0; i < p->net.n_egress && rc == 0; i++) {
-            const struct policy_egress *e = &p->net.egress[i];
-            if (add_entry(n, e->family, e->addr, e->prefix, e->port) < 0)
+        for (size_t i = 0; i < p->net.n_egress && rc == 0; i++)
+            if (!p->net.egress[i].name && push(&fixed, &p->net.egress[i]) < 0)
                 rc = gate_err(err, GATE_E_NOMEM, "out of memory");
-        }
-        if (rc == 0 && p->net.dns) rc = add_resolvers(n, err);
+        if (rc == 0 && p->net.dns) rc = each_resolver(add_resolver, &fixed, err);
+        if (rc == 0 && copy_names(p, n) < 0) rc = gate_err(err, GATE_E_NOMEM, "out of memory");
     }
-    for (size_t i = 0; rc == 0 && i < n->n4; i++)
-        if (put4(&n->keys4[i]) < 0)
-            rc = gate_err_errno(err, GATE_E_POLICY, errno, "network policy: add an entry");
-    for (size_t i = 0; rc == 0 && i < n->n6; i++)
-        if (put6(&n->keys6[i]) < 0)
-            rc = gate_err_errno(err, GATE_E_POLICY, errno, "network policy: add an entry");
+    n->fixed = fixed.v;
+    n->n_fixed = fixed.n;
+    if (rc == 0) rc = net_install(n, err);
     if (rc < 0) {
         sbx_net_free(n);
         return -1;
     }
+    if (n->n_names) net_dns_watch(n);
     *out = n;
     return 0;
 }
@@ -474,8 +590,12 @@ int sbx_net_begin(const struct sbx_net *n, uid_t uid, struct gate_error *err)
     s->cookie = cookie;
     s->n = 0;
     s->nexec = 0;
+    gen_unref(s->gen); /* a call that never reached sbx_net_end */
+    s->gen = n->cur;
+    s->gen->refs++;
+    uint32_t policy_id = s->gen->policy_id;
     pthread_mutex_unlock(&net.lock);
-    int rc = set_call(uid, n->policy_id, cookie, err);
+    int rc = set_call(uid, policy_id, cookie, err);
     s->begin_ns = gate_monotonic_ns() - t0; /* the slot is this call's until sbx_net_end */
     return rc;
 }
@@ -490,25 +610,6 @@ static void count_cost(uint64_t ns)
     net.cost_count++;
 }
 
-static json_t *event_json(const struct netpol_event *e)
-{
-    static const char *const ops[] = {"?", "connect", "sendmsg", "socket"};
-    char addr[INET6_ADDRSTRLEN] = "";
-    const char *proto = e->proto == IPPROTO_TCP ? "tcp" : e->proto == IPPROTO_UDP ? "udp" : NULL;
-    json_t *j = json_pack("{s:s}", "op", ops[e->op < 4 ? e->op : 0]);
-    if (e->op == NETPOL_OP_SOCKET) {
-        json_object_set_new(j, "family", json_string(e->family == AF_INET6 ? "inet6" : "inet"));
-        json_object_set_new(j, "type", json_integer(e->type));
-        json_object_set_new(j, "protocol", json_integer(e->proto));
-        return j;
-    }
-    inet_ntop(e->family == AF_INET6 ? AF_INET6 : AF_INET, e->addr, addr, sizeof(addr));
-    json_object_set_new(j, "proto", proto ? json_string(proto) : json_integer(e->proto));
-    json_object_set_new(j, "addr", json_string(addr));
-    json_object_set_new(j, "port", json_integer(e->port));
-    return j;
-}
-
 /* What the call in slot did (its map entry c, already taken off it), as sbx_net_end says;
  * frees the slot's events. t0: when the gateway started ending the call. */
 static json_t *collect(size_t slot, const struct netpol_call *c, uint64_t t0)
@@ -519,13 +620,15 @@ static json_t *collect(size_t slot, const struct netpol_call *c, uint64_t t0)
     ring_buffer__consume(net.rb);
     struct slot_events *s = &net.slots[slot];
     for (unsigned i = 0; i < s->n; i++)
-        json_array_append_new(s->ev[i].allowed ? allowed : denied, event_json(&s->ev[i]));
+        json_array_append_new(s->ev[i].allowed ? allowed : denied, net_event_json(&s->ev[i]));
     for (unsigned i = 0; i < s->nexec; i++)
-        json_array_append_new(execs, json_string(s->exec_path[i]));
+        json_array_append_new(execs, net_exec_json(&s->execs[i]));
     s->cookie = 0;
     s->n = 0;
     s->nexec = 0;
     s->busy = false;
+    gen_unref(s->gen);
+    s->gen = NULL;
     net.denied_total += c->denied;
     count_cost(s->begin_ns + (gate_monotonic_ns() - t0));
     pthread_mutex_unlock(&net.lock);
@@ -608,14 +711,17 @@ int sbx_net_begin_cgroup(const struct sbx_net *n, uint64_t cgid, struct gate_err
     }
     struct slot_events *s = &net.slots[slot];
     struct netpol_call c = {
-        .policy_id = n->policy_id, .slot = (uint32_t)slot, .cookie = ++net.next_cookie};
-    *s = (struct slot_events){.busy = true, .cookie = c.cookie};
+        .policy_id = n->cur->policy_id, .slot = (uint32_t)slot, .cookie = ++net.next_cookie};
+    *s = (struct slot_events){.busy = true, .cookie = c.cookie, .execs = s->execs, .gen = n->cur};
+    s->gen->refs++;
     pthread_mutex_unlock(&net.lock);
     int rc = set_cgcall(cgid, &c, err);
     pthread_mutex_lock(&net.lock);
-    if (rc < 0)
+    if (rc < 0) {
         s->busy = false;
-    else
+        gen_unref(s->gen);
+        s->gen = NULL;
+    } else
         s->begin_ns = gate_monotonic_ns() - t0;
     pthread_mutex_unlock(&net.lock);
     return rc;
@@ -635,6 +741,18 @@ json_t *sbx_net_end_cgroup(uint64_t cgid)
      * entry is not filtered at all. */
     sbx_net_hold_cgroup(cgid, &err);
     return collect(c.slot, &c, t0);
+}
+
+json_t *sbx_net_end_cgroup_unseen(uint64_t cgid, const char *kernel)
+{
+    json_t *net = sbx_net_end_cgroup(cgid);
+    if (!net) return NULL;
+    json_object_del(net, "execs");
+    json_object_del(net, "execs_total");
+    json_object_set_new(
+        net, "execs_unseen",
+        json_sprintf("the tool runs on %s: its execs are not host execve calls", kernel));
+    return net;
 }
 
 void sbx_net_metrics(struct gate_buf *out)

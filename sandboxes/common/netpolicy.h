@@ -31,7 +31,8 @@ void sbx_net_free(struct sbx_net *n);
 int sbx_net_begin(const struct sbx_net *n, uid_t uid, struct gate_error *err);
 /* After every process of the call is gone: back to deny-all, and what the call did as
  * {"network": {"allowed": [...], "denied": [...], "allowed_total": N, "denied_total": N},
- *  "execs": [PATH...], "execs_total": N} (owned; the first 64 of each, counts of all), or NULL
+ *  "execs": [{"path": P, "argv": [...]}...], "execs_total": N} (owned; the first 64 of each,
+ *  counts of all; exec_json in netpolicy.c says what an exec entry may carry), or NULL
  * when nothing is enforced. */
 json_t *sbx_net_end(uid_t uid);
 
@@ -59,6 +60,10 @@ int sbx_net_begin_cgroup(const struct sbx_net *n, uint64_t cgid, struct gate_err
 /* After every process of the call is gone: what it did (as sbx_net_end), and the directory
  * back to deny-all (hold: a pool slot's) or out of the map (a call's own, removed next). */
 json_t *sbx_net_end_cgroup(uint64_t cgid);
+/* The same for a sandbox whose tool runs on a kernel of its own (gVisor's, a guest's), named
+ * by `kernel`: its execs are not host execve calls, so the record has none (only the runtime's
+ * own) and says so (`execs_unseen`) instead. */
+json_t *sbx_net_end_cgroup_unseen(uint64_t cgid, const char *kernel);
 void sbx_net_metrics(struct gate_buf *out);
 /* Detach, move the gateway back to its cgroup and remove the directory. */
 void sbx_net_shutdown(void);

@@ -7,7 +7,8 @@
  * tmpfs /tmp and workspace, our launcher as the process (it drops to the non-root
  * tool identity without capabilities, under no_new_privs and seccomp, at boot),
  * rlimits and cgroup limits. The /etc contents are the same as the container
- * tier's (duplicated on purpose: the two tiers are built independently).
+ * tier's (duplicated on purpose: the two tiers are built independently); policies with
+ * network.dns bind STATE/gvisor/etc-dns instead, which names the host's resolvers.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -61,7 +62,9 @@ static int make_dir(const char *path, struct gate_error *err)
     return 0;
 }
 
-static int write_etc(struct gate_error *err)
+/* A generated /etc in dir. resolv: the text of its resolv.conf; with it, host names are looked
+ * up in DNS too (a policy with network.dns), else in the hosts file only. */
+static int write_etc(const char *dir, const char *resolv, bool dns, struct gate_error *err)
 {
     char passwd[512], group[256];
     /* The tool's identity must resolve (id, getpwuid) inside the sandbox; root is listed
@@ -74,16 +77,31 @@ static int write_etc(struct gate_error *err)
     GV_PATH(group, "root:x:0:\n%s:x:%u:\n", gv.gid == 65534 ? "nogroup" : "tool", (unsigned)gv.gid);
     static const char hosts[] =
         "127.0.0.1\tlocalhost sandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n";
-    static const char resolv[] = "# no name servers: the sandbox has no network by default\n";
-    static const char nsswitch[] = "passwd: files\ngroup: files\nshadow: files\nhosts: files\n"
-                                   "networks: files\nprotocols: files\nservices: files\n";
-    if (make_dir(gv.etc, err) < 0 || write_file(gv.etc, "passwd", passwd, 0644, err) < 0 ||
-        write_file(gv.etc, "group", group, 0644, err) < 0 ||
-        write_file(gv.etc, "hosts", hosts, 0644, err) < 0 ||
-        write_file(gv.etc, "resolv.conf", resolv, 0644, err) < 0 ||
-        write_file(gv.etc, "nsswitch.conf", nsswitch, 0644, err) < 0)
+    char nsswitch[256];
+    GV_PATH(nsswitch,
+            "passwd: files\ngroup: files\nshadow: files\nhosts: files%s\n"
+            "networks: files\nprotocols: files\nservices: files\n",
+            dns ? " dns" : "");
+    if (make_dir(dir, err) < 0 || write_file(dir, "passwd", passwd, 0644, err) < 0 ||
+        write_file(dir, "group", group, 0644, err) < 0 ||
+        write_file(dir, "hosts", hosts, 0644, err) < 0 ||
+        write_file(dir, "resolv.conf", resolv, 0644, err) < 0 ||
+        write_file(dir, "nsswitch.conf", nsswitch, 0644, err) < 0)
         return -1;
     return 0;
+}
+
+/* network.dns: the /etc of the policy's sandboxes names the host's resolvers (the ones the
+ * filter opens port 53 to). Written when the policy loads, so a reload picks up a changed
+ * /etc/resolv.conf; every such policy gets the same text, so they share one directory (each
+ * file replaced by rename: a running sandbox sees the old file or the new one). */
+static int dns_etc(const struct policy *p, char *dir, size_t len, struct gate_error *err)
+{
+    if (snprintf(dir, len, "%s/etc-dns", gv.dir) >= (int)len)
+        return gate_err(err, GATE_E_SANDBOX, "gvisor: state directory path too long");
+    autofree char *resolv = sbx_net_resolv_conf(p, err);
+    if (!resolv) return -1;
+    return write_etc(dir, resolv, true, err);
 }
 
 int gv_write_shared_files(struct gate_error *err)
@@ -111,7 +129,8 @@ int gv_write_shared_files(struct gate_error *err)
     char dst[PATH_MAX];
     GV_PATH(dst, "%s%s", gv.rootfs, LAUNCHER_PATH);
     if (copy_file(gv.helper, dst, 0555, err) < 0) return -1;
-    return write_etc(err);
+    return write_etc(gv.etc, "# no name servers: the sandbox has no network by default\n", false,
+                     err);
 }
 
 /* ---- the per-policy OCI config ------------------------------------------------------- */
@@ -245,7 +264,14 @@ static int mounts_json(const struct policy *p, json_t **out, struct gate_error *
     if (p->filesystem.workspace)
         json_array_append_new(
             m, tmpfs("/workspace", p->filesystem.workspace_mb, p->filesystem.exec_workspace));
-    json_array_append_new(m, bind_ro(gv.etc, "/etc"));
+    char etc_dns[PATH_MAX];
+    if (p->network == NETWORK_EGRESS && p->net.dns &&
+        dns_etc(p, etc_dns, sizeof(etc_dns), err) < 0) {
+        json_decref(m);
+        return -1;
+    }
+    json_array_append_new(
+        m, bind_ro(p->network == NETWORK_EGRESS && p->net.dns ? etc_dns : gv.etc, "/etc"));
     *out = m;
     return 0;
 }

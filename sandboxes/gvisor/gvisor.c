@@ -380,20 +380,14 @@ static void classify(const struct policy *p, const struct gv_box *box, struct sb
 
 /* What the call did on the network, once the keeper (and so the whole sandbox tree) is gone.
  * The sentry makes the tool's connections on the host and the filter sees each; the tool's
- * execs happen inside gVisor's kernel, not as host execve calls, so the record has none to
- * show and says so instead of listing runsc's own. */
+ * execs happen inside gVisor's kernel (said so, instead of listing runsc's own). */
 static void record_network(uint64_t cgid, int rc, struct sbx_result *res)
 {
-    json_t *net = sbx_net_end_cgroup(cgid);
+    json_t *net = sbx_net_end_cgroup_unseen(cgid, "gVisor's kernel");
     if (!net || rc < 0) {
         json_decref(net);
         return;
     }
-    json_object_del(net, "execs");
-    json_object_del(net, "execs_total");
-    json_object_set_new(net, "execs_unseen",
-                        json_string("the tool runs on gVisor's kernel: its execs are not host "
-                                    "execve calls"));
     res->activity = net;
 }
 

@@ -434,16 +434,12 @@ static void record_network(uint64_t cgid, const struct mvm_vm *vm, int rc, struc
     struct pollfd dead = {vm->pidfd, POLLIN, 0};
     while (poll(&dead, 1, 2000) < 0 && errno == EINTR)
         ;
-    json_t *net = sbx_net_end_cgroup(cgid); /* the directory stays held to deny-all */
+    /* The directory stays held to deny-all until it is removed. */
+    json_t *net = sbx_net_end_cgroup_unseen(cgid, "the guest's kernel");
     if (!net || rc < 0) {
         json_decref(net);
         return;
     }
-    json_object_del(net, "execs");
-    json_object_del(net, "execs_total");
-    json_object_set_new(net, "execs_unseen",
-                        json_string("the tool runs on the guest's kernel: its execs are not host "
-                                    "execve calls"));
     res->activity = net;
 }
 

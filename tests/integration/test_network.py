@@ -11,11 +11,17 @@ what it lists (also from a grandchild), every attempt is in the call's audit rec
 changes the list for the next call while a call in flight keeps its own (the call waits on a
 connection the test holds open), and load errors
 (bad CIDR, missing port, wildcard, wasm, the gateway's own port) name file:line:col. The record
-also lists the programs the call executed.
+also lists the programs the call executed, with their first argv words (hostile ones included);
+dns: true gives the tool a resolv.conf naming the host's resolvers; and a host name is resolved
+again when its DNS answer's TTL runs out (ReresolveTest: a DNS server of the test's own, on
+loopback, named only in the gateway's own mount namespace).
 """
+import base64
 import os
+import random
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -27,6 +33,7 @@ import harness  # noqa: E402
 
 NETTOOL = os.path.join(harness.BUILD_POLICIES, "tools", "nettool")
 WASM_MODULE = os.path.join(harness.BUILD_POLICIES, "tools", "wasm-jsonq.wasm")
+TOOL_EXEC = {"path": NETTOOL, "argv": [NETTOOL]}  # the tool's own exec, as the record shows it
 
 
 def bpf_unavailable():
@@ -141,6 +148,8 @@ class NetworkTest(unittest.TestCase):
             egress.append('"[::1]:%d"' % ln.tcp6)
         harness.write_policy(cls.dir, "some", nettool_policy(
             "some", "network:\n  egress: [%s]\n" % ", ".join(egress), iso))
+        harness.write_policy(cls.dir, "dns", nettool_policy(
+            "dns", "network:\n  egress: [%s]\n  dns: true\n" % egress[0], iso))
         harness.write_policy(cls.dir, "reload", cls.reload_policy("127.0.0.2:%d" % ln.tcp2))
         cls.gw = harness.Gateway(cls.dir, env=cls.ENV).start()
         if "network.unavailable" in cls.gw.read_log():
@@ -216,7 +225,7 @@ class NetworkTest(unittest.TestCase):
             self.assertEqual(net["allowed_total"], 0)
             self.assertIn(("connect", "tcp", "127.0.0.1", self.gw.port), dests(net["denied"]))
             self.assertIn(("sendmsg", "udp", "127.0.0.2", self.ln.udp2), dests(net["denied"]))
-        self.assertEqual(rec["execs"], [NETTOOL])
+        self.assertEqual(rec["execs"], [TOOL_EXEC])
         fin = finished_record(self.gw.state_dir, rec["call_id"])
         self.assertIsNotNone(fin)
         self.assertEqual(fin["network"], net)
@@ -247,13 +256,58 @@ class NetworkTest(unittest.TestCase):
         self.assertEqual(fin["network"], net)
         self.assertNotIn("own_namespace", net)
         if self.EXECS_SEEN:
-            self.assertEqual(rec["execs"], [NETTOOL])
-            self.assertEqual(fin["execs"], [NETTOOL])
+            self.assertEqual(rec["execs"], [TOOL_EXEC])
+            self.assertEqual(fin["execs"], [TOOL_EXEC])
         else:  # said so, never faked with runsc's own execs
             self.assertNotIn("execs", rec)
             self.assertIn("gVisor", rec["execs_unseen"])
         m = self.gw.request("GET", "/metrics").body.decode()
         self.assertIn("gatehouse_network_denied_total", m)
+
+    def test_execs_record_first_four_argv_words(self):
+        # nettool's "execargs" runs /proc/self/exe with six hostile words (tests/nettool): the
+        # record keeps exactly the first four, each cut to 64 bytes, JSON-escaped, invalid
+        # UTF-8 shown as \xNN with the exact bytes in base64.
+        if not self.EXECS_SEEN:
+            self.skipTest("the tool's execs happen inside gVisor's kernel (execs_unseen)")
+        rec, got = self.run_tool("none", {"exec": "execargs"})
+        self.assertEqual(got["exec"], "ok", rec["stdout"])
+        long_word = b"x" + "\u00e9".encode() * 40
+        cut = long_word[:64]
+        words = [b"child", b'say "hi"\\ and\nbye', b"bin\xff\xfe\x01end", cut]
+        want = {"path": "/proc/self/exe",
+                "argv": ["child", 'say "hi"\\ and\nbye', "bin\\xff\\xfe\x01end",
+                         "x" + "\u00e9" * 31],
+                "argv_truncated": [3],
+                "argv_more": True,
+                "argv_base64": [base64.b64encode(w).decode() for w in words]}
+        self.assertEqual(rec["execs"], [TOOL_EXEC, want])
+        self.assertEqual(rec["execs_total"], 2)
+        fin = finished_record(self.gw.state_dir, rec["call_id"])
+        self.assertEqual(fin["execs"], rec["execs"])
+
+    def test_dns_true_names_the_host_resolvers(self):
+        # dns: true opens port 53 of /etc/resolv.conf's name servers; the tool's own
+        # /etc/resolv.conf names those same servers (container and gvisor: a generated /etc),
+        # and without dns: true it names none. No query is sent.
+        with open("/etc/resolv.conf") as f:
+            host = [l.split()[1] for l in f if l.split()[:1] == ["nameserver"]
+                    and len(l.split()) > 1]
+        read = "read:/etc/resolv.conf"
+
+        def servers(tool):
+            rec, got = self.run_tool(tool, {"read": read})
+            self.assertEqual(got["read"], "ok", rec["stdout"])
+            lines = [l[len("read: "):] for l in rec["stdout"].splitlines() if l.startswith("read: ")]
+            return rec, [l.split()[1] for l in lines if l.split()[:1] == ["nameserver"]]
+        rec, got = servers("dns")
+        self.assertEqual(got, host, rec["stdout"])
+        if not host:
+            self.assertIn("read: # the host's name servers (network.dns)", rec["stdout"])
+        if self.ISOLATION != "process":  # the process tier reads the host's own file
+            rec, got = servers("some")
+            self.assertEqual(got, [], rec["stdout"])
+            self.assertIn("read: # no ", rec["stdout"])
 
     def test_calls_back_to_back_keep_their_own_policy(self):
         # A pool slot (or tool uid) serves "some" and "none" in turn: each call is under its
@@ -331,6 +385,166 @@ class GvisorNetworkTest(NetworkTest):
         if os.geteuid() != 0:
             harness.skip("the gvisor tier needs root (runsc)")
         super().setUpClass()
+
+
+class TinyDNS:
+    """A DNS server on ADDR:53 (UDP, loopback) for one name: A queries get self.answer with a
+    TTL of 1 s, other types of the name no data, other names NXDOMAIN; with self.fail set, every
+    query gets SERVFAIL. self.queries counts the name's A queries."""
+
+    def __init__(self, name):
+        self.name = name
+        self.answer = None
+        self.fail = False
+        self.queries = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(50):  # a loopback address no other test of this host uses
+            self.addr = "127.%d.%d.%d" % (random.randrange(60, 250), random.randrange(1, 250),
+                                          random.randrange(1, 250))
+            try:
+                self.sock.bind((self.addr, 53))
+                break
+            except OSError:
+                continue
+        self.sock.settimeout(0.1)
+        self.stopped = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopped:
+            try:
+                data, peer = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            if len(data) < 12:
+                continue
+            qid, flags = struct.unpack("!HH", data[:4])
+            labels, i = [], 12
+            while i < len(data) and data[i]:
+                labels.append(data[i + 1:i + 1 + data[i]].decode("ascii", "replace"))
+                i += 1 + data[i]
+            question = data[12:i + 5]
+            qtype = struct.unpack("!H", data[i + 1:i + 3])[0] if i + 3 <= len(data) else 0
+            name = ".".join(labels).lower()
+            answers, rcode = [], 0
+            if self.fail:
+                rcode = 2
+            elif name != self.name:
+                rcode = 3
+            elif qtype == 1:
+                self.queries += 1
+                if self.answer:
+                    answers.append(b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 1, 4) +
+                                   socket.inet_aton(self.answer))
+            head = struct.pack("!HHHHHH", qid, 0x8180 | (flags & 0x0100) | rcode, 1,
+                               len(answers), 0, 0)
+            self.sock.sendto(head + question + b"".join(answers), peer)
+
+    def stop(self):
+        self.stopped = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+class ReresolveTest(unittest.TestCase):
+    """A host name in network.egress is resolved again when its DNS answer's TTL runs out: the
+    next calls get the new address, a call in flight keeps the old one, and a failed
+    re-resolution keeps the last addresses. The gateway runs in a mount namespace of its own
+    whose /etc/resolv.conf names a tiny DNS server on a loopback address (the host's own
+    resolv.conf is never touched); all traffic stays on loopback."""
+    NAME = "svc.gatehouse.test"
+
+    @classmethod
+    def setUpClass(cls):
+        why = bpf_unavailable()
+        if why:
+            harness.skip(why)
+        cls.tmp = tempfile.mkdtemp(prefix="gh-net-dns-")
+        os.chmod(cls.tmp, 0o755)
+        cls.dns = TinyDNS(cls.NAME)
+        cls.dns.answer = "127.0.0.2"
+        # One port listened on at both 127.0.0.2 and 127.0.0.3: the name moves between them.
+        cls.socks = []
+        for _ in range(50):
+            a = socket.socket()
+            a.bind(("127.0.0.2", 0))
+            b = socket.socket()
+            try:
+                b.bind(("127.0.0.3", a.getsockname()[1]))
+            except OSError:
+                a.close(), b.close()
+                continue
+            for x in (a, b):
+                x.listen(64)
+                x.setblocking(False)
+            cls.socks = [a, b]
+            break
+        cls.port = cls.socks[0].getsockname()[1]
+        resolv = os.path.join(cls.tmp, "resolv.conf")
+        with open(resolv, "w") as f:
+            f.write("nameserver %s\noptions timeout:1 attempts:1\n" % cls.dns.addr)
+        wrapper = os.path.join(cls.tmp, "gatehouse-in-ns")
+        with open(wrapper, "w") as f:
+            f.write("#!/bin/sh\n# the gateway, with our resolv.conf, in a mount namespace of its own\n"
+                    "exec unshare -m --propagation private -- sh -c "
+                    "'mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"' %s %s \"$@\"\n"
+                    % (resolv, harness.GATEHOUSE))
+        os.chmod(wrapper, 0o755)
+        cls.dir = tempfile.mkdtemp(prefix="gh-pol-dns-")
+        harness.write_policy(cls.dir, "named", nettool_policy(
+            "named", "network: {egress: [\"%s:%d\"]}\nlimits: {wall_timeout: 60s}\n"
+            % (cls.NAME, cls.port)))
+        cls.gw = harness.Gateway(cls.dir, binary=wrapper).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gw.stop()
+        cls.gw.cleanup()
+        cls.dns.stop()
+        for x in cls.socks:
+            x.close()
+
+    def reach(self):
+        """(127.0.0.2 reached, 127.0.0.3 reached) by a call now."""
+        for listener in self.socks:  # accepted and closed: a full backlog would stall connects
+            while True:
+                try:
+                    listener.accept()[0].close()
+                except BlockingIOError:
+                    break
+        two, three = "tcp:127.0.0.2:%d" % self.port, "tcp:127.0.0.3:%d" % self.port
+        r = self.gw.call("named", {"try": [two, three]})
+        self.assertEqual(r.status, 200, r.body)
+        got = outcomes(r.json())
+        return got.get(two) == "ok", got.get(three) == "ok"
+
+    def test_ttl_expiry_moves_the_allowlist(self):
+        gw = self.gw
+        self.assertEqual(self.reach(), (True, False), gw.read_log()[-2000:])
+        gate = os.path.join(self.tmp, "go")
+        two, three = "tcp:127.0.0.2:%d" % self.port, "tcp:127.0.0.3:%d" % self.port
+        result = {}
+
+        def in_flight():
+            result["r"] = gw.call("named", {"try": ["wait:" + gate, two, three]})
+        t = threading.Thread(target=in_flight)
+        t.start()
+        gw.wait_inflight(1, caller=t)
+        # The answer changes; the TTL (1 s, clamped to 5 s) runs out and the gateway asks again.
+        self.dns.answer = "127.0.0.3"
+        self.assertTrue(harness.wait_until(lambda: self.reach() == (False, True), 30),
+                        gw.read_log()[-3000:])
+        self.assertIn("now resolves to 127.0.0.3", gw.read_log())
+        open(gate, "w").close()
+        t.join(30)
+        before = outcomes(result["r"].json())
+        self.assertEqual((before.get(two), before.get(three)), ("ok", "EPERM"), result["r"].json())
+        # DNS fails: the last addresses stay, and the failure is logged.
+        self.dns.fail = True
+        self.assertTrue(harness.wait_until(
+            lambda: "re-resolving %s failed" % self.NAME in gw.read_log(), 30), gw.read_log()[-3000:])
+        self.assertEqual(self.reach(), (False, True))
 
 
 class LoadErrorTest(unittest.TestCase):

@@ -10,6 +10,9 @@
  *   wait:/PATH                            wait (up to 30 s) until PATH exists
  *   hold:tcp:A.B.C.D:PORT                 TCP connect, then read until the peer closes (up to
  *                                         60 s): the test decides when the tool goes on
+ *   read:/PATH                            print the file's lines, each as "read: LINE"
+ *   execargs                              run this program again with hostile argv words
+ *                                         (EXEC_ARGV below), for the record's `execs`
  * Only loopback addresses are ever given by the tests.
  */
 #include <arpa/inet.h>
@@ -22,6 +25,20 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* Six words, so the record's first four are cut from more: a quote, a backslash and a newline;
+ * bytes that are not UTF-8 and a control character; 81 bytes whose 64th starts a two-byte
+ * character (the record keeps 64 bytes, minus that half character). */
+#define E2 "\xc3\xa9"
+#define E8 E2 E2 E2 E2 E2 E2 E2 E2
+static char *const EXEC_ARGV[] = {"child",
+                                  "say \"hi\"\\ and\nbye",
+                                  "bin\xff\xfe\x01"
+                                  "end",
+                                  "x" E8 E8 E8 E8 E8,
+                                  "fifth",
+                                  "sixth",
+                                  NULL};
 
 static const char *errname(int e)
 {
@@ -103,6 +120,25 @@ static int attempt(const char *what)
         }
         return ETIMEDOUT;
     }
+    if (!strncmp(what, "read:", 5)) {
+        FILE *f = fopen(what + 5, "re");
+        if (!f) return errno;
+        char line[512];
+        while (fgets(line, sizeof(line), f))
+            printf("read: %s", line);
+        fclose(f);
+        return 0;
+    }
+    if (!strcmp(what, "execargs")) {
+        pid_t child = fork();
+        if (child == 0) {
+            execv("/proc/self/exe", EXEC_ARGV);
+            _exit(127);
+        }
+        int status = 0;
+        if (child < 0 || waitpid(child, &status, 0) < 0) return errno;
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : ECHILD;
+    }
     if (!strcmp(what, "raw")) {
         int s = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
         if (s >= 0) return close(s), 0;
@@ -149,8 +185,10 @@ static void run(const char *what)
     fflush(stdout);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argv;
+    if (argc > 1) return 0; /* run by execargs: only its exec is of interest */
     static char in[65536];
     size_t n = fread(in, 1, sizeof(in) - 1, stdin);
     in[n] = '\0';
@@ -161,7 +199,8 @@ int main(void)
         *end = '\0';
         const char *s = p + 1;
         if (!strncmp(s, "tcp", 3) || !strncmp(s, "udp", 3) || !strcmp(s, "raw") ||
-            !strncmp(s, "fork:", 5) || !strncmp(s, "wait:", 5) || !strncmp(s, "hold:", 5))
+            !strcmp(s, "execargs") || !strncmp(s, "read:", 5) || !strncmp(s, "fork:", 5) ||
+            !strncmp(s, "wait:", 5) || !strncmp(s, "hold:", 5))
             run(s);
         p = end + 1;
     }
