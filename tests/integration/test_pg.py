@@ -274,7 +274,8 @@ def wait_final(gw, call_id):
 def wait_status(gw, call_id, want):
     got = []
     ok = harness.wait_until(lambda: got.append(status(gw, call_id)) or got[-1] in want, WAIT_S)
-    check(ok, "%s: status %s, want %s" % (call_id, got[-1:], want))
+    check(ok, "%s: status %s, want %s; the gateway's log ends:\n%s" % (
+        call_id, got[-1:], want, "" if ok else gw.read_log()[-4000:]))
     return got[-1]
 
 
