@@ -10,6 +10,7 @@
  * cached in locals and reloaded after calls, returns and memory.grow.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "wasm_float.h"
@@ -29,9 +30,38 @@
 #define WR_F(o, v) (*SLOTP(float, o) = (float)(v))
 #define WR_D(o, v) (*SLOTP(double, o) = (double)(v))
 #define SLOT(o) (*SLOTP(uint64_t, o))
+#ifdef WASM_PAIR_PROFILE
+/* A development build (cmake -DCMAKE_C_FLAGS=-DWASM_PAIR_PROFILE) counts executed pairs of
+ * handlers and writes them at exit ("count first second" lines, to $WASM_PAIR_PROFILE_OUT or
+ * stderr; a process that ends in _exit writes nothing): where a super-instruction would pay. */
+#define PROF_N (1u << 16)
+static struct {
+    int64_t a, b;
+    uint64_t n;
+} prof_tab[PROF_N];
+static int64_t prof_prev;
+static void prof_pair(int64_t h)
+{
+    uint64_t k = ((uint64_t)prof_prev * 0x9e3779b97f4a7c15u) ^ (uint64_t)h * 0xff51afd7ed558ccdu;
+    for (uint32_t i = (uint32_t)(k >> 40) & (PROF_N - 1);; i = (i + 1) & (PROF_N - 1)) {
+        if (prof_tab[i].n == 0) prof_tab[i].a = prof_prev, prof_tab[i].b = h;
+        if (prof_tab[i].a == prof_prev && prof_tab[i].b == h) {
+            prof_tab[i].n++;
+            break;
+        }
+    }
+    prof_prev = h;
+}
+#define NEXT()                                                                                     \
+    do {                                                                                           \
+        prof_pair(pc->h);                                                                          \
+        goto *(&&L_UNREACHABLE + pc->h);                                                           \
+    } while (0)
+#else
 /* Handler cells hold the handler's offset from L_UNREACHABLE, not its address: compiled code
  * holds no absolute address, so it can be shared between processes (wasm_module_share). */
 #define NEXT() goto *(&&L_UNREACHABLE + pc->h)
+#endif
 #define TRAP(t)                                                                                    \
     do {                                                                                           \
         trap = WASM_TRAP_##t;                                                                      \
@@ -688,6 +718,39 @@ out:
     if (budget > 0) s->fuel += (uint64_t)budget;
     return trap;
 }
+
+#ifdef WASM_PAIR_PROFILE
+static const char *const prof_names[WOP__COUNT] = {
+#define PN_NUM(code, name, shape, ta, tr, expr) [WOP_##name] = #name, [WOP_##name##_I] = #name "_I",
+    WASM_NUMOPS(PN_NUM)
+#undef PN_NUM
+#define PN_BRC(name, neg, t, expr)                                                                 \
+    [WOP_BRIF_##name] = "BRIF_" #name, [WOP_BRIF_##name##_I] = "BRIF_" #name "_I",
+        WASM_BRCMP(PN_BRC)
+#undef PN_BRC
+#define PN_CTL(name) [WOP_##name] = #name,
+            WASM_CTLOPS(PN_CTL)
+#undef PN_CTL
+};
+static const char *prof_name(const int32_t *h, int64_t off)
+{
+    for (int i = 0; i < WOP__COUNT; i++)
+        if (h[i] == off) return prof_names[i];
+    return "?";
+}
+__attribute__((destructor)) static void prof_dump(void)
+{
+    const int32_t *h = wasm_interp_handlers();
+    const char *out = getenv("WASM_PAIR_PROFILE_OUT"); /* default: stderr */
+    FILE *f = fopen(out ? out : "/dev/stderr", "w");
+    if (!f) return;
+    for (uint32_t i = 0; i < PROF_N; i++)
+        if (prof_tab[i].n)
+            fprintf(f, "%lu %s %s\n", (unsigned long)prof_tab[i].n, prof_name(h, prof_tab[i].a),
+                    prof_name(h, prof_tab[i].b));
+    fclose(f);
+}
+#endif
 
 const int32_t *wasm_interp_handlers(void)
 {
