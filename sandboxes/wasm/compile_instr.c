@@ -334,12 +334,12 @@ static int check_frame_end(struct comp *c, struct cframe *f)
 static int compile_else(struct comp *c)
 {
     struct cframe *f = &c->cs[c->ch - 1];
-    uint32_t at = 0;
     if (f->op != 0x04) return cfail(c, "else without if");
     if (check_frame_end(c, f) < 0) return -1;
     if (!cdead(c)) {
-        if (cemit(c, WOP_BR, 2, &at) < 0) return -1;
-        cadd_patch(c, f, at + 1);
+        int64_t cell = cemit_jump(c, false);
+        if (cell < 0) return -1;
+        cadd_patch(c, f, (uint32_t)cell);
     }
     if (f->else_patch) {
         c->code[f->else_patch - 1].i = (int64_t)c->n - (int64_t)(f->else_patch - 1);

@@ -369,6 +369,10 @@ L_UNREACHABLE:
 L_BR: /* [off] */
     JUMP(1);
     NEXT();
+L_ADD_I_BR: /* [dst|a][imm][off]: an I32_ADD_I, then a BR */
+    WR_I(pc[1].s.a, RD(I, pc[1].s.b) + (uint32_t)pc[2].u);
+    JUMP(3);
+    NEXT();
 L_BR_IF: /* [cond][off] */
     if (RD(I, pc[1].s.a))
         JUMP(2);
@@ -492,8 +496,19 @@ L_LD32_IDX_ADD : { /* [dst|a][m|k][imm|off][imm2] */
     pc += 5;
     NEXT();
 }
+L_FETCH_LD : { /* [d1|a][off|d2][b|x][k|m][br off]: LD32 [d1|a][off], ADD_BFX, BR_LD */
+    uint64_t ea = (uint64_t)RD(I, pc[1].s.b) + pc[2].s.a;
+    MEMCHK(ea, 4);
+    uint32_t v;
+    memcpy(&v, mem + ea, 4);
+    SLOT(pc[1].s.a) = v;
+    WR_I(pc[2].s.b, RD(I, pc[3].s.a) + ((RD(I, pc[3].s.b) >> (pc[4].s.a & 31)) & pc[4].s.b));
+    JUMP(5);
+    goto br_table_ld;
+}
 L_BR_LD: /* [off]: a br to a BR_TABLE_LD, which follows here without a dispatch */
     JUMP(1);
+br_table_ld:
 L_BR_TABLE_LD : { /* [a|n][m|k][imm|off][imm2][off 0]..[off n] */
     uint64_t ea =
         (uint64_t)(uint32_t)(((RD(I, pc[1].s.a) & pc[2].s.a) << (pc[2].s.b & 31)) + pc[3].s.a) +

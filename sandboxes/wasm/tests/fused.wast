@@ -263,3 +263,108 @@
 (assert_return (invoke "fwd" (i32.const 1)) (i32.const 107))
 (assert_return (invoke "self" (i32.const 1)) (i32.const 2))
 (assert_return (invoke "count" (i32.const 5)) (i32.const 8))
+
+;; An i32.add of a constant right before an unconditional br runs in it (ADD_I_BR): forward,
+;; wrapping, as a loop's back-edge, leaving a block's result, and at an if's else.
+(module
+  (func (export "add_br") (param $x i32) (result i32)
+    (block $b
+      (local.set $x (i32.add (local.get $x) (i32.const 1)))
+      (br $b))
+    (local.get $x))
+  (func (export "add_br_count") (param $n i32) (result i32)
+    (local $i i32)
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $i (i32.add (local.get $i) (i32.const 2)))
+        (br $l)))
+    (local.get $i))
+  (func (export "add_br_value") (param $x i32) (result i32)
+    (block $b (result i32)
+      (br $b (i32.add (local.get $x) (i32.const -3)))))
+  (func (export "add_br_else") (param $c i32) (param $x i32) (result i32)
+    (if (local.get $c)
+      (then (local.set $x (i32.add (local.get $x) (i32.const 10))))
+      (else (local.set $x (i32.sub (local.get $x) (i32.const 1)))))
+    (local.get $x))
+  (func (export "add_br_else_value") (param $c i32) (param $x i32) (result i32)
+    (if (result i32) (local.get $c)
+      (then (i32.add (local.get $x) (i32.const 10)))
+      (else (i32.const 7))))
+)
+(assert_return (invoke "add_br" (i32.const 41)) (i32.const 42))
+(assert_return (invoke "add_br" (i32.const -1)) (i32.const 0))
+(assert_return (invoke "add_br_count" (i32.const 7)) (i32.const 8))
+(assert_return (invoke "add_br_count" (i32.const 0)) (i32.const 0))
+(assert_return (invoke "add_br_value" (i32.const 1)) (i32.const -2))
+(assert_return (invoke "add_br_else" (i32.const 1) (i32.const 5)) (i32.const 15))
+(assert_return (invoke "add_br_else" (i32.const 0) (i32.const 5)) (i32.const 4))
+(assert_return (invoke "add_br_else" (i32.const 1) (i32.const -10)) (i32.const 0))
+(assert_return (invoke "add_br_else_value" (i32.const 1) (i32.const -1)) (i32.const 9))
+(assert_return (invoke "add_br_else_value" (i32.const 0) (i32.const -1)) (i32.const 7))
+
+;; A VM's instruction fetch before the back-edge to its switch (FETCH_LD): i = mem32[pc],
+;; ra = base + ((i >> 7) & 255), then the switch on the table at 16 (opcode k: case k + 2).
+;; Words from 64: 0 (acc += ra, arg 5), 1 (acc *= 2), 0 (arg 255), 0 (arg 259: masked to 3),
+;; 2 (halt); a base that wraps ra; a fetch beyond the memory's end; and ra on the word itself.
+(module
+  (memory 1)
+  (data (i32.const 16) "\02\00\00\00\03\00\00\00\04\00\00\00")
+  (data (i32.const 64) "\80\02\00\00\01\00\00\00\80\7f\00\00\80\81\00\00\02\00\00\00")
+  (data (i32.const 65532) "\80\02\00\00")
+  (func (export "fetch") (param $pc i32) (param $base i32) (result i32)
+    (local $i i32) (local $ra i32) (local $acc i32)
+    (local.set $i (i32.load (local.get $pc)))
+    (local.set $ra (i32.add (local.get $base)
+                            (i32.and (i32.shr_u (local.get $i) (i32.const 7)) (i32.const 255))))
+    (loop $next
+      (block $fetch
+        (block $halt
+          (block $double
+            (block $add
+              (br_table $add $double $halt $halt
+                (i32.add
+                  (i32.load offset=16
+                    (i32.shl (i32.and (local.get $i) (i32.const 127)) (i32.const 2)))
+                  (i32.const -2))))
+            (local.set $acc (i32.add (local.get $acc) (local.get $ra)))
+            (local.set $pc (i32.add (local.get $pc) (i32.const 4)))
+            (br $fetch))
+          (local.set $acc (i32.shl (local.get $acc) (i32.const 1)))
+          (local.set $pc (i32.add (local.get $pc) (i32.const 4)))
+          (br $fetch))
+        (return (local.get $acc)))
+      (local.set $i (i32.load (local.get $pc)))
+      (local.set $ra (i32.add (local.get $base)
+                              (i32.and (i32.shr_u (local.get $i) (i32.const 7)) (i32.const 255))))
+      (br $next))
+    (i32.const -1))
+  ;; the base is the word just loaded: ra = i + ((i >> 7) & 255), read after the load
+  (func (export "fetch_self") (param $pc i32) (result i32)
+    (local $i i32) (local $ra i32) (local $n i32)
+    (local.set $i (i32.const 0))
+    (loop $next
+      (block $fetch
+        (block $stop
+          (block $go
+            (br_table $go $go $stop $stop
+              (i32.add
+                (i32.load offset=16
+                  (i32.shl (i32.and (local.get $i) (i32.const 127)) (i32.const 2)))
+                (i32.const -2))))
+          (br_if $stop (i32.eq (local.get $n) (i32.const 1)))
+          (local.set $n (i32.add (local.get $n) (i32.const 1)))
+          (br $fetch))
+        (return (local.get $ra)))
+      (local.set $i (i32.load (local.get $pc)))
+      (local.set $ra (i32.add (local.get $i)
+                              (i32.and (i32.shr_u (local.get $i) (i32.const 7)) (i32.const 255))))
+      (br $next))
+    (i32.const -1))
+)
+(assert_return (invoke "fetch" (i32.const 64) (i32.const 0)) (i32.const 268))
+(assert_return (invoke "fetch" (i32.const 64) (i32.const -1)) (i32.const 264))
+(assert_return (invoke "fetch" (i32.const 80) (i32.const 0)) (i32.const 0))
+(assert_trap (invoke "fetch" (i32.const 65532) (i32.const 0)) "out of bounds memory access")
+(assert_return (invoke "fetch_self" (i32.const 64)) (i32.const 0x285))
