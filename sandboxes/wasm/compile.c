@@ -352,10 +352,20 @@ int64_t cemit_jump(struct comp *c, bool to_switch)
         int64_t cell = fuse_fetch(c);
         if (cell != 0) return cell;
     } else if (add >= 0 && add + 3 == c->n && c->code[add].h == c->handlers[WOP_I32_ADD_I]) {
-        if (cappend_cell(c) < 0) return -1; /* [dst|a][imm] -> [dst|a][imm][off] */
-        c->code[add].h = c->handlers[WOP_ADD_I_BR];
+        int64_t cp = c->prev_at;
         c->last_prod = -1;
         c->copy_at = -1;
+        if (cp >= 0 && cp + 3 == add && c->code[cp].h == c->handlers[WOP_COPY2]) {
+            /* [d|s][d2|s2] + [dst|a][imm] -> [d|s][d2|s2][dst|a][imm][off] */
+            c->code[cp].h = c->handlers[WOP_COPY2_ADD_I_BR];
+            c->code[add] = c->code[add + 1];
+            c->code[add + 1] = c->code[add + 2];
+            c->code[add + 2].u = 0;
+            c->last_at = cp, c->prev_at = -1;
+            return add + 2;
+        }
+        if (cappend_cell(c) < 0) return -1; /* [dst|a][imm] -> [dst|a][imm][off] */
+        c->code[add].h = c->handlers[WOP_ADD_I_BR];
         return add + 3;
     }
     if (cemit(c, to_switch ? WOP_BR_LD : WOP_BR, 2, &at) < 0) return -1;

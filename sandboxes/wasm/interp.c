@@ -373,6 +373,12 @@ L_ADD_I_BR: /* [dst|a][imm][off]: an I32_ADD_I, then a BR */
     WR_I(pc[1].s.a, RD(I, pc[1].s.b) + (uint32_t)pc[2].u);
     JUMP(3);
     NEXT();
+L_COPY2_ADD_I_BR: /* [d|s][d2|s2][dst|a][imm][off]: a COPY2, then an ADD_I_BR */
+    SLOT(pc[1].s.a) = SLOT(pc[1].s.b);
+    SLOT(pc[2].s.a) = SLOT(pc[2].s.b);
+    WR_I(pc[3].s.a, RD(I, pc[3].s.b) + (uint32_t)pc[4].u);
+    JUMP(5);
+    NEXT();
 L_BR_IF: /* [cond][off] */
     if (RD(I, pc[1].s.a))
         JUMP(2);

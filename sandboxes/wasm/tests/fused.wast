@@ -265,7 +265,8 @@
 (assert_return (invoke "count" (i32.const 5)) (i32.const 8))
 
 ;; An i32.add of a constant right before an unconditional br runs in it (ADD_I_BR): forward,
-;; wrapping, as a loop's back-edge, leaving a block's result, and at an if's else.
+;; wrapping, as a loop's back-edge, leaving a block's result, and at an if's else; after a
+;; COPY2 (COPY2_ADD_I_BR, a Lua VM's instruction tail), the add reading a local just copied.
 (module
   (func (export "add_br") (param $x i32) (result i32)
     (block $b
@@ -292,7 +293,17 @@
     (if (result i32) (local.get $c)
       (then (i32.add (local.get $x) (i32.const 10)))
       (else (i32.const 7))))
+  (func (export "copy2_add_br") (param $a i32) (param $b i32) (result i32)
+    (local $x i32) (local $y i32)
+    (block $out
+      (local.set $x (local.get $a))
+      (local.set $y (local.get $b))
+      (local.set $a (i32.add (local.get $x) (i32.const 1)))
+      (br $out))
+    (i32.add (local.get $a) (i32.mul (local.get $y) (i32.const 1000))))
 )
+(assert_return (invoke "copy2_add_br" (i32.const 5) (i32.const 7)) (i32.const 7006))
+(assert_return (invoke "copy2_add_br" (i32.const -1) (i32.const 2)) (i32.const 2000))
 (assert_return (invoke "add_br" (i32.const 41)) (i32.const 42))
 (assert_return (invoke "add_br" (i32.const -1)) (i32.const 0))
 (assert_return (invoke "add_br_count" (i32.const 7)) (i32.const 8))
