@@ -249,6 +249,21 @@ static enum wasm_trap refill(struct wasm_store *s, int64_t *budget)
         NEXT();                                                                                    \
     }
 
+/* A load, then a store of the value it read: [a|b][o1|o2], mem[b + o2] = mem[a + o1]. */
+#define MOVE_OP(name, n, ctype)                                                                    \
+    L_##name:                                                                                      \
+    {                                                                                              \
+        uint64_t ea = (uint64_t)RD(I, pc[1].s.a) + pc[2].s.a;                                      \
+        MEMCHK(ea, n);                                                                             \
+        ctype v;                                                                                   \
+        memcpy(&v, mem + ea, n);                                                                   \
+        ea = (uint64_t)RD(I, pc[1].s.b) + pc[2].s.b;                                               \
+        MEMCHK(ea, n);                                                                             \
+        memcpy(mem + ea, &v, n);                                                                   \
+        pc += 3;                                                                                   \
+        NEXT();                                                                                    \
+    }
+
 /* Store of a constant: [addr][offset][value]. */
 #define STORE_IMM_OP(name, n, ctype)                                                               \
     L_##name:                                                                                      \
@@ -359,6 +374,9 @@ static enum wasm_trap run(struct wasm_store *s, struct wasm_func *entry,
     STORE_OP(ST64, 8, uint64_t)
     STORE_OP(ST8, 1, uint8_t)
     STORE_OP(ST16, 2, uint16_t)
+    MOVE_OP(MOV32, 4, uint32_t)
+    MOVE_OP(MOV64, 8, uint64_t)
+    MOVE_OP(MOV8, 1, uint8_t)
     STORE_IMM_OP(ST32_I, 4, uint32_t)
     STORE_IMM_OP(ST64_I, 8, uint64_t)
     STORE_IMM_OP(ST8_I, 1, uint8_t)
