@@ -185,6 +185,39 @@ static int compile_local_set(struct comp *c, bool tee)
     return 0;
 }
 
+/* global.set x of the value in slot s, which an i32.add or i32.sub of a constant just wrote
+ * (a C function's stack pointer going up at its return): GSET_ADD_I [dst|a][imm][x], still
+ * writing dst. If a global.get x just produced the add's operand (the stack pointer going
+ * down in its prologue), that too: GADD_I [d1|d2][imm][x]. Returns whether it fused. */
+static bool fuse_global_add(struct comp *c, uint32_t x, uint32_t s)
+{
+    union wcell *k = c->code;
+    int64_t at = c->last_at, gg = c->prev_at;
+    bool sub = at >= 0 && k[at].h == c->handlers[WOP_I32_SUB_I];
+    if (at < 0 || at + 3 != c->n || k[at + 1].s.a != s ||
+        !(sub || k[at].h == c->handlers[WOP_I32_ADD_I]))
+        return false;
+    uint32_t imm = sub ? 0u - (uint32_t)k[at + 2].u : (uint32_t)k[at + 2].u;
+    c->last_prod = -1;
+    c->copy_at = -1;
+    if (gg >= 0 && gg + 2 == at && k[gg].h == c->handlers[WOP_GLOBAL_GET] && k[gg + 1].s.b == x &&
+        k[gg + 1].s.a == k[at + 1].s.b) { /* [d1|x] + [d2|d1][imm] -> [d1|d2][imm][x] */
+        k[gg].h = c->handlers[WOP_GADD_I];
+        k[gg + 1].s.b = s;
+        k[gg + 2].u = imm;
+        k[gg + 3].u = x;
+        c->n = (uint32_t)gg + 4;
+        c->last_at = gg, c->prev_at = -1;
+        return true;
+    }
+    if (cappend_cell(c) < 0) return false; /* [dst|a][imm] -> [dst|a][imm][x] */
+    k = c->code;
+    k[at].h = c->handlers[WOP_GSET_ADD_I];
+    k[at + 2].u = imm;
+    k[at + 3].u = x;
+    return true;
+}
+
 static int compile_global(struct comp *c, bool set)
 {
     uint32_t x, p, s, at = 0;
@@ -202,8 +235,9 @@ static int compile_global(struct comp *c, bool set)
     if (!g->mut) return cfail(c, "global is immutable");
     if (cpop(c, g->type, &p, NULL) < 0) return -1;
     if (cdead(c)) return 0;
-    if (csrc(c, p, &s) < 0 || cemit(c, wide ? WOP_GLOBAL_SET128 : WOP_GLOBAL_SET, 2, &at) < 0)
-        return -1;
+    if (csrc(c, p, &s) < 0) return -1;
+    if (g->type == WASM_I32 && fuse_global_add(c, x, s)) return 0;
+    if (cemit(c, wide ? WOP_GLOBAL_SET128 : WOP_GLOBAL_SET, 2, &at) < 0) return -1;
     c->code[at + 1].s.a = s;
     c->code[at + 1].s.b = x;
     return 0;

@@ -588,6 +588,17 @@ L_GLOBAL_SET: /* [src|idx] */
     inst->globals[pc[1].s.b]->val = SLOT(pc[1].s.a);
     pc += 2;
     NEXT();
+L_GSET_ADD_I: /* [dst|a][imm][x]: an I32_ADD_I, then a GLOBAL_SET of its result */
+    WR_I(pc[1].s.a, RD(I, pc[1].s.b) + (uint32_t)pc[2].u);
+    inst->globals[pc[3].u]->val = SLOT(pc[1].s.a);
+    pc += 4;
+    NEXT();
+L_GADD_I: /* [d1|d2][imm][x]: a GLOBAL_GET to d1, an I32_ADD_I d1 + imm to d2, a GLOBAL_SET */
+    SLOT(pc[1].s.a) = inst->globals[pc[3].u]->val;
+    WR_I(pc[1].s.b, RD(I, pc[1].s.a) + (uint32_t)pc[2].u);
+    inst->globals[pc[3].u]->val = SLOT(pc[1].s.b);
+    pc += 4;
+    NEXT();
 L_CALL: /* [func|argbase] */
     f = inst->funcs[pc[1].s.a];
     nfp = SLOTP(uint64_t, pc[1].s.b);
