@@ -154,6 +154,24 @@ static int read_local(struct comp *c, uint32_t *x)
     return 0;
 }
 
+/* Two i32.adds of constants in a row, the second one's result just stored in a local (so no
+ * later instruction fuses with it): ADD_I2 [d1|a1][imm1|imm2][d2|a2], run in order. */
+static void fuse_add_pair(struct comp *c)
+{
+    union wcell *k = c->code;
+    int64_t a1 = c->prev_at, a2 = c->last_at;
+    if (a1 < 0 || a1 + 3 != a2 || a2 + 3 != c->n || k[a1].h != c->handlers[WOP_I32_ADD_I] ||
+        k[a2].h != c->handlers[WOP_I32_ADD_I])
+        return;
+    uint32_t imm1 = (uint32_t)k[a1 + 2].u, imm2 = (uint32_t)k[a2 + 2].u;
+    k[a1].h = c->handlers[WOP_ADD_I2];
+    k[a1 + 2].s.a = imm1, k[a1 + 2].s.b = imm2;
+    k[a1 + 3] = k[a2 + 1];
+    c->n = (uint32_t)a1 + 4;
+    c->last_at = a1, c->prev_at = -1;
+    c->copy_at = -1;
+}
+
 static int compile_local_set(struct comp *c, bool tee)
 {
     uint32_t x = 0, p = 0, at = 0;
@@ -164,6 +182,7 @@ static int compile_local_set(struct comp *c, bool tee)
         if (e.kind == CE_STACK && !refs && c->last_prod >= 0 && c->last_pos == p) {
             c->code[c->last_prod + 1].s.a = clocal(c, x); /* the producer writes the local */
             c->last_prod = -1;
+            fuse_add_pair(c);
         } else {
             for (uint32_t i = c->lazy_lo; refs && i < p; i++)
                 if (c->st[i].kind == CE_LOCAL && c->st[i].local == x && cmaterialize(c, i) < 0)

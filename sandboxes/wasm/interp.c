@@ -387,6 +387,11 @@ L_UNREACHABLE:
 L_BR: /* [off] */
     JUMP(1);
     NEXT();
+L_ADD_I2: /* [d1|a1][imm1|imm2][d2|a2]: two I32_ADD_I in a row */
+    WR_I(pc[1].s.a, RD(I, pc[1].s.b) + pc[2].s.a);
+    WR_I(pc[3].s.a, RD(I, pc[3].s.b) + pc[2].s.b);
+    pc += 4;
+    NEXT();
 L_ADD_I_BR: /* [dst|a][imm][off]: an I32_ADD_I, then a BR */
     WR_I(pc[1].s.a, RD(I, pc[1].s.b) + (uint32_t)pc[2].u);
     JUMP(3);

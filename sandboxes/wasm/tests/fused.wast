@@ -448,3 +448,23 @@
 (assert_return (invoke "enter" (i32.const 0)) (i32.const -4))
 (assert_return (invoke "sp") (i32.const -4))
 (assert_return (invoke "other") (i32.const 57))
+
+;; Two i32.adds of constants in a row, each stored in a local (ADD_I2): the second reading the
+;; first's result, or the local the first one read, and wrapping.
+(module
+  (func (export "add2_chain") (param $x i32) (result i32)
+    (local $a i32) (local $b i32)
+    (local.set $a (i32.add (local.get $x) (i32.const 5)))
+    (local.set $b (i32.add (local.get $a) (i32.const -1)))
+    (i32.add (i32.mul (local.get $a) (i32.const 1000)) (local.get $b)))
+  (func (export "add2_same") (param $x i32) (result i32)
+    (local $a i32)
+    (local.set $a (i32.add (local.get $x) (i32.const 1)))
+    (local.set $x (i32.add (local.get $x) (i32.const 2)))
+    (i32.add (i32.mul (local.get $a) (i32.const 1000)) (local.get $x)))
+)
+(assert_return (invoke "add2_chain" (i32.const 1)) (i32.const 6005))
+(assert_return (invoke "add2_chain" (i32.const -5)) (i32.const -1))
+(assert_return (invoke "add2_chain" (i32.const 0x7ffffffb)) (i32.const 2147483647))
+(assert_return (invoke "add2_same" (i32.const 1)) (i32.const 2003))
+(assert_return (invoke "add2_same" (i32.const -1)) (i32.const 1))
