@@ -322,23 +322,74 @@ int64_t cfuse_copy(struct comp *c, enum wop after_copy, enum wop after_copy2)
     return at;
 }
 
+/* A VM's instruction fetch before the back-edge to its switch: i = mem32[a + off] (LD32),
+ * ra = b + ((x >> k) & m) (ADD_BFX), both just emitted, become FETCH_LD
+ * [d1|a][off|d2][b|x][k|m][br off], which then runs the switch. Returns the offset cell. */
+static int64_t fuse_fetch(struct comp *c)
+{
+    int64_t ld = c->prev_at;
+    union wcell *k = c->code;
+    if (ld < 0 || c->last_at != ld + 3 || ld + 7 != c->n || k[ld].h != c->handlers[WOP_LD32] ||
+        k[ld + 3].h != c->handlers[WOP_ADD_BFX])
+        return 0;
+    uint32_t off = (uint32_t)k[ld + 2].u, d2 = k[ld + 4].s.a, b = k[ld + 4].s.b;
+    uint32_t x = k[ld + 5].s.a, sh = k[ld + 5].s.b, m = k[ld + 6].s.a;
+    k[ld].h = c->handlers[WOP_FETCH_LD];
+    k[ld + 2].u = 0, k[ld + 3].u = 0, k[ld + 4].u = 0, k[ld + 5].u = 0;
+    k[ld + 2].s.a = off, k[ld + 2].s.b = d2;
+    k[ld + 3].s.a = b, k[ld + 3].s.b = x;
+    k[ld + 4].s.a = sh, k[ld + 4].s.b = m;
+    c->n = (uint32_t)ld + 6;
+    c->last_at = ld, c->prev_at = -1;
+    return ld + 5;
+}
+
+int64_t cemit_jump(struct comp *c, bool to_switch)
+{
+    uint32_t at = 0;
+    int64_t add = c->last_at;
+    if (to_switch) {
+        int64_t cell = fuse_fetch(c);
+        if (cell != 0) return cell;
+    } else if (add >= 0 && add + 3 == c->n && c->code[add].h == c->handlers[WOP_I32_ADD_I]) {
+        int64_t cp = c->prev_at;
+        c->last_prod = -1;
+        c->copy_at = -1;
+        if (cp >= 0 && cp + 3 == add && c->code[cp].h == c->handlers[WOP_COPY2]) {
+            /* [d|s][d2|s2] + [dst|a][imm] -> [d|s][d2|s2][dst|a][imm][off] */
+            c->code[cp].h = c->handlers[WOP_COPY2_ADD_I_BR];
+            c->code[add] = c->code[add + 1];
+            c->code[add + 1] = c->code[add + 2];
+            c->code[add + 2].u = 0;
+            c->last_at = cp, c->prev_at = -1;
+            return add + 2;
+        }
+        if (cappend_cell(c) < 0) return -1; /* [dst|a][imm] -> [dst|a][imm][off] */
+        c->code[add].h = c->handlers[WOP_ADD_I_BR];
+        return add + 3;
+    }
+    if (cemit(c, to_switch ? WOP_BR_LD : WOP_BR, 2, &at) < 0) return -1;
+    return at + 1;
+}
+
 /* Unconditional branch to frame depth l, stack materialised and types checked. */
 int cemit_branch(struct comp *c, uint32_t l)
 {
     struct cframe *f = &c->cs[c->ch - 1 - l];
-    uint32_t n = 0, at = 0;
+    uint32_t n = 0;
     clabel_types(f, &n);
     if (l == c->ch - 1) return cemit_return(c);
     /* A back-edge to a loop that starts with a lookup-table switch (a VM's dispatch) runs
      * that switch itself: one dispatch less per iteration. */
     bool to_switch =
         f->op == 0x03 && f->start < c->n && c->code[f->start].h == c->handlers[WOP_BR_TABLE_LD];
-    if (branch_copies(c, f, n) < 0 || cemit(c, to_switch ? WOP_BR_LD : WOP_BR, 2, &at) < 0)
-        return -1;
+    if (branch_copies(c, f, n) < 0) return -1;
+    int64_t cell = cemit_jump(c, to_switch);
+    if (cell < 0) return -1;
     if (f->op == 0x03)
-        c->code[at + 1].i = (int64_t)f->start - (int64_t)(at + 1);
+        c->code[cell].i = (int64_t)f->start - cell;
     else
-        cadd_patch(c, f, at + 1);
+        cadd_patch(c, f, (uint32_t)cell);
     return 0;
 }
 

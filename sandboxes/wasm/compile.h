@@ -113,6 +113,11 @@ int cemit_return(struct comp *c);
  * fused form, whose handler does the copies and then that instruction's own work. Returns
  * its index, or -1 if there was no copy. */
 int64_t cfuse_copy(struct comp *c, enum wop after_copy, enum wop after_copy2);
+/* An unconditional jump (BR, or BR_LD to a loop starting with a BR_TABLE_LD when to_switch),
+ * fused with the instructions before it where it can: an i32.add of a constant (ADD_I_BR, or
+ * COPY2_ADD_I_BR after a COPY2: a Lua VM's instruction tail), a VM's instruction fetch
+ * (FETCH_LD). Returns the cell to write its offset into, or -1. */
+int64_t cemit_jump(struct comp *c, bool to_switch);
 int cemit_branch(struct comp *c, uint32_t l);
 void cset_unreachable(struct comp *c);
 int cread_blocktype(struct comp *c, struct cblocktype *bt);

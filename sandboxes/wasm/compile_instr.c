@@ -154,6 +154,24 @@ static int read_local(struct comp *c, uint32_t *x)
     return 0;
 }
 
+/* Two i32.adds of constants in a row, the second one's result just stored in a local (so no
+ * later instruction fuses with it): ADD_I2 [d1|a1][imm1|imm2][d2|a2], run in order. */
+static void fuse_add_pair(struct comp *c)
+{
+    union wcell *k = c->code;
+    int64_t a1 = c->prev_at, a2 = c->last_at;
+    if (a1 < 0 || a1 + 3 != a2 || a2 + 3 != c->n || k[a1].h != c->handlers[WOP_I32_ADD_I] ||
+        k[a2].h != c->handlers[WOP_I32_ADD_I])
+        return;
+    uint32_t imm1 = (uint32_t)k[a1 + 2].u, imm2 = (uint32_t)k[a2 + 2].u;
+    k[a1].h = c->handlers[WOP_ADD_I2];
+    k[a1 + 2].s.a = imm1, k[a1 + 2].s.b = imm2;
+    k[a1 + 3] = k[a2 + 1];
+    c->n = (uint32_t)a1 + 4;
+    c->last_at = a1, c->prev_at = -1;
+    c->copy_at = -1;
+}
+
 static int compile_local_set(struct comp *c, bool tee)
 {
     uint32_t x = 0, p = 0, at = 0;
@@ -164,6 +182,7 @@ static int compile_local_set(struct comp *c, bool tee)
         if (e.kind == CE_STACK && !refs && c->last_prod >= 0 && c->last_pos == p) {
             c->code[c->last_prod + 1].s.a = clocal(c, x); /* the producer writes the local */
             c->last_prod = -1;
+            fuse_add_pair(c);
         } else {
             for (uint32_t i = c->lazy_lo; refs && i < p; i++)
                 if (c->st[i].kind == CE_LOCAL && c->st[i].local == x && cmaterialize(c, i) < 0)
@@ -185,6 +204,39 @@ static int compile_local_set(struct comp *c, bool tee)
     return 0;
 }
 
+/* global.set x of the value in slot s, which an i32.add or i32.sub of a constant just wrote
+ * (a C function's stack pointer going up at its return): GSET_ADD_I [dst|a][imm][x], still
+ * writing dst. If a global.get x just produced the add's operand (the stack pointer going
+ * down in its prologue), that too: GADD_I [d1|d2][imm][x]. Returns whether it fused. */
+static bool fuse_global_add(struct comp *c, uint32_t x, uint32_t s)
+{
+    union wcell *k = c->code;
+    int64_t at = c->last_at, gg = c->prev_at;
+    bool sub = at >= 0 && k[at].h == c->handlers[WOP_I32_SUB_I];
+    if (at < 0 || at + 3 != c->n || k[at + 1].s.a != s ||
+        !(sub || k[at].h == c->handlers[WOP_I32_ADD_I]))
+        return false;
+    uint32_t imm = sub ? 0u - (uint32_t)k[at + 2].u : (uint32_t)k[at + 2].u;
+    c->last_prod = -1;
+    c->copy_at = -1;
+    if (gg >= 0 && gg + 2 == at && k[gg].h == c->handlers[WOP_GLOBAL_GET] && k[gg + 1].s.b == x &&
+        k[gg + 1].s.a == k[at + 1].s.b) { /* [d1|x] + [d2|d1][imm] -> [d1|d2][imm][x] */
+        k[gg].h = c->handlers[WOP_GADD_I];
+        k[gg + 1].s.b = s;
+        k[gg + 2].u = imm;
+        k[gg + 3].u = x;
+        c->n = (uint32_t)gg + 4;
+        c->last_at = gg, c->prev_at = -1;
+        return true;
+    }
+    if (cappend_cell(c) < 0) return false; /* [dst|a][imm] -> [dst|a][imm][x] */
+    k = c->code;
+    k[at].h = c->handlers[WOP_GSET_ADD_I];
+    k[at + 2].u = imm;
+    k[at + 3].u = x;
+    return true;
+}
+
 static int compile_global(struct comp *c, bool set)
 {
     uint32_t x, p, s, at = 0;
@@ -202,8 +254,9 @@ static int compile_global(struct comp *c, bool set)
     if (!g->mut) return cfail(c, "global is immutable");
     if (cpop(c, g->type, &p, NULL) < 0) return -1;
     if (cdead(c)) return 0;
-    if (csrc(c, p, &s) < 0 || cemit(c, wide ? WOP_GLOBAL_SET128 : WOP_GLOBAL_SET, 2, &at) < 0)
-        return -1;
+    if (csrc(c, p, &s) < 0) return -1;
+    if (g->type == WASM_I32 && fuse_global_add(c, x, s)) return 0;
+    if (cemit(c, wide ? WOP_GLOBAL_SET128 : WOP_GLOBAL_SET, 2, &at) < 0) return -1;
     c->code[at + 1].s.a = s;
     c->code[at + 1].s.b = x;
     return 0;
@@ -334,12 +387,12 @@ static int check_frame_end(struct comp *c, struct cframe *f)
 static int compile_else(struct comp *c)
 {
     struct cframe *f = &c->cs[c->ch - 1];
-    uint32_t at = 0;
     if (f->op != 0x04) return cfail(c, "else without if");
     if (check_frame_end(c, f) < 0) return -1;
     if (!cdead(c)) {
-        if (cemit(c, WOP_BR, 2, &at) < 0) return -1;
-        cadd_patch(c, f, at + 1);
+        int64_t cell = cemit_jump(c, false);
+        if (cell < 0) return -1;
+        cadd_patch(c, f, (uint32_t)cell);
     }
     if (f->else_patch) {
         c->code[f->else_patch - 1].i = (int64_t)c->n - (int64_t)(f->else_patch - 1);

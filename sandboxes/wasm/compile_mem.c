@@ -68,6 +68,30 @@ static int64_t fuse_table_load(struct comp *c, uint32_t pa, uint32_t offset)
     return at + 1;
 }
 
+/* A store of a value a load of the same width just read (a struct field or a Lua value
+ * copied): the load [tmp|a][o1] becomes MOV<n> [a|b][o1|o2], the value never lands in a
+ * slot. Returns 1 if fused, 0 if not. */
+static int fuse_move(struct comp *c, const struct memop *op, uint32_t pa, uint32_t pv,
+                     uint32_t offset)
+{
+    static const uint16_t moves[][3] = {{WOP_ST32, WOP_LD32, WOP_MOV32},
+                                        {WOP_ST64, WOP_LD64, WOP_MOV64},
+                                        {WOP_ST8, WOP_LD8U, WOP_MOV8}};
+    uint32_t k = 0, sb = 0;
+    while (k < 3 && moves[k][0] != op->wop)
+        k++;
+    int64_t ld = k < 3 ? cproducer(c, pv, moves[k][1]) : -1;
+    if (ld < 0 || c->st[pa].kind == CE_CONST) return 0;
+    (void)csrc(c, pa, &sb); /* a local's or a stack entry's slot: emits nothing, cannot fail */
+    c->code[ld].h = c->handlers[moves[k][2]];
+    c->code[ld + 2].s.a = (uint32_t)c->code[ld + 2].u;
+    c->code[ld + 2].s.b = offset;
+    c->code[ld + 1].s.a = c->code[ld + 1].s.b;
+    c->code[ld + 1].s.b = sb;
+    c->last_prod = -1;
+    return 1;
+}
+
 static int compile_memop(struct comp *c, const struct memop *op)
 {
     uint32_t align, offset, pa, pv = 0, sa, sv = 0, at = 0;
@@ -88,6 +112,7 @@ static int compile_memop(struct comp *c, const struct memop *op)
     }
     int64_t idx = cdead(c) || op->wop != WOP_LD32 ? 0 : fuse_table_load(c, pa, offset);
     if (idx != 0) return idx < 0 ? -1 : cpush_result(c, op->type, (uint32_t)idx - 1);
+    if (!cdead(c) && op->store && fuse_move(c, op, pa, pv, offset)) return 0;
     int64_t add = cdead(c) ? -1 : cproducer(c, pa, WOP_I32_ADD_I);
     if (add >= 0 && (!op->store || c->st[pv].kind == CE_LOCAL)) {
         /* The address is an i32.add with a constant emitted just before: fold it into the

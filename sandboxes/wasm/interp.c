@@ -10,6 +10,7 @@
  * cached in locals and reloaded after calls, returns and memory.grow.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "wasm_float.h"
@@ -29,9 +30,38 @@
 #define WR_F(o, v) (*SLOTP(float, o) = (float)(v))
 #define WR_D(o, v) (*SLOTP(double, o) = (double)(v))
 #define SLOT(o) (*SLOTP(uint64_t, o))
+#ifdef WASM_PAIR_PROFILE
+/* A development build (cmake -DCMAKE_C_FLAGS=-DWASM_PAIR_PROFILE) counts executed pairs of
+ * handlers and writes them at exit ("count first second" lines, to $WASM_PAIR_PROFILE_OUT or
+ * stderr; a process that ends in _exit writes nothing): where a super-instruction would pay. */
+#define PROF_N (1u << 16)
+static struct {
+    int64_t a, b;
+    uint64_t n;
+} prof_tab[PROF_N];
+static int64_t prof_prev;
+static void prof_pair(int64_t h)
+{
+    uint64_t k = ((uint64_t)prof_prev * 0x9e3779b97f4a7c15u) ^ (uint64_t)h * 0xff51afd7ed558ccdu;
+    for (uint32_t i = (uint32_t)(k >> 40) & (PROF_N - 1);; i = (i + 1) & (PROF_N - 1)) {
+        if (prof_tab[i].n == 0) prof_tab[i].a = prof_prev, prof_tab[i].b = h;
+        if (prof_tab[i].a == prof_prev && prof_tab[i].b == h) {
+            prof_tab[i].n++;
+            break;
+        }
+    }
+    prof_prev = h;
+}
+#define NEXT()                                                                                     \
+    do {                                                                                           \
+        prof_pair(pc->h);                                                                          \
+        goto *(&&L_UNREACHABLE + pc->h);                                                           \
+    } while (0)
+#else
 /* Handler cells hold the handler's offset from L_UNREACHABLE, not its address: compiled code
  * holds no absolute address, so it can be shared between processes (wasm_module_share). */
 #define NEXT() goto *(&&L_UNREACHABLE + pc->h)
+#endif
 #define TRAP(t)                                                                                    \
     do {                                                                                           \
         trap = WASM_TRAP_##t;                                                                      \
@@ -219,6 +249,21 @@ static enum wasm_trap refill(struct wasm_store *s, int64_t *budget)
         NEXT();                                                                                    \
     }
 
+/* A load, then a store of the value it read: [a|b][o1|o2], mem[b + o2] = mem[a + o1]. */
+#define MOVE_OP(name, n, ctype)                                                                    \
+    L_##name:                                                                                      \
+    {                                                                                              \
+        uint64_t ea = (uint64_t)RD(I, pc[1].s.a) + pc[2].s.a;                                      \
+        MEMCHK(ea, n);                                                                             \
+        ctype v;                                                                                   \
+        memcpy(&v, mem + ea, n);                                                                   \
+        ea = (uint64_t)RD(I, pc[1].s.b) + pc[2].s.b;                                               \
+        MEMCHK(ea, n);                                                                             \
+        memcpy(mem + ea, &v, n);                                                                   \
+        pc += 3;                                                                                   \
+        NEXT();                                                                                    \
+    }
+
 /* Store of a constant: [addr][offset][value]. */
 #define STORE_IMM_OP(name, n, ctype)                                                               \
     L_##name:                                                                                      \
@@ -329,6 +374,9 @@ static enum wasm_trap run(struct wasm_store *s, struct wasm_func *entry,
     STORE_OP(ST64, 8, uint64_t)
     STORE_OP(ST8, 1, uint8_t)
     STORE_OP(ST16, 2, uint16_t)
+    MOVE_OP(MOV32, 4, uint32_t)
+    MOVE_OP(MOV64, 8, uint64_t)
+    MOVE_OP(MOV8, 1, uint8_t)
     STORE_IMM_OP(ST32_I, 4, uint32_t)
     STORE_IMM_OP(ST64_I, 8, uint64_t)
     STORE_IMM_OP(ST8_I, 1, uint8_t)
@@ -338,6 +386,21 @@ L_UNREACHABLE:
     TRAP(UNREACHABLE);
 L_BR: /* [off] */
     JUMP(1);
+    NEXT();
+L_ADD_I2: /* [d1|a1][imm1|imm2][d2|a2]: two I32_ADD_I in a row */
+    WR_I(pc[1].s.a, RD(I, pc[1].s.b) + pc[2].s.a);
+    WR_I(pc[3].s.a, RD(I, pc[3].s.b) + pc[2].s.b);
+    pc += 4;
+    NEXT();
+L_ADD_I_BR: /* [dst|a][imm][off]: an I32_ADD_I, then a BR */
+    WR_I(pc[1].s.a, RD(I, pc[1].s.b) + (uint32_t)pc[2].u);
+    JUMP(3);
+    NEXT();
+L_COPY2_ADD_I_BR: /* [d|s][d2|s2][dst|a][imm][off]: a COPY2, then an ADD_I_BR */
+    SLOT(pc[1].s.a) = SLOT(pc[1].s.b);
+    SLOT(pc[2].s.a) = SLOT(pc[2].s.b);
+    WR_I(pc[3].s.a, RD(I, pc[3].s.b) + (uint32_t)pc[4].u);
+    JUMP(5);
     NEXT();
 L_BR_IF: /* [cond][off] */
     if (RD(I, pc[1].s.a))
@@ -462,8 +525,19 @@ L_LD32_IDX_ADD : { /* [dst|a][m|k][imm|off][imm2] */
     pc += 5;
     NEXT();
 }
+L_FETCH_LD : { /* [d1|a][off|d2][b|x][k|m][br off]: LD32 [d1|a][off], ADD_BFX, BR_LD */
+    uint64_t ea = (uint64_t)RD(I, pc[1].s.b) + pc[2].s.a;
+    MEMCHK(ea, 4);
+    uint32_t v;
+    memcpy(&v, mem + ea, 4);
+    SLOT(pc[1].s.a) = v;
+    WR_I(pc[2].s.b, RD(I, pc[3].s.a) + ((RD(I, pc[3].s.b) >> (pc[4].s.a & 31)) & pc[4].s.b));
+    JUMP(5);
+    goto br_table_ld;
+}
 L_BR_LD: /* [off]: a br to a BR_TABLE_LD, which follows here without a dispatch */
     JUMP(1);
+br_table_ld:
 L_BR_TABLE_LD : { /* [a|n][m|k][imm|off][imm2][off 0]..[off n] */
     uint64_t ea =
         (uint64_t)(uint32_t)(((RD(I, pc[1].s.a) & pc[2].s.a) << (pc[2].s.b & 31)) + pc[3].s.a) +
@@ -518,6 +592,17 @@ L_GLOBAL_GET: /* [dst|idx] */
 L_GLOBAL_SET: /* [src|idx] */
     inst->globals[pc[1].s.b]->val = SLOT(pc[1].s.a);
     pc += 2;
+    NEXT();
+L_GSET_ADD_I: /* [dst|a][imm][x]: an I32_ADD_I, then a GLOBAL_SET of its result */
+    WR_I(pc[1].s.a, RD(I, pc[1].s.b) + (uint32_t)pc[2].u);
+    inst->globals[pc[3].u]->val = SLOT(pc[1].s.a);
+    pc += 4;
+    NEXT();
+L_GADD_I: /* [d1|d2][imm][x]: a GLOBAL_GET to d1, an I32_ADD_I d1 + imm to d2, a GLOBAL_SET */
+    SLOT(pc[1].s.a) = inst->globals[pc[3].u]->val;
+    WR_I(pc[1].s.b, RD(I, pc[1].s.a) + (uint32_t)pc[2].u);
+    inst->globals[pc[3].u]->val = SLOT(pc[1].s.b);
+    pc += 4;
     NEXT();
 L_CALL: /* [func|argbase] */
     f = inst->funcs[pc[1].s.a];
@@ -688,6 +773,39 @@ out:
     if (budget > 0) s->fuel += (uint64_t)budget;
     return trap;
 }
+
+#ifdef WASM_PAIR_PROFILE
+static const char *const prof_names[WOP__COUNT] = {
+#define PN_NUM(code, name, shape, ta, tr, expr) [WOP_##name] = #name, [WOP_##name##_I] = #name "_I",
+    WASM_NUMOPS(PN_NUM)
+#undef PN_NUM
+#define PN_BRC(name, neg, t, expr)                                                                 \
+    [WOP_BRIF_##name] = "BRIF_" #name, [WOP_BRIF_##name##_I] = "BRIF_" #name "_I",
+        WASM_BRCMP(PN_BRC)
+#undef PN_BRC
+#define PN_CTL(name) [WOP_##name] = #name,
+            WASM_CTLOPS(PN_CTL)
+#undef PN_CTL
+};
+static const char *prof_name(const int32_t *h, int64_t off)
+{
+    for (int i = 0; i < WOP__COUNT; i++)
+        if (h[i] == off) return prof_names[i];
+    return "?";
+}
+__attribute__((destructor)) static void prof_dump(void)
+{
+    const int32_t *h = wasm_interp_handlers();
+    const char *out = getenv("WASM_PAIR_PROFILE_OUT"); /* default: stderr */
+    FILE *f = fopen(out ? out : "/dev/stderr", "w");
+    if (!f) return;
+    for (uint32_t i = 0; i < PROF_N; i++)
+        if (prof_tab[i].n)
+            fprintf(f, "%lu %s %s\n", (unsigned long)prof_tab[i].n, prof_name(h, prof_tab[i].a),
+                    prof_name(h, prof_tab[i].b));
+    fclose(f);
+}
+#endif
 
 const int32_t *wasm_interp_handlers(void)
 {

@@ -263,3 +263,208 @@
 (assert_return (invoke "fwd" (i32.const 1)) (i32.const 107))
 (assert_return (invoke "self" (i32.const 1)) (i32.const 2))
 (assert_return (invoke "count" (i32.const 5)) (i32.const 8))
+
+;; An i32.add of a constant right before an unconditional br runs in it (ADD_I_BR): forward,
+;; wrapping, as a loop's back-edge, leaving a block's result, and at an if's else; after a
+;; COPY2 (COPY2_ADD_I_BR, a Lua VM's instruction tail), the add reading a local just copied.
+(module
+  (func (export "add_br") (param $x i32) (result i32)
+    (block $b
+      (local.set $x (i32.add (local.get $x) (i32.const 1)))
+      (br $b))
+    (local.get $x))
+  (func (export "add_br_count") (param $n i32) (result i32)
+    (local $i i32)
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $i (i32.add (local.get $i) (i32.const 2)))
+        (br $l)))
+    (local.get $i))
+  (func (export "add_br_value") (param $x i32) (result i32)
+    (block $b (result i32)
+      (br $b (i32.add (local.get $x) (i32.const -3)))))
+  (func (export "add_br_else") (param $c i32) (param $x i32) (result i32)
+    (if (local.get $c)
+      (then (local.set $x (i32.add (local.get $x) (i32.const 10))))
+      (else (local.set $x (i32.sub (local.get $x) (i32.const 1)))))
+    (local.get $x))
+  (func (export "add_br_else_value") (param $c i32) (param $x i32) (result i32)
+    (if (result i32) (local.get $c)
+      (then (i32.add (local.get $x) (i32.const 10)))
+      (else (i32.const 7))))
+  (func (export "copy2_add_br") (param $a i32) (param $b i32) (result i32)
+    (local $x i32) (local $y i32)
+    (block $out
+      (local.set $x (local.get $a))
+      (local.set $y (local.get $b))
+      (local.set $a (i32.add (local.get $x) (i32.const 1)))
+      (br $out))
+    (i32.add (local.get $a) (i32.mul (local.get $y) (i32.const 1000))))
+)
+(assert_return (invoke "copy2_add_br" (i32.const 5) (i32.const 7)) (i32.const 7006))
+(assert_return (invoke "copy2_add_br" (i32.const -1) (i32.const 2)) (i32.const 2000))
+(assert_return (invoke "add_br" (i32.const 41)) (i32.const 42))
+(assert_return (invoke "add_br" (i32.const -1)) (i32.const 0))
+(assert_return (invoke "add_br_count" (i32.const 7)) (i32.const 8))
+(assert_return (invoke "add_br_count" (i32.const 0)) (i32.const 0))
+(assert_return (invoke "add_br_value" (i32.const 1)) (i32.const -2))
+(assert_return (invoke "add_br_else" (i32.const 1) (i32.const 5)) (i32.const 15))
+(assert_return (invoke "add_br_else" (i32.const 0) (i32.const 5)) (i32.const 4))
+(assert_return (invoke "add_br_else" (i32.const 1) (i32.const -10)) (i32.const 0))
+(assert_return (invoke "add_br_else_value" (i32.const 1) (i32.const -1)) (i32.const 9))
+(assert_return (invoke "add_br_else_value" (i32.const 0) (i32.const -1)) (i32.const 7))
+
+;; A VM's instruction fetch before the back-edge to its switch (FETCH_LD): i = mem32[pc],
+;; ra = base + ((i >> 7) & 255), then the switch on the table at 16 (opcode k: case k + 2).
+;; Words from 64: 0 (acc += ra, arg 5), 1 (acc *= 2), 0 (arg 255), 0 (arg 259: masked to 3),
+;; 2 (halt); a base that wraps ra; a fetch beyond the memory's end; and ra on the word itself.
+(module
+  (memory 1)
+  (data (i32.const 16) "\02\00\00\00\03\00\00\00\04\00\00\00")
+  (data (i32.const 64) "\80\02\00\00\01\00\00\00\80\7f\00\00\80\81\00\00\02\00\00\00")
+  (data (i32.const 65532) "\80\02\00\00")
+  (func (export "fetch") (param $pc i32) (param $base i32) (result i32)
+    (local $i i32) (local $ra i32) (local $acc i32)
+    (local.set $i (i32.load (local.get $pc)))
+    (local.set $ra (i32.add (local.get $base)
+                            (i32.and (i32.shr_u (local.get $i) (i32.const 7)) (i32.const 255))))
+    (loop $next
+      (block $fetch
+        (block $halt
+          (block $double
+            (block $add
+              (br_table $add $double $halt $halt
+                (i32.add
+                  (i32.load offset=16
+                    (i32.shl (i32.and (local.get $i) (i32.const 127)) (i32.const 2)))
+                  (i32.const -2))))
+            (local.set $acc (i32.add (local.get $acc) (local.get $ra)))
+            (local.set $pc (i32.add (local.get $pc) (i32.const 4)))
+            (br $fetch))
+          (local.set $acc (i32.shl (local.get $acc) (i32.const 1)))
+          (local.set $pc (i32.add (local.get $pc) (i32.const 4)))
+          (br $fetch))
+        (return (local.get $acc)))
+      (local.set $i (i32.load (local.get $pc)))
+      (local.set $ra (i32.add (local.get $base)
+                              (i32.and (i32.shr_u (local.get $i) (i32.const 7)) (i32.const 255))))
+      (br $next))
+    (i32.const -1))
+  ;; the base is the word just loaded: ra = i + ((i >> 7) & 255), read after the load
+  (func (export "fetch_self") (param $pc i32) (result i32)
+    (local $i i32) (local $ra i32) (local $n i32)
+    (local.set $i (i32.const 0))
+    (loop $next
+      (block $fetch
+        (block $stop
+          (block $go
+            (br_table $go $go $stop $stop
+              (i32.add
+                (i32.load offset=16
+                  (i32.shl (i32.and (local.get $i) (i32.const 127)) (i32.const 2)))
+                (i32.const -2))))
+          (br_if $stop (i32.eq (local.get $n) (i32.const 1)))
+          (local.set $n (i32.add (local.get $n) (i32.const 1)))
+          (br $fetch))
+        (return (local.get $ra)))
+      (local.set $i (i32.load (local.get $pc)))
+      (local.set $ra (i32.add (local.get $i)
+                              (i32.and (i32.shr_u (local.get $i) (i32.const 7)) (i32.const 255))))
+      (br $next))
+    (i32.const -1))
+)
+(assert_return (invoke "fetch" (i32.const 64) (i32.const 0)) (i32.const 268))
+(assert_return (invoke "fetch" (i32.const 64) (i32.const -1)) (i32.const 264))
+(assert_return (invoke "fetch" (i32.const 80) (i32.const 0)) (i32.const 0))
+(assert_trap (invoke "fetch" (i32.const 65532) (i32.const 0)) "out of bounds memory access")
+(assert_return (invoke "fetch_self" (i32.const 64)) (i32.const 0x285))
+
+;; A store of the value a load of the same width just read (MOV32, MOV64, MOV8): the value is
+;; copied whole, the store's address may be computed before the load, i64.load32_u with
+;; i64.store32 is a 32-bit move, and a source out of bounds traps before anything is stored.
+(module
+  (memory 1)
+  (data (i32.const 0) "\01\02\03\04\05\06\07\08\f1\f2\f3\f4")
+  (func (export "mov64") (param $d i32) (param $s i32) (result i64)
+    (i64.store (local.get $d) (i64.load (local.get $s)))
+    (i64.load (local.get $d)))
+  (func (export "mov32") (param $d i32) (param $s i32) (result i32)
+    (i32.store offset=4 (i32.add (local.get $d) (i32.const 4)) (i32.load offset=2 (local.get $s)))
+    (i32.load offset=8 (local.get $d)))
+  (func (export "mov32_64") (param $d i32) (param $s i32) (result i64)
+    (i64.store32 (local.get $d) (i64.load32_u (local.get $s)))
+    (i64.load (local.get $d)))
+  (func (export "mov8") (param $d i32) (param $s i32) (result i32)
+    (i32.store8 offset=1 (local.get $d) (i32.load8_u offset=8 (local.get $s)))
+    (i32.load (local.get $d)))
+  (func (export "peek") (param $a i32) (result i32) (i32.load (local.get $a)))
+)
+(assert_return (invoke "mov64" (i32.const 100) (i32.const 0)) (i64.const 0x0807060504030201))
+(assert_return (invoke "mov64" (i32.const 101) (i32.const 4)) (i64.const 0xf4f3f2f108070605))
+(assert_return (invoke "mov32" (i32.const 200) (i32.const 0)) (i32.const 0x06050403))
+(assert_return (invoke "mov32_64" (i32.const 300) (i32.const 8)) (i64.const 0xf4f3f2f1))
+(assert_return (invoke "mov8" (i32.const 400) (i32.const 1)) (i32.const 0xf200))
+(assert_trap (invoke "mov64" (i32.const 500) (i32.const 65529)) "out of bounds memory access")
+(assert_return (invoke "peek" (i32.const 500)) (i32.const 0))
+(assert_trap (invoke "mov64" (i32.const 65529) (i32.const 0)) "out of bounds memory access")
+(assert_trap (invoke "mov8" (i32.const 65535) (i32.const 0)) "out of bounds memory access")
+(assert_trap (invoke "mov8" (i32.const 0) (i32.const 65528)) "out of bounds memory access")
+(assert_return (invoke "peek" (i32.const 0)) (i32.const 0x04030201))
+
+;; A C function's stack pointer: global.set of an i32.add or i32.sub of a constant just
+;; computed (GSET_ADD_I), and of one applied to a global.get of the same global (GADD_I),
+;; through a local.tee, into a local, wrapping, and across two different globals.
+(module
+  (global $sp (mut i32) (i32.const 64))
+  (global $other (mut i32) (i32.const 1000))
+  (func (export "sp") (result i32) (global.get $sp))
+  (func (export "other") (result i32) (global.get $other))
+  (func (export "enter") (param $n i32) (result i32)
+    (local $frame i32)
+    (global.set $sp (local.tee $frame (i32.sub (global.get $sp) (i32.const 16))))
+    (local.get $frame))
+  (func (export "leave") (param $frame i32)
+    (global.set $sp (i32.add (local.get $frame) (i32.const 16))))
+  (func (export "enter_old") (result i32)
+    (local $old i32)
+    (local.set $old (global.get $sp))
+    (global.set $sp (i32.sub (local.get $old) (i32.const 8)))
+    (i32.sub (local.get $old) (global.get $sp)))
+  (func (export "cross") (result i32)
+    (global.set $other (i32.add (global.get $sp) (i32.const 1)))
+    (global.get $other))
+)
+(assert_return (invoke "enter" (i32.const 0)) (i32.const 48))
+(assert_return (invoke "sp") (i32.const 48))
+(assert_return (invoke "leave" (i32.const 48)))
+(assert_return (invoke "sp") (i32.const 64))
+(assert_return (invoke "enter_old") (i32.const 8))
+(assert_return (invoke "sp") (i32.const 56))
+(assert_return (invoke "cross") (i32.const 57))
+(assert_return (invoke "sp") (i32.const 56))
+(assert_return (invoke "leave" (i32.const -4)))
+(assert_return (invoke "sp") (i32.const 12))
+(assert_return (invoke "enter" (i32.const 0)) (i32.const -4))
+(assert_return (invoke "sp") (i32.const -4))
+(assert_return (invoke "other") (i32.const 57))
+
+;; Two i32.adds of constants in a row, each stored in a local (ADD_I2): the second reading the
+;; first's result, or the local the first one read, and wrapping.
+(module
+  (func (export "add2_chain") (param $x i32) (result i32)
+    (local $a i32) (local $b i32)
+    (local.set $a (i32.add (local.get $x) (i32.const 5)))
+    (local.set $b (i32.add (local.get $a) (i32.const -1)))
+    (i32.add (i32.mul (local.get $a) (i32.const 1000)) (local.get $b)))
+  (func (export "add2_same") (param $x i32) (result i32)
+    (local $a i32)
+    (local.set $a (i32.add (local.get $x) (i32.const 1)))
+    (local.set $x (i32.add (local.get $x) (i32.const 2)))
+    (i32.add (i32.mul (local.get $a) (i32.const 1000)) (local.get $x)))
+)
+(assert_return (invoke "add2_chain" (i32.const 1)) (i32.const 6005))
+(assert_return (invoke "add2_chain" (i32.const -5)) (i32.const -1))
+(assert_return (invoke "add2_chain" (i32.const 0x7ffffffb)) (i32.const 2147483647))
+(assert_return (invoke "add2_same" (i32.const 1)) (i32.const 2003))
+(assert_return (invoke "add2_same" (i32.const -1)) (i32.const 1))
