@@ -195,6 +195,12 @@ static int start(struct gw *gw, struct gate_error *err)
         return gate_err(err, GATE_E_CONFIG,
                         "--tool-uids gives %u uids, fewer than --max-concurrent %u",
                         sc.call_uid_count, gw->opt.max_concurrent);
+    /* The network filter knows a process-tier call by its uid before anything else: the
+     * sandboxes' own uid (--run-as: containers, QEMU) inside the range would be judged by
+     * whichever call holds that uid. */
+    if (sc.tool_uid >= sc.call_uid_base && sc.tool_uid - sc.call_uid_base < sc.call_uid_count)
+        return gate_err(err, GATE_E_CONFIG, "--run-as %s (uid %u) lies inside --tool-uids %s",
+                        gw->opt.run_as, (unsigned)sc.tool_uid, gw->opt.tool_uids);
     struct approval_config approval;
     if (gw_config_load(gw, &approval, err) < 0) return -1;
     int rc = start_engine(gw, &sc, &approval, err);

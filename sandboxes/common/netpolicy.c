@@ -267,14 +267,44 @@ int sbx_net_init(const struct sbx_config *cfg, struct gate_error *err)
     return 0;
 }
 
+/* Once the gateway has left the filtered directory: kill whatever still runs below it (a call
+ * past the grace period, a VM, a helper that outlived its tier) and wait, at most 2 s, until it
+ * is gone, so that nothing of a tool runs on once the programs are detached. */
+static void kill_filtered(void)
+{
+    char path[sizeof(net.cgroup) + 32];
+    snprintf(path, sizeof(path), "%s/cgroup.kill", net.cgroup);
+    autoclose int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "1", 1) != 1) {
+        gate_log("error", "network.shutdown", "cannot kill what runs in %s: %s", net.cgroup,
+                 strerror(errno));
+        return;
+    }
+    snprintf(path, sizeof(path), "%s/cgroup.events", net.cgroup);
+    for (int i = 0; i < 200; i++) {
+        char *ev = NULL;
+        size_t len = 0;
+        struct gate_error err = {0};
+        bool empty = gate_read_file(path, 4096, &ev, &len, &err) == 0 && strstr(ev, "populated 0");
+        free(ev);
+        if (empty) return;
+        usleep(10000);
+    }
+    gate_log("error", "network.shutdown", "%s still holds processes after cgroup.kill", net.cgroup);
+}
+
 void sbx_net_shutdown(void)
 {
     net_dns_stop();
     if (net.ready || net.skel) {
         struct gate_error err = {0};
         struct stat st;
-        /* Back home first, so the directory can go. */
-        if (stat(net.cgroup, &st) == 0 && write_pid(net.home_procs, &err) == 0) rmdir(net.cgroup);
+        /* Back home first: the kill below must not take the gateway, and the directory can
+         * only go once it is empty. */
+        if (stat(net.cgroup, &st) == 0 && write_pid(net.home_procs, &err) == 0) {
+            kill_filtered();
+            rmdir(net.cgroup);
+        }
     }
     for (size_t i = 0; i < sizeof(net.links) / sizeof(net.links[0]); i++) {
         bpf_link__destroy(net.links[i]);

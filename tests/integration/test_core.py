@@ -454,6 +454,9 @@ class StartupTest(unittest.TestCase):
         self.start_fails(["--run-as", "-1"], text="--run-as")
         self.start_fails(["--run-as", "root"], text="--run-as")
         self.start_fails(["--tool-uids", "0:10"], text="--tool-uids")
+        # The sandboxes' own uid inside the call range would share a call's network policy.
+        self.start_fails(["--run-as", "nobody", "--tool-uids", "65500:64"],
+                         text="lies inside --tool-uids")
 
     def test_second_gateway_on_same_port_does_not_start(self):
         d = make_policy_dir(["echo"])

@@ -205,5 +205,56 @@ class MicroVMNetwork(unittest.TestCase):
         self.assertNotEqual(before.get(other), "ok", before)
 
 
+class MicroVMNetworkShutdown(unittest.TestCase):
+    """A call still running when the gateway stops past its grace period: the filter must not
+    be detached while its QEMU lives on in the host's namespace (it was, until the gateway
+    exited)."""
+
+    def test_nothing_runs_on_unfiltered_after_shutdown(self):
+        why = why_unavailable() or bpf_unavailable()
+        if why:
+            self.skipTest(why)
+        gate, other = socket.socket(), socket.socket()
+        for s in (gate, other):
+            self.addCleanup(s.close)
+            s.bind(("127.0.0.1", 0))
+            s.listen(4)
+        gate.settimeout(120)
+        d = tempfile.mkdtemp(prefix="gh-pol-mvmstop-")
+        harness.write_policy(d, "some", policy("some", "network: {egress: [\"127.0.0.1:%d\"]}" %
+                                               gate.getsockname()[1]))
+        gw = harness.Gateway(d, extra_args=["--grace", "1"]).start()
+        self.addCleanup(gw.cleanup)
+        res = {}
+        t = threading.Thread(target=lambda: res.setdefault("r", gw.call("some", {"try": [
+            "hold:tcp:%s:%d" % (HOST, gate.getsockname()[1]),
+            "tcp:%s:%d" % (HOST, other.getsockname()[1])]})))
+        t.start()
+        conn, _ = gate.accept()  # the call runs, and waits for the test
+        pid = gw.proc.pid
+        gw.send_signal(signal.SIGTERM)
+
+        def filter_leaving():  # the gateway left its filtered directory: the programs go next
+            try:
+                with open("/proc/%d/cgroup" % pid) as f:
+                    return "gatehouse-net-" not in f.read()
+            except OSError:
+                return True
+
+        self.assertTrue(harness.wait_until(filter_leaving, 60))
+        conn.close()  # a guest still alive now goes on to the unlisted port
+        other.settimeout(0.2)
+        reached = None
+        for _ in range(50):  # 10 s: the guest's next attempt comes within milliseconds
+            try:
+                reached, _ = other.accept()
+                break
+            except socket.timeout:
+                continue
+        gw.stop()
+        t.join(60)
+        self.assertIsNone(reached, "the guest reached an unlisted port after the filter went")
+
+
 if __name__ == "__main__":
     unittest.main()
