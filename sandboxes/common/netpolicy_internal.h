@@ -22,6 +22,7 @@ struct net_name {
     uint64_t due_ns;             /* when to ask again (monotonic) */
     struct policy_egress *addrs; /* owned */
     size_t n;
+    unsigned classes; /* NET_CLASS_* of the addresses it had at load (netpolicy_dns.c) */
 };
 
 struct sbx_net {
@@ -33,6 +34,7 @@ struct sbx_net {
     struct net_name *names; /* owned */
     size_t n_names;
     struct sbx_net *next; /* in netpolicy_dns.c's list */
+    uint64_t watch_id;    /* netpolicy_dns.c's own name for it, never reused */
 };
 
 /* netpolicy.c: build a generation from n's entries now and make it the one new calls get (the
@@ -43,8 +45,8 @@ int net_install(struct sbx_net *n, struct gate_error *err);
  * the endpoint no address may reach; an answer naming it is left out). */
 int net_dns_start(const struct policy_endpoint *gateway, struct gate_error *err);
 void net_dns_stop(void);
-/* Re-resolve n's names from now on (n has names), until net_dns_forget, which waits for a
- * re-resolution of n in progress. */
+/* Re-resolve n's names from now on (n has names), until net_dns_forget (which never waits for
+ * a DNS answer: the thread asks with no lock held, and drops an answer for a forgotten n). */
 void net_dns_watch(struct sbx_net *n);
 void net_dns_forget(struct sbx_net *n);
 
