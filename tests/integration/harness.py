@@ -253,6 +253,28 @@ def wait_until(predicate, timeout):
         time.sleep(0.05)
 
 
+def host_mounts():
+    """The host's mount table: {mount id: mount point}."""
+    with open("/proc/self/mountinfo") as f:
+        return {int(line.split()[0]): line.split()[4] for line in f}
+
+
+# Where a sandbox's mounts would land if one ever escaped its mount namespace: its root is a
+# tmpfs mounted on /tmp before pivot_root, with its /usr, /proc, /dev, /tmp ... below that.
+SANDBOX_TOP = {"usr", "bin", "lib", "lib64", "sbin", "etc", "proc", "dev", "tmp", "workspace"}
+
+
+def sandbox_mounts_since(before):
+    """Mount points new since host_mounts() gave `before` that are where a sandbox's (or a
+    jail's) would be. The host's table is shared with everything else running on the machine
+    (other test suites mount and unmount too, systemd mounts binfmt_misc on first use): only a
+    new mount of that shape says a sandbox leaked one."""
+    def shaped(mp):
+        parts = mp.split("/")
+        return mp == "/tmp" or (len(parts) > 2 and parts[1] == "tmp" and parts[2] in SANDBOX_TOP)
+    return sorted(mp for mid, mp in host_mounts().items() if mid not in before and shaped(mp))
+
+
 def write_policy(directory, name, text):
     """Write policies/<name>.yaml into a test's own policy directory."""
     os.makedirs(directory, exist_ok=True)

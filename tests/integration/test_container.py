@@ -108,20 +108,6 @@ def call_cgroups(gw_pid):
     return sorted(out)
 
 
-def host_mounts():
-    """The host's mount table: {mount id: mount point}."""
-    with open("/proc/self/mountinfo") as f:
-        return {int(line.split()[0]): line.split()[4] for line in f}
-
-
-# Where a sandbox's mounts would land if one ever escaped its mount namespace: its root is a
-# tmpfs mounted on /tmp before pivot_root, with its /usr, /proc, /dev, /tmp ... below that.
-SANDBOX_TOP = {"usr", "bin", "lib", "lib64", "sbin", "etc", "proc", "dev", "tmp", "workspace"}
-
-
-def sandbox_shaped(mount_point):
-    parts = mount_point.split("/")
-    return mount_point == "/tmp" or (parts[1] == "tmp" and parts[2] in SANDBOX_TOP)
 
 
 def wait_for(what, cond, timeout=10.0, interval=0.02):
@@ -506,7 +492,7 @@ class ContainerLeaks(unittest.TestCase):
                 fds = len(os.listdir("/proc/%d/fd" % pid))
                 kids = gateway_children(pid)
                 cgroups = call_cgroups(pid)
-                mounts = host_mounts()
+                mounts = harness.host_mounts()
                 state = sorted(os.listdir(gw.state_dir))
                 for i in range(1000):
                     r = gw.call("ok")
@@ -522,11 +508,7 @@ class ContainerLeaks(unittest.TestCase):
                 # one with each call), so the count is what must not grow.
                 self.assertEqual(len(gateway_children(pid)), len(kids), "processes left over")
                 self.assertEqual(call_cgroups(pid), cgroups, "cgroups left over")
-                # The host's table is shared with everything else running on the machine (other
-                # tests mount and unmount too): what counts is a new mount where a sandbox's
-                # would be.
-                new = [mp for mid, mp in host_mounts().items() if mid not in mounts]
-                self.assertEqual([mp for mp in new if sandbox_shaped(mp)], [], "mounts left over")
+                self.assertEqual(harness.sandbox_mounts_since(mounts), [], "mounts left over")
                 self.assertEqual(sorted(os.listdir(gw.state_dir)), state, "state files left over")
             # After a clean stop, not even the gateway's parent cgroups remain.
             self.assertEqual(call_cgroups(pid), [])

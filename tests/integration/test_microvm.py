@@ -179,11 +179,6 @@ def others(gw_pid):
     return sorted(p for p, exe in children(gw_pid) if exe != QEMU)
 
 
-def mount_count():
-    with open("/proc/self/mountinfo") as f:
-        return len(f.readlines())
-
-
 def setUpModule():
     why = why_unavailable()
     if why:
@@ -241,7 +236,8 @@ class MicroVM(unittest.TestCase):
         # What must be back after every test here has run (the last test checks).
         wait_pool(cls.gw, "facts")
         pid = cls.gw.proc.pid
-        cls.baseline = {"fds": len(os.listdir("/proc/%d/fd" % pid)), "mounts": mount_count(),
+        cls.baseline = {"fds": len(os.listdir("/proc/%d/fd" % pid)),
+                        "mounts": harness.host_mounts(),
                         "others": others(pid),
                         "state": sorted(os.listdir(os.path.join(cls.gw.state_dir, "microvm")))}
 
@@ -399,7 +395,8 @@ class MicroVM(unittest.TestCase):
         self.assertEqual(others(pid), self.baseline["others"], "processes left over")
         self.assertLessEqual(len(os.listdir("/proc/%d/fd" % pid)), self.baseline["fds"],
                              "gateway fds leaked")
-        self.assertEqual(mount_count(), self.baseline["mounts"], "mounts left over")
+        self.assertEqual(harness.sandbox_mounts_since(self.baseline["mounts"]), [],
+                         "mounts left over")
         self.assertEqual(sorted(os.listdir(os.path.join(gw.state_dir, "microvm"))),
                          self.baseline["state"])
         self.assertEqual(metric(gw, "gatehouse_microvm_cgroup_leaks_total"), 0)
