@@ -363,8 +363,8 @@ const struct policy_key policy_keys[] = {
      .doc = "how long a held call waits for a decision"},
     {.path = "approval.webhook", .type = PKEY_STRING, FIELD(approval.webhook),
      .def_doc = "the gateway config's approval.webhook_url", .change = PCHANGE_CUSTOM,
-     .read = read_webhook, .doc = "where held calls are announced (http://HOST[:PORT]/PATH)",
-     .schema = "{\"type\":\"string\",\"pattern\":\"^http://[A-Za-z0-9.-]+\"}"},
+     .read = read_webhook, .doc = "where held calls are announced (https:// or http://HOST[:PORT]/PATH)",
+     .schema = "{\"type\":\"string\",\"pattern\":\"^https?://[A-Za-z0-9.-]+\"}"},
     {.path = "limits", .type = PKEY_SECTION, .doc = "resource caps of one call"},
     {.path = "limits.wall_timeout", .type = PKEY_DURATION, .flags = PKEY_EXPLICIT,
      FIELD(limits.wall_timeout_ms), .min = 1, .max = DAY_MS, .def = "10s",
@@ -429,7 +429,7 @@ const struct policy_key policy_keys[] = {
      .read = read_network,
      .doc = "none (only lo), sandbox (gVisor's own netstack; gvisor only), or {egress: "
             "[\"HOST:PORT\", \"CIDR:PORT\", \"[V6]:PORT\"], dns: bool} (process, container, "
-            "gvisor)",
+            "gvisor, microvm)",
      .schema = "{\"oneOf\":[{\"enum\":[\"none\",\"sandbox\"]},{\"type\":\"object\","
                "\"properties\":{\"egress\":{\"type\":\"array\",\"items\":{\"type\":"
                "\"string\"}},\"dns\":{\"type\":\"boolean\"}},\"additionalProperties\":false}]}"},

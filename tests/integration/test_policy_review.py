@@ -254,6 +254,9 @@ class PolicyReviewTest(unittest.TestCase):
                 with open(os.path.join(SRC, "policies", name)) as f:
                     corpus["example_" + name] = (f.read(), True, True)
         corpus["full.yaml"] = (FULL, True, True)
+        # An https webhook: the schema once allowed only http:// (editors flagged valid files).
+        corpus["https_webhook.yaml"] = (
+            HEAD + "approval: {webhook: \"https://approvals.example.org/hook\"}\n", True, True)
         for name, text in INVALID.items():
             corpus[name + ".yaml"] = (text, False, False)
         for name, text in LOADER_ONLY.items():
