@@ -9,7 +9,7 @@
 
 int cmd_agents(int argc, char **argv)
 {
-    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+    if (cli_wants_help(argc, argv)) {
         printf("usage: gatehouse agents add NAME\n\n"
                "Print a fresh bearer token for agent NAME (once; it is stored nowhere) and the\n"
                "lines to add under agents: in the gateway config.\n");

@@ -203,7 +203,7 @@ static int do_decide(const struct cli_opts *o, const char *decision)
 int cmd_approvals(int argc, char **argv)
 {
     struct cli_opts o;
-    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+    if (cli_wants_help(argc, argv)) {
         usage(stdout);
         return 0;
     }

@@ -76,12 +76,12 @@ int cmd_db(int argc, char **argv)
     const char *where = NULL, *sub = argc >= 2 ? argv[1] : "";
     bool is_prune = strcmp(sub, "prune-anchors") == 0;
     unsigned long keep_days = 30;
+    if (cli_wants_help(argc, argv)) {
+        fputs(USAGE, stdout);
+        return 0;
+    }
     for (int i = 1; i < argc && !usage; i++) {
         char *end = NULL;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(USAGE, stdout);
-            return 0;
-        }
         if (i == 1) {
             usage = strcmp(sub, "migrate") != 0 && !is_prune;
         } else if (!is_prune && !strcmp(argv[i], "--check")) {

@@ -206,11 +206,12 @@ int cmd_mcp(int argc, char **argv)
 {
     const char *token_env = "GATEHOUSE_TOKEN";
     b.url = getenv("GATEHOUSE_URL") ? getenv("GATEHOUSE_URL") : "http://127.0.0.1:8080";
+    if (cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--url") && i + 1 < argc) {
+        if (!strcmp(argv[i], "--url") && i + 1 < argc) {
             b.url = argv[++i];
         } else if (!strcmp(argv[i], "--token-env") && i + 1 < argc) {
             token_env = argv[++i];

@@ -13,12 +13,11 @@
 
 #define EXIT_USAGE 64
 
+static int usage(const char *cmd, FILE *f);
+
 static int policy_check(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: gatehouse policy check DIR\n");
-        return EXIT_USAGE;
-    }
+    if (argc != 2) return usage("check", stderr);
     /* The same load and per-tier preparation as `serve`, so what passes here loads there. */
     char tmp[] = "/tmp/gatehouse-check-XXXXXX";
     if (!mkdtemp(tmp)) {
@@ -118,12 +117,8 @@ static int policy_lint_cmd(int argc, char **argv)
     size_t n = 0;
     int fmt = -1;
     if (parse(argc, argv, opts, paths, &n, 256) < 0 || n == 0 ||
-        (fmt = format_of(format, POLICY_REPORT_TEXT)) < 0 || fmt == POLICY_REPORT_MARKDOWN) {
-        fprintf(stderr, "usage: gatehouse policy lint DIR|FILE... [--format "
-                        "text|json|sarif|github] [--config lint.yaml] [--fail-on "
-                        "error|warning|note|none] [--offline]\n");
-        return EXIT_USAGE;
-    }
+        (fmt = format_of(format, POLICY_REPORT_TEXT)) < 0 || fmt == POLICY_REPORT_MARKDOWN)
+        return usage("lint", stderr);
     o.format = (enum policy_report_format)fmt;
     struct gate_error err = {0};
     return report(policy_lint(paths, n, &o, stdout, &err), &err, "lint");
@@ -142,11 +137,8 @@ static int policy_diff_cmd(int argc, char **argv)
     size_t n = 0;
     int fmt = -1;
     if (parse(argc, argv, opts, sides, &n, 2) < 0 || n != 2 ||
-        (fmt = format_of(format, POLICY_REPORT_TEXT)) < 0) {
-        fprintf(stderr, "usage: gatehouse policy diff BASE HEAD [--git [--repo DIR] [--dir "
-                        "policies]] [--format text|markdown|json|sarif|github]\n");
-        return EXIT_USAGE;
-    }
+        (fmt = format_of(format, POLICY_REPORT_TEXT)) < 0)
+        return usage("diff", stderr);
     o.format = (enum policy_report_format)fmt;
     struct gate_error err = {0};
     return report(policy_diff(sides[0], sides[1], &o, stdout, &err), &err, "diff");
@@ -165,11 +157,8 @@ static int policy_explain_cmd(int argc, char **argv)
     int fmt = -1;
     if (parse(argc, argv, opts, target, &n, 1) < 0 || n != 1 ||
         (fmt = format_of(format, POLICY_REPORT_TEXT)) < 0 ||
-        (fmt != POLICY_REPORT_TEXT && fmt != POLICY_REPORT_JSON)) {
-        fprintf(stderr, "usage: gatehouse policy explain TOOL|FILE [--policies DIR] [--config "
-                        "lint.yaml] [--format text|json]\n");
-        return EXIT_USAGE;
-    }
+        (fmt != POLICY_REPORT_TEXT && fmt != POLICY_REPORT_JSON))
+        return usage("explain", stderr);
     o.format = (enum policy_report_format)fmt;
     struct gate_error err = {0};
     return report(policy_explain(target[0], &o, stdout, &err), &err, "explain");
@@ -178,10 +167,7 @@ static int policy_explain_cmd(int argc, char **argv)
 static int policy_schema_cmd(int argc, char **argv)
 {
     (void)argv;
-    if (argc != 1) {
-        fprintf(stderr, "usage: gatehouse policy schema\n");
-        return EXIT_USAGE;
-    }
+    if (argc != 1) return usage("schema", stderr);
     json_t *s = policy_file_schema();
     if (!s) {
         fprintf(stderr, "gatehouse policy schema: out of memory\n");
@@ -193,28 +179,48 @@ static int policy_schema_cmd(int argc, char **argv)
     return 0;
 }
 
-static const struct {
+static const struct subcommand {
     const char *name;
     int (*run)(int argc, char **argv);
-    const char *usage;
+    const char *summary;  /* one line for `gatehouse policy --help` */
+    const char *synopsis; /* its arguments, for its own usage */
 } subcommands[] = {
-    {"check", policy_check,
-     "check DIR                  load and prepare every policy as serve does"},
-    {"lint", policy_lint_cmd, "lint DIR|FILE...           load errors and risk rules (GH101...)"},
-    {"diff", policy_diff_cmd, "diff BASE HEAD [--git]     what a change weakens or strengthens"},
-    {"explain", policy_explain_cmd,
-     "explain TOOL|FILE          effective policy, defaults marked, schema, findings"},
-    {"schema", policy_schema_cmd, "schema                     the JSON Schema of policy files"},
+    {"check", policy_check, "load and prepare every policy as serve does", "DIR"},
+    {"lint", policy_lint_cmd, "load errors and risk rules (GH101...)",
+     "DIR|FILE... [--format text|json|sarif|github] [--config lint.yaml] "
+     "[--fail-on error|warning|note|none] [--offline]"},
+    {"diff", policy_diff_cmd, "what a change weakens or strengthens",
+     "BASE HEAD [--git [--repo DIR] [--dir policies]] "
+     "[--format text|markdown|json|sarif|github]"},
+    {"explain", policy_explain_cmd, "effective policy, defaults marked, schema, findings",
+     "TOOL|FILE [--policies DIR] [--config lint.yaml] [--format text|json]"},
+    {"schema", policy_schema_cmd, "the JSON Schema of policy files", ""},
 };
+#define NSUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
+
+/* A subcommand's usage: on stdout with exit 0 for --help, on stderr with 64 for a command
+ * line it cannot understand. */
+static int usage(const char *cmd, FILE *f)
+{
+    for (size_t i = 0; i < NSUBCOMMANDS; i++)
+        if (!strcmp(subcommands[i].name, cmd))
+            fprintf(f, "usage: gatehouse policy %s %s\n\n%s.\n", cmd, subcommands[i].synopsis,
+                    subcommands[i].summary);
+    return f == stdout ? 0 : EXIT_USAGE;
+}
 
 int cmd_policy(int argc, char **argv)
 {
-    for (size_t i = 0; argc >= 2 && i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-        if (!strcmp(argv[1], subcommands[i].name)) return subcommands[i].run(argc - 1, argv + 1);
-    bool help = argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"));
+    for (size_t i = 0; argc >= 2 && i < NSUBCOMMANDS; i++) {
+        if (strcmp(argv[1], subcommands[i].name) != 0) continue;
+        if (cli_wants_help(argc - 1, argv + 1)) return usage(subcommands[i].name, stdout);
+        return subcommands[i].run(argc - 1, argv + 1);
+    }
+    bool help = cli_wants_help(argc, argv);
     FILE *out = help ? stdout : stderr;
     fprintf(out, "usage: gatehouse policy COMMAND\n\n");
-    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-        fprintf(out, "  %s\n", subcommands[i].usage);
+    for (size_t i = 0; i < NSUBCOMMANDS; i++)
+        fprintf(out, "  %-8s %s\n", subcommands[i].name, subcommands[i].summary);
+    fprintf(out, "\n`gatehouse policy COMMAND --help` prints a command's arguments.\n");
     return help ? 0 : EXIT_USAGE;
 }

@@ -60,14 +60,16 @@ static int cmd_help(int argc, char **argv)
     }
     if (!strcmp(argv[1], "exit-status")) {
         printf("0   success (call: the tool's status is succeeded)\n"
-               "1   a check failed (policy check, audit verify: tampered) or, for call, the tool\n"
-               "    ran and did not succeed\n"
-               "2   usage error, or the command could not do its work (unreachable gateway)\n"
+               "1   a check failed (policy check, policy lint: errors, audit verify: tampered)\n"
+               "    or, for call, the tool ran and did not succeed\n"
+               "2   usage error, or the command could not do its work (unreachable gateway);\n"
+               "    policy lint: a finding at or above --fail-on\n"
                "3   call: the call is still held for approval (--wait expired); audit verify:\n"
-               "    intact with warnings\n"
+               "    intact with warnings; policy diff: a change weakens security\n"
                "4   audit verify --anchors/--anchor-file: the chain is intact but the log lacks\n"
                "    an anchored head (a cut tail), holds another record at an anchored seq (a\n"
                "    rewritten tail), or its node has no anchor there\n"
+               "64  policy ...: a command line it cannot understand\n"
                "70  serve: a shutdown that did not finish in time (the watchdog)\n");
         return 0;
     }
@@ -109,7 +111,7 @@ static int audit_args(int argc, char **argv, struct audit_anchor_target *t, cons
 
 int cmd_audit(int argc, char **argv)
 {
-    if (argc == 2 && !strcmp(argv[1], "--help")) {
+    if (cli_wants_help(argc, argv)) {
         printf("%s\nCheck the audit log in DIR (STATE/audit): the hash chain, the start record, "
                "segment numbering. With --anchors (the gateways' database) or --anchor-file, also "
                "that the log still holds every chain head its gateway anchored there (node ID, "
@@ -159,6 +161,13 @@ int cmd_audit(int argc, char **argv)
     }
     printf("OK: %llu records, hash chain intact%s\n", (unsigned long long)rep.records, anchors);
     return 0;
+}
+
+bool cli_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return true;
+    return false;
 }
 
 int main(int argc, char **argv)

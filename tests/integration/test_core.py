@@ -356,6 +356,17 @@ class CoreTest(unittest.TestCase):
                 p = subprocess.run([harness.GATEHOUSE] + argv, capture_output=True, text=True)
                 self.assertEqual(p.returncode, 0, (argv, p.stdout, p.stderr))
                 self.assertIn("usage", p.stdout.lower(), argv)
+        # Subcommands too, with --help anywhere: never taken for an operand (`agents add --help`
+        # once made a token for an agent named "--help", `policy check --help` read a directory).
+        for argv in (["policy", "check", "--help"], ["policy", "lint", "--help"],
+                     ["policy", "diff", "-h"], ["policy", "explain", "--help"],
+                     ["policy", "schema", "--help"], ["audit", "verify", "--help"],
+                     ["approvals", "approve", "c_x", "--help"], ["agents", "add", "--help"],
+                     ["db", "prune-anchors", "--help"], ["mcp", "--help"]):
+            p = subprocess.run([harness.GATEHOUSE] + argv, capture_output=True, text=True)
+            self.assertEqual((p.returncode, p.stderr), (0, ""), argv)
+            self.assertRegex(p.stdout, r"^usage: gatehouse %s" % argv[0], argv)
+            self.assertNotIn("token:", p.stdout, argv)
         page = subprocess.run([harness.GATEHOUSE, "help", "errors"], capture_output=True, text=True)
         self.assertEqual(page.returncode, 0)
         with open(os.path.join(harness.SOURCE_DIR, "common/include/gate.h")) as f:
