@@ -21,6 +21,7 @@
 #define MAX_SESSIONS_PER_AGENT 256
 #define SESSION_IDLE_NS (24ull * 3600 * 1000000000ull) /* an idle session is forgotten after */
 #define HEARTBEAT_NS (10ull * 1000000000ull)           /* progress while a call waits */
+#define UNREAD_RETRY_NS (1000000000ull)                /* store unreadable: look again */
 #define MAX_HELD 256                                   /* held calls remembered per session */
 
 /* JSON-RPC error codes. */
@@ -356,17 +357,21 @@ static void held_run(struct gw *gw, const struct http_req *req, struct http_resp
                      struct wait_ctx *w)
 {
     bool final = false;
-    json_t *rec = call_get(gw->engine, w->call_id, req->who.name, &final);
+    struct gate_error err = {0};
+    json_t *rec = call_get(gw->engine, w->call_id, req->who.name, &final, &err);
     uint64_t now = gate_monotonic_ns();
+    /* The store unreadable (a shared database down) is not the call gone: wait on, as for an
+     * undecided call, and look again at the next change or heartbeat. */
+    bool unread = !rec && err.code;
     if (rec && final) {
         session_held(w->session, req->who.name, w->rpc_id, NULL);
         answer(resp, w, mcp_call_result(rec));
-    } else if (!rec || atomic_load(&gw->stopping)) {
-        struct gate_error err = {0};
-        gate_err(&err, rec ? GATE_E_SHUTTING_DOWN : GATE_E_CALL_NOT_FOUND,
+    } else if ((!rec && !unread) || atomic_load(&gw->stopping)) {
+        struct gate_error why = {0};
+        gate_err(&why, rec || unread ? GATE_E_SHUTTING_DOWN : GATE_E_CALL_NOT_FOUND,
                  "call %s is still held; its result will be at GET /v1/calls/%s", w->call_id,
                  w->call_id);
-        answer(resp, w, mcp_error_result(&err));
+        answer(resp, w, mcp_error_result(&why));
     } else {
         if (resp->run == 0) {
             char msg[200];
@@ -378,8 +383,12 @@ static void held_run(struct gw *gw, const struct http_req *req, struct http_resp
             progress(resp, w, "still waiting for a decision");
         }
         if (now >= w->next_beat_ns) w->next_beat_ns = now + HEARTBEAT_NS;
-        /* Without a stream there is nothing to send until the end: wait for the change only. */
-        http_wait(resp, w->call_id, w->streaming ? w->next_beat_ns : UINT64_MAX);
+        /* Without a stream there is nothing to send until the end: wait for the change only
+         * (or, while the store is unreadable, look again in a second: a change made meanwhile
+         * elsewhere may never be announced here). */
+        uint64_t next = w->streaming ? w->next_beat_ns : UINT64_MAX;
+        if (unread && next > now + UNREAD_RETRY_NS) next = now + UNREAD_RETRY_NS;
+        http_wait(resp, w->call_id, next);
     }
     json_decref(rec);
 }

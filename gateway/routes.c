@@ -177,9 +177,14 @@ void route_call_get(struct gw *gw, const struct http_req *req, struct http_resp 
     bool final = true;
     /* An agent reads only its own calls; another's answer as if they did not exist. */
     const char *owner = req->who.kind == PRINCIPAL_APPROVER ? NULL : req->who.name;
-    json_t *rec = call_get(gw->engine, id, owner, &final);
+    struct gate_error err = {0};
+    json_t *rec = call_get(gw->engine, id, owner, &final, &err);
     uint64_t deadline = req->received_ns + wait_ms * 1000000ull;
-    if (!rec)
+    if (!rec && err.code)
+        /* The store is unreadable, not the call unknown: a 404 would tell the agent its held
+         * call is gone. The store's own message (host, user) went to the log. */
+        http_error(resp, err.code, NULL);
+    else if (!rec)
         http_error(resp, GATE_E_CALL_NOT_FOUND, NULL);
     else if (final || atomic_load(&gw->stopping) || gate_monotonic_ns() >= deadline)
         http_json(resp, 200, steal_pointer(&rec));

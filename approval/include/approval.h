@@ -105,10 +105,11 @@ int approval_hold(struct approval *a, const struct policy *p, const struct appro
                   json_t **response, struct gate_error *err);
 
 /* The record of a held call (new reference), or NULL if no call with that id was held (or, when
- * agent is not NULL, if another agent made it). *final (may be NULL): whether it is in a final
- * state. Never blocks. */
+ * agent is not NULL, if another agent made it) with err untouched, or NULL with err set when
+ * the store could not be read (a shared database down: the call may well exist). *final (may
+ * be NULL): whether it is in a final state. */
 json_t *approval_call_record(struct approval *a, const char *call_id, const char *agent,
-                             bool *final);
+                             bool *final, struct gate_error *err);
 
 /* ---- additions (approval engineer) ---------------------------------------------------- */
 

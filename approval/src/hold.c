@@ -140,17 +140,16 @@ int approval_hold(struct approval *a, const struct policy *p, const struct appro
 }
 
 json_t *approval_call_record(struct approval *a, const char *call_id, const char *agent,
-                             bool *final)
+                             bool *final, struct gate_error *err)
 {
     struct approval_row r = {0};
-    struct gate_error err = {0};
     json_t *out = NULL;
-    if (a->ops->get(a->store, call_id, &r, &err) == 1 &&
-        (!agent || (r.agent && strcmp(r.agent, agent) == 0))) {
+    int found = a->ops->get(a->store, call_id, &r, err);
+    if (found == 1 && (!agent || (r.agent && strcmp(r.agent, agent) == 0))) {
         out = approval_row_json(&r, false);
         if (final) *final = approval_state_final(r.state);
-    } else if (err.msg[0]) {
-        gate_log("error", "approval.store", "call %s: %s", call_id, err.msg);
+    } else if (found < 0) {
+        gate_log("error", "approval.store", "call %s: %s", call_id, err->msg);
     }
     approval_row_clear(&r);
     return out;

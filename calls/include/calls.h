@@ -92,8 +92,10 @@ int call_submit(struct call_engine *e, const struct call_request *req, struct ca
 int call_reject(struct call_engine *e, const char *tool, const char *agent, struct gate_error *err);
 
 /* The record of a call (new reference), or NULL if there is none visible to agent (NULL: any
- * agent). *final (may be NULL) says whether the call has reached a final state. */
-json_t *call_get(struct call_engine *e, const char *call_id, const char *agent, bool *final);
+ * agent), or NULL with err set when the approval store could not be read (a held call's
+ * record is there). *final (may be NULL) says whether the call has reached a final state. */
+json_t *call_get(struct call_engine *e, const char *call_id, const char *agent, bool *final,
+                 struct gate_error *err);
 
 /* Prometheus text for the engine's counters (calls by tool/status/isolation, durations by
  * isolation, inflight, reload failures). */

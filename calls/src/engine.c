@@ -204,7 +204,8 @@ int call_submit(struct call_engine *e, const struct call_request *req, struct ca
     return rc < 0 && !out->record ? call_reject(e, req->tool, req->agent, err) : rc;
 }
 
-json_t *call_get(struct call_engine *e, const char *call_id, const char *agent, bool *final)
+json_t *call_get(struct call_engine *e, const char *call_id, const char *agent, bool *final,
+                 struct gate_error *err)
 {
     json_t *rec = call_records_get(e->records, call_id, agent);
     if (rec) {
@@ -212,7 +213,7 @@ json_t *call_get(struct call_engine *e, const char *call_id, const char *agent, 
             *final = strcmp(json_string_value(json_object_get(rec, "status")), "running") != 0;
         return rec;
     }
-    return e->approval ? approval_call_record(e->approval, call_id, agent, final) : NULL;
+    return e->approval ? approval_call_record(e->approval, call_id, agent, final, err) : NULL;
 }
 
 /* ---- life cycle -------------------------------------------------------------------------- */

@@ -588,6 +588,12 @@ def test_database_down_503_direct_calls_go_on_nothing_lost(cluster):
                   "hold with the database down: %d %s" % (r.status, r.body))
             r = a.call("echo", {"text": "hi"})
             check(r.status == 200, "a direct call with the database down: %d %s" % (r.status, r.body))
+            # The held call cannot be read, which is not the same as not existing (a 404 here
+            # told agents their held call was gone).
+            for path in ("/v1/calls/" + before, "/v1/calls/" + before + "?wait=2s"):
+                r = a.request("GET", path)
+                check(r.status == 503 and r.json()["error"]["code"] == "database_unavailable",
+                      "GET %s with the database down: %d %s" % (path, r.status, r.body))
         finally:
             cluster.start()
         check(status(a, before) == "pending_approval", "an acknowledged hold was lost")

@@ -445,7 +445,8 @@ static const char *status_of(struct env *e, const char *id, uint64_t wait_ms, ch
     json_t *rec = NULL;
     pthread_mutex_lock(&change_lock);
     for (;;) {
-        rec = approval_call_record(e->a, id, NULL, &final);
+        struct gate_error err = {0};
+        rec = approval_call_record(e->a, id, NULL, &final, &err);
         if (!rec || final || gate_monotonic_ns() >= deadline) break;
         json_decref(rec);
         /* Woken by every transition; the timeout only bounds a missed wake-up. */
