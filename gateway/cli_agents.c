@@ -9,7 +9,7 @@
 
 int cmd_agents(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
+    if (cli_wants_help(argc, argv, NULL)) {
         printf("usage: gatehouse agents add NAME\n\n"
                "Print a fresh bearer token for agent NAME (once; it is stored nowhere) and the\n"
                "lines to add under agents: in the gateway config.\n");

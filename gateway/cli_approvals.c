@@ -203,7 +203,9 @@ static int do_decide(const struct cli_opts *o, const char *decision)
 int cmd_approvals(int argc, char **argv)
 {
     struct cli_opts o;
-    if (cli_wants_help(argc, argv)) {
+    static const char *const valued[] = {"--url",    "--token-env", "--as",
+                                         "--reason", "--status",    NULL};
+    if (cli_wants_help(argc, argv, valued)) {
         usage(stdout);
         return 0;
     }

@@ -76,7 +76,8 @@ int cmd_db(int argc, char **argv)
     const char *where = NULL, *sub = argc >= 2 ? argv[1] : "";
     bool is_prune = strcmp(sub, "prune-anchors") == 0;
     unsigned long keep_days = 30;
-    if (cli_wants_help(argc, argv)) {
+    static const char *const valued[] = {"--keep-days", "--config", NULL};
+    if (cli_wants_help(argc, argv, valued)) {
         fputs(USAGE, stdout);
         return 0;
     }

@@ -206,7 +206,8 @@ int cmd_mcp(int argc, char **argv)
 {
     const char *token_env = "GATEHOUSE_TOKEN";
     b.url = getenv("GATEHOUSE_URL") ? getenv("GATEHOUSE_URL") : "http://127.0.0.1:8080";
-    if (cli_wants_help(argc, argv)) {
+    static const char *const valued[] = {"--url", "--token-env", NULL};
+    if (cli_wants_help(argc, argv, valued)) {
         usage(stdout);
         return 0;
     }

@@ -182,19 +182,29 @@ static int policy_schema_cmd(int argc, char **argv)
 static const struct subcommand {
     const char *name;
     int (*run)(int argc, char **argv);
-    const char *summary;  /* one line for `gatehouse policy --help` */
-    const char *synopsis; /* its arguments, for its own usage */
+    const char *summary;   /* one line for `gatehouse policy --help` */
+    const char *synopsis;  /* its arguments, for its own usage */
+    const char *valued[4]; /* its options that take a value (cli_wants_help) */
 } subcommands[] = {
-    {"check", policy_check, "load and prepare every policy as serve does", "DIR"},
-    {"lint", policy_lint_cmd, "load errors and risk rules (GH101...)",
+    {"check", policy_check, "load and prepare every policy as serve does", "DIR", {NULL}},
+    {"lint",
+     policy_lint_cmd,
+     "load errors and risk rules (GH101...)",
      "DIR|FILE... [--format text|json|sarif|github] [--config lint.yaml] "
-     "[--fail-on error|warning|note|none] [--offline]"},
-    {"diff", policy_diff_cmd, "what a change weakens or strengthens",
+     "[--fail-on error|warning|note|none] [--offline]",
+     {"--format", "--config", "--fail-on", NULL}},
+    {"diff",
+     policy_diff_cmd,
+     "what a change weakens or strengthens",
      "BASE HEAD [--git [--repo DIR] [--dir policies]] "
-     "[--format text|markdown|json|sarif|github]"},
-    {"explain", policy_explain_cmd, "effective policy, defaults marked, schema, findings",
-     "TOOL|FILE [--policies DIR] [--config lint.yaml] [--format text|json]"},
-    {"schema", policy_schema_cmd, "the JSON Schema of policy files", ""},
+     "[--format text|markdown|json|sarif|github]",
+     {"--format", "--repo", "--dir", NULL}},
+    {"explain",
+     policy_explain_cmd,
+     "effective policy, defaults marked, schema, findings",
+     "TOOL|FILE [--policies DIR] [--config lint.yaml] [--format text|json]",
+     {"--format", "--policies", "--config", NULL}},
+    {"schema", policy_schema_cmd, "the JSON Schema of policy files", "", {NULL}},
 };
 #define NSUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
 
@@ -213,10 +223,11 @@ int cmd_policy(int argc, char **argv)
 {
     for (size_t i = 0; argc >= 2 && i < NSUBCOMMANDS; i++) {
         if (strcmp(argv[1], subcommands[i].name) != 0) continue;
-        if (cli_wants_help(argc - 1, argv + 1)) return usage(subcommands[i].name, stdout);
+        if (cli_wants_help(argc - 1, argv + 1, subcommands[i].valued))
+            return usage(subcommands[i].name, stdout);
         return subcommands[i].run(argc - 1, argv + 1);
     }
-    bool help = cli_wants_help(argc, argv);
+    bool help = cli_wants_help(argc, argv, NULL);
     FILE *out = help ? stdout : stderr;
     fprintf(out, "usage: gatehouse policy COMMAND\n\n");
     for (size_t i = 0; i < NSUBCOMMANDS; i++)

@@ -269,7 +269,9 @@ int cmd_approvals(int argc, char **argv); /* cli_approvals.c */
 int cmd_agents(int argc, char **argv);    /* cli_agents.c */
 int cmd_mcp(int argc, char **argv);       /* cli_mcp.c */
 int cmd_db(int argc, char **argv);        /* cli_db.c */
-/* Whether a command's arguments (argv[1..]) ask for its usage: --help or -h anywhere. */
-bool cli_wants_help(int argc, char **argv); /* main.c */
+/* Whether a command's arguments (argv[1..]) ask for its usage: --help or -h anywhere but as
+ * the value of one of the options in valued (NULL-terminated; may be NULL), which is data
+ * (`approvals deny ID --reason -h` denies, it does not print usage and exit 0). */
+bool cli_wants_help(int argc, char **argv, const char *const *valued); /* main.c */
 
 #endif

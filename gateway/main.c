@@ -111,7 +111,8 @@ static int audit_args(int argc, char **argv, struct audit_anchor_target *t, cons
 
 int cmd_audit(int argc, char **argv)
 {
-    if (cli_wants_help(argc, argv)) {
+    static const char *const valued[] = {"--anchors", "--anchor-file", "--node", NULL};
+    if (cli_wants_help(argc, argv, valued)) {
         printf("%s\nCheck the audit log in DIR (STATE/audit): the hash chain, the start record, "
                "segment numbering. With --anchors (the gateways' database) or --anchor-file, also "
                "that the log still holds every chain head its gateway anchored there (node ID, "
@@ -163,10 +164,16 @@ int cmd_audit(int argc, char **argv)
     return 0;
 }
 
-bool cli_wants_help(int argc, char **argv)
+bool cli_wants_help(int argc, char **argv, const char *const *valued)
 {
-    for (int i = 1; i < argc; i++)
+    for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return true;
+        for (size_t k = 0; valued && valued[k]; k++)
+            if (!strcmp(argv[i], valued[k])) {
+                i++; /* its value, whatever it says */
+                break;
+            }
+    }
     return false;
 }
 

@@ -367,6 +367,15 @@ class CoreTest(unittest.TestCase):
             self.assertEqual((p.returncode, p.stderr), (0, ""), argv)
             self.assertRegex(p.stdout, r"^usage: gatehouse %s" % argv[0], argv)
             self.assertNotIn("token:", p.stdout, argv)
+        # ... but an option's value is data: a deny whose reason is "-h" is a deny (to a gateway
+        # that is not there: exit 2), not usage and exit 0, which a script takes for done.
+        for reason in ("-h", "--help"):
+            p = subprocess.run([harness.GATEHOUSE, "approvals", "deny", "c_x", "--reason", reason,
+                                "--url", "http://127.0.0.1:%d" % harness.free_port()],
+                               capture_output=True, text=True,
+                               env=dict(os.environ, GATEHOUSE_APPROVER_TOKEN="t" * 20))
+            self.assertNotEqual(p.returncode, 0, (reason, p.stdout))
+            self.assertNotIn("usage", p.stdout + p.stderr, reason)
         page = subprocess.run([harness.GATEHOUSE, "help", "errors"], capture_output=True, text=True)
         self.assertEqual(page.returncode, 0)
         with open(os.path.join(harness.SOURCE_DIR, "common/include/gate.h")) as f:
