@@ -143,13 +143,18 @@ json_t *approval_call_record(struct approval *a, const char *call_id, const char
                              bool *final, struct gate_error *err)
 {
     struct approval_row r = {0};
+    /* err only when get fails: a store may leave an error behind from a read it retried and
+     * that then answered (PostgreSQL after a reconnect), which is no failure. */
+    struct gate_error e = {0};
     json_t *out = NULL;
-    int found = a->ops->get(a->store, call_id, &r, err);
+    int found = a->ops->get(a->store, call_id, &r, &e);
     if (found == 1 && (!agent || (r.agent && strcmp(r.agent, agent) == 0))) {
-        out = approval_row_json(&r, false);
+        if (!(out = approval_row_json(&r, false))) gate_err(err, GATE_E_NOMEM, "out of memory");
         if (final) *final = approval_state_final(r.state);
     } else if (found < 0) {
-        gate_log("error", "approval.store", "call %s: %s", call_id, err->msg);
+        if (!e.code) gate_err(&e, GATE_E_INTERNAL, "approval store: get failed");
+        gate_log("error", "approval.store", "call %s: %s", call_id, e.msg);
+        *err = e;
     }
     approval_row_clear(&r);
     return out;

@@ -596,6 +596,16 @@ def test_database_down_503_direct_calls_go_on_nothing_lost(cluster):
                       "GET %s with the database down: %d %s" % (path, r.status, r.body))
         finally:
             cluster.start()
+        # Unknown calls read back at once over the pool's dead connections (each read retried
+        # on a new one): 404, not a 503 left behind by the retried read.
+        got = []
+        readers = [threading.Thread(target=lambda i=i: got.append(
+            a.request("GET", "/v1/calls/c_%032d" % i).status)) for i in range(8)]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join()
+        check(got == [404] * 8, "unknown calls after the database came back: %r" % got)
         check(status(a, before) == "pending_approval", "an acknowledged hold was lost")
         check(harness.wait_until(lambda: a.request("GET", "/healthz").json()["status"] == "ok",
                                  WAIT_S), "/healthz does not say the database is back")
