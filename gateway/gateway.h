@@ -190,7 +190,8 @@ void route_page_css(struct gw *gw, const struct http_req *req, struct http_resp 
 int gw_http_start(struct gw *gw, struct gate_error *err);
 void gw_http_stop_accepting(struct gw *gw);
 void gw_http_stop(struct gw *gw);
-/* A call changed: wake the requests waiting for it (http_wait). Any thread; never blocks long. */
+/* A call changed: wake the requests waiting for it (http_wait); call_id NULL: every waiting
+ * request. Any thread; never blocks long. */
 void gw_http_call_changed(const char *call_id);
 /* Hand a connected socket (one end of the guard's socketpair) to libmicrohttpd. Takes fd. */
 int gw_http_add_connection(int fd, const struct sockaddr *addr, socklen_t addrlen);

@@ -85,8 +85,9 @@ struct approval_hooks {
      * was started. */
     int (*run)(void *ctx, const struct approval_call *call, json_t **result,
                struct gate_error *err);
-    /* A held call changed state (held, decided, started, finished, expired, interrupted).
-     * Called without any approval lock held; must not block. May be NULL. */
+    /* A held call changed state (held, decided, started, finished, expired, interrupted);
+     * call_id NULL: any may have (changes made elsewhere were missed). Called without any
+     * approval lock held; must not block. May be NULL. */
     void (*on_change)(void *ctx, const char *call_id);
     void *ctx;
 };

@@ -109,7 +109,8 @@ struct approval_store_ops {
     /* Shared stores only: whether the database answered the last heartbeat (why if not). */
     bool (*healthy)(void *h, char *why, size_t len);
     /* Shared stores only: changed(ctx, call_id) for each call any gateway changed since the
-     * last call (never blocks), so long polls here wake for transitions made elsewhere. */
+     * last call (never blocks), so long polls here wake for transitions made elsewhere;
+     * changed(ctx, NULL) when changes may have been missed (any call may have changed). */
     int (*drain_changes)(void *h, void (*changed)(void *ctx, const char *call_id), void *ctx,
                          struct gate_error *err);
     /* Shared stores only: pending calls whose webhook is undelivered and whose delivering

@@ -297,8 +297,9 @@ static int listen_changes(struct pg *p, struct gate_error *err)
 }
 
 /* Calls changed by any gateway (this one too) since the last call: changed(ctx, call_id) for
- * each, without blocking. A lost listener reconnects; changes made meanwhile are not named,
- * and long polls on them answer at their timeout with the state as it is. */
+ * each, without blocking. A lost listener reconnects; changes made meanwhile are not named, so
+ * then changed(ctx, NULL): every waiter looks again (an MCP client waiting without a stream
+ * has no timeout, and would otherwise wait on for a decision made while no one listened). */
 int pg_drain_changes(void *h, void (*changed)(void *ctx, const char *call_id), void *ctx,
                      struct gate_error *err)
 {
@@ -308,6 +309,7 @@ int pg_drain_changes(void *h, void (*changed)(void *ctx, const char *call_id), v
         if (PQstatus(p->listen) != CONNECTION_OK || listen_changes(p, err) < 0)
             return gate_err(err, GATE_E_DATABASE_UNAVAILABLE, "listen for changes: %s",
                             PQerrorMessage(p->listen));
+        changed(ctx, NULL);
     }
     if (!PQconsumeInput(p->listen))
         return gate_err(err, GATE_E_DATABASE_UNAVAILABLE, "listen for changes: %s",

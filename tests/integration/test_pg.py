@@ -617,6 +617,61 @@ def test_database_down_503_direct_calls_go_on_nothing_lost(cluster):
         env.close()
 
 
+def test_mcp_wait_sees_a_decision_made_elsewhere_while_its_gateway_lost_the_database(cluster):
+    """An MCP client waits on A (no event stream: no heartbeat, no timeout) for its held call;
+    A alone loses the database (its role may not log in) while B denies the call; A gets the
+    database back. The client is answered: a change A could not hear is looked at again once A
+    listens again. Before, its wait never ended (the NOTIFY went to no one)."""
+    cluster.sql("postgres", "CREATE ROLE gw_lost SUPERUSER LOGIN PASSWORD '%s'" % PGPASS)
+    env = Env(cluster, "mcplost")
+    config = env.config
+
+    def config_a_as_gw_lost(name, database=True):
+        path = config(name, database)
+        if name == "a":
+            with open(path) as f:
+                text = f.read().replace("postgresql://postgres@", "postgresql://gw_lost@")
+            with open(path, "w") as f:
+                f.write(text)
+        return path
+    env.config = config_a_as_gw_lost
+    try:
+        a, b = env.start_together(["a", "b"])
+        r = a.request("POST", "/mcp", {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                                       "params": {"protocolVersion": "2025-06-18"}},
+                      headers={"Accept": "application/json, text/event-stream"})
+        check(r.status == 200, "initialize: %d %s" % (r.status, r.body))
+        answers = []
+        waiter = threading.Thread(target=lambda: answers.append(a.request(
+            "POST", "/mcp", {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                             "params": {"name": "ledger", "arguments": {"account": "a", "amount": 1}}},
+            headers={"Accept": "application/json", "Mcp-Session-Id": r.headers["mcp-session-id"]},
+            timeout=WAIT_S)))
+        waiter.start()
+        pending = lambda: b.request("GET", "/v1/approvals?status=pending",  # noqa: E731
+                                    headers={"authorization": "Bearer " + ALICE}).json()["approvals"]
+        check(harness.wait_until(pending, WAIT_S), "the MCP call was not held")
+        cid = pending()[0]["call_id"]
+        rec = b.request("GET", "/v1/calls/" + cid, headers={"authorization": "Bearer " + ALICE}).json()
+        held = {"call_id": cid, "args_sha256": rec["approval"]["args_sha256"]}
+        cluster.sql("postgres", "ALTER ROLE gw_lost NOLOGIN")
+        cluster.sql("postgres", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                " WHERE usename = 'gw_lost'")
+        try:
+            check(harness.wait_until(lambda: a.request("GET", "/healthz").json()["status"] == "degraded",
+                                     WAIT_S), "A did not lose the database")
+            check(decide(b, held, "deny").status == 200, "deny on B")
+        finally:
+            cluster.sql("postgres", "ALTER ROLE gw_lost LOGIN")
+        waiter.join(WAIT_S + 5)
+        check(answers and answers[0].status == 200, "the MCP client was not answered: %r" % answers)
+        result = answers[0].json()["result"]
+        check(result["isError"] and result["_meta"]["gatehouse/status"] == "denied", answers[0].body)
+        stop_clean(env, "a")
+    finally:
+        env.close()
+
+
 def test_three_gateways_hold_on_a_approve_on_c_runs_once(cluster):
     env = Env(cluster, "three")
     try:
