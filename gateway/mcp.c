@@ -334,7 +334,9 @@ static void sse_event(struct http_resp *resp, json_t *msg)
 
 static void progress(struct http_resp *resp, struct wait_ctx *w, const char *message)
 {
-    if (!w->progress_token) return;
+    /* Without a stream the answer is one JSON body: a notification has nowhere to go (text in
+     * resp would be sent at once as the whole response). */
+    if (!w->progress_token || !w->streaming) return;
     w->progress++;
     sse_event(resp, json_pack("{s:s,s:s,s:{s:O,s:i,s:s,s:{s:s}}}", "jsonrpc", "2.0", "method",
                               "notifications/progress", "params", "progressToken",

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -364,6 +365,37 @@ class McpRawStreamTest(unittest.TestCase):
         self.assertTrue(last["result"]["isError"])
         self.assertRegex(last["result"]["content"][0]["text"], "denied.*not this quarter")
         self.assertIsNone(next_event())  # and the stream ends
+
+    def test_held_call_without_a_stream_answers_json_even_with_a_progress_token(self):
+        """A client that accepts only JSON gets the result as one JSON body once the call is
+        decided; its progressToken cannot be honoured (there is no stream). Before, the first
+        progress notification was sent at once as the whole response (500, no result)."""
+        h = {"Accept": "application/json, text/event-stream"}
+        h.update(bearer(T_ALPHA))
+        r = self.gw.request("POST", "/mcp", {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                                             "params": {"protocolVersion": "2025-06-18"}}, headers=h)
+        h.update({"Accept": "application/json", "Mcp-Session-Id": r.headers["mcp-session-id"]})
+        answers = []
+        waiter = threading.Thread(target=lambda: answers.append(self.gw.request("POST", "/mcp", {
+            "jsonrpc": "2.0", "id": "held-1", "method": "tools/call",
+            "params": {"name": "ledger", "arguments": {"account": "a", "amount": 1},
+                       "_meta": {"progressToken": "p"}}}, headers=h)))
+        waiter.start()
+        pending = lambda: self.gw.request(  # noqa: E731
+            "GET", "/v1/approvals?status=pending", headers=bearer(T_CAROL)).json()["approvals"]
+        self.assertTrue(harness.wait_until(lambda: answers or pending(), 30), "not held")
+        self.assertEqual(answers, [], answers and answers[0].body)
+        call_id = pending()[0]["call_id"]
+        rec = self.gw.request("GET", "/v1/calls/" + call_id, headers=bearer(T_ALPHA)).json()
+        r = self.gw.request("POST", "/v1/approvals/" + call_id, {
+            "decision": "deny", "args_sha256": rec["approval"]["args_sha256"]},
+            headers=bearer(T_CAROL))
+        self.assertEqual(r.status, 200, r.body)
+        waiter.join(60)
+        self.assertEqual((answers[0].status, answers[0].headers.get("content-type")),
+                         (200, "application/json"), answers[0].body)
+        self.assertEqual(answers[0].json()["id"], "held-1")
+        self.assertTrue(answers[0].json()["result"]["isError"])
 
     def test_sigterm_answers_a_client_waiting_for_a_held_call(self):
         """SIGTERM while a client waits: the stream ends with a tool error naming the call
